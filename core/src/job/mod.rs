@@ -1,0 +1,1 @@
+//! Job model (being written).

@@ -1,0 +1,227 @@
+//! Rows: the records that job-file operators exchange.
+//!
+//! A row is a `Vec<Value>` whose meaning comes from a [`Schema`] known at planning time, so
+//! expressions resolve field names to positions once, not per record. Values are a small closed
+//! set of types; `Float` compares and hashes by its bit pattern so rows can be keys.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::sync::Arc;
+
+/// One field's value.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Value {
+    /// Absent or unknown.
+    Null,
+    /// `true` or `false`.
+    Bool(bool),
+    /// A 64-bit signed integer.
+    Int(i64),
+    /// A 64-bit float.
+    Float(f64),
+    /// Text; shared so copying a row does not copy its strings.
+    Str(Arc<str>),
+    /// A list, produced by functions such as `split` and consumed by `flat_map`.
+    List(Arc<[Value]>),
+}
+
+/// A record of a job-file operator: values in the order of the edge's [`Schema`].
+pub type Row = Vec<Value>;
+
+/// The static type of a field or an expression.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Type {
+    /// Only `null` has this type.
+    Null,
+    /// Boolean.
+    Bool,
+    /// 64-bit signed integer.
+    Int,
+    /// 64-bit float.
+    Float,
+    /// Text.
+    Str,
+    /// A list of values.
+    List,
+    /// Not known until run time (for example a CSV column without a declared type).
+    Any,
+}
+
+impl Type {
+    /// The name used in job files and error messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Type::Null => "null",
+            Type::Bool => "bool",
+            Type::Int => "int",
+            Type::Float => "float",
+            Type::Str => "str",
+            Type::List => "list",
+            Type::Any => "any",
+        }
+    }
+
+    /// Parses a type name as written in a job file (`int`, `float`, `str`, `bool`).
+    pub fn from_name(name: &str) -> Option<Type> {
+        Some(match name {
+            "bool" => Type::Bool,
+            "int" => Type::Int,
+            "float" => Type::Float,
+            "str" | "string" => Type::Str,
+            "list" => Type::List,
+            "any" => Type::Any,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Type {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One named, typed field of a schema.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Field {
+    /// The name expressions use.
+    pub name: String,
+    /// Its static type.
+    pub ty: Type,
+}
+
+/// The fields of the rows on one edge, in order.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Schema {
+    /// Fields in row order.
+    pub fields: Vec<Field>,
+}
+
+impl Schema {
+    /// A schema of `(name, type)` pairs.
+    pub fn new<'a>(fields: impl IntoIterator<Item = (&'a str, Type)>) -> Schema {
+        Schema {
+            fields: fields.into_iter().map(|(name, ty)| Field { name: name.to_string(), ty }).collect(),
+        }
+    }
+
+    /// Position of the field called `name`.
+    pub fn position(&self, name: &str) -> Option<usize> {
+        self.fields.iter().position(|field| field.name == name)
+    }
+
+    /// The field names joined by `, ` for error messages.
+    pub fn names(&self) -> String {
+        let names: Vec<&str> = self.fields.iter().map(|field| field.name.as_str()).collect();
+        names.join(", ")
+    }
+}
+
+impl Value {
+    /// The value's dynamic type.
+    pub fn ty(&self) -> Type {
+        match self {
+            Value::Null => Type::Null,
+            Value::Bool(_) => Type::Bool,
+            Value::Int(_) => Type::Int,
+            Value::Float(_) => Type::Float,
+            Value::Str(_) => Type::Str,
+            Value::List(_) => Type::List,
+        }
+    }
+
+    /// A string value.
+    pub fn str(text: &str) -> Value {
+        Value::Str(Arc::from(text))
+    }
+}
+
+impl PartialEq for Value {
+    fn eq(&self, other: &Value) -> bool {
+        self.cmp(other) == std::cmp::Ordering::Equal
+    }
+}
+
+impl Eq for Value {}
+
+impl PartialOrd for Value {
+    fn partial_cmp(&self, other: &Value) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Value {
+    /// A total order so values can be keys: by type first, floats by IEEE total order.
+    fn cmp(&self, other: &Value) -> std::cmp::Ordering {
+        use Value::*;
+        match (self, other) {
+            (Null, Null) => std::cmp::Ordering::Equal,
+            (Bool(a), Bool(b)) => a.cmp(b),
+            (Int(a), Int(b)) => a.cmp(b),
+            (Float(a), Float(b)) => a.total_cmp(b),
+            (Str(a), Str(b)) => a.cmp(b),
+            (List(a), List(b)) => a.cmp(b),
+            _ => self.ty().cmp(&other.ty()),
+        }
+    }
+}
+
+impl std::hash::Hash for Value {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        std::mem::discriminant(self).hash(state);
+        match self {
+            Value::Null => {}
+            Value::Bool(b) => b.hash(state),
+            Value::Int(i) => i.hash(state),
+            Value::Float(x) => x.to_bits().hash(state),
+            Value::Str(s) => s.hash(state),
+            Value::List(items) => items.hash(state),
+        }
+    }
+}
+
+impl fmt::Display for Value {
+    /// The form the print and file sinks write: strings bare, lists in brackets.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Null => f.write_str("null"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Int(i) => write!(f, "{i}"),
+            Value::Float(x) => write!(f, "{x:?}"),
+            Value::Str(s) => f.write_str(s),
+            Value::List(items) => {
+                f.write_str("[")?;
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{item}")?;
+                }
+                f.write_str("]")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_order_totally_even_with_nan() {
+        let mut values = vec![Value::Float(f64::NAN), Value::Int(2), Value::Null, Value::Float(1.0)];
+        values.sort();
+        assert_eq!(values[0], Value::Null);
+        assert_eq!(values[1], Value::Int(2));
+        assert_eq!(values[2], Value::Float(1.0));
+        assert_eq!(Value::Float(f64::NAN), Value::Float(f64::NAN));
+    }
+
+    #[test]
+    fn schema_finds_fields_by_name() {
+        let schema = Schema::new([("k", Type::Int), ("v", Type::Int)]);
+        assert_eq!(schema.position("v"), Some(1));
+        assert_eq!(schema.position("w"), None);
+        assert_eq!(schema.names(), "k, v");
+    }
+}

@@ -1,0 +1,1 @@
+//! weir-net: framing, connections and data channels (arrives with the daemons issue).
