@@ -110,6 +110,21 @@ impl Schema {
         self.fields.iter().position(|field| field.name == name)
     }
 
+    /// Whether rows of `self` and `other` may meet on one input: same names, and types equal
+    /// or one of them `any`.
+    pub fn is_compatible(&self, other: &Schema) -> bool {
+        self.fields.len() == other.fields.len()
+            && self.fields.iter().zip(&other.fields).all(|(a, b)| {
+                a.name == b.name && (a.ty == b.ty || a.ty == Type::Any || b.ty == Type::Any)
+            })
+    }
+
+    /// The fields as `name: type` joined by `, ` for error messages.
+    pub fn describe(&self) -> String {
+        let fields: Vec<String> = self.fields.iter().map(|field| format!("{}: {}", field.name, field.ty)).collect();
+        fields.join(", ")
+    }
+
     /// The field names joined by `, ` for error messages.
     pub fn names(&self) -> String {
         let names: Vec<&str> = self.fields.iter().map(|field| field.name.as_str()).collect();
