@@ -100,9 +100,7 @@ pub struct Schema {
 impl Schema {
     /// A schema of `(name, type)` pairs.
     pub fn new<'a>(fields: impl IntoIterator<Item = (&'a str, Type)>) -> Schema {
-        Schema {
-            fields: fields.into_iter().map(|(name, ty)| Field { name: name.to_string(), ty }).collect(),
-        }
+        Schema { fields: fields.into_iter().map(|(name, ty)| Field { name: name.to_string(), ty }).collect() }
     }
 
     /// Position of the field called `name`.
@@ -114,9 +112,11 @@ impl Schema {
     /// or one of them `any`.
     pub fn is_compatible(&self, other: &Schema) -> bool {
         self.fields.len() == other.fields.len()
-            && self.fields.iter().zip(&other.fields).all(|(a, b)| {
-                a.name == b.name && (a.ty == b.ty || a.ty == Type::Any || b.ty == Type::Any)
-            })
+            && self
+                .fields
+                .iter()
+                .zip(&other.fields)
+                .all(|(a, b)| a.name == b.name && (a.ty == b.ty || a.ty == Type::Any || b.ty == Type::Any))
     }
 
     /// The fields as `name: type` joined by `, ` for error messages.

@@ -138,7 +138,8 @@ fn check_edges(graph: &JobGraph, errors: &mut Vec<GraphError>) {
         for edge in &inputs {
             check_edge(graph, edge, errors);
         }
-        if operator.kind.needs_key() && !inputs.iter().all(|e| matches!(e.partitioner, Some(Partitioner::Hash { .. }))) {
+        if operator.kind.needs_key() && !inputs.iter().all(|e| matches!(e.partitioner, Some(Partitioner::Hash { .. })))
+        {
             let message = format!("`{}` needs a keyed input: put a key_by before it", operator.kind.type_name());
             errors.push(error_at(graph, index, "input", message));
         }
@@ -196,10 +197,8 @@ fn topological_order(graph: &JobGraph) -> Result<Vec<OperatorIndex>, GraphError>
     if order.len() == count {
         return Ok(order);
     }
-    let in_cycle: Vec<&str> = (0..count)
-        .filter(|&i| indegree[i] > 0)
-        .map(|i| graph.operators[i].uid.as_str())
-        .collect();
+    let in_cycle: Vec<&str> =
+        (0..count).filter(|&i| indegree[i] > 0).map(|i| graph.operators[i].uid.as_str()).collect();
     let first = (0..count).find(|&i| indegree[i] > 0).unwrap_or(0);
     let message = format!("the job has a cycle through {}", in_cycle.join(" -> "));
     Err(error_at(graph, OperatorIndex(first as u32), "input", message))
@@ -222,7 +221,11 @@ fn derive_schemas(graph: &JobGraph, order: &[OperatorIndex], errors: &mut Vec<Gr
 }
 
 /// The schema of the rows an operator receives, or `None` for typed Rust records.
-fn input_schema(graph: &JobGraph, index: OperatorIndex, schemas: &[Option<Schema>]) -> Result<Option<Schema>, GraphError> {
+fn input_schema(
+    graph: &JobGraph,
+    index: OperatorIndex,
+    schemas: &[Option<Schema>],
+) -> Result<Option<Schema>, GraphError> {
     let mut result: Option<Option<Schema>> = None;
     for edge in graph.inputs_of(index) {
         let schema = schemas[edge.source.index()].clone();
@@ -255,7 +258,11 @@ fn same_rows(a: &Option<Schema>, b: &Option<Schema>) -> bool {
     }
 }
 
-fn derive_schema(graph: &JobGraph, index: OperatorIndex, schemas: &[Option<Schema>]) -> Result<Option<Schema>, GraphError> {
+fn derive_schema(
+    graph: &JobGraph,
+    index: OperatorIndex,
+    schemas: &[Option<Schema>],
+) -> Result<Option<Schema>, GraphError> {
     let operator = graph.operator(index);
     let input = input_schema(graph, index, schemas)?;
     if let OperatorKind::Custom { is_sink, .. } = &operator.kind {
@@ -323,7 +330,8 @@ impl SchemaCheck<'_> {
     /// Every hash edge's key must be a valid expression over its producer's rows.
     fn hash_keys(&self, schemas: &[Option<Schema>]) -> Result<(), GraphError> {
         for edge in self.graph.inputs_of(self.index) {
-            if let (Some(Partitioner::Hash { key }), Some(schema)) = (&edge.partitioner, &schemas[edge.source.index()]) {
+            if let (Some(Partitioner::Hash { key }), Some(schema)) = (&edge.partitioner, &schemas[edge.source.index()])
+            {
                 self.compile("key", key, schema)?;
             }
         }
@@ -387,7 +395,9 @@ impl SchemaCheck<'_> {
     fn keyed_output(&self, aggregates: &[NamedExpr]) -> Result<Schema, GraphError> {
         let input = self.input;
         if aggregates.is_empty() {
-            return Err(self.error("aggregates", "at least one aggregate is needed, e.g. { total = \"sum(v)\" }".into()));
+            return Err(
+                self.error("aggregates", "at least one aggregate is needed, e.g. { total = \"sum(v)\" }".into())
+            );
         }
         let key = self
             .graph

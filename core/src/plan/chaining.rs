@@ -7,7 +7,7 @@
 
 use super::resolve::ResolvedOperator;
 use super::{DistributionPattern, JobEdge, JobPlan, JobVertex};
-use crate::ids::{stable_hash128, Hex128, OperatorIndex, VertexId, VertexIndex};
+use crate::ids::{Hex128, OperatorIndex, VertexId, VertexIndex, stable_hash128};
 use crate::job::validate::ValidatedJob;
 use crate::job::{ChainingStrategy, Partitioner};
 
@@ -100,11 +100,8 @@ fn vertex_edges(plan: &JobPlan, head_of: &[OperatorIndex]) -> Vec<JobEdge> {
             if head_of[target.index()] != target {
                 continue; // a chained edge lives inside the vertex
             }
-            let pattern = if partitioner.is_pointwise() {
-                DistributionPattern::Pointwise
-            } else {
-                DistributionPattern::AllToAll
-            };
+            let pattern =
+                if partitioner.is_pointwise() { DistributionPattern::Pointwise } else { DistributionPattern::AllToAll };
             edges.push(JobEdge {
                 source: plan.vertex_of[source.index()],
                 target: plan.vertex_of[target.index()],

@@ -87,7 +87,10 @@ impl ExecutionGraph {
     pub fn subtask_at(&self, ordinal: u64) -> SubtaskRef {
         assert!(ordinal < self.subtask_count(), "ordinal {ordinal} out of range");
         let vertex = self.offsets.partition_point(|&offset| offset <= ordinal) - 1;
-        SubtaskRef { vertex: VertexIndex(vertex as u32), subtask: SubtaskIndex((ordinal - self.offsets[vertex]) as u32) }
+        SubtaskRef {
+            vertex: VertexIndex(vertex as u32),
+            subtask: SubtaskIndex((ordinal - self.offsets[vertex]) as u32),
+        }
     }
 
     /// Every subtask, vertex by vertex.
@@ -153,7 +156,8 @@ mod tests {
                         assert!(back.contains(&i), "{from}->{to}: {i}->{j} but {j} reads {back:?}");
                     }
                 }
-                let covered: u32 = (0..from).map(|i| connected(DistributionPattern::Pointwise, from, to, i).len() as u32).sum();
+                let covered: u32 =
+                    (0..from).map(|i| connected(DistributionPattern::Pointwise, from, to, i).len() as u32).sum();
                 assert!(covered >= to.min(from), "every consumer has a producer");
             }
         }

@@ -13,13 +13,13 @@
 pub mod chaining;
 pub mod execution;
 pub mod json;
-pub mod text;
 pub mod regions;
 pub mod resolve;
+pub mod text;
 
 use crate::ids::{OperatorIndex, VertexId, VertexIndex};
-use crate::job::validate::ValidatedJob;
 use crate::job::Partitioner;
+use crate::job::validate::ValidatedJob;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -167,7 +167,10 @@ impl JobPlan {
             for operator in &vertex.operators {
                 seen[operator.index()] += 1;
                 if self.vertex_of[operator.index()] != vertex.index {
-                    return Err(format!("operator {operator} is listed in vertex {} but mapped elsewhere", vertex.index));
+                    return Err(format!(
+                        "operator {operator} is listed in vertex {} but mapped elsewhere",
+                        vertex.index
+                    ));
                 }
             }
         }

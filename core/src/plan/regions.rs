@@ -6,8 +6,8 @@
 //! per parallel slice (as Flink's `PipelinedRegionComputeUtil` gives for streaming jobs).
 //! Computed with a union-find over subtask ordinals in O(subtasks) time and memory.
 
-use super::execution::{ExecutionGraph, SubtaskRef};
 use super::DistributionPattern;
+use super::execution::{ExecutionGraph, SubtaskRef};
 use crate::ids::{RegionIndex, SubtaskIndex};
 
 /// The pipelined regions of an execution graph.

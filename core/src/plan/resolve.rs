@@ -4,7 +4,7 @@
 use super::{PlanError, PlanOptions};
 use crate::ids::OperatorIndex;
 use crate::job::validate::ValidatedJob;
-use crate::job::{Partitioner, MAX_PARALLELISM_LIMIT};
+use crate::job::{MAX_PARALLELISM_LIMIT, Partitioner};
 use serde::Serialize;
 
 /// The slot sharing group of operators that name none and have no inputs to inherit from.
@@ -57,7 +57,8 @@ pub fn resolve(job: &ValidatedJob, options: &PlanOptions) -> Result<Vec<Resolved
                 Some(Partitioner::Forward) if source.parallelism != parallelism => {
                     let producer = &graph.operator(edge.source).uid;
                     return Err(fail(format!(
-                        "forward partitioning does not allow a change of parallelism ({producer} has {}, this has {parallelism})",
+                        "forward partitioning does not allow a change of parallelism \
+                         ({producer} has {}, this has {parallelism})",
                         source.parallelism
                     )));
                 }

@@ -49,7 +49,9 @@ fn linear(steps: &[(&str, Option<u32>, Option<&str>)]) -> String {
         let id = format!("op{}", position + 1);
         let mut input = previous.clone();
         if *kind == "key_by" {
-            text.push_str(&format!("[[operator]]\nid = \"{id}\"\ntype = \"key_by\"\ninput = \"{previous}\"\nkey = \"x\"\n"));
+            text.push_str(&format!(
+                "[[operator]]\nid = \"{id}\"\ntype = \"key_by\"\ninput = \"{previous}\"\nkey = \"x\"\n"
+            ));
             previous = id;
             continue;
         }
@@ -87,7 +89,12 @@ fn flink_example_parallelism_changes_give_three_vertices() {
 
 #[test]
 fn two_slot_sharing_groups_of_highest_parallelism_3_and_2_need_5_slots() {
-    let text = linear(&[("map", Some(3), None), ("key_by", None, None), ("map", Some(2), Some("other")), ("discard", Some(1), None)]);
+    let text = linear(&[
+        ("map", Some(3), None),
+        ("key_by", None, None),
+        ("map", Some(2), Some("other")),
+        ("discard", Some(1), None),
+    ]);
     let text = text.replace("to = 9\n", "to = 9\nparallelism = 3\n");
     let plan = plan_text(&text, &PlanOptions::default());
     assert_eq!(plan.slots_per_group.get("default"), Some(&3));
@@ -98,9 +105,14 @@ fn two_slot_sharing_groups_of_highest_parallelism_3_and_2_need_5_slots() {
 #[test]
 fn flink_slot_sharing_example_needs_4_then_6_slots() {
     // source(p=2) -> map(p=2) -> keyBy -> window(p=4) -> sink(p=4)
-    let shared = linear(&[("map", Some(2), None), ("key_by", None, None), ("filter", Some(4), None), ("discard", Some(4), None)])
-        .replace("to = 9\n", "to = 9\nparallelism = 2\n")
-        .replace("type = \"filter\"\ninput = \"op2\"\n", "type = \"filter\"\ninput = \"op2\"\nwhere = \"x > 0\"\n");
+    let shared = linear(&[
+        ("map", Some(2), None),
+        ("key_by", None, None),
+        ("filter", Some(4), None),
+        ("discard", Some(4), None),
+    ])
+    .replace("to = 9\n", "to = 9\nparallelism = 2\n")
+    .replace("type = \"filter\"\ninput = \"op2\"\n", "type = \"filter\"\ninput = \"op2\"\nwhere = \"x > 0\"\n");
     assert_eq!(plan_text(&shared, &PlanOptions::default()).required_slots, 4);
     let split = shared.replace("where = \"x > 0\"\n", "where = \"x > 0\"\nslot_sharing_group = \"w\"\n");
     let plan = plan_text(&split, &PlanOptions::default());
@@ -112,14 +124,18 @@ fn flink_slot_sharing_example_needs_4_then_6_slots() {
 fn never_and_head_strategies_break_chains_as_flink_does() {
     let base = linear(&[("map", None, None), ("map", None, None), ("discard", None, None)]);
     let never = base.replacen("fields = { x = \"x\" }\n", "fields = { x = \"x\" }\nchaining = \"never\"\n", 1);
-    assert_eq!(vertex_names(&plan_text(&never, &PlanOptions::default())), [vec!["op0"], vec!["op1"], vec!["op2", "op3"]]);
+    assert_eq!(
+        vertex_names(&plan_text(&never, &PlanOptions::default())),
+        [vec!["op0"], vec!["op1"], vec!["op2", "op3"]]
+    );
     let head = base.replacen("fields = { x = \"x\" }\n", "fields = { x = \"x\" }\nchaining = \"head\"\n", 1);
     assert_eq!(vertex_names(&plan_text(&head, &PlanOptions::default())), [vec!["op0"], vec!["op1", "op2", "op3"]]);
 }
 
 #[test]
 fn forward_between_different_parallelism_fails_at_planning_when_set_by_p() {
-    let text = linear(&[("discard", Some(3), None)]).replace("input = \"op0\"\n", "input = \"op0\"\npartition = \"forward\"\n");
+    let text = linear(&[("discard", Some(3), None)])
+        .replace("input = \"op0\"\n", "input = \"op0\"\npartition = \"forward\"\n");
     let job = parse_job_file("t", &text).unwrap();
     let error = plan(&job, &PlanOptions::default()).unwrap_err();
     assert!(error.to_string().contains("forward partitioning does not allow a change of parallelism"), "{error}");
@@ -129,7 +145,10 @@ fn forward_between_different_parallelism_fails_at_planning_when_set_by_p() {
 #[test]
 fn regions_follow_the_exchanges() {
     let forward_only = linear(&[("map", None, None), ("discard", None, None)]);
-    let plan = plan_text(&forward_only, &PlanOptions { default_parallelism: 3, chaining_enabled: false, ..PlanOptions::default() });
+    let plan = plan_text(
+        &forward_only,
+        &PlanOptions { default_parallelism: 3, chaining_enabled: false, ..PlanOptions::default() },
+    );
     let graph = ExecutionGraph::new(&plan);
     assert_eq!(Regions::new(&graph).len(), 3, "one region per parallel slice");
     let plan = plan_text(WINDOWED_SUM, &PlanOptions::default());
@@ -139,7 +158,8 @@ fn regions_follow_the_exchanges() {
 #[test]
 fn execution_graph_memory_grows_linearly_with_subtasks_on_all_to_all_edges() {
     let bytes = |parallelism: u32| {
-        let text = WINDOWED_SUM.replace("parallelism = 1", &format!("parallelism = {parallelism}\nmax_parallelism = 32768"));
+        let text =
+            WINDOWED_SUM.replace("parallelism = 1", &format!("parallelism = {parallelism}\nmax_parallelism = 32768"));
         let plan = plan_text(&text, &PlanOptions::default());
         let graph = ExecutionGraph::new(&plan);
         let regions = Regions::new(&graph);
@@ -171,8 +191,12 @@ fn random_graph(specs: Vec<Spec>) -> JobGraph {
             parallelism: Some(parallelism),
             max_parallelism: None,
             slot_sharing_group: [None, Some("a".to_string()), Some("b".to_string())][group as usize % 3].clone(),
-            chaining: [ChainingStrategy::Always, ChainingStrategy::Always, ChainingStrategy::Head, ChainingStrategy::Never]
-                [chaining as usize % 4],
+            chaining: [
+                ChainingStrategy::Always,
+                ChainingStrategy::Always,
+                ChainingStrategy::Head,
+                ChainingStrategy::Never,
+            ][chaining as usize % 4],
         });
         if is_source {
             continue;
@@ -189,14 +213,25 @@ fn random_graph(specs: Vec<Spec>) -> JobGraph {
                 4 => Some(Partitioner::Broadcast),
                 _ => Some(Partitioner::Shuffle),
             };
-            graph.edges.push(Edge { source: OperatorIndex(source as u32), target: OperatorIndex(position as u32), partitioner });
+            graph.edges.push(Edge {
+                source: OperatorIndex(source as u32),
+                target: OperatorIndex(position as u32),
+                partitioner,
+            });
         }
     }
     graph
 }
 
 fn spec() -> impl Strategy<Value = Spec> {
-    (prop::bool::weighted(0.15), 1u32..5, any::<u8>(), any::<u8>(), any::<u8>(), prop::collection::vec(any::<prop::sample::Index>(), 1..3))
+    (
+        prop::bool::weighted(0.15),
+        1u32..5,
+        any::<u8>(),
+        any::<u8>(),
+        any::<u8>(),
+        prop::collection::vec(any::<prop::sample::Index>(), 1..3),
+    )
 }
 
 proptest! {
@@ -212,7 +247,8 @@ proptest! {
         for (target, resolved) in plan.operators.iter().enumerate() {
             let target = OperatorIndex(target as u32);
             for (source, partitioner) in &resolved.input_partitioners {
-                let chainable = chaining::is_chainable(&job, &plan.operators, *source, target, partitioner, chaining_enabled);
+                let chainable =
+                    chaining::is_chainable(&job, &plan.operators, *source, target, partitioner, chaining_enabled);
                 let same_vertex = plan.vertex_of[source.index()] == plan.vertex_of[target.index()];
                 // Chained exactly when Flink's rules allow it: never across a non-forward edge, a
                 // parallelism change, a group boundary or a disabled operator, and always otherwise.

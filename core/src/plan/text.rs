@@ -8,7 +8,8 @@ impl JobPlan {
     pub fn describe(&self) -> String {
         let graph = &self.job.graph;
         let mut out = String::new();
-        let _ = writeln!(out, "job {:?}: {} vertices, {} subtasks", graph.name, self.vertices.len(), self.subtask_count());
+        let _ =
+            writeln!(out, "job {:?}: {} vertices, {} subtasks", graph.name, self.vertices.len(), self.subtask_count());
         for vertex in &self.vertices {
             let _ = writeln!(
                 out,
@@ -25,10 +26,12 @@ impl JobPlan {
                     _ => String::new(),
                 };
                 let source = self.vertex(edge.source);
-                let _ = writeln!(out, "    <- {}{} from vertex {}", edge.partitioner.ship_strategy(), key, source.index);
+                let _ =
+                    writeln!(out, "    <- {}{} from vertex {}", edge.partitioner.ship_strategy(), key, source.index);
             }
         }
-        let groups: Vec<String> = self.slots_per_group.iter().map(|(group, slots)| format!("{group:?}: {slots}")).collect();
+        let groups: Vec<String> =
+            self.slots_per_group.iter().map(|(group, slots)| format!("{group:?}: {slots}")).collect();
         let _ = writeln!(out, "required slots: {} ({})", self.required_slots, groups.join(", "));
         out
     }

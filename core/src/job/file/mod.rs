@@ -12,7 +12,7 @@
 mod operators;
 mod reader;
 
-use super::validate::{validate, GraphError, ValidatedJob};
+use super::validate::{GraphError, ValidatedJob, validate};
 use reader::{Located, Reader};
 use std::fmt;
 use toml::de::DeTable;

@@ -1,7 +1,7 @@
 //! Reads the job file's tables into the job graph, one operator type at a time.
 
-use super::reader::Reader;
 use super::Places;
+use super::reader::Reader;
 use crate::ids::OperatorIndex;
 use crate::job::model::*;
 use crate::row::Type;
@@ -238,7 +238,10 @@ fn read_file_source(table: &mut Reader) -> Option<OperatorKind> {
             Some((name, ty_name)) => match Type::from_name(ty_name.trim()) {
                 Some(ty) => (name.trim().to_string(), ty),
                 None => {
-                    table.fail("columns", format!("unknown type {ty_name:?} in column {column:?}; use int, float, str or bool"));
+                    table.fail(
+                        "columns",
+                        format!("unknown type {ty_name:?} in column {column:?}; use int, float, str or bool"),
+                    );
                     return None;
                 }
             },
@@ -296,7 +299,9 @@ fn read_assigner(window: &mut Reader) -> Option<WindowAssigner> {
     };
     Some(match kind.as_str() {
         "tumbling" => WindowAssigner::Tumbling { size: required(window, "size")?, time },
-        "sliding" => WindowAssigner::Sliding { size: required(window, "size")?, slide: required(window, "slide")?, time },
+        "sliding" => {
+            WindowAssigner::Sliding { size: required(window, "size")?, slide: required(window, "slide")?, time }
+        }
         "session" => WindowAssigner::Session { gap: required(window, "gap")?, time },
         other => {
             window.fail("type", format!("unknown window type {other:?}; use count, tumbling, sliding or session"));

@@ -6,8 +6,8 @@ use crate::time::Duration;
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::ops::Range;
-use toml::de::{DeTable, DeValue};
 use toml::Spanned;
+use toml::de::{DeTable, DeValue};
 
 /// The file's text and name, for turning byte offsets into lines and columns.
 pub(crate) struct Located<'t> {

@@ -39,7 +39,8 @@ fn key_by_becomes_a_hash_edge_not_an_operator() {
     let job = parse_job_file("w", WINDOWED_SUM).unwrap();
     let kinds: Vec<&str> = job.graph.operators.iter().map(|o| o.kind.type_name()).collect();
     assert_eq!(kinds, ["sequence", "map", "window", "discard"]);
-    let hash: Vec<_> = job.graph.edges.iter().filter(|e| matches!(e.partitioner, Some(Partitioner::Hash { .. }))).collect();
+    let hash: Vec<_> =
+        job.graph.edges.iter().filter(|e| matches!(e.partitioner, Some(Partitioner::Hash { .. }))).collect();
     assert_eq!(hash.len(), 1);
     assert_eq!(job.graph.operator(hash[0].source).uid, "pairs");
     assert_eq!(job.graph.operator(hash[0].target).uid, "sums");
@@ -78,13 +79,19 @@ fn wrong_value_type_names_line_and_field() {
 
 #[test]
 fn unknown_input_names_line_and_field() {
-    let text = format!("{HEAD}[[operator]]\nid = \"a\"\ntype = \"sequence\"\nto = 5\n[[operator]]\nid = \"b\"\ntype = \"discard\"\ninput = \"c\"\n");
+    let text = format!(
+        "{HEAD}[[operator]]\nid = \"a\"\ntype = \"sequence\"\nto = 5\n\
+         [[operator]]\nid = \"b\"\ntype = \"discard\"\ninput = \"c\"\n"
+    );
     assert_error(&text, 9, "operator `b`.input", "unknown input `c`");
 }
 
 #[test]
 fn duplicate_id_names_line_and_field() {
-    let text = format!("{HEAD}[[operator]]\nid = \"a\"\ntype = \"sequence\"\nto = 5\n[[operator]]\nid = \"a\"\ntype = \"discard\"\ninput = \"a\"\n");
+    let text = format!(
+        "{HEAD}[[operator]]\nid = \"a\"\ntype = \"sequence\"\nto = 5\n\
+         [[operator]]\nid = \"a\"\ntype = \"discard\"\ninput = \"a\"\n"
+    );
     assert_error(&text, 7, "id", "duplicate id `a`");
 }
 
@@ -111,7 +118,8 @@ fn hash_partition_without_key_is_rejected() {
 fn parallelism_out_of_range_names_line_and_field() {
     let text = format!("{HEAD}[[operator]]\nid = \"s\"\ntype = \"sequence\"\nto = 5\nparallelism = 0\n");
     assert_error(&text, 6, "parallelism", "0 is outside 1..32769");
-    let text = format!("{HEAD}max_parallelism = 4\n[[operator]]\nid = \"s\"\ntype = \"sequence\"\nto = 5\nparallelism = 8\n");
+    let text =
+        format!("{HEAD}max_parallelism = 4\n[[operator]]\nid = \"s\"\ntype = \"sequence\"\nto = 5\nparallelism = 8\n");
     assert_error(&text, 7, "parallelism", "parallelism 8 is outside 1..=4");
 }
 
@@ -156,7 +164,8 @@ fn bad_expression_names_line_and_field() {
 fn bad_duration_names_line_and_field() {
     let text = format!(
         "{HEAD}[[operator]]\nid = \"s\"\ntype = \"sequence\"\nto = 5\n\
-         [[operator]]\nid = \"w\"\ntype = \"watermarks\"\ninput = \"s\"\ntimestamp = \"x\"\nmax_out_of_orderness = \"soon\"\n"
+         [[operator]]\nid = \"w\"\ntype = \"watermarks\"\ninput = \"s\"\ntimestamp = \"x\"\n\
+         max_out_of_orderness = \"soon\"\n"
     );
     assert_error(&text, 11, "max_out_of_orderness", "bad duration");
 }
@@ -167,4 +176,3 @@ fn garbage_input_gives_errors_not_panics() {
         let _ = parse_job_file("g", text);
     }
 }
-
