@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what weir's build and tests need on a fresh machine; safe to run again.
+# Rust (cargo) must already be there; system packages come from Debian's apt.
+set -euo pipefail
+
+# Debian packages the build or the tests need. Empty today: nothing beyond the Rust toolchain
+# is used yet. (RocksDB will add libclang-dev; the browser tests chromium.)
+APT_PACKAGES=()
+
+missing=()
+for package in "${APT_PACKAGES[@]}"; do
+  dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust first (https://rustup.rs)" >&2; exit 1; }
