@@ -11,5 +11,6 @@ pub mod expr;
 pub mod ids;
 pub mod job;
 pub mod plan;
+pub mod protocol;
 pub mod row;
 pub mod time;

@@ -1,0 +1,472 @@
+//! The payloads of every conversation, grouped by receiving role.
+
+use crate::ids::{AllocationId, AttemptNumber, CheckpointId, JobId, ResourceId, SlotIndex, SubtaskIndex, VertexIndex};
+use crate::job::JobGraph;
+use crate::protocol::{ExecutionState, JobStatus};
+use crate::time::Time;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// One attempt of one subtask of one job (Flink's `ExecutionAttemptID`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ExecutionId {
+    /// The job.
+    pub job: JobId,
+    /// The vertex.
+    pub vertex: VertexIndex,
+    /// The subtask.
+    pub subtask: SubtaskIndex,
+    /// The attempt; a restart makes the next one.
+    pub attempt: AttemptNumber,
+}
+
+impl fmt::Display for ExecutionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/v{}/{}#{}", &self.job.to_string()[..8], self.vertex, self.subtask, self.attempt)
+    }
+}
+
+/// What a TaskManager offers: its slots and memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerResources {
+    /// Task slots (`taskmanager.numberOfTaskSlots`).
+    pub slots: u32,
+    /// Managed memory, split evenly across slots.
+    pub managed_memory_bytes: u64,
+}
+
+/// One slot as its TaskManager reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotStatus {
+    /// The slot.
+    pub slot: SlotIndex,
+    /// The allocation and job holding it, if any.
+    pub allocation: Option<(AllocationId, JobId)>,
+}
+
+/// A slot given to a JobMaster by a TaskExecutor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotOffer {
+    /// The allocation the ResourceManager made.
+    pub allocation: AllocationId,
+    /// The slot on the offering TaskManager.
+    pub slot: SlotIndex,
+}
+
+/// Everything a TaskExecutor needs to start one task.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskDeployment {
+    /// Which attempt of which subtask.
+    pub execution: ExecutionId,
+    /// The slot's allocation (must belong to the job on the receiving TaskExecutor).
+    pub allocation: AllocationId,
+    /// The vertex name, for logs and the UI.
+    pub vertex_name: String,
+    /// The vertex's parallelism.
+    pub parallelism: u32,
+    /// The checkpoint to restore state from, if any.
+    pub restore_from: Option<CheckpointId>,
+}
+
+/// A job as clients submit it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobSubmission {
+    /// A fixed id (as Flink's `--jobid`, and for recovery); `None` lets the Dispatcher assign one.
+    pub job_id: Option<JobId>,
+    /// The job graph (a job file or the builder API's output).
+    pub graph: JobGraph,
+    /// Default parallelism for this job (the CLI's `-p`).
+    pub parallelism: Option<u32>,
+    /// Configuration keys for this job, above the cluster's.
+    pub config: BTreeMap<String, String>,
+}
+
+/// A job as the Dispatcher reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSummary {
+    /// The job id.
+    pub job_id: JobId,
+    /// The job name.
+    pub name: String,
+    /// Current status.
+    pub status: JobStatus,
+    /// When the Dispatcher accepted it.
+    pub start_time: Time,
+    /// When it reached a terminal status.
+    pub end_time: Option<Time>,
+    /// Subtasks per execution state of the current attempts.
+    pub tasks: BTreeMap<ExecutionState, u32>,
+    /// Why it failed, when it did.
+    pub failure: Option<String>,
+}
+
+/// To the ResourceManager.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ResourceManagerMessage {
+    /// A TaskExecutor (re-)registers with its resources and slot report.
+    RegisterTaskExecutor {
+        /// The TaskManager process instance.
+        resource_id: ResourceId,
+        /// Its slots and memory.
+        resources: WorkerResources,
+        /// Its slots' current allocations.
+        slot_report: Vec<SlotStatus>,
+    },
+    /// A TaskExecutor answers a heartbeat with its slot report.
+    TaskExecutorHeartbeat {
+        /// The TaskManager.
+        resource_id: ResourceId,
+        /// Its slots' current allocations.
+        slot_report: Vec<SlotStatus>,
+    },
+    /// A TaskExecutor says whether it took the slot the ResourceManager asked for.
+    SlotRequestResult {
+        /// The TaskManager.
+        resource_id: ResourceId,
+        /// The allocation asked for.
+        allocation: AllocationId,
+        /// Whether the slot was free and is now allocated.
+        accepted: bool,
+    },
+    /// A TaskExecutor freed a slot.
+    SlotFreed {
+        /// The TaskManager.
+        resource_id: ResourceId,
+        /// The slot.
+        slot: SlotIndex,
+        /// The allocation it held.
+        allocation: AllocationId,
+    },
+    /// A TaskExecutor leaves.
+    DisconnectTaskExecutor {
+        /// The TaskManager.
+        resource_id: ResourceId,
+        /// Why.
+        reason: String,
+    },
+    /// A JobMaster asks for a slot under an allocation id of its choosing.
+    RequestSlot {
+        /// The job.
+        job_id: JobId,
+        /// The allocation id.
+        allocation: AllocationId,
+    },
+    /// A JobMaster no longer needs a pending request.
+    CancelSlotRequest {
+        /// The job.
+        job_id: JobId,
+        /// The allocation id.
+        allocation: AllocationId,
+    },
+    /// A JobMaster ends: its pending requests are dropped.
+    DisconnectJobMaster {
+        /// The job.
+        job_id: JobId,
+    },
+}
+
+/// To a JobMaster.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum JobMasterMessage {
+    /// The ResourceManager could not serve a slot request in time (or at all).
+    SlotRequestFailed {
+        /// The allocation id.
+        allocation: AllocationId,
+        /// Why.
+        reason: String,
+    },
+    /// The ResourceManager lost a TaskManager.
+    TaskManagerLost {
+        /// The TaskManager.
+        resource_id: ResourceId,
+        /// Why.
+        reason: String,
+    },
+    /// A TaskExecutor offers slots the ResourceManager allocated to this job.
+    OfferSlots {
+        /// The TaskManager.
+        resource_id: ResourceId,
+        /// The slots.
+        offers: Vec<SlotOffer>,
+    },
+    /// A task changed state on its TaskExecutor.
+    TaskStateChanged {
+        /// The attempt.
+        execution: ExecutionId,
+        /// The new state.
+        state: ExecutionState,
+        /// The failure, for FAILED.
+        error: Option<String>,
+    },
+    /// A TaskExecutor answers a heartbeat with the allocations it holds for this job.
+    TaskExecutorHeartbeat {
+        /// The TaskManager.
+        resource_id: ResourceId,
+        /// Allocations of this job it holds.
+        allocations: Vec<AllocationId>,
+    },
+    /// A TaskExecutor disconnects from this job.
+    DisconnectTaskExecutor {
+        /// The TaskManager.
+        resource_id: ResourceId,
+        /// Why.
+        reason: String,
+    },
+    /// The Dispatcher asks to cancel the job.
+    Cancel,
+}
+
+/// To a TaskExecutor.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum TaskExecutorMessage {
+    /// The ResourceManager accepted the registration.
+    RegistrationAccepted,
+    /// The ResourceManager refused the registration.
+    RegistrationRejected {
+        /// Why.
+        reason: String,
+    },
+    /// The ResourceManager's heartbeat request.
+    ResourceManagerHeartbeat,
+    /// The ResourceManager does not know this TaskExecutor (any more): register again.
+    DisconnectResourceManager {
+        /// Why.
+        reason: String,
+    },
+    /// The ResourceManager gives one of this TaskExecutor's slots to a job.
+    RequestSlot {
+        /// The slot.
+        slot: SlotIndex,
+        /// The job.
+        job_id: JobId,
+        /// The allocation id.
+        allocation: AllocationId,
+    },
+    /// A JobMaster's heartbeat request.
+    JobMasterHeartbeat {
+        /// The job.
+        job_id: JobId,
+    },
+    /// A JobMaster's answer to slot offers.
+    SlotOfferResult {
+        /// The job.
+        job_id: JobId,
+        /// Allocations it took.
+        accepted: Vec<AllocationId>,
+        /// Allocations it refused (to be freed).
+        rejected: Vec<AllocationId>,
+    },
+    /// Start a task in a slot of its job.
+    DeployTask(TaskDeployment),
+    /// Cancel a task.
+    CancelTask {
+        /// The attempt.
+        execution: ExecutionId,
+    },
+    /// Free a slot the job no longer needs.
+    FreeSlot {
+        /// The job.
+        job_id: JobId,
+        /// The allocation.
+        allocation: AllocationId,
+    },
+    /// The JobMaster is gone or done: free the job's slots and cancel its tasks.
+    DisconnectJobMaster {
+        /// The job.
+        job_id: JobId,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// To the Dispatcher.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum DispatcherMessage {
+    /// Submit a job.
+    Submit {
+        /// The client's request number, echoed in the reply.
+        request: u64,
+        /// The job.
+        submission: JobSubmission,
+    },
+    /// Cancel a job.
+    Cancel {
+        /// The client's request number.
+        request: u64,
+        /// The job.
+        job_id: JobId,
+    },
+    /// List every job, running and retained.
+    List {
+        /// The client's request number.
+        request: u64,
+    },
+    /// One job's status.
+    Status {
+        /// The client's request number.
+        request: u64,
+        /// The job.
+        job_id: JobId,
+    },
+    /// A JobMaster reports a status change of its job.
+    JobStatusChanged {
+        /// The job.
+        job_id: JobId,
+        /// The new status.
+        status: JobStatus,
+        /// Subtasks per state.
+        tasks: BTreeMap<ExecutionState, u32>,
+        /// Why it failed, when it did.
+        failure: Option<String>,
+    },
+}
+
+/// To a client.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ClientMessage {
+    /// The job was accepted.
+    Submitted {
+        /// The request number.
+        request: u64,
+        /// The job's id.
+        job_id: JobId,
+    },
+    /// The request was refused.
+    Rejected {
+        /// The request number.
+        request: u64,
+        /// Why.
+        reason: String,
+    },
+    /// Cancellation started (or the job had already ended).
+    CancelAccepted {
+        /// The request number.
+        request: u64,
+        /// The job.
+        job_id: JobId,
+    },
+    /// Every job the Dispatcher knows.
+    Jobs {
+        /// The request number.
+        request: u64,
+        /// The jobs, by id.
+        jobs: Vec<JobSummary>,
+    },
+    /// One job.
+    Job {
+        /// The request number.
+        request: u64,
+        /// The job.
+        job: JobSummary,
+    },
+    /// No job has that id.
+    NotFound {
+        /// The request number.
+        request: u64,
+        /// The id asked for.
+        job_id: JobId,
+    },
+}
+
+/// What a TaskExecutor asks its driver to do with tasks.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum TaskCommand {
+    /// Start this task.
+    Start(TaskDeployment),
+    /// Cancel this task; the driver reports CANCELED (or another terminal state) back.
+    Cancel(ExecutionId),
+}
+
+/// What a driver reports about a task it runs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskReport {
+    /// The attempt.
+    pub execution: ExecutionId,
+    /// Its new state: INITIALIZING, RUNNING, FINISHED, CANCELED or FAILED.
+    pub state: ExecutionState,
+    /// The failure, for FAILED.
+    pub error: Option<String>,
+}
+
+/// Observable facts, for traces, the REST API and the simulator's checks.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Event {
+    /// A job's status changed.
+    JobStatusChanged {
+        /// The job.
+        job_id: JobId,
+        /// The previous status.
+        from: JobStatus,
+        /// The new status.
+        to: JobStatus,
+    },
+    /// An attempt's state changed in its JobMaster's view.
+    ExecutionStateChanged {
+        /// The attempt.
+        execution: ExecutionId,
+        /// The previous state.
+        from: ExecutionState,
+        /// The new state.
+        to: ExecutionState,
+    },
+    /// A TaskManager registered with the ResourceManager.
+    TaskManagerRegistered {
+        /// The TaskManager.
+        resource_id: ResourceId,
+    },
+    /// The ResourceManager or a JobMaster declared a TaskManager lost.
+    TaskManagerLost {
+        /// The TaskManager.
+        resource_id: ResourceId,
+        /// Why.
+        reason: String,
+    },
+    /// A job's restart strategy decided on a restart or on failing the job.
+    RestartDecision {
+        /// The job.
+        job_id: JobId,
+        /// The delay before the restart, `None` when the job fails.
+        delay_ms: Option<u64>,
+        /// The failure that caused it.
+        cause: String,
+    },
+    /// The ResourceManager wants `count` more TaskManagers (active resource managers act on it).
+    WorkersNeeded {
+        /// How many.
+        count: u32,
+    },
+    /// The ResourceManager has an idle TaskManager it could release.
+    WorkerIdle {
+        /// The TaskManager.
+        resource_id: ResourceId,
+    },
+}
+
+macro_rules! kinds {
+    ($type:ident { $($variant:ident),* $(,)? }) => {
+        impl $type {
+            /// The variant's name, for traces and filters.
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $($type::$variant { .. } => stringify!($variant),)*
+                }
+            }
+        }
+    };
+}
+
+kinds!(ResourceManagerMessage {
+    RegisterTaskExecutor, TaskExecutorHeartbeat, SlotRequestResult, SlotFreed, DisconnectTaskExecutor,
+    RequestSlot, CancelSlotRequest, DisconnectJobMaster,
+});
+kinds!(JobMasterMessage {
+    SlotRequestFailed, TaskManagerLost, OfferSlots, TaskStateChanged, TaskExecutorHeartbeat,
+    DisconnectTaskExecutor, Cancel,
+});
+kinds!(TaskExecutorMessage {
+    RegistrationAccepted, RegistrationRejected, ResourceManagerHeartbeat, DisconnectResourceManager, RequestSlot,
+    JobMasterHeartbeat, SlotOfferResult, DeployTask, CancelTask, FreeSlot, DisconnectJobMaster,
+});
+kinds!(DispatcherMessage { Submit, Cancel, List, Status, JobStatusChanged });
+kinds!(ClientMessage { Submitted, Rejected, CancelAccepted, Jobs, Job, NotFound });
