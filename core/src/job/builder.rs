@@ -325,7 +325,6 @@ mod tests {
     #[test]
     fn builder_and_job_file_give_the_same_graph() {
         let env = StreamEnvironment::new("windowed-sum");
-        env.set_parallelism(1);
         env.sequence(0, 99_999_999)
             .uid("numbers")
             .map(&[("k", "x % 1000"), ("v", "x % 101")])

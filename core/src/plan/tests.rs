@@ -22,8 +22,7 @@ fn vertex_names(plan: &JobPlan) -> Vec<Vec<String>> {
 fn windowed_sum_plans_into_two_vertices_joined_by_one_hash_edge() {
     for parallelism in [1, 2, 4] {
         let options = PlanOptions { default_parallelism: parallelism, ..PlanOptions::default() };
-        let text = WINDOWED_SUM.replace("parallelism = 1\n", "");
-        let plan = plan_text(&text, &options);
+        let plan = plan_text(WINDOWED_SUM, &options);
         assert_eq!(vertex_names(&plan), [vec!["numbers", "pairs"], vec!["sums", "sink"]]);
         assert_eq!(plan.edges.len(), 1);
         assert_eq!(plan.edges[0].partitioner.ship_strategy(), "HASH");

@@ -156,10 +156,7 @@ fn read_kind(table: &mut Reader, type_name: &str) -> Option<OperatorKind> {
     Some(match type_name {
         "sequence" => OperatorKind::Sequence {
             from: table.integer("from").unwrap_or(0),
-            to: table.integer("to").or_else(|| {
-                table.fail("to", "missing required field `to` (the last value, inclusive)".to_string());
-                None
-            })?,
+            to: table.required_integer_in("to", i64::MIN..i64::MAX, "the last value, inclusive")?,
             rate_per_second: read_rate(table),
         },
         "generator" => OperatorKind::Generator {
@@ -170,10 +167,7 @@ fn read_kind(table: &mut Reader, type_name: &str) -> Option<OperatorKind> {
         "file_source" => read_file_source(table)?,
         "socket_source" => OperatorKind::SocketSource {
             host: table.string("host").unwrap_or_else(|| "localhost".to_string()),
-            port: table.integer_in("port", 1..65_536).map(|port| port as u16).or_else(|| {
-                table.fail("port", "missing or invalid `port`".to_string());
-                None
-            })?,
+            port: table.required_integer_in("port", 1..65_536, "the port to connect to")? as u16,
         },
         "map" => OperatorKind::Map { fields: read_fields(table, "fields")? },
         "filter" => OperatorKind::Filter { predicate: table.required_string("where")? },
@@ -269,10 +263,7 @@ fn read_window(table: &mut Reader) -> Option<OperatorKind> {
 fn read_assigner(window: &mut Reader) -> Option<WindowAssigner> {
     let kind = window.required_string("type")?;
     if kind == "count" {
-        let size = window.integer_in("size", 1..i64::MAX).or_else(|| {
-            window.fail("size", "a count window needs `size`, the records per window".to_string());
-            None
-        })?;
+        let size = window.required_integer_in("size", 1..i64::MAX, "the records per window")?;
         return Some(WindowAssigner::Count { size: size as u64 });
     }
     let time = match window.string("time").as_deref() {
@@ -284,15 +275,14 @@ fn read_assigner(window: &mut Reader) -> Option<WindowAssigner> {
         }
     };
     let required = |window: &mut Reader, key: &str| {
-        let value = window.duration(key);
-        match value {
-            Some(duration) if duration > Duration::ZERO => Some(duration),
-            Some(_) => {
+        if window.value(key).is_none() {
+            window.fail(key, format!("a {kind} window needs `{key}`, e.g. {key} = \"10 s\""));
+            return None;
+        }
+        match window.duration(key)? {
+            duration if duration > Duration::ZERO => Some(duration),
+            _ => {
                 window.fail(key, format!("`{key}` must be longer than zero"));
-                None
-            }
-            None => {
-                window.fail(key, format!("a {kind} window needs `{key}`, e.g. {key} = \"10 s\""));
                 None
             }
         }

@@ -137,6 +137,16 @@ impl<'a, 'i> Reader<'a, 'i> {
         Some(value)
     }
 
+    /// A required integer in `range`; `what` explains the field in the missing-field message.
+    pub fn required_integer_in(&mut self, key: &str, range: Range<i64>, what: &str) -> Option<i64> {
+        if self.table.get(key).is_none() {
+            self.used.insert(key.to_string());
+            self.fail(key, format!("missing required field `{key}` ({what})"));
+            return None;
+        }
+        self.integer_in(key, range)
+    }
+
     /// An optional duration: a string with a unit (`10 s`, `250 ms`) or an integer of milliseconds.
     pub fn duration(&mut self, key: &str) -> Option<Duration> {
         let value = self.value(key)?;
