@@ -12,5 +12,6 @@ pub mod ids;
 pub mod job;
 pub mod plan;
 pub mod protocol;
+pub mod rng;
 pub mod row;
 pub mod time;
