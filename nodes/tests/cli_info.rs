@@ -43,10 +43,12 @@ fn windowed_sum_has_two_vertices_joined_by_one_hash_input() {
 
 #[test]
 fn chaining_off_makes_every_operator_a_vertex() {
-    let document = json(&weir(&["info", "examples/windowed-sum.toml", "--json", "-D", "pipeline.operator-chaining=false"]));
+    let document =
+        json(&weir(&["info", "examples/windowed-sum.toml", "--json", "-D", "pipeline.operator-chaining=false"]));
     let nodes = document["plan"]["nodes"].as_array().expect("nodes");
     assert_eq!(nodes.len(), 4);
-    let strategies: Vec<&str> = nodes[1..].iter().map(|n| n["inputs"][0]["ship_strategy"].as_str().unwrap_or("")).collect();
+    let strategies: Vec<&str> =
+        nodes[1..].iter().map(|n| n["inputs"][0]["ship_strategy"].as_str().unwrap_or("")).collect();
     assert_eq!(strategies, ["FORWARD", "HASH", "FORWARD"]);
 }
 

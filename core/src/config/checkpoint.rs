@@ -14,10 +14,8 @@ pub enum CheckpointingMode {
 }
 
 impl CheckpointingMode {
-    const NAMES: [(&str, CheckpointingMode); 2] = [
-        ("EXACTLY_ONCE", CheckpointingMode::ExactlyOnce),
-        ("AT_LEAST_ONCE", CheckpointingMode::AtLeastOnce),
-    ];
+    const NAMES: [(&str, CheckpointingMode); 2] =
+        [("EXACTLY_ONCE", CheckpointingMode::ExactlyOnce), ("AT_LEAST_ONCE", CheckpointingMode::AtLeastOnce)];
 
     /// The mode's name as Flink spells it.
     pub fn as_str(self) -> &'static str {
@@ -42,18 +40,9 @@ pub enum CheckpointRetention {
 
 impl CheckpointRetention {
     const NAMES: [(&str, CheckpointRetention); 3] = [
-        (
-            "DELETE_ON_CANCELLATION",
-            CheckpointRetention::DeleteOnCancellation,
-        ),
-        (
-            "RETAIN_ON_CANCELLATION",
-            CheckpointRetention::RetainOnCancellation,
-        ),
-        (
-            "NO_EXTERNALIZED_CHECKPOINTS",
-            CheckpointRetention::NoExternalizedCheckpoints,
-        ),
+        ("DELETE_ON_CANCELLATION", CheckpointRetention::DeleteOnCancellation),
+        ("RETAIN_ON_CANCELLATION", CheckpointRetention::RetainOnCancellation),
+        ("NO_EXTERNALIZED_CHECKPOINTS", CheckpointRetention::NoExternalizedCheckpoints),
     ];
 
     /// The retention's name as Flink spells it.
@@ -109,24 +98,13 @@ impl CheckpointConfig {
             interval: reader.optional("execution.checkpointing.interval", duration)?,
             timeout: reader.value("execution.checkpointing.timeout", duration)?,
             min_pause: reader.value("execution.checkpointing.min-pause", duration)?,
-            max_concurrent: reader.value(
-                "execution.checkpointing.max-concurrent-checkpoints",
-                whole(1, u32::MAX),
-            )?,
-            tolerable_failed: reader.value(
-                "execution.checkpointing.tolerable-failed-checkpoints",
-                whole(0, u32::MAX),
-            )?,
+            max_concurrent: reader.value("execution.checkpointing.max-concurrent-checkpoints", whole(1, u32::MAX))?,
+            tolerable_failed: reader
+                .value("execution.checkpointing.tolerable-failed-checkpoints", whole(0, u32::MAX))?,
             retained: reader.value("execution.checkpointing.num-retained", whole(1, u32::MAX))?,
-            mode: reader.value(
-                "execution.checkpointing.mode",
-                choice(&CheckpointingMode::NAMES),
-            )?,
+            mode: reader.value("execution.checkpointing.mode", choice(&CheckpointingMode::NAMES))?,
             unaligned: reader.value("execution.checkpointing.unaligned.enabled", boolean)?,
-            aligned_checkpoint_timeout: reader.value(
-                "execution.checkpointing.aligned-checkpoint-timeout",
-                duration,
-            )?,
+            aligned_checkpoint_timeout: reader.value("execution.checkpointing.aligned-checkpoint-timeout", duration)?,
             retention: reader.value(
                 "execution.checkpointing.externalized-checkpoint-retention",
                 choice(&CheckpointRetention::NAMES),
@@ -140,20 +118,13 @@ impl CheckpointConfig {
 
     fn check(&self) -> Result<(), ConfigError> {
         let expected = format!("a duration of at least {CHECKPOINT_TIME_MIN}");
-        if let Some(interval) = self
-            .interval
-            .filter(|interval| *interval < CHECKPOINT_TIME_MIN)
-        {
+        if let Some(interval) = self.interval.filter(|interval| *interval < CHECKPOINT_TIME_MIN) {
             let key = "execution.checkpointing.interval";
             return Err(ConfigError::invalid(key, interval.to_string(), expected));
         }
         if self.timeout < CHECKPOINT_TIME_MIN {
             let key = "execution.checkpointing.timeout";
-            return Err(ConfigError::invalid(
-                key,
-                self.timeout.to_string(),
-                expected,
-            ));
+            return Err(ConfigError::invalid(key, self.timeout.to_string(), expected));
         }
         Ok(())
     }
@@ -162,10 +133,8 @@ impl CheckpointConfig {
     pub(super) fn warnings(&self) -> Vec<String> {
         let mut warnings = Vec::new();
         if self.unaligned && self.mode == CheckpointingMode::AtLeastOnce {
-            warnings.push(
-                "`execution.checkpointing.unaligned.enabled` has no effect in AT_LEAST_ONCE mode"
-                    .to_string(),
-            );
+            warnings
+                .push("`execution.checkpointing.unaligned.enabled` has no effect in AT_LEAST_ONCE mode".to_string());
         }
         warnings
     }
@@ -174,29 +143,14 @@ impl CheckpointConfig {
         listing.put_optional("execution.checkpointing.interval", self.interval);
         listing.put("execution.checkpointing.timeout", self.timeout);
         listing.put("execution.checkpointing.min-pause", self.min_pause);
-        listing.put(
-            "execution.checkpointing.max-concurrent-checkpoints",
-            self.max_concurrent,
-        );
-        listing.put(
-            "execution.checkpointing.tolerable-failed-checkpoints",
-            self.tolerable_failed,
-        );
+        listing.put("execution.checkpointing.max-concurrent-checkpoints", self.max_concurrent);
+        listing.put("execution.checkpointing.tolerable-failed-checkpoints", self.tolerable_failed);
         listing.put("execution.checkpointing.num-retained", self.retained);
         listing.put("execution.checkpointing.mode", self.mode.as_str());
         listing.put("execution.checkpointing.unaligned.enabled", self.unaligned);
-        listing.put(
-            "execution.checkpointing.aligned-checkpoint-timeout",
-            self.aligned_checkpoint_timeout,
-        );
-        listing.put(
-            "execution.checkpointing.externalized-checkpoint-retention",
-            self.retention.as_str(),
-        );
+        listing.put("execution.checkpointing.aligned-checkpoint-timeout", self.aligned_checkpoint_timeout);
+        listing.put("execution.checkpointing.externalized-checkpoint-retention", self.retention.as_str());
         listing.put_optional("execution.checkpointing.dir", self.dir.as_ref());
-        listing.put_optional(
-            "execution.checkpointing.savepoint-dir",
-            self.savepoint_dir.as_ref(),
-        );
+        listing.put_optional("execution.checkpointing.savepoint-dir", self.savepoint_dir.as_ref());
     }
 }

@@ -124,9 +124,7 @@ pub const HIDDEN_VALUE: &str = "******";
 
 impl SecurityConfig {
     pub(super) fn read(reader: &Reader) -> Result<SecurityConfig, ConfigError> {
-        Ok(SecurityConfig {
-            token: reader.optional("security.token", text)?,
-        })
+        Ok(SecurityConfig { token: reader.optional("security.token", text)? })
     }
 
     pub(super) fn list(&self, listing: &mut Listing) {
@@ -138,9 +136,7 @@ impl std::fmt::Debug for SecurityConfig {
     /// Hides the token, so a logged configuration does not leak it.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let token = self.token.as_ref().map(|_| HIDDEN_VALUE);
-        f.debug_struct("SecurityConfig")
-            .field("token", &token)
-            .finish()
+        f.debug_struct("SecurityConfig").field("token", &token).finish()
     }
 }
 
@@ -150,14 +146,9 @@ impl TaskManagerConfig {
             slots: reader.value("taskmanager.numberOfTaskSlots", whole(1, u32::MAX))?,
             managed_memory_bytes: reader.value("taskmanager.memory.managed.size", size)?,
             segment_bytes: reader.value("taskmanager.memory.segment-size", size)?,
-            buffers_per_channel: reader.value(
-                "taskmanager.network.memory.buffers-per-channel",
-                whole(0, u32::MAX),
-            )?,
-            floating_buffers_per_gate: reader.value(
-                "taskmanager.network.memory.floating-buffers-per-gate",
-                whole(0, u32::MAX),
-            )?,
+            buffers_per_channel: reader.value("taskmanager.network.memory.buffers-per-channel", whole(0, u32::MAX))?,
+            floating_buffers_per_gate: reader
+                .value("taskmanager.network.memory.floating-buffers-per-gate", whole(0, u32::MAX))?,
         };
         config.check()?;
         Ok(config)
@@ -184,22 +175,10 @@ impl TaskManagerConfig {
 
     pub(super) fn list(&self, listing: &mut Listing) {
         listing.put("taskmanager.numberOfTaskSlots", self.slots);
-        listing.put(
-            "taskmanager.memory.managed.size",
-            format_size(self.managed_memory_bytes),
-        );
-        listing.put(
-            "taskmanager.memory.segment-size",
-            format_size(self.segment_bytes),
-        );
-        listing.put(
-            "taskmanager.network.memory.buffers-per-channel",
-            self.buffers_per_channel,
-        );
-        listing.put(
-            "taskmanager.network.memory.floating-buffers-per-gate",
-            self.floating_buffers_per_gate,
-        );
+        listing.put("taskmanager.memory.managed.size", format_size(self.managed_memory_bytes));
+        listing.put("taskmanager.memory.segment-size", format_size(self.segment_bytes));
+        listing.put("taskmanager.network.memory.buffers-per-channel", self.buffers_per_channel);
+        listing.put("taskmanager.network.memory.floating-buffers-per-gate", self.floating_buffers_per_gate);
     }
 }
 
@@ -207,15 +186,12 @@ impl PipelineConfig {
     pub(super) fn read(reader: &Reader) -> Result<PipelineConfig, ConfigError> {
         let config = PipelineConfig {
             parallelism_default: reader.value("parallelism.default", whole(1, u32::MAX))?,
-            max_parallelism: reader
-                .optional("pipeline.max-parallelism", whole(1, MAX_PARALLELISM_LIMIT))?,
+            max_parallelism: reader.optional("pipeline.max-parallelism", whole(1, MAX_PARALLELISM_LIMIT))?,
             operator_chaining: reader.value("pipeline.operator-chaining.enabled", boolean)?,
             auto_watermark_interval: reader.value("pipeline.auto-watermark-interval", duration)?,
             buffer_timeout: reader.value("execution.buffer-timeout.interval", duration)?,
         };
-        let too_small = config
-            .max_parallelism
-            .filter(|max| *max < config.parallelism_default);
+        let too_small = config.max_parallelism.filter(|max| *max < config.parallelism_default);
         if let Some(max_parallelism) = too_small {
             return Err(ConfigError::invalid(
                 "pipeline.max-parallelism",
@@ -234,10 +210,7 @@ impl PipelineConfig {
         listing.put("parallelism.default", self.parallelism_default);
         listing.put_optional("pipeline.max-parallelism", self.max_parallelism);
         listing.put("pipeline.operator-chaining.enabled", self.operator_chaining);
-        listing.put(
-            "pipeline.auto-watermark-interval",
-            self.auto_watermark_interval,
-        );
+        listing.put("pipeline.auto-watermark-interval", self.auto_watermark_interval);
         listing.put("execution.buffer-timeout.interval", self.buffer_timeout);
     }
 }
@@ -246,14 +219,9 @@ impl HeartbeatConfig {
     pub(super) fn read(reader: &Reader) -> Result<HeartbeatConfig, ConfigError> {
         let interval = reader.value("heartbeat.interval", duration)?;
         let timeout = reader.value("heartbeat.timeout", duration)?;
-        let rpc_failure_threshold =
-            reader.value("heartbeat.rpc-failure-threshold", rpc_failure_threshold)?;
+        let rpc_failure_threshold = reader.value("heartbeat.rpc-failure-threshold", rpc_failure_threshold)?;
         if interval == Duration::ZERO {
-            return Err(ConfigError::invalid(
-                "heartbeat.interval",
-                "0 ms",
-                "a duration above zero",
-            ));
+            return Err(ConfigError::invalid("heartbeat.interval", "0 ms", "a duration above zero"));
         }
         if timeout <= interval {
             return Err(ConfigError::invalid(
@@ -262,11 +230,7 @@ impl HeartbeatConfig {
                 format!("a duration longer than `heartbeat.interval` ({interval})"),
             ));
         }
-        Ok(HeartbeatConfig {
-            interval,
-            timeout,
-            rpc_failure_threshold,
-        })
+        Ok(HeartbeatConfig { interval, timeout, rpc_failure_threshold })
     }
 
     pub(super) fn list(&self, listing: &mut Listing) {
@@ -282,11 +246,7 @@ fn rpc_failure_threshold(text: &str) -> Result<Option<u32>, String> {
     let expected = || "a whole number of at least 1, or -1 to disable the rule".to_string();
     match whole(-1, i32::MAX)(text) {
         Ok(-1) => Ok(None),
-        Ok(count) => u32::try_from(count)
-            .ok()
-            .filter(|count| *count >= 1)
-            .map(Some)
-            .ok_or_else(expected),
+        Ok(count) => u32::try_from(count).ok().filter(|count| *count >= 1).map(Some).ok_or_else(expected),
         Err(_) => Err(expected()),
     }
 }
@@ -301,9 +261,6 @@ impl ResourceManagerConfig {
 
     pub(super) fn list(&self, listing: &mut Listing) {
         listing.put("slot.request.timeout", self.slot_request_timeout);
-        listing.put(
-            "resourcemanager.taskmanager-timeout",
-            self.task_manager_timeout,
-        );
+        listing.put("resourcemanager.taskmanager-timeout", self.task_manager_timeout);
     }
 }

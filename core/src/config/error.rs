@@ -69,15 +69,7 @@ pub enum ConfigError {
 
 impl ConfigError {
     /// An [`ConfigError::InvalidValue`] for `key` holding `value`.
-    pub(crate) fn invalid(
-        key: &str,
-        value: impl Into<String>,
-        expected: impl Into<String>,
-    ) -> ConfigError {
-        ConfigError::InvalidValue {
-            key: key.to_string(),
-            value: value.into(),
-            expected: expected.into(),
-        }
+    pub(crate) fn invalid(key: &str, value: impl Into<String>, expected: impl Into<String>) -> ConfigError {
+        ConfigError::InvalidValue { key: key.to_string(), value: value.into(), expected: expected.into() }
     }
 }

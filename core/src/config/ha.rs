@@ -20,11 +20,7 @@ pub enum HaType {
 }
 
 impl HaType {
-    const NAMES: [(&str, HaType); 3] = [
-        ("none", HaType::None),
-        ("file", HaType::File),
-        ("etcd", HaType::Etcd),
-    ];
+    const NAMES: [(&str, HaType); 3] = [("none", HaType::None), ("file", HaType::File), ("etcd", HaType::Etcd)];
 
     /// The type's name as the key spells it.
     pub fn as_str(self) -> &'static str {
@@ -71,9 +67,7 @@ impl HaConfig {
             kind: reader.value("high-availability.type", ha_type)?,
             storage_dir: reader.optional("high-availability.storageDir", text)?,
             cluster_id: reader.value("high-availability.cluster-id", text)?,
-            etcd_endpoints: reader
-                .optional("high-availability.etcd.endpoints", list)?
-                .unwrap_or_default(),
+            etcd_endpoints: reader.optional("high-availability.etcd.endpoints", list)?.unwrap_or_default(),
             lease_duration: reader.value("high-availability.lease-duration", duration)?,
             renew_interval: reader.value("high-availability.renew-interval", duration)?,
         };
@@ -82,39 +76,23 @@ impl HaConfig {
     }
 
     fn check(&self) -> Result<(), ConfigError> {
-        let needed_by = format!(
-            "required when `high-availability.type` is `{}`",
-            self.kind.as_str()
-        );
+        let needed_by = format!("required when `high-availability.type` is `{}`", self.kind.as_str());
         if self.kind != HaType::None && self.storage_dir.is_none() {
             let key = "high-availability.storageDir".to_string();
-            return Err(ConfigError::MissingKey {
-                key,
-                reason: needed_by,
-            });
+            return Err(ConfigError::MissingKey { key, reason: needed_by });
         }
         if self.kind == HaType::Etcd && self.etcd_endpoints.is_empty() {
             let key = "high-availability.etcd.endpoints".to_string();
-            return Err(ConfigError::MissingKey {
-                key,
-                reason: needed_by,
-            });
+            return Err(ConfigError::MissingKey { key, reason: needed_by });
         }
         if self.renew_interval == Duration::ZERO {
-            return Err(ConfigError::invalid(
-                "high-availability.renew-interval",
-                "0 ms",
-                "a duration above zero",
-            ));
+            return Err(ConfigError::invalid("high-availability.renew-interval", "0 ms", "a duration above zero"));
         }
         if self.lease_duration <= self.renew_interval {
             return Err(ConfigError::invalid(
                 "high-availability.lease-duration",
                 self.lease_duration.to_string(),
-                format!(
-                    "a duration longer than `high-availability.renew-interval` ({})",
-                    self.renew_interval
-                ),
+                format!("a duration longer than `high-availability.renew-interval` ({})", self.renew_interval),
             ));
         }
         Ok(())

@@ -65,20 +65,8 @@ pub struct KeyDoc {
     pub weir_only: bool,
 }
 
-const fn key(
-    key: &'static str,
-    default: &'static str,
-    kind: ValueKind,
-    description: &'static str,
-) -> KeyDoc {
-    KeyDoc {
-        key,
-        fallback_keys: &[],
-        default,
-        kind,
-        description,
-        weir_only: false,
-    }
+const fn key(key: &'static str, default: &'static str, kind: ValueKind, description: &'static str) -> KeyDoc {
+    KeyDoc { key, fallback_keys: &[], default, kind, description, weir_only: false }
 }
 
 const fn renamed(
@@ -88,30 +76,11 @@ const fn renamed(
     kind: ValueKind,
     description: &'static str,
 ) -> KeyDoc {
-    KeyDoc {
-        key,
-        fallback_keys,
-        default,
-        kind,
-        description,
-        weir_only: false,
-    }
+    KeyDoc { key, fallback_keys, default, kind, description, weir_only: false }
 }
 
-const fn weir(
-    key: &'static str,
-    default: &'static str,
-    kind: ValueKind,
-    description: &'static str,
-) -> KeyDoc {
-    KeyDoc {
-        key,
-        fallback_keys: &[],
-        default,
-        kind,
-        description,
-        weir_only: true,
-    }
+const fn weir(key: &'static str, default: &'static str, kind: ValueKind, description: &'static str) -> KeyDoc {
+    KeyDoc { key, fallback_keys: &[], default, kind, description, weir_only: true }
 }
 
 use ValueKind::{Boolean, Choice, Duration, Integer, List, Number, Size, Text};
@@ -203,12 +172,7 @@ static KEYS: &[KeyDoc] = &[
         Boolean,
         "Whether checkpoints are unaligned (exactly-once mode only).",
     ),
-    key(
-        "heartbeat.interval",
-        "10 s",
-        Duration,
-        "Time between heartbeat requests.",
-    ),
+    key("heartbeat.interval", "10 s", Duration, "Time between heartbeat requests."),
     key(
         "heartbeat.rpc-failure-threshold",
         "2",
@@ -264,24 +228,9 @@ static KEYS: &[KeyDoc] = &[
         Choice,
         "What restarts after a task failure: region (the failed pipelined region) or full.",
     ),
-    key(
-        "jobmanager.rpc.address",
-        "localhost",
-        Text,
-        "Host name that TaskManagers use to reach the JobManager.",
-    ),
-    key(
-        "jobmanager.rpc.port",
-        "6123",
-        Integer,
-        "Port of the JobManager's RPC endpoint.",
-    ),
-    key(
-        "parallelism.default",
-        "1",
-        Integer,
-        "Parallelism of operators that do not set one.",
-    ),
+    key("jobmanager.rpc.address", "localhost", Text, "Host name that TaskManagers use to reach the JobManager."),
+    key("jobmanager.rpc.port", "6123", Integer, "Port of the JobManager's RPC endpoint."),
+    key("parallelism.default", "1", Integer, "Parallelism of operators that do not set one."),
     key(
         "pipeline.auto-watermark-interval",
         "200 ms",
@@ -307,24 +256,14 @@ static KEYS: &[KeyDoc] = &[
         Duration,
         "An idle TaskManager is released after this long (active resource managers only).",
     ),
-    key(
-        "rest.address",
-        "localhost",
-        Text,
-        "Host name that clients use to reach the REST endpoint.",
-    ),
+    key("rest.address", "localhost", Text, "Host name that clients use to reach the REST endpoint."),
     key(
         "rest.bind-address",
         "127.0.0.1",
         Text,
         "Address the REST endpoint binds; loopback unless configured (Flink has no default).",
     ),
-    key(
-        "rest.port",
-        "8081",
-        Integer,
-        "Port of the REST endpoint and web UI.",
-    ),
+    key("rest.port", "8081", Integer, "Port of the REST endpoint and web UI."),
     key(
         "restart-strategy.exponential-delay.attempts-before-reset-backoff",
         "2147483647",
@@ -337,36 +276,21 @@ static KEYS: &[KeyDoc] = &[
         Number,
         "Factor the backoff grows by after each failure (at least 1).",
     ),
-    key(
-        "restart-strategy.exponential-delay.initial-backoff",
-        "1 s",
-        Duration,
-        "Backoff before the first restart.",
-    ),
+    key("restart-strategy.exponential-delay.initial-backoff", "1 s", Duration, "Backoff before the first restart."),
     key(
         "restart-strategy.exponential-delay.jitter-factor",
         "0.1",
         Number,
         "Fraction of the backoff drawn at random and added or taken away (0 to 1).",
     ),
-    key(
-        "restart-strategy.exponential-delay.max-backoff",
-        "1 min",
-        Duration,
-        "Longest backoff.",
-    ),
+    key("restart-strategy.exponential-delay.max-backoff", "1 min", Duration, "Longest backoff."),
     key(
         "restart-strategy.exponential-delay.reset-backoff-threshold",
         "1 h",
         Duration,
         "After this long without a failure the backoff returns to the initial one.",
     ),
-    key(
-        "restart-strategy.failure-rate.delay",
-        "1 s",
-        Duration,
-        "Delay before each restart.",
-    ),
+    key("restart-strategy.failure-rate.delay", "1 s", Duration, "Delay before each restart."),
     key(
         "restart-strategy.failure-rate.failure-rate-interval",
         "1 min",
@@ -379,18 +303,8 @@ static KEYS: &[KeyDoc] = &[
         Integer,
         "Most failures within the window before the job fails.",
     ),
-    key(
-        "restart-strategy.fixed-delay.attempts",
-        "1",
-        Integer,
-        "Restarts before the job fails.",
-    ),
-    key(
-        "restart-strategy.fixed-delay.delay",
-        "1 s",
-        Duration,
-        "Delay before each restart.",
-    ),
+    key("restart-strategy.fixed-delay.attempts", "1", Integer, "Restarts before the job fails."),
+    key("restart-strategy.fixed-delay.delay", "1 s", Duration, "Delay before each restart."),
     renamed(
         "restart-strategy.type",
         &["restart-strategy"],
@@ -435,12 +349,7 @@ static KEYS: &[KeyDoc] = &[
         Integer,
         "Network buffers each input gate shares among its channels.",
     ),
-    key(
-        "taskmanager.numberOfTaskSlots",
-        "1",
-        Integer,
-        "Number of slots a TaskManager offers.",
-    ),
+    key("taskmanager.numberOfTaskSlots", "1", Integer, "Number of slots a TaskManager offers."),
 ];
 
 /// Every key weir reads, sorted by key, with default and description.
@@ -450,9 +359,7 @@ pub fn known_keys() -> &'static [KeyDoc] {
 
 /// The entry of `key` under its current name, if the key is known.
 pub fn key_doc(key: &str) -> Option<&'static KeyDoc> {
-    KEYS.binary_search_by(|doc| doc.key.cmp(key))
-        .ok()
-        .map(|index| &KEYS[index])
+    KEYS.binary_search_by(|doc| doc.key.cmp(key)).ok().map(|index| &KEYS[index])
 }
 
 /// Warnings about the keys of `raw`, in key order: unknown keys (with a close known key when
@@ -465,10 +372,7 @@ pub fn key_warnings(raw: &RawConfig) -> Vec<String> {
         }
         if let Some(doc) = KEYS.iter().find(|doc| doc.fallback_keys.contains(&name)) {
             warnings.push(if raw.get(doc.key).is_some() {
-                format!(
-                    "key `{name}` is ignored because its new name `{}` is set too",
-                    doc.key
-                )
+                format!("key `{name}` is ignored because its new name `{}` is set too", doc.key)
             } else {
                 format!("key `{name}` is deprecated; use `{}`", doc.key)
             });
@@ -524,20 +428,12 @@ mod tests {
     #[test]
     fn the_key_table_is_sorted_without_duplicates_so_lookup_finds_every_key() {
         for pair in KEYS.windows(2) {
-            assert!(
-                pair[0].key < pair[1].key,
-                "{} before {}",
-                pair[0].key,
-                pair[1].key
-            );
+            assert!(pair[0].key < pair[1].key, "{} before {}", pair[0].key, pair[1].key);
         }
         for doc in KEYS {
             assert_eq!(key_doc(doc.key), Some(doc));
             for old in doc.fallback_keys {
-                assert!(
-                    key_doc(old).is_none(),
-                    "old name {old} is also a current name"
-                );
+                assert!(key_doc(old).is_none(), "old name {old} is also a current name");
             }
         }
     }
@@ -545,11 +441,7 @@ mod tests {
     #[test]
     fn every_key_has_a_one_line_description() {
         for doc in KEYS {
-            assert!(
-                !doc.description.is_empty() && !doc.description.contains('\n'),
-                "{}",
-                doc.key
-            );
+            assert!(!doc.description.is_empty() && !doc.description.contains('\n'), "{}", doc.key);
         }
     }
 

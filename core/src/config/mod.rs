@@ -32,12 +32,10 @@ pub mod units;
 #[cfg(test)]
 mod tests;
 
-pub use checkpoint::{
-    CHECKPOINT_TIME_MIN, CheckpointConfig, CheckpointRetention, CheckpointingMode,
-};
+pub use checkpoint::{CHECKPOINT_TIME_MIN, CheckpointConfig, CheckpointRetention, CheckpointingMode};
 pub use cluster::{
-    HIDDEN_VALUE, HeartbeatConfig, MAX_PARALLELISM_LIMIT, PipelineConfig, ResourceManagerConfig,
-    RestConfig, RpcConfig, SEGMENT_BYTES_MIN, SecurityConfig, TaskManagerConfig,
+    HIDDEN_VALUE, HeartbeatConfig, MAX_PARALLELISM_LIMIT, PipelineConfig, ResourceManagerConfig, RestConfig, RpcConfig,
+    SEGMENT_BYTES_MIN, SecurityConfig, TaskManagerConfig,
 };
 pub use error::ConfigError;
 pub use ha::{HaConfig, HaType};
@@ -106,9 +104,7 @@ impl Config {
     /// [`UNSET`]; `security.token` prints as [`HIDDEN_VALUE`]. Parameters of restart strategies
     /// other than the chosen one are left out, as they have no effect.
     pub fn entries(&self) -> Vec<(String, String)> {
-        let mut listing = Listing {
-            entries: Vec::new(),
-        };
+        let mut listing = Listing { entries: Vec::new() };
         self.rpc.list(&mut listing);
         self.rest.list(&mut listing);
         self.security.list(&mut listing);
@@ -143,10 +139,7 @@ struct Listing {
 
 impl Listing {
     fn put(&mut self, key: &str, value: impl Display) {
-        debug_assert!(
-            keys::key_doc(key).is_some(),
-            "listed key `{key}` is not in the key table"
-        );
+        debug_assert!(keys::key_doc(key).is_some(), "listed key `{key}` is not in the key table");
         self.entries.push((key.to_string(), value.to_string()));
     }
 

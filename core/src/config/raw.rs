@@ -43,9 +43,7 @@ impl RawConfig {
 
     /// Splits a `-D` override `key=value` at its first `=`; blanks around both halves are dropped.
     pub fn parse_override(text: &str) -> Result<(String, String), ConfigError> {
-        let bad = || ConfigError::BadOverride {
-            text: text.to_string(),
-        };
+        let bad = || ConfigError::BadOverride { text: text.to_string() };
         let (key, value) = text.split_once('=').ok_or_else(bad)?;
         let key = key.trim();
         if key.is_empty() || key.contains(char::is_whitespace) {
@@ -73,9 +71,7 @@ impl RawConfig {
 
     /// Every set key and its value, in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.values
-            .iter()
-            .map(|(key, value)| (key.as_str(), value.as_str()))
+        self.values.iter().map(|(key, value)| (key.as_str(), value.as_str()))
     }
 
     /// How many keys are set.
@@ -88,28 +84,16 @@ impl RawConfig {
         self.values.is_empty()
     }
 
-    fn flatten_table(
-        &mut self,
-        prefix: &str,
-        table: &toml::Table,
-        origin: &str,
-    ) -> Result<(), ConfigError> {
+    fn flatten_table(&mut self, prefix: &str, table: &toml::Table, origin: &str) -> Result<(), ConfigError> {
         for (name, value) in table {
-            let key = if prefix.is_empty() {
-                name.clone()
-            } else {
-                format!("{prefix}.{name}")
-            };
+            let key = if prefix.is_empty() { name.clone() } else { format!("{prefix}.{name}") };
             if let toml::Value::Table(inner) = value {
                 self.flatten_table(&key, inner, origin)?;
                 continue;
             }
             let text = value_text(value, &key, origin)?;
             if self.values.insert(key.clone(), text).is_some() {
-                return Err(ConfigError::DuplicateKey {
-                    origin: origin.to_string(),
-                    key,
-                });
+                return Err(ConfigError::DuplicateKey { origin: origin.to_string(), key });
             }
         }
         Ok(())
@@ -118,11 +102,7 @@ impl RawConfig {
 
 /// The text of a TOML value that is not a table.
 fn value_text(value: &toml::Value, key: &str, origin: &str) -> Result<String, ConfigError> {
-    let unsupported = |found| ConfigError::UnsupportedValue {
-        origin: origin.to_string(),
-        key: key.to_string(),
-        found,
-    };
+    let unsupported = |found| ConfigError::UnsupportedValue { origin: origin.to_string(), key: key.to_string(), found };
     match value {
         toml::Value::Array(items) => {
             let texts = items
@@ -192,10 +172,8 @@ mod tests {
 
     #[test]
     fn scalars_are_kept_as_their_text_and_lists_are_joined() {
-        let raw = toml(concat!(
-            "a = \"10 s\"\nb = 7\nc = 1.5\nd = true\n",
-            "e = [\"http://a:2379\", \"http://b:2379\"]\n",
-        ));
+        let raw =
+            toml(concat!("a = \"10 s\"\nb = 7\nc = 1.5\nd = true\n", "e = [\"http://a:2379\", \"http://b:2379\"]\n",));
         assert_eq!(raw.get("a"), Some("10 s"));
         assert_eq!(raw.get("b"), Some("7"));
         assert_eq!(raw.get("c"), Some("1.5"));
@@ -207,72 +185,35 @@ mod tests {
     fn a_toml_syntax_error_names_origin_line_and_column() {
         let text = "rest.port = 8081\n\nheartbeat.interval = = 3\n";
         let error = RawConfig::from_toml_str(text, "conf/weir.toml").unwrap_err();
-        let ConfigError::Syntax {
-            origin,
-            line,
-            column,
-            ..
-        } = &error
-        else {
+        let ConfigError::Syntax { origin, line, column, .. } = &error else {
             panic!("not a syntax error: {error}");
         };
         assert_eq!((origin.as_str(), *line), ("conf/weir.toml", 3));
         assert_eq!(*column, 22);
-        assert!(
-            error
-                .to_string()
-                .starts_with("conf/weir.toml:3:22: TOML syntax error"),
-            "{error}"
-        );
+        assert!(error.to_string().starts_with("conf/weir.toml:3:22: TOML syntax error"), "{error}");
     }
 
     #[test]
     fn the_same_key_spelled_twice_is_refused() {
         let error = RawConfig::from_toml_str("\"a.b\" = 1\n[a]\nb = 2\n", "x.toml").unwrap_err();
-        assert_eq!(
-            error,
-            ConfigError::DuplicateKey {
-                origin: "x.toml".into(),
-                key: "a.b".into()
-            }
-        );
+        assert_eq!(error, ConfigError::DuplicateKey { origin: "x.toml".into(), key: "a.b".into() });
     }
 
     #[test]
     fn dates_and_tables_in_lists_are_refused_with_the_key() {
         let date = RawConfig::from_toml_str("when = 1979-05-27\n", "x.toml").unwrap_err();
-        assert!(
-            date.to_string().contains("`when` holds a date-time"),
-            "{date}"
-        );
+        assert!(date.to_string().contains("`when` holds a date-time"), "{date}");
         let tables = RawConfig::from_toml_str("list = [{ a = 1 }]\n", "x.toml").unwrap_err();
-        assert!(
-            tables
-                .to_string()
-                .contains("`list` holds a table inside a list"),
-            "{tables}"
-        );
+        assert!(tables.to_string().contains("`list` holds a table inside a list"), "{tables}");
     }
 
     #[test]
     fn override_splits_at_the_first_equals_sign() {
-        assert_eq!(
-            RawConfig::parse_override("a.b=c=d"),
-            Ok(("a.b".into(), "c=d".into()))
-        );
-        assert_eq!(
-            RawConfig::parse_override(" rest.port = 9000 "),
-            Ok(("rest.port".into(), "9000".into()))
-        );
-        assert_eq!(
-            RawConfig::parse_override("security.token="),
-            Ok(("security.token".into(), String::new()))
-        );
+        assert_eq!(RawConfig::parse_override("a.b=c=d"), Ok(("a.b".into(), "c=d".into())));
+        assert_eq!(RawConfig::parse_override(" rest.port = 9000 "), Ok(("rest.port".into(), "9000".into())));
+        assert_eq!(RawConfig::parse_override("security.token="), Ok(("security.token".into(), String::new())));
         for bad in ["rest.port", "=5", " =5", "rest port=5"] {
-            assert_eq!(
-                RawConfig::parse_override(bad),
-                Err(ConfigError::BadOverride { text: bad.into() })
-            );
+            assert_eq!(RawConfig::parse_override(bad), Err(ConfigError::BadOverride { text: bad.into() }));
         }
     }
 

@@ -40,9 +40,7 @@ impl<'a> Reader<'a> {
         let Some((name, text)) = self.lookup(key) else {
             return Ok(None);
         };
-        parse(text)
-            .map(Some)
-            .map_err(|expected| ConfigError::invalid(name, text, expected))
+        parse(text).map(Some).map_err(|expected| ConfigError::invalid(name, text, expected))
     }
 
     /// The parsed value of `key`, which has a default.
@@ -51,11 +49,10 @@ impl<'a> Reader<'a> {
         key: &'static str,
         parse: impl Fn(&str) -> Result<T, String>,
     ) -> Result<T, ConfigError> {
-        self.optional(key, parse)?
-            .ok_or_else(|| ConfigError::MissingKey {
-                key: key.to_string(),
-                reason: "the key has no default and must be set".to_string(),
-            })
+        self.optional(key, parse)?.ok_or_else(|| ConfigError::MissingKey {
+            key: key.to_string(),
+            reason: "the key has no default and must be set".to_string(),
+        })
     }
 }
 
@@ -85,12 +82,8 @@ pub(super) fn text(text: &str) -> Result<String, String> {
 
 /// Parses a list of non-empty items separated by `;` or `,`.
 pub(super) fn list(text: &str) -> Result<Vec<String>, String> {
-    let items: Vec<String> = text
-        .split([LIST_SEPARATOR, ','])
-        .map(str::trim)
-        .filter(|item| !item.is_empty())
-        .map(str::to_string)
-        .collect();
+    let items: Vec<String> =
+        text.split([LIST_SEPARATOR, ',']).map(str::trim).filter(|item| !item.is_empty()).map(str::to_string).collect();
     if items.is_empty() {
         return Err("a list of one or more items separated by `;` or `,`".to_string());
     }
@@ -131,20 +124,13 @@ pub(super) fn number(min: f64, max: f64) -> impl Fn(&str) -> Result<f64, String>
 }
 
 /// A parser of one of `names` (matched ignoring case, `-` and `_`), each giving a value.
-pub(super) fn choice<T: Copy>(
-    names: &'static [(&'static str, T)],
-) -> impl Fn(&str) -> Result<T, String> {
+pub(super) fn choice<T: Copy>(names: &'static [(&'static str, T)]) -> impl Fn(&str) -> Result<T, String> {
     move |text| {
         let wanted = normalize_name(text);
-        names
-            .iter()
-            .find(|(name, _)| normalize_name(name) == wanted)
-            .map(|(_, value)| *value)
-            .ok_or_else(|| {
-                let listed: Vec<String> =
-                    names.iter().map(|(name, _)| format!("`{name}`")).collect();
-                format!("one of {}", listed.join(", "))
-            })
+        names.iter().find(|(name, _)| normalize_name(name) == wanted).map(|(_, value)| *value).ok_or_else(|| {
+            let listed: Vec<String> = names.iter().map(|(name, _)| format!("`{name}`")).collect();
+            format!("one of {}", listed.join(", "))
+        })
     }
 }
 
@@ -162,10 +148,7 @@ mod tests {
         let port = whole(0u16, u16::MAX);
         assert_eq!(port("8081"), Ok(8081));
         assert_eq!(port(" 0 "), Ok(0));
-        assert_eq!(
-            port("65536"),
-            Err("a whole number from 0 to 65535".to_string())
-        );
+        assert_eq!(port("65536"), Err("a whole number from 0 to 65535".to_string()));
         assert!(port("-1").is_err());
         assert!(port("80.5").is_err());
         assert!(port("eighty").is_err());
@@ -180,10 +163,7 @@ mod tests {
         for bad in ["NaN", "inf", "-0.1", "x"] {
             assert!(jitter(bad).is_err(), "{bad}");
         }
-        assert_eq!(
-            number(1.0, f64::MAX)("0.5"),
-            Err("a number of at least 1".to_string())
-        );
+        assert_eq!(number(1.0, f64::MAX)("0.5"), Err("a number of at least 1".to_string()));
     }
 
     #[test]
@@ -192,18 +172,12 @@ mod tests {
         let parse = choice(&NAMES);
         assert_eq!(parse("FIXED_DELAY"), Ok(1));
         assert_eq!(parse("exactly-once"), Ok(2));
-        assert_eq!(
-            parse("other"),
-            Err("one of `fixed-delay`, `EXACTLY_ONCE`".to_string())
-        );
+        assert_eq!(parse("other"), Err("one of `fixed-delay`, `EXACTLY_ONCE`".to_string()));
     }
 
     #[test]
     fn lists_split_on_semicolons_and_commas() {
-        assert_eq!(
-            list("a; b,c"),
-            Ok(vec!["a".to_string(), "b".to_string(), "c".to_string()])
-        );
+        assert_eq!(list("a; b,c"), Ok(vec!["a".to_string(), "b".to_string(), "c".to_string()]));
         assert!(list(" ; ").is_err());
     }
 }

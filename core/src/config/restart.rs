@@ -81,16 +81,9 @@ impl RestartStrategy {
 
     /// Reads the configured strategy; when none is configured, Flink's default: exponential
     /// delay if checkpointing is on, else none.
-    pub(super) fn read(
-        reader: &Reader,
-        checkpointing_enabled: bool,
-    ) -> Result<RestartStrategy, ConfigError> {
+    pub(super) fn read(reader: &Reader, checkpointing_enabled: bool) -> Result<RestartStrategy, ConfigError> {
         let configured = reader.optional("restart-strategy.type", choice(&TYPE_NAMES))?;
-        let default = if checkpointing_enabled {
-            StrategyType::ExponentialDelay
-        } else {
-            StrategyType::None
-        };
+        let default = if checkpointing_enabled { StrategyType::ExponentialDelay } else { StrategyType::None };
         match configured.unwrap_or(default) {
             StrategyType::None => Ok(RestartStrategy::None),
             StrategyType::FixedDelay => read_fixed_delay(reader),
@@ -107,17 +100,9 @@ impl RestartStrategy {
                 listing.put("restart-strategy.fixed-delay.attempts", attempts);
                 listing.put("restart-strategy.fixed-delay.delay", delay);
             }
-            RestartStrategy::FailureRate {
-                max_failures_per_interval,
-                failure_rate_interval,
-                delay,
-            } => {
+            RestartStrategy::FailureRate { max_failures_per_interval, failure_rate_interval, delay } => {
                 const PREFIX: &str = "restart-strategy.failure-rate";
-                listing.put_under(
-                    PREFIX,
-                    "max-failures-per-interval",
-                    max_failures_per_interval,
-                );
+                listing.put_under(PREFIX, "max-failures-per-interval", max_failures_per_interval);
                 listing.put_under(PREFIX, "failure-rate-interval", failure_rate_interval);
                 listing.put_under(PREFIX, "delay", delay);
             }
@@ -143,11 +128,7 @@ impl RestartStrategy {
         listing.put_under(PREFIX, "backoff-multiplier", backoff_multiplier);
         listing.put_under(PREFIX, "reset-backoff-threshold", reset_backoff_threshold);
         listing.put_under(PREFIX, "jitter-factor", jitter_factor);
-        listing.put_under(
-            PREFIX,
-            "attempts-before-reset-backoff",
-            attempts_before_reset_backoff,
-        );
+        listing.put_under(PREFIX, "attempts-before-reset-backoff", attempts_before_reset_backoff);
     }
 }
 
@@ -162,17 +143,11 @@ fn read_failure_rate(reader: &Reader) -> Result<RestartStrategy, ConfigError> {
     let interval_key = "restart-strategy.failure-rate.failure-rate-interval";
     let failure_rate_interval = reader.value(interval_key, duration)?;
     if failure_rate_interval == Duration::ZERO {
-        return Err(ConfigError::invalid(
-            interval_key,
-            "0 ms",
-            "a duration above zero",
-        ));
+        return Err(ConfigError::invalid(interval_key, "0 ms", "a duration above zero"));
     }
     Ok(RestartStrategy::FailureRate {
-        max_failures_per_interval: reader.value(
-            "restart-strategy.failure-rate.max-failures-per-interval",
-            whole(1, u32::MAX),
-        )?,
+        max_failures_per_interval: reader
+            .value("restart-strategy.failure-rate.max-failures-per-interval", whole(1, u32::MAX))?,
         failure_rate_interval,
         delay: reader.value("restart-strategy.failure-rate.delay", duration)?,
     })
@@ -192,28 +167,17 @@ fn read_exponential_delay(reader: &Reader) -> Result<RestartStrategy, ConfigErro
     }
     if initial_backoff > max_backoff {
         let expected = format!("a duration of at most `{MAX}` ({max_backoff})");
-        return Err(ConfigError::invalid(
-            INITIAL,
-            initial_backoff.to_string(),
-            expected,
-        ));
+        return Err(ConfigError::invalid(INITIAL, initial_backoff.to_string(), expected));
     }
     Ok(RestartStrategy::ExponentialDelay {
         initial_backoff,
         max_backoff,
-        backoff_multiplier: reader.value(
-            "restart-strategy.exponential-delay.backoff-multiplier",
-            number(1.0, f64::MAX),
-        )?,
+        backoff_multiplier: reader
+            .value("restart-strategy.exponential-delay.backoff-multiplier", number(1.0, f64::MAX))?,
         reset_backoff_threshold,
-        jitter_factor: reader.value(
-            "restart-strategy.exponential-delay.jitter-factor",
-            number(0.0, 1.0),
-        )?,
-        attempts_before_reset_backoff: reader.value(
-            "restart-strategy.exponential-delay.attempts-before-reset-backoff",
-            whole(1, u32::MAX),
-        )?,
+        jitter_factor: reader.value("restart-strategy.exponential-delay.jitter-factor", number(0.0, 1.0))?,
+        attempts_before_reset_backoff: reader
+            .value("restart-strategy.exponential-delay.attempts-before-reset-backoff", whole(1, u32::MAX))?,
     })
 }
 
@@ -227,10 +191,8 @@ pub enum FailoverStrategy {
 }
 
 impl FailoverStrategy {
-    const NAMES: [(&str, FailoverStrategy); 2] = [
-        ("region", FailoverStrategy::Region),
-        ("full", FailoverStrategy::Full),
-    ];
+    const NAMES: [(&str, FailoverStrategy); 2] =
+        [("region", FailoverStrategy::Region), ("full", FailoverStrategy::Full)];
 
     /// The strategy's name as the key spells it.
     pub fn as_str(self) -> &'static str {
@@ -241,10 +203,7 @@ impl FailoverStrategy {
     }
 
     pub(super) fn read(reader: &Reader) -> Result<FailoverStrategy, ConfigError> {
-        reader.value(
-            "jobmanager.execution.failover-strategy",
-            choice(&FailoverStrategy::NAMES),
-        )
+        reader.value("jobmanager.execution.failover-strategy", choice(&FailoverStrategy::NAMES))
     }
 
     pub(super) fn list(self, listing: &mut Listing) {

@@ -37,18 +37,8 @@ fn millis(millis: u64) -> Duration {
 #[test]
 fn defaults_equal_flinks() {
     let config = Config::default();
-    assert_eq!(
-        config.rpc,
-        RpcConfig {
-            address: "localhost".into(),
-            port: 6123
-        }
-    );
-    let rest = RestConfig {
-        address: "localhost".into(),
-        bind_address: "127.0.0.1".into(),
-        port: 8081,
-    };
+    assert_eq!(config.rpc, RpcConfig { address: "localhost".into(), port: 6123 });
+    let rest = RestConfig { address: "localhost".into(), bind_address: "127.0.0.1".into(), port: 8081 };
     assert_eq!(config.rest, rest);
     assert_eq!(config.security.token, None);
     let task_manager = TaskManagerConfig {
@@ -67,16 +57,9 @@ fn defaults_equal_flinks() {
         buffer_timeout: millis(100),
     };
     assert_eq!(config.pipeline, pipeline);
-    let heartbeat = HeartbeatConfig {
-        interval: secs(10),
-        timeout: secs(50),
-        rpc_failure_threshold: Some(2),
-    };
+    let heartbeat = HeartbeatConfig { interval: secs(10), timeout: secs(50), rpc_failure_threshold: Some(2) };
     assert_eq!(config.heartbeat, heartbeat);
-    let resource_manager = ResourceManagerConfig {
-        slot_request_timeout: secs(300),
-        task_manager_timeout: secs(30),
-    };
+    let resource_manager = ResourceManagerConfig { slot_request_timeout: secs(300), task_manager_timeout: secs(30) };
     assert_eq!(config.resource_manager, resource_manager);
     assert_eq!(config.restart_strategy, RestartStrategy::None);
     assert_eq!(config.failover_strategy, FailoverStrategy::Region);
@@ -116,19 +99,10 @@ fn checkpointing_and_ha_defaults_equal_flinks() {
 #[test]
 fn restart_strategy_parameters_default_to_flinks() {
     let fixed = config(&[("restart-strategy.type", "fixed-delay")]);
-    assert_eq!(
-        fixed.restart_strategy,
-        RestartStrategy::FixedDelay {
-            attempts: 1,
-            delay: secs(1)
-        }
-    );
+    assert_eq!(fixed.restart_strategy, RestartStrategy::FixedDelay { attempts: 1, delay: secs(1) });
     let rate = config(&[("restart-strategy.type", "failure-rate")]);
-    let expected = RestartStrategy::FailureRate {
-        max_failures_per_interval: 1,
-        failure_rate_interval: secs(60),
-        delay: secs(1),
-    };
+    let expected =
+        RestartStrategy::FailureRate { max_failures_per_interval: 1, failure_rate_interval: secs(60), delay: secs(1) };
     assert_eq!(rate.restart_strategy, expected);
     let exponential = config(&[("restart-strategy.type", "exponential-delay")]);
     assert_eq!(exponential.restart_strategy, flink_exponential_delay());
@@ -159,10 +133,7 @@ fn restart_strategy_default_depends_on_checkpointing() {
         panic!("{:?}", tuned.restart_strategy);
     };
     assert_eq!(max_backoff, secs(300));
-    let explicit = config(&[
-        ("execution.checkpointing.interval", "30 s"),
-        ("restart-strategy.type", "none"),
-    ]);
+    let explicit = config(&[("execution.checkpointing.interval", "30 s"), ("restart-strategy.type", "none")]);
     assert_eq!(explicit.restart_strategy, RestartStrategy::None);
 }
 
@@ -196,18 +167,12 @@ fn configured_values_of_every_section_are_read() {
         ("pipeline.max-parallelism", "256"),
         ("pipeline.operator-chaining.enabled", "FALSE"),
         ("execution.checkpointing.mode", "at_least_once"),
-        (
-            "execution.checkpointing.externalized-checkpoint-retention",
-            "retain_on_cancellation",
-        ),
+        ("execution.checkpointing.externalized-checkpoint-retention", "retain_on_cancellation"),
         ("jobmanager.execution.failover-strategy", "full"),
         ("heartbeat.rpc-failure-threshold", "-1"),
         ("high-availability.type", "etcd"),
         ("high-availability.storageDir", "/ha"),
-        (
-            "high-availability.etcd.endpoints",
-            "http://a:2379; http://b:2379",
-        ),
+        ("high-availability.etcd.endpoints", "http://a:2379; http://b:2379"),
         ("security.token", "s3cret"),
     ]);
     assert_eq!(config.task_manager.slots, 4);
@@ -215,10 +180,7 @@ fn configured_values_of_every_section_are_read() {
     assert_eq!(config.pipeline.max_parallelism, Some(256));
     assert!(!config.pipeline.operator_chaining);
     assert_eq!(config.checkpoint.mode, CheckpointingMode::AtLeastOnce);
-    assert_eq!(
-        config.checkpoint.retention,
-        CheckpointRetention::RetainOnCancellation
-    );
+    assert_eq!(config.checkpoint.retention, CheckpointRetention::RetainOnCancellation);
     assert_eq!(config.failover_strategy, FailoverStrategy::Full);
     assert_eq!(config.heartbeat.rpc_failure_threshold, None);
     assert_eq!(config.ha.kind, HaType::Etcd);
@@ -231,10 +193,8 @@ fn nested_dotted_and_quoted_toml_keys_give_the_same_config() {
     let quoted = toml("\"heartbeat.interval\" = \"3 s\"\n\"taskmanager.numberOfTaskSlots\" = 3\n");
     let dotted = toml("heartbeat.interval = \"3 s\"\ntaskmanager.numberOfTaskSlots = 3\n");
     let nested = toml("[heartbeat]\ninterval = \"3 s\"\n[taskmanager]\nnumberOfTaskSlots = 3\n");
-    let configs: Vec<Config> = [quoted, dotted, nested]
-        .iter()
-        .map(|raw| Config::from_raw(raw).unwrap_or_else(|e| panic!("{e}")))
-        .collect();
+    let configs: Vec<Config> =
+        [quoted, dotted, nested].iter().map(|raw| Config::from_raw(raw).unwrap_or_else(|e| panic!("{e}"))).collect();
     assert_eq!(configs[0].heartbeat.interval, secs(3));
     assert_eq!(configs[0].task_manager.slots, 3);
     assert_eq!(configs[0], configs[1]);
@@ -245,17 +205,13 @@ fn nested_dotted_and_quoted_toml_keys_give_the_same_config() {
 fn a_toml_integer_for_a_duration_is_milliseconds() {
     let config = Config::from_raw(&toml("[heartbeat]\ninterval = 2000\ntimeout = 9000\n"));
     let config = config.unwrap_or_else(|error| panic!("{error}"));
-    assert_eq!(
-        (config.heartbeat.interval, config.heartbeat.timeout),
-        (secs(2), secs(9))
-    );
+    assert_eq!((config.heartbeat.interval, config.heartbeat.timeout), (secs(2), secs(9)));
 }
 
 #[test]
 fn a_dash_d_override_wins_over_the_file() {
     let mut raw = toml("rest.port = 8081\n[heartbeat]\ninterval = \"10 s\"\n");
-    let (key, value) =
-        RawConfig::parse_override("rest.port=9091").unwrap_or_else(|e| panic!("{e}"));
+    let (key, value) = RawConfig::parse_override("rest.port=9091").unwrap_or_else(|e| panic!("{e}"));
     raw.set(key, value);
     let mut later = RawConfig::new();
     later.set("heartbeat.interval", "20 s");
@@ -280,12 +236,7 @@ fn old_key_names_are_read_when_the_new_ones_are_unset() {
     assert!(!config.pipeline.operator_chaining);
     assert_eq!(config.pipeline.buffer_timeout, millis(5));
     assert_eq!(config.warnings.len(), 5, "{:?}", config.warnings);
-    assert!(
-        config
-            .warnings
-            .iter()
-            .all(|warning| warning.contains("is deprecated; use"))
-    );
+    assert!(config.warnings.iter().all(|warning| warning.contains("is deprecated; use")));
 }
 
 #[test]
@@ -301,12 +252,7 @@ fn new_key_names_win_over_old_ones() {
     assert_eq!(config.checkpoint.dir.as_deref(), Some("/new/chk"));
     assert_eq!(config.checkpoint.savepoint_dir.as_deref(), Some("/new/sp"));
     assert_eq!(config.checkpoint.retained, 5);
-    assert!(
-        config
-            .warnings
-            .iter()
-            .all(|warning| warning.contains("is ignored because its new name"))
-    );
+    assert!(config.warnings.iter().all(|warning| warning.contains("is ignored because its new name")));
 }
 
 #[test]
@@ -344,19 +290,12 @@ fn enabling_keys(key: &str) -> Vec<(&'static str, &'static str)> {
 
 #[test]
 fn every_non_text_key_refuses_nonsense_naming_key_and_value() {
-    let typed = known_keys()
-        .iter()
-        .filter(|doc| !matches!(doc.kind, ValueKind::Text | ValueKind::List));
+    let typed = known_keys().iter().filter(|doc| !matches!(doc.kind, ValueKind::Text | ValueKind::List));
     for doc in typed {
         let mut pairs = enabling_keys(doc.key);
         pairs.push((doc.key, "ten?"));
         let error = refusal(&pairs);
-        let ConfigError::InvalidValue {
-            key,
-            value,
-            expected,
-        } = &error
-        else {
+        let ConfigError::InvalidValue { key, value, expected } = &error else {
             panic!("{}: {error}", doc.key);
         };
         assert_eq!((key.as_str(), value.as_str()), (doc.key, "ten?"));
@@ -366,9 +305,7 @@ fn every_non_text_key_refuses_nonsense_naming_key_and_value() {
 
 #[test]
 fn text_keys_refuse_empty_values() {
-    let texts = known_keys()
-        .iter()
-        .filter(|doc| matches!(doc.kind, ValueKind::Text | ValueKind::List));
+    let texts = known_keys().iter().filter(|doc| matches!(doc.kind, ValueKind::Text | ValueKind::List));
     for doc in texts {
         let ConfigError::InvalidValue { key, value, .. } = refusal(&[(doc.key, "  ")]) else {
             panic!("{}: not an invalid value", doc.key);
@@ -401,17 +338,9 @@ fn out_of_range_values_are_refused() {
     assert_value_refused("taskmanager.memory.segment-size", "1 kb", "at least 4 kb");
     assert_value_refused("execution.checkpointing.interval", "5 ms", "at least 10 ms");
     assert_value_refused("execution.checkpointing.timeout", "0", "at least 10 ms");
-    assert_value_refused(
-        "execution.checkpointing.max-concurrent-checkpoints",
-        "0",
-        "from 1",
-    );
+    assert_value_refused("execution.checkpointing.max-concurrent-checkpoints", "0", "from 1");
     assert_value_refused("execution.checkpointing.num-retained", "0", "from 1");
-    assert_value_refused(
-        "high-availability.type",
-        "zookeeper",
-        "no zookeeper backend",
-    );
+    assert_value_refused("high-availability.type", "zookeeper", "no zookeeper backend");
 }
 
 #[test]
@@ -420,11 +349,7 @@ fn restart_parameters_out_of_range_are_refused() {
     let jitter = "restart-strategy.exponential-delay.jitter-factor";
     assert_refused(&[exponential, (jitter, "1.5")], jitter, "from 0 to 1");
     let multiplier = "restart-strategy.exponential-delay.backoff-multiplier";
-    assert_refused(
-        &[exponential, (multiplier, "0.5")],
-        multiplier,
-        "at least 1",
-    );
+    assert_refused(&[exponential, (multiplier, "0.5")], multiplier, "at least 1");
     let initial = "restart-strategy.exponential-delay.initial-backoff";
     assert_refused(&[exponential, (initial, "2 min")], initial, "at most");
     assert_refused(&[exponential, (initial, "0")], initial, "above zero");
@@ -439,25 +364,15 @@ fn restart_parameters_out_of_range_are_refused() {
 
 #[test]
 fn keys_that_must_agree_are_checked_together() {
-    let refused = refusal(&[
-        ("heartbeat.interval", "10 s"),
-        ("heartbeat.timeout", "10 s"),
-    ]);
+    let refused = refusal(&[("heartbeat.interval", "10 s"), ("heartbeat.timeout", "10 s")]);
     assert_eq!(
         refused.to_string(),
         "invalid value \"10 s\" for key `heartbeat.timeout`: \
          expected a duration longer than `heartbeat.interval` (10 s)"
     );
+    assert_refused(&[("heartbeat.interval", "1 min")], "heartbeat.timeout", "longer than");
     assert_refused(
-        &[("heartbeat.interval", "1 min")],
-        "heartbeat.timeout",
-        "longer than",
-    );
-    assert_refused(
-        &[
-            ("parallelism.default", "8"),
-            ("pipeline.max-parallelism", "4"),
-        ],
+        &[("parallelism.default", "8"), ("pipeline.max-parallelism", "4")],
         "pipeline.max-parallelism",
         "`parallelism.default` (8)",
     );
@@ -469,11 +384,7 @@ fn keys_that_must_agree_are_checked_together() {
         "taskmanager.network.memory.floating-buffers-per-gate",
         "at least 1",
     );
-    assert_refused(
-        &[("high-availability.renew-interval", "20 s")],
-        "high-availability.lease-duration",
-        "longer than",
-    );
+    assert_refused(&[("high-availability.renew-interval", "20 s")], "high-availability.lease-duration", "longer than");
 }
 
 #[test]
@@ -485,17 +396,11 @@ fn a_chosen_ha_backend_needs_its_keys() {
          required when `high-availability.type` is `file`"
     );
     assert_refused(
-        &[
-            ("high-availability.type", "etcd"),
-            ("high-availability.storageDir", "/ha"),
-        ],
+        &[("high-availability.type", "etcd"), ("high-availability.storageDir", "/ha")],
         "high-availability.etcd.endpoints",
         "is `etcd`",
     );
-    let file = config(&[
-        ("high-availability.type", "NONE"),
-        ("high-availability", "file"),
-    ]);
+    let file = config(&[("high-availability.type", "NONE"), ("high-availability", "file")]);
     assert_eq!(file.ha.kind, HaType::None);
 }
 
@@ -518,10 +423,7 @@ fn unaligned_checkpoints_in_at_least_once_mode_are_warned_about() {
         ("execution.checkpointing.unaligned.enabled", "true"),
         ("execution.checkpointing.mode", "AT_LEAST_ONCE"),
     ]);
-    assert_eq!(
-        config.warnings,
-        ["`execution.checkpointing.unaligned.enabled` has no effect in AT_LEAST_ONCE mode"]
-    );
+    assert_eq!(config.warnings, ["`execution.checkpointing.unaligned.enabled` has no effect in AT_LEAST_ONCE mode"]);
 }
 
 #[test]
@@ -546,18 +448,14 @@ fn every_known_key_is_listed_under_some_restart_strategy() {
             seen.insert(key);
         }
     }
-    let known: std::collections::BTreeSet<String> =
-        known_keys().iter().map(|doc| doc.key.to_string()).collect();
+    let known: std::collections::BTreeSet<String> = known_keys().iter().map(|doc| doc.key.to_string()).collect();
     assert_eq!(seen, known);
 }
 
 #[test]
 fn setting_every_key_to_its_documented_default_changes_nothing() {
-    let defaults: Vec<(&str, &str)> = known_keys()
-        .iter()
-        .filter(|doc| doc.default != UNSET)
-        .map(|doc| (doc.key, doc.default))
-        .collect();
+    let defaults: Vec<(&str, &str)> =
+        known_keys().iter().filter(|doc| doc.default != UNSET).map(|doc| (doc.key, doc.default)).collect();
     assert_eq!(config(&defaults), Config::default());
 }
 
@@ -565,41 +463,24 @@ fn setting_every_key_to_its_documented_default_changes_nothing() {
 fn listed_values_read_back_to_the_same_config() {
     let original = config(&[
         ("restart-strategy.type", "exponential-delay"),
-        (
-            "restart-strategy.exponential-delay.backoff-multiplier",
-            "2.3",
-        ),
+        ("restart-strategy.exponential-delay.backoff-multiplier", "2.3"),
         ("execution.checkpointing.interval", "1500"),
         ("taskmanager.memory.managed.size", "1536 kb"),
         ("heartbeat.rpc-failure-threshold", "-1"),
         ("high-availability.type", "etcd"),
         ("high-availability.storageDir", "/ha"),
-        (
-            "high-availability.etcd.endpoints",
-            "http://a:2379,http://b:2379",
-        ),
+        ("high-availability.etcd.endpoints", "http://a:2379,http://b:2379"),
     ]);
     let listed = original.entries();
-    let pairs: Vec<(&str, &str)> = listed
-        .iter()
-        .map(|(key, value)| (key.as_str(), value.as_str()))
-        .collect();
+    let pairs: Vec<(&str, &str)> = listed.iter().map(|(key, value)| (key.as_str(), value.as_str())).collect();
     assert_eq!(config(&pairs), original);
 }
 
 #[test]
 fn the_listing_hides_the_token_and_prints_values_in_units() {
-    let config = config(&[
-        ("security.token", "s3cret"),
-        ("execution.checkpointing.interval", "90000"),
-    ]);
+    let config = config(&[("security.token", "s3cret"), ("execution.checkpointing.interval", "90000")]);
     let entries = config.entries();
-    let value = |key: &str| {
-        entries
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    };
+    let value = |key: &str| entries.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
     assert_eq!(value("security.token"), Some(HIDDEN_VALUE));
     assert_eq!(value("execution.checkpointing.interval"), Some("90 s"));
     assert_eq!(value("heartbeat.timeout"), Some("50 s"));

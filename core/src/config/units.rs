@@ -62,12 +62,7 @@ const SIZE_UNITS: [(&str, u64); 23] = [
 ];
 
 /// The units [`format_size`] prints, largest first; each is also in [`SIZE_UNITS`].
-const SIZE_PRINT_UNITS: [(&str, u64); 4] = [
-    ("tb", 1 << 40),
-    ("gb", 1 << 30),
-    ("mb", 1 << 20),
-    ("kb", 1 << 10),
-];
+const SIZE_PRINT_UNITS: [(&str, u64); 4] = [("tb", 1 << 40), ("gb", 1 << 30), ("mb", 1 << 20), ("kb", 1 << 10)];
 
 /// Parses a duration such as `10 s`, `100ms`, `5 min`, `1h`, `2 d` or `500 us`; a bare number is
 /// milliseconds. Fractions and negative numbers are refused, as Flink refuses them.
@@ -125,16 +120,12 @@ fn split_number(text: &str) -> Result<(u64, String), String> {
     if trimmed.is_empty() {
         return Err("the text is empty".to_string());
     }
-    let digits_end = trimmed
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(trimmed.len());
+    let digits_end = trimmed.find(|c: char| !c.is_ascii_digit()).unwrap_or(trimmed.len());
     let (digits, rest) = trimmed.split_at(digits_end);
     if digits.is_empty() {
         return Err("the text does not start with a whole number".to_string());
     }
-    let number = digits
-        .parse::<u64>()
-        .map_err(|_| format!("{digits} does not fit in 64 bits"))?;
+    let number = digits.parse::<u64>().map_err(|_| format!("{digits} does not fit in 64 bits"))?;
     Ok((number, rest.trim().to_lowercase()))
 }
 
@@ -144,16 +135,11 @@ fn lookup_unit(units: &[(&str, u64)], unit: &str, plurals: bool) -> Option<u64> 
         Some(stem) if plurals && stem.chars().count() > 2 => stem,
         _ => unit,
     };
-    units
-        .iter()
-        .find(|(label, _)| *label == unit || *label == singular)
-        .map(|(_, multiplier)| *multiplier)
+    units.iter().find(|(label, _)| *label == unit || *label == singular).map(|(_, multiplier)| *multiplier)
 }
 
 fn checked_product(number: u64, multiplier: u64) -> Result<u64, String> {
-    number
-        .checked_mul(multiplier)
-        .ok_or_else(|| format!("{number} times {multiplier} does not fit in 64 bits"))
+    number.checked_mul(multiplier).ok_or_else(|| format!("{number} times {multiplier} does not fit in 64 bits"))
 }
 
 #[cfg(test)]
@@ -233,16 +219,7 @@ mod tests {
 
     #[test]
     fn malformed_sizes_are_refused() {
-        for text in [
-            "",
-            "big",
-            "mb",
-            "-1 kb",
-            "1.5 mb",
-            "1 kilo",
-            "1 pb",
-            "16777216 tb",
-        ] {
+        for text in ["", "big", "mb", "-1 kb", "1.5 mb", "1 kilo", "1 pb", "16777216 tb"] {
             assert!(parse_size(text).is_err(), "{text:?} parsed");
         }
     }

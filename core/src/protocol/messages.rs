@@ -436,6 +436,13 @@ pub enum Event {
         /// How many.
         count: u32,
     },
+    /// The one job of an application cluster ended: the cluster shuts down.
+    ApplicationEnded {
+        /// The job.
+        job_id: JobId,
+        /// How it ended.
+        status: JobStatus,
+    },
     /// The ResourceManager has an idle TaskManager it could release.
     WorkerIdle {
         /// The TaskManager.
@@ -457,16 +464,36 @@ macro_rules! kinds {
 }
 
 kinds!(ResourceManagerMessage {
-    RegisterTaskExecutor, TaskExecutorHeartbeat, SlotRequestResult, SlotFreed, DisconnectTaskExecutor,
-    RequestSlot, CancelSlotRequest, DisconnectJobMaster,
+    RegisterTaskExecutor,
+    TaskExecutorHeartbeat,
+    SlotRequestResult,
+    SlotFreed,
+    DisconnectTaskExecutor,
+    RequestSlot,
+    CancelSlotRequest,
+    DisconnectJobMaster,
 });
 kinds!(JobMasterMessage {
-    SlotRequestFailed, TaskManagerLost, OfferSlots, TaskStateChanged, TaskExecutorHeartbeat,
-    DisconnectTaskExecutor, Cancel,
+    SlotRequestFailed,
+    TaskManagerLost,
+    OfferSlots,
+    TaskStateChanged,
+    TaskExecutorHeartbeat,
+    DisconnectTaskExecutor,
+    Cancel,
 });
 kinds!(TaskExecutorMessage {
-    RegistrationAccepted, RegistrationRejected, ResourceManagerHeartbeat, DisconnectResourceManager, RequestSlot,
-    JobMasterHeartbeat, SlotOfferResult, DeployTask, CancelTask, FreeSlot, DisconnectJobMaster,
+    RegistrationAccepted,
+    RegistrationRejected,
+    ResourceManagerHeartbeat,
+    DisconnectResourceManager,
+    RequestSlot,
+    JobMasterHeartbeat,
+    SlotOfferResult,
+    DeployTask,
+    CancelTask,
+    FreeSlot,
+    DisconnectJobMaster,
 });
 kinds!(DispatcherMessage { Submit, Cancel, List, Status, JobStatusChanged });
 kinds!(ClientMessage { Submitted, Rejected, CancelAccepted, Jobs, Job, NotFound });

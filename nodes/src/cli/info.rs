@@ -3,8 +3,8 @@
 use super::CliError;
 use crate::settings::{self, ConfigArgs};
 use std::path::Path;
-use weir_core::ids::{stable_hash128, Hex128, JobId};
-use weir_core::plan::{plan, JobPlan};
+use weir_core::ids::{Hex128, JobId, stable_hash128};
+use weir_core::plan::{JobPlan, plan};
 
 /// Loads, validates and plans a job file under the configuration.
 pub fn plan_job(path: &Path, parallelism: Option<u32>, config: &ConfigArgs) -> Result<JobPlan, CliError> {
