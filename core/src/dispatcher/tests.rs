@@ -103,8 +103,11 @@ fn cancel_reaches_the_job_master_and_unknown_jobs_are_not_found() {
     dispatcher
         .handle(Time(2), Input::Message { from: CLIENT, message: DispatcherMessage::Cancel { request: 2, job_id } });
     let outputs = drain(&mut dispatcher);
-    let to_job_master = outputs.iter().any(|output| {
-        matches!(output, DispatcherOutput::Out(Output::Send(Envelope { to, message: Message::JobMaster(JobMasterMessage::Cancel), .. })) if *to == Address::JobMaster(job_id))
+    let to_job_master = outputs.iter().any(|output| match output {
+        DispatcherOutput::Out(Output::Send(envelope)) => {
+            envelope.to == Address::JobMaster(job_id) && envelope.message == Message::JobMaster(JobMasterMessage::Cancel)
+        }
+        _ => false,
     });
     assert!(to_job_master);
     assert_eq!(replies(&outputs), [ClientMessage::CancelAccepted { request: 2, job_id }]);
