@@ -105,7 +105,8 @@ fn cancel_reaches_the_job_master_and_unknown_jobs_are_not_found() {
     let outputs = drain(&mut dispatcher);
     let to_job_master = outputs.iter().any(|output| match output {
         DispatcherOutput::Out(Output::Send(envelope)) => {
-            envelope.to == Address::JobMaster(job_id) && envelope.message == Message::JobMaster(JobMasterMessage::Cancel)
+            let cancel = Message::JobMaster(JobMasterMessage::Cancel);
+            envelope.to == Address::JobMaster(job_id) && envelope.message == cancel
         }
         _ => false,
     });
