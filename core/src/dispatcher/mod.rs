@@ -83,6 +83,32 @@ pub struct Dispatcher {
     outputs: VecDeque<DispatcherOutput>,
 }
 
+/// Validates, configures and plans a job: the cluster's keys, then the job's own (its file's
+/// `[config]` table, then the submission's), then `parallelism` as the default parallelism.
+pub fn prepare(
+    cluster_config: &RawConfig,
+    graph: crate::job::JobGraph,
+    job_config: &BTreeMap<String, String>,
+    parallelism: Option<u32>,
+) -> Result<(JobPlan, Config), String> {
+    let job = validate(graph).map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(|error| error.to_string()).collect();
+        format!("invalid job: {}", lines.join("; "))
+    })?;
+    let mut raw = cluster_config.clone();
+    for (key, value) in job.graph.config.iter().chain(job_config) {
+        raw.set(key.clone(), value.clone());
+    }
+    let config = Config::from_raw(&raw).map_err(|error| format!("invalid configuration: {error}"))?;
+    let options = PlanOptions {
+        default_parallelism: parallelism.unwrap_or(config.pipeline.parallelism_default),
+        max_parallelism: config.pipeline.max_parallelism,
+        chaining_enabled: config.pipeline.operator_chaining,
+    };
+    let plan = plan(&job, &options).map_err(|error| format!("cannot plan the job: {error}"))?;
+    Ok((plan, config))
+}
+
 impl Dispatcher {
     /// A Dispatcher with the cluster's raw configuration; `seed` drives job id assignment.
     pub fn new(mode: ClusterMode, cluster_config: RawConfig, epoch: Epoch, seed: u64) -> Dispatcher {
@@ -170,21 +196,7 @@ impl Dispatcher {
             Some(job_id) => job_id,
             None => self.fresh_job_id(),
         };
-        let job = validate(submission.graph).map_err(|errors| {
-            let lines: Vec<String> = errors.iter().map(|error| error.to_string()).collect();
-            format!("invalid job: {}", lines.join("; "))
-        })?;
-        let mut raw = self.cluster_config.clone();
-        for (key, value) in job.graph.config.iter().chain(&submission.config) {
-            raw.set(key.clone(), value.clone());
-        }
-        let config = Config::from_raw(&raw).map_err(|error| format!("invalid configuration: {error}"))?;
-        let options = PlanOptions {
-            default_parallelism: submission.parallelism.unwrap_or(config.pipeline.parallelism_default),
-            max_parallelism: config.pipeline.max_parallelism,
-            chaining_enabled: config.pipeline.operator_chaining,
-        };
-        let plan = plan(&job, &options).map_err(|error| format!("cannot plan the job: {error}"))?;
+        let (plan, config) = prepare(&self.cluster_config, submission.graph, &submission.config, submission.parallelism)?;
         let summary = JobSummary {
             job_id,
             name: plan.job.graph.name.clone(),

@@ -1,0 +1,238 @@
+//! The JobManager process: ResourceManager, Dispatcher and one JobMaster per job, as one machine.
+//!
+//! The roles stay separate state machines; this owner routes messages between them
+//! synchronously and in a fixed order (ResourceManager, Dispatcher, then JobMasters by job id),
+//! so the process as a whole is as deterministic as each role. Envelopes for roles of this
+//! process never leave it; everything else becomes an output for the driver.
+//!
+//! Fencing: every envelope leaving carries this JobManager's leader epoch. Envelopes from
+//! TaskExecutors must carry the same epoch, except a registration (a TaskExecutor learns the
+//! epoch from the registration's answer); others are stale and dropped.
+//!
+//! Invariants: the roles' own, and a JobMaster exists exactly for the Dispatcher's non-terminal
+//! jobs (terminal ones are removed once their last outputs are drained).
+
+use crate::config::{Config, RawConfig};
+use crate::dispatcher::{self, ClusterMode, Dispatcher, DispatcherOutput};
+use crate::ids::{Epoch, JobId};
+use crate::job_master::{self, JobMaster};
+use crate::protocol::{Address, Envelope, Message, Output, ResourceManagerMessage, Role, TaskExecutorMessage};
+use crate::resource_manager::{self, ResourceManager};
+use crate::rng::Rng;
+use crate::time::Time;
+use std::collections::{BTreeMap, VecDeque};
+
+/// Inputs of the JobManager process.
+#[derive(Clone, Debug)]
+pub enum Input {
+    /// An envelope for one of its roles.
+    Message(Envelope),
+    /// Time passed.
+    Tick,
+}
+
+/// The JobManager process's roles.
+pub struct JobManager {
+    epoch: Epoch,
+    config: Config,
+    resource_manager: ResourceManager,
+    dispatcher: Dispatcher,
+    job_masters: BTreeMap<JobId, JobMaster>,
+    seeds: Rng,
+    /// Envelopes between roles of this process, delivered before anything else happens.
+    internal: VecDeque<Envelope>,
+    outputs: VecDeque<Output>,
+}
+
+impl JobManager {
+    /// A JobManager leading in `epoch`, configured by `raw` (the cluster's keys); `seed` drives
+    /// every random choice of its roles.
+    pub fn new(raw: RawConfig, mode: ClusterMode, epoch: Epoch, seed: u64) -> Result<JobManager, String> {
+        let config = Config::from_raw(&raw).map_err(|error| error.to_string())?;
+        let mut seeds = Rng::new(seed);
+        let dispatcher = Dispatcher::new(mode, raw, epoch, seeds.next_u64());
+        Ok(JobManager {
+            epoch,
+            resource_manager: ResourceManager::new(&config, epoch),
+            config,
+            dispatcher,
+            job_masters: BTreeMap::new(),
+            seeds,
+            internal: VecDeque::new(),
+            outputs: VecDeque::new(),
+        })
+    }
+
+    /// The leader epoch this JobManager acts in.
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    /// The cluster configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The ResourceManager, for queries.
+    pub fn resource_manager(&self) -> &ResourceManager {
+        &self.resource_manager
+    }
+
+    /// The Dispatcher, for queries.
+    pub fn dispatcher(&self) -> &Dispatcher {
+        &self.dispatcher
+    }
+
+    /// The running jobs' JobMasters, for queries.
+    pub fn job_masters(&self) -> &BTreeMap<JobId, JobMaster> {
+        &self.job_masters
+    }
+
+    fn accept_from_outside(&self, envelope: &Envelope) -> bool {
+        if envelope.from.is_job_manager() || !envelope.to.is_job_manager() {
+            return false; // only this process speaks for its roles
+        }
+        match envelope.from {
+            Address::TaskExecutor(_) => {
+                let registering = matches!(
+                    envelope.message,
+                    Message::ResourceManager(ResourceManagerMessage::RegisterTaskExecutor { .. })
+                );
+                registering || envelope.epoch == self.epoch
+            }
+            _ => true,
+        }
+    }
+
+    fn deliver(&mut self, now: Time, envelope: Envelope) {
+        let Envelope { from, to, epoch, message } = envelope;
+        match (to, message) {
+            (Address::ResourceManager, Message::ResourceManager(message)) => {
+                let input = resource_manager::Input::Message { from, epoch, message };
+                self.resource_manager.handle(now, input);
+            }
+            (Address::Dispatcher, Message::Dispatcher(message)) => {
+                self.dispatcher.handle(now, dispatcher::Input::Message { from, message });
+            }
+            (Address::JobMaster(job_id), Message::JobMaster(message)) => match self.job_masters.get_mut(&job_id) {
+                Some(job_master) => job_master.handle(now, job_master::Input::Message { from, epoch, message }),
+                None => self.answer_for_absent_job(from, job_id, message),
+            },
+            _ => {} // a payload for another role than the address: nonsense, dropped
+        }
+    }
+
+    /// A TaskExecutor offering slots to a job that is gone gets them refused, so it frees them.
+    fn answer_for_absent_job(&mut self, from: Address, job_id: JobId, message: crate::protocol::JobMasterMessage) {
+        if let crate::protocol::JobMasterMessage::OfferSlots { offers, .. } = message {
+            let rejected = offers.iter().map(|offer| offer.allocation).collect();
+            let reply = TaskExecutorMessage::SlotOfferResult { job_id, accepted: Vec::new(), rejected };
+            let envelope =
+                Envelope { from: Address::JobMaster(job_id), to: from, epoch: self.epoch, message: Message::TaskExecutor(reply) };
+            self.outputs.push_back(Output::Send(envelope));
+        }
+    }
+
+    /// Moves every role's outputs to their destinations until all roles are quiet.
+    fn pump(&mut self, now: Time) {
+        loop {
+            let mut moved = false;
+            while let Some(output) = self.resource_manager.poll_output() {
+                self.route(output);
+                moved = true;
+            }
+            while let Some(output) = self.dispatcher.poll_output() {
+                match output {
+                    DispatcherOutput::Out(output) => self.route(output),
+                    DispatcherOutput::StartJobMaster(start) => self.start_job_master(now, start),
+                }
+                moved = true;
+            }
+            for job_master in self.job_masters.values_mut() {
+                while let Some(output) = job_master.poll_output() {
+                    route(self.epoch, &mut self.internal, &mut self.outputs, output);
+                    moved = true;
+                }
+            }
+            while let Some(envelope) = self.internal.pop_front() {
+                self.deliver(now, envelope);
+                moved = true;
+            }
+            if !moved {
+                break;
+            }
+        }
+        self.job_masters.retain(|_, job_master| !job_master.status().is_globally_terminal());
+    }
+
+    fn route(&mut self, output: Output) {
+        route(self.epoch, &mut self.internal, &mut self.outputs, output);
+    }
+
+    fn start_job_master(&mut self, now: Time, start: dispatcher::JobStart) {
+        let seed = self.seeds.next_u64();
+        let job_master = JobMaster::new(start.job_id, *start.plan, &start.config, self.epoch, seed, now);
+        self.job_masters.insert(start.job_id, job_master);
+    }
+}
+
+fn route(epoch: Epoch, internal: &mut VecDeque<Envelope>, outputs: &mut VecDeque<Output>, output: Output) {
+    match output {
+        Output::Send(mut envelope) if envelope.to.is_job_manager() => {
+            envelope.epoch = epoch;
+            internal.push_back(envelope);
+        }
+        Output::Send(mut envelope) => {
+            envelope.epoch = epoch;
+            outputs.push_back(Output::Send(envelope));
+        }
+        other => outputs.push_back(other),
+    }
+}
+
+impl Role for JobManager {
+    type Input = Input;
+
+    fn handle(&mut self, now: Time, input: Input) {
+        match input {
+            Input::Message(envelope) => {
+                if self.accept_from_outside(&envelope) {
+                    self.deliver(now, envelope);
+                }
+            }
+            Input::Tick => {
+                if self.resource_manager.poll_timeout().is_some_and(|at| at <= now) {
+                    self.resource_manager.handle(now, resource_manager::Input::Tick);
+                }
+                for job_master in self.job_masters.values_mut() {
+                    if job_master.poll_timeout().is_some_and(|at| at <= now) {
+                        job_master.handle(now, job_master::Input::Tick);
+                    }
+                }
+            }
+        }
+        self.pump(now);
+    }
+
+    fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    fn poll_timeout(&self) -> Option<Time> {
+        let job_masters = self.job_masters.values().filter_map(|job_master| job_master.poll_timeout());
+        self.resource_manager.poll_timeout().into_iter().chain(job_masters).min()
+    }
+
+    fn check_invariants(&self) -> Result<(), String> {
+        self.resource_manager.check_invariants().map_err(|error| format!("resource manager: {error}"))?;
+        self.dispatcher.check_invariants().map_err(|error| format!("dispatcher: {error}"))?;
+        for (job_id, job_master) in &self.job_masters {
+            job_master.check_invariants().map_err(|error| format!("job master {job_id}: {error}"))?;
+            let known = self.dispatcher.jobs().get(job_id);
+            if known.is_none_or(|job| job.status.is_globally_terminal()) {
+                return Err(format!("job master {job_id} runs for a job the dispatcher has ended or never had"));
+            }
+        }
+        Ok(())
+    }
+}
