@@ -1,1 +1,18 @@
-//! weir-sim
+//! weir-sim: the deterministic simulator.
+//!
+//! One thread, one event queue ordered by (virtual time, sequence number), one seeded generator
+//! from which every random choice flows: latency, loss, duplication, fault times and victims,
+//! task timings. The nodes are weir's real state machines from `weir-core` (a JobManager
+//! process and TaskExecutors); only the network, the clocks and the tasks' work are simulated.
+//! After every event each role's invariants and the cluster-wide ones are checked; the run's
+//! fingerprint (every event, hashed in order) proves that the same seed replays the same run.
+
+pub mod network;
+pub mod report;
+pub mod scenario;
+pub mod tasks;
+pub mod trace;
+pub mod world;
+
+pub use report::RunReport;
+pub use world::run;

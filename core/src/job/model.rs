@@ -10,7 +10,7 @@ use std::fmt;
 pub const MAX_PARALLELISM_LIMIT: u32 = 32_768;
 
 /// A job as the user described it, before chaining and scheduling.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Hash, PartialEq, Serialize, Deserialize)]
 pub struct JobGraph {
     /// The job's name, shown in the REST API and the UI.
     pub name: String,
@@ -27,7 +27,7 @@ pub struct JobGraph {
 }
 
 /// One operator of the job graph.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Hash, PartialEq, Serialize, Deserialize)]
 pub struct Operator {
     /// The user's stable id (a job file's `id`, Flink's `uid`); unique within the job.
     pub uid: String,
@@ -46,7 +46,7 @@ pub struct Operator {
 }
 
 /// Flink's chaining strategies.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Hash, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ChainingStrategy {
     /// Chains to its predecessor and successor where the other rules allow (the default).
     #[default]
@@ -58,7 +58,7 @@ pub enum ChainingStrategy {
 }
 
 /// How records move along an edge from producer subtasks to consumer subtasks.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Partitioner {
     /// Subtask i sends to subtask i; needs equal parallelism.
     Forward,
@@ -97,7 +97,7 @@ impl Partitioner {
 }
 
 /// An edge of the job graph.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Edge {
     /// The producing operator.
     pub source: OperatorIndex,
@@ -108,7 +108,7 @@ pub struct Edge {
 }
 
 /// An output field computed by an expression: `name = "expression"`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NamedExpr {
     /// The output field's name.
     pub name: String,
@@ -117,7 +117,7 @@ pub struct NamedExpr {
 }
 
 /// Text formats of the file source and sink.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FileFormat {
     /// One record per line; a source emits the field `line`.
     Text,
@@ -128,7 +128,7 @@ pub enum FileFormat {
 }
 
 /// Processing time (the machine's clock) or event time (timestamps in the data, with watermarks).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TimeDomain {
     /// Windows close by the TaskManager's clock.
     Processing,
@@ -137,7 +137,7 @@ pub enum TimeDomain {
 }
 
 /// Which records fall into which window.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WindowAssigner {
     /// Every `size` records of a key (Flink's `countWindow(size)`).
     Count {
@@ -182,7 +182,7 @@ impl WindowAssigner {
 }
 
 /// A CSV source column: name and declared type (`any` when not declared).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Column {
     /// The field name.
     pub name: String,
@@ -191,7 +191,7 @@ pub struct Column {
 }
 
 /// What an operator does, with its parameters.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Hash, PartialEq, Serialize, Deserialize)]
 pub enum OperatorKind {
     /// Emits the integers `from..=to` as field `x`, split across subtasks.
     Sequence {

@@ -28,7 +28,7 @@ impl fmt::Display for ExecutionId {
 }
 
 /// What a TaskManager offers: its slots and memory.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkerResources {
     /// Task slots (`taskmanager.numberOfTaskSlots`).
     pub slots: u32,
@@ -37,7 +37,7 @@ pub struct WorkerResources {
 }
 
 /// One slot as its TaskManager reports it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SlotStatus {
     /// The slot.
     pub slot: SlotIndex,
@@ -46,7 +46,7 @@ pub struct SlotStatus {
 }
 
 /// A slot given to a JobMaster by a TaskExecutor.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SlotOffer {
     /// The allocation the ResourceManager made.
     pub allocation: AllocationId,
@@ -55,7 +55,7 @@ pub struct SlotOffer {
 }
 
 /// Everything a TaskExecutor needs to start one task.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Hash, PartialEq, Serialize, Deserialize)]
 pub struct TaskDeployment {
     /// Which attempt of which subtask.
     pub execution: ExecutionId,
@@ -70,7 +70,7 @@ pub struct TaskDeployment {
 }
 
 /// A job as clients submit it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Hash, PartialEq, Serialize, Deserialize)]
 pub struct JobSubmission {
     /// A fixed id (as Flink's `--jobid`, and for recovery); `None` lets the Dispatcher assign one.
     pub job_id: Option<JobId>,
@@ -83,7 +83,7 @@ pub struct JobSubmission {
 }
 
 /// A job as the Dispatcher reports it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobSummary {
     /// The job id.
     pub job_id: JobId,
@@ -102,7 +102,7 @@ pub struct JobSummary {
 }
 
 /// To the ResourceManager.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Hash, PartialEq, Serialize, Deserialize)]
 pub enum ResourceManagerMessage {
     /// A TaskExecutor (re-)registers with its resources and slot report.
     RegisterTaskExecutor {
@@ -167,7 +167,7 @@ pub enum ResourceManagerMessage {
 }
 
 /// To a JobMaster.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Hash, PartialEq, Serialize, Deserialize)]
 pub enum JobMasterMessage {
     /// The ResourceManager could not serve a slot request in time (or at all).
     SlotRequestFailed {
@@ -218,7 +218,7 @@ pub enum JobMasterMessage {
 }
 
 /// To a TaskExecutor.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Hash, PartialEq, Serialize, Deserialize)]
 pub enum TaskExecutorMessage {
     /// The ResourceManager accepted the registration.
     RegistrationAccepted,
@@ -281,7 +281,7 @@ pub enum TaskExecutorMessage {
 }
 
 /// To the Dispatcher.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Hash, PartialEq, Serialize, Deserialize)]
 pub enum DispatcherMessage {
     /// Submit a job.
     Submit {
@@ -323,7 +323,7 @@ pub enum DispatcherMessage {
 }
 
 /// To a client.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Hash, PartialEq, Serialize, Deserialize)]
 pub enum ClientMessage {
     /// The job was accepted.
     Submitted {
@@ -370,7 +370,7 @@ pub enum ClientMessage {
 }
 
 /// What a TaskExecutor asks its driver to do with tasks.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Hash, PartialEq, Serialize, Deserialize)]
 pub enum TaskCommand {
     /// Start this task.
     Start(TaskDeployment),
@@ -379,7 +379,7 @@ pub enum TaskCommand {
 }
 
 /// What a driver reports about a task it runs.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Hash, PartialEq, Serialize, Deserialize)]
 pub struct TaskReport {
     /// The attempt.
     pub execution: ExecutionId,
@@ -390,7 +390,7 @@ pub struct TaskReport {
 }
 
 /// Observable facts, for traces, the REST API and the simulator's checks.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Hash, PartialEq, Serialize, Deserialize)]
 pub enum Event {
     /// A job's status changed.
     JobStatusChanged {

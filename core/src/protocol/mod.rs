@@ -41,7 +41,7 @@ impl Address {
 }
 
 /// A message on its way.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Hash, PartialEq, Serialize, Deserialize)]
 pub struct Envelope {
     /// Sender.
     pub from: Address,
@@ -55,7 +55,7 @@ pub struct Envelope {
 }
 
 /// Every payload, grouped by the role that receives it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Hash, PartialEq, Serialize, Deserialize)]
 pub enum Message {
     /// To the ResourceManager.
     ResourceManager(ResourceManagerMessage),
@@ -83,7 +83,7 @@ impl Message {
 }
 
 /// What a role asks its driver to do.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Hash, PartialEq, Serialize, Deserialize)]
 pub enum Output {
     /// Deliver this envelope.
     Send(Envelope),

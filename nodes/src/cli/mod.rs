@@ -2,6 +2,7 @@
 
 mod info;
 mod local;
+mod sim;
 
 use crate::settings::ConfigArgs;
 use clap::{Parser, Subcommand};
@@ -41,6 +42,24 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// The deterministic simulator.
+    #[command(subcommand)]
+    Sim(SimCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum SimCommand {
+    /// Run one seed of a scenario and check its invariants and expectations.
+    Run {
+        /// The scenario file.
+        scenario: PathBuf,
+        /// The seed every random choice of the run flows from.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// A command's failure, with the exit code it maps to.
@@ -78,5 +97,6 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Info { job, json, parallelism, config } => info::run(&job, json, parallelism, &config),
         Command::Local { job, parallelism, config } => local::run(&job, parallelism, &config),
+        Command::Sim(SimCommand::Run { scenario, seed, json }) => sim::run(&scenario, seed, json),
     }
 }

@@ -1,0 +1,47 @@
+//! `weir sim run SCENARIO [--seed N] [--json]`: one seeded run of a scenario.
+
+use super::CliError;
+use std::path::Path;
+use std::time::Instant;
+
+/// Runs one seed and prints the summary; fails (exit 1) on a violation or unmet expectation.
+pub fn run(path: &Path, seed: u64, json: bool) -> Result<(), CliError> {
+    let scenario = weir_sim::scenario::load(path).map_err(|error| CliError::input(error.to_string()))?;
+    let started = Instant::now();
+    let mut report = weir_sim::run(&scenario, seed);
+    report.wall_ms = started.elapsed().as_millis() as u64;
+    if json {
+        let text = serde_json::to_string_pretty(&report)
+            .map_err(|error| CliError::failed(format!("cannot render the report: {error}")))?;
+        println!("{text}");
+    } else {
+        print_summary(&report);
+    }
+    if report.passed() {
+        Ok(())
+    } else {
+        let replay = format!("weir sim run {} --seed {seed}", path.display());
+        Err(CliError::failed(format!("scenario {} failed with seed {seed}; replay: {replay}", report.scenario)))
+    }
+}
+
+fn print_summary(report: &weir_sim::RunReport) {
+    println!(
+        "scenario {} seed {}: {} events, {} ms virtual in {} ms wall, trace {}",
+        report.scenario, report.seed, report.events, report.virtual_ms, report.wall_ms, report.trace_hash
+    );
+    for fault in &report.faults {
+        println!("  fault   {fault}");
+    }
+    for job in &report.jobs {
+        let failure = job.failure.as_deref().map(|f| format!(": {f}")).unwrap_or_default();
+        println!("  job     {} {} (restarts {}){failure}", job.name, job.status, job.restarts);
+    }
+    for violation in &report.violations {
+        println!("  VIOLATED at event {} ({} ms): {}", violation.event, violation.time_ms, violation.message);
+    }
+    for unmet in &report.unmet {
+        println!("  UNMET   {unmet}");
+    }
+    println!("{}", if report.passed() { "passed" } else { "FAILED" });
+}

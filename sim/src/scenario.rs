@@ -1,0 +1,397 @@
+//! Scenario files: a reproducible cluster, its jobs, its faults and what must come out.
+//!
+//! The format is documented for users in `docs/scenarios.md`. Times are durations from the
+//! start of the run (`"10 s"`); a range (`"5 s..15 s"`) is drawn from the run's seed, so one file
+//! covers many fault timings across seeds. Node names are `jm`, `tm-0`, `tm-1`, ...; `any-tm`
+//! picks a live TaskManager when the fault fires.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+use weir_core::config::units::parse_duration;
+use weir_core::job::JobGraph;
+use weir_core::protocol::JobStatus;
+use weir_core::rng::Rng;
+use weir_core::time::Duration;
+
+/// A scenario problem, naming the file and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{origin}: {message}")]
+pub struct ScenarioError {
+    /// The scenario file.
+    pub origin: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// A parsed, checked scenario.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// Name, for reports.
+    pub name: String,
+    /// What the scenario proves.
+    pub description: String,
+    /// Virtual time the run may take at most.
+    pub run_for: Duration,
+    /// TaskManagers and slots.
+    pub cluster: Cluster,
+    /// Configuration keys of the cluster.
+    pub config: BTreeMap<String, String>,
+    /// Link behaviour.
+    pub network: NetworkSpec,
+    /// Jobs to submit.
+    pub jobs: Vec<JobSpec>,
+    /// Scheduled faults.
+    pub faults: Vec<FaultSpec>,
+}
+
+/// The simulated cluster.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    /// TaskManager processes.
+    pub task_managers: u32,
+    /// Slots per TaskManager.
+    #[serde(default = "one")]
+    pub slots: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Latency, loss and duplication of every link.
+#[derive(Debug, Clone)]
+pub struct NetworkSpec {
+    /// Minimum one-way latency.
+    pub latency: Duration,
+    /// Extra latency drawn uniformly in `0..=jitter` per message (reorders messages).
+    pub jitter: Duration,
+    /// Probability a message is lost.
+    pub loss: f64,
+    /// Probability a message is delivered twice.
+    pub duplicate: f64,
+}
+
+/// A job to submit.
+#[derive(Debug, Clone)]
+pub struct JobSpec {
+    /// The job graph.
+    pub graph: JobGraph,
+    /// Submission time.
+    pub submit_at: TimeSpec,
+    /// Default parallelism (the CLI's `-p`).
+    pub parallelism: Option<u32>,
+    /// How long each source subtask runs in the simulated task model; `None` runs until cancelled.
+    pub source_runtime: Option<Duration>,
+    /// When to cancel it, if at all.
+    pub cancel_at: Option<TimeSpec>,
+    /// The status the job must end in.
+    pub expect_status: Option<JobStatus>,
+    /// A text the job's failure must contain.
+    pub expect_failure: Option<String>,
+    /// The exact number of restarts the job must see.
+    pub expect_restarts: Option<u32>,
+}
+
+/// A time or a range of times drawn from the seed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeSpec {
+    /// Earliest.
+    pub low: Duration,
+    /// Latest (equal to `low` for a fixed time).
+    pub high: Duration,
+}
+
+impl TimeSpec {
+    /// A time drawn from `rng` within the range.
+    pub fn draw(&self, rng: &mut Rng) -> Duration {
+        if self.high <= self.low {
+            return self.low;
+        }
+        Duration(self.low.0 + rng.below(self.high.0 - self.low.0 + 1))
+    }
+}
+
+/// What a fault does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FaultKind {
+    /// The node's process dies (volatile state lost); restarts after `restart_after` if given.
+    Crash {
+        /// Delay until the node starts again, fresh.
+        restart_after: Option<TimeSpec>,
+    },
+    /// The node is cut off from every other node; heals after `duration` if given.
+    Isolate {
+        /// How long.
+        duration: Option<TimeSpec>,
+    },
+    /// The node and `peer` cannot reach each other; heals after `duration` if given.
+    Partition {
+        /// The other side.
+        peer: String,
+        /// How long.
+        duration: Option<TimeSpec>,
+    },
+    /// Every partition heals.
+    Heal,
+}
+
+/// One scheduled fault.
+#[derive(Debug, Clone)]
+pub struct FaultSpec {
+    /// When.
+    pub at: TimeSpec,
+    /// Which node (`jm`, `tm-N`, `any-tm`); unused for `heal`.
+    pub node: String,
+    /// What.
+    pub kind: FaultKind,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenario {
+    name: String,
+    #[serde(default)]
+    description: String,
+    run_for: String,
+    cluster: Cluster,
+    #[serde(default)]
+    config: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    network: RawNetwork,
+    #[serde(default)]
+    job: Vec<RawJob>,
+    #[serde(default)]
+    fault: Vec<RawFault>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawNetwork {
+    latency: Option<String>,
+    jitter: Option<String>,
+    loss: Option<f64>,
+    duplicate: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJob {
+    file: String,
+    #[serde(default)]
+    submit_at: Option<String>,
+    parallelism: Option<u32>,
+    source_runtime: Option<String>,
+    cancel_at: Option<String>,
+    expect: Option<String>,
+    expect_failure: Option<String>,
+    expect_restarts: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFault {
+    kind: String,
+    at: String,
+    #[serde(default)]
+    node: String,
+    peer: Option<String>,
+    restart_after: Option<String>,
+    duration: Option<String>,
+}
+
+/// Reads a scenario file; job files it names are read relative to the scenario's folder.
+pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+    let origin = path.display().to_string();
+    let fail = |message: String| ScenarioError { origin: origin.clone(), message };
+    let text = std::fs::read_to_string(path).map_err(|error| fail(format!("cannot read: {error}")))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    parse(&origin, &text, &|name| {
+        let job_path = base.join(name);
+        std::fs::read_to_string(&job_path).map_err(|error| format!("cannot read job file {}: {error}", job_path.display()))
+    })
+}
+
+/// Parses scenario text; `read_job` returns the text of a job file named in it.
+pub fn parse(origin: &str, text: &str, read_job: &dyn Fn(&str) -> Result<String, String>) -> Result<Scenario, ScenarioError> {
+    let fail = |message: String| ScenarioError { origin: origin.to_string(), message };
+    let raw: RawScenario = toml::from_str(text).map_err(|error| fail(error.to_string().trim().to_string()))?;
+    if raw.cluster.task_managers == 0 || raw.cluster.slots == 0 {
+        return Err(fail("cluster.task_managers and cluster.slots must be at least 1".into()));
+    }
+    let network = network(&raw.network).map_err(fail)?;
+    let mut jobs = Vec::new();
+    for (position, job) in raw.job.iter().enumerate() {
+        jobs.push(job_spec(job, read_job).map_err(|message| fail(format!("job[{position}]: {message}")))?);
+    }
+    let mut faults = Vec::new();
+    for (position, fault) in raw.fault.iter().enumerate() {
+        let spec = fault_spec(fault, raw.cluster.task_managers);
+        faults.push(spec.map_err(|message| fail(format!("fault[{position}]: {message}")))?);
+    }
+    let config = raw.config.iter().map(|(key, value)| (key.clone(), toml_text(value))).collect();
+    Ok(Scenario {
+        name: raw.name,
+        description: raw.description,
+        run_for: duration("run_for", &raw.run_for).map_err(fail)?,
+        cluster: raw.cluster,
+        config,
+        network,
+        jobs,
+        faults,
+    })
+}
+
+fn toml_text(value: &toml::Value) -> String {
+    match value {
+        toml::Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn duration(field: &str, text: &str) -> Result<Duration, String> {
+    parse_duration(text).map_err(|reason| format!("`{field}`: bad duration {text:?}: {reason}"))
+}
+
+fn time_spec(field: &str, text: &str) -> Result<TimeSpec, String> {
+    match text.split_once("..") {
+        Some((low, high)) => {
+            let (low, high) = (duration(field, low)?, duration(field, high)?);
+            if high < low {
+                return Err(format!("`{field}`: range {text:?} ends before it starts"));
+            }
+            Ok(TimeSpec { low, high })
+        }
+        None => {
+            let at = duration(field, text)?;
+            Ok(TimeSpec { low: at, high: at })
+        }
+    }
+}
+
+fn optional(field: &str, text: &Option<String>) -> Result<Option<TimeSpec>, String> {
+    text.as_deref().map(|text| time_spec(field, text)).transpose()
+}
+
+fn network(raw: &RawNetwork) -> Result<NetworkSpec, String> {
+    let probability = |field: &str, value: Option<f64>| match value {
+        Some(p) if !(0.0..=1.0).contains(&p) => Err(format!("network.{field} must lie in 0..1, got {p}")),
+        other => Ok(other.unwrap_or(0.0)),
+    };
+    Ok(NetworkSpec {
+        latency: duration("network.latency", raw.latency.as_deref().unwrap_or("1 ms"))?,
+        jitter: duration("network.jitter", raw.jitter.as_deref().unwrap_or("2 ms"))?,
+        loss: probability("loss", raw.loss)?,
+        duplicate: probability("duplicate", raw.duplicate)?,
+    })
+}
+
+fn job_spec(raw: &RawJob, read_job: &dyn Fn(&str) -> Result<String, String>) -> Result<JobSpec, String> {
+    let text = read_job(&raw.file)?;
+    let job = weir_core::job::file::parse_job_file(&raw.file, &text).map_err(|errors| errors.to_string())?;
+    let expect_status = match raw.expect.as_deref() {
+        None => None,
+        Some(name) => Some(
+            JobStatus::ALL
+                .into_iter()
+                .find(|status| status.name().eq_ignore_ascii_case(name))
+                .ok_or_else(|| format!("`expect`: unknown job status {name:?}"))?,
+        ),
+    };
+    let source_runtime = match raw.source_runtime.as_deref() {
+        None | Some("unbounded") => None,
+        Some(text) => Some(duration("source_runtime", text)?),
+    };
+    Ok(JobSpec {
+        graph: job.graph,
+        submit_at: time_spec("submit_at", raw.submit_at.as_deref().unwrap_or("0 s"))?,
+        parallelism: raw.parallelism,
+        source_runtime,
+        cancel_at: optional("cancel_at", &raw.cancel_at)?,
+        expect_status,
+        expect_failure: raw.expect_failure.clone(),
+        expect_restarts: raw.expect_restarts,
+    })
+}
+
+fn check_node(name: &str, task_managers: u32) -> Result<(), String> {
+    let known = name == "jm"
+        || name == "any-tm"
+        || name.strip_prefix("tm-").and_then(|n| n.parse::<u32>().ok()).is_some_and(|n| n < task_managers);
+    if known { Ok(()) } else { Err(format!("unknown node {name:?}; nodes are jm, any-tm, tm-0..tm-{}", task_managers - 1)) }
+}
+
+fn fault_spec(raw: &RawFault, task_managers: u32) -> Result<FaultSpec, String> {
+    let at = time_spec("at", &raw.at)?;
+    let kind = match raw.kind.as_str() {
+        "crash" => FaultKind::Crash { restart_after: optional("restart_after", &raw.restart_after)? },
+        "isolate" => FaultKind::Isolate { duration: optional("duration", &raw.duration)? },
+        "partition" => {
+            let peer = raw.peer.clone().ok_or("a partition needs `peer`, the node on the other side")?;
+            check_node(&peer, task_managers)?;
+            FaultKind::Partition { peer, duration: optional("duration", &raw.duration)? }
+        }
+        "heal" => FaultKind::Heal,
+        other => return Err(format!("unknown fault kind {other:?}; use crash, isolate, partition or heal")),
+    };
+    if kind != FaultKind::Heal {
+        check_node(&raw.node, task_managers)?;
+    }
+    Ok(FaultSpec { at, node: raw.node.clone(), kind })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const JOB: &str = "name = \"j\"\n[[operator]]\nid = \"s\"\ntype = \"sequence\"\nto = 5\n\
+                       [[operator]]\nid = \"d\"\ntype = \"discard\"\ninput = \"s\"\n";
+
+    fn read(_: &str) -> Result<String, String> {
+        Ok(JOB.to_string())
+    }
+
+    #[test]
+    fn a_full_scenario_parses() {
+        let text = r#"
+name = "x"
+run_for = "2 min"
+[cluster]
+task_managers = 3
+slots = 2
+[config]
+"heartbeat.timeout" = "5 s"
+"restart-strategy.fixed-delay.attempts" = 3
+[network]
+jitter = "5 ms"
+loss = 0.01
+[[job]]
+file = "job.toml"
+parallelism = 4
+source_runtime = "30 s"
+expect = "finished"
+[[fault]]
+kind = "crash"
+node = "any-tm"
+at = "5 s..20 s"
+restart_after = "10 s"
+"#;
+        let scenario = parse("s.toml", text, &read).unwrap();
+        assert_eq!(scenario.cluster.slots, 2);
+        assert_eq!(scenario.config["restart-strategy.fixed-delay.attempts"], "3");
+        assert_eq!(scenario.jobs[0].expect_status, Some(JobStatus::Finished));
+        assert_eq!(scenario.faults[0].at, TimeSpec { low: Duration::from_secs(5), high: Duration::from_secs(20) });
+    }
+
+    #[test]
+    fn errors_name_the_file_and_the_problem() {
+        let base = "name = \"x\"\nrun_for = \"1 s\"\n[cluster]\ntask_managers = 1\n";
+        let error = parse("s.toml", &format!("{base}[[fault]]\nkind = \"explode\"\nat = \"1 s\"\nnode = \"jm\"\n"), &read);
+        assert!(error.unwrap_err().to_string().contains("s.toml: fault[0]: unknown fault kind \"explode\""));
+        let error = parse("s.toml", &format!("{base}[[fault]]\nkind = \"crash\"\nat = \"1 s\"\nnode = \"tm-4\"\n"), &read);
+        assert!(error.unwrap_err().to_string().contains("unknown node \"tm-4\""));
+        let error = parse("s.toml", &format!("{base}bogus = 1\n"), &read).unwrap_err();
+        assert!(error.to_string().contains("bogus"), "{error}");
+    }
+}

@@ -1,0 +1,706 @@
+//! The simulated world: nodes, network, clock and the event loop.
+//!
+//! Events are processed in (time, sequence) order. After each one, every live node's
+//! invariants and the cluster-wide ones are checked (see [`crate::world::check_cluster`]). A run
+//! ends at the scenario's `run_for`, or once every job has ended and the cluster had time to
+//! clean up (a heartbeat timeout), whichever comes first.
+
+use crate::network::{Network, NodeIndex};
+use crate::report::{JobOutcome, RunReport, Violation};
+use crate::scenario::{FaultKind, Scenario};
+use crate::tasks::{DueReport, JobModel, Tasks};
+use crate::trace::TraceHasher;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use weir_core::config::{Config, RawConfig};
+use weir_core::dispatcher::{prepare, ClusterMode};
+use weir_core::ids::{stable_hash128, Epoch, Hex128, JobId, ResourceId};
+use weir_core::job_manager::{self, JobManager};
+use weir_core::plan::execution::ExecutionGraph;
+use weir_core::protocol::{
+    Address, ClientMessage, DispatcherMessage, Envelope, Event, JobStatus, JobSubmission, Message, Output, Role,
+    TaskCommand, TaskReport,
+};
+use weir_core::rng::Rng;
+use weir_core::task_executor::{self, TaskExecutor, TaskExecutorConfig};
+use weir_core::time::{Duration, Time};
+
+/// The node index of the JobManager; TaskManagers follow, then the client.
+const JOB_MANAGER: NodeIndex = 0;
+/// The scenario's client address.
+const CLIENT: Address = Address::Client(0);
+
+/// Something that happens at a virtual time.
+#[derive(Debug)]
+enum Action {
+    Deliver { from: NodeIndex, to: NodeIndex, envelope: Envelope },
+    Wake { node: NodeIndex, incarnation: u32 },
+    Report { node: NodeIndex, incarnation: u32, report: TaskReport },
+    Submit { job: usize },
+    Cancel { job: usize },
+    Fault { fault: usize },
+    Restart { node: NodeIndex },
+    Restore { a: NodeIndex, b: Option<NodeIndex> },
+}
+
+struct Scheduled {
+    at: Time,
+    sequence: u64,
+    action: Action,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.sequence) == (other.at, other.sequence)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.sequence).cmp(&(other.at, other.sequence))
+    }
+}
+
+enum Machine {
+    JobManager(Box<JobManager>),
+    TaskManager(Box<TaskExecutor>),
+    Down,
+}
+
+struct Node {
+    name: String,
+    machine: Machine,
+    incarnation: u32,
+    /// The earliest wake-up already scheduled, to avoid scheduling duplicates.
+    wake_at: Option<Time>,
+    resource_id: Option<ResourceId>,
+}
+
+/// A job of the scenario, as the client sees it.
+struct ClientJob {
+    job_id: Option<JobId>,
+    status: Option<JobStatus>,
+    failure: Option<String>,
+    rejected: Option<String>,
+    restarts: u32,
+}
+
+/// One seeded run of a scenario.
+pub struct World<'s> {
+    scenario: &'s Scenario,
+    seed: u64,
+    cluster_config: RawConfig,
+    config: Config,
+    now: Time,
+    queue: BinaryHeap<Reverse<Scheduled>>,
+    sequence: u64,
+    rng: Rng,
+    network: Network,
+    nodes: Vec<Node>,
+    tasks: Tasks,
+    jobs: Vec<ClientJob>,
+    trace: TraceHasher,
+    events: u64,
+    violations: Vec<Violation>,
+    faults_fired: Vec<String>,
+    /// Last status and state seen per job and execution, to check transitions.
+    seen_jobs: BTreeMap<JobId, JobStatus>,
+    seen_executions: BTreeMap<weir_core::protocol::ExecutionId, weir_core::protocol::ExecutionState>,
+    all_ended_at: Option<Time>,
+}
+
+/// Runs `scenario` with `seed`.
+pub fn run(scenario: &Scenario, seed: u64) -> RunReport {
+    match World::new(scenario, seed) {
+        Ok(mut world) => {
+            world.run_to_end();
+            world.report()
+        }
+        Err(message) => RunReport {
+            scenario: scenario.name.clone(),
+            seed,
+            events: 0,
+            virtual_ms: 0,
+            wall_ms: 0,
+            trace_hash: String::new(),
+            jobs: Vec::new(),
+            violations: vec![Violation { event: 0, time_ms: 0, message }],
+            unmet: Vec::new(),
+            faults: Vec::new(),
+        },
+    }
+}
+
+impl<'s> World<'s> {
+    fn new(scenario: &'s Scenario, seed: u64) -> Result<World<'s>, String> {
+        let mut cluster_config = RawConfig::new();
+        for (key, value) in &scenario.config {
+            cluster_config.set(key.clone(), value.clone());
+        }
+        cluster_config.set("taskmanager.numberOfTaskSlots", scenario.cluster.slots.to_string());
+        let config = Config::from_raw(&cluster_config).map_err(|error| format!("scenario configuration: {error}"))?;
+        let mut world = World {
+            scenario,
+            seed,
+            cluster_config,
+            config,
+            now: Time::ZERO,
+            queue: BinaryHeap::new(),
+            sequence: 0,
+            rng: Rng::new(seed),
+            network: Network::new(scenario.network.clone()),
+            nodes: Vec::new(),
+            tasks: Tasks::default(),
+            jobs: Vec::new(),
+            trace: TraceHasher::default(),
+            events: 0,
+            violations: Vec::new(),
+            faults_fired: Vec::new(),
+            seen_jobs: BTreeMap::new(),
+            seen_executions: BTreeMap::new(),
+            all_ended_at: None,
+        };
+        world.nodes.push(Node { name: "jm".into(), machine: Machine::Down, incarnation: 0, wake_at: None, resource_id: None });
+        for index in 0..scenario.cluster.task_managers {
+            let name = format!("tm-{index}");
+            world.nodes.push(Node { name, machine: Machine::Down, incarnation: 0, wake_at: None, resource_id: None });
+        }
+        for node in 0..world.nodes.len() {
+            world.start_node(node)?;
+        }
+        world.schedule_scenario();
+        Ok(world)
+    }
+
+    fn schedule(&mut self, at: Time, action: Action) {
+        self.sequence += 1;
+        self.queue.push(Reverse(Scheduled { at, sequence: self.sequence, action }));
+    }
+
+    fn schedule_scenario(&mut self) {
+        for (job, spec) in self.scenario.jobs.iter().enumerate() {
+            self.jobs.push(ClientJob { job_id: None, status: None, failure: None, rejected: None, restarts: 0 });
+            let at = spec.submit_at.draw(&mut self.rng);
+            self.schedule(Time::ZERO.after(at), Action::Submit { job });
+            if let Some(cancel) = spec.cancel_at {
+                let at = cancel.draw(&mut self.rng);
+                self.schedule(Time::ZERO.after(at), Action::Cancel { job });
+            }
+        }
+        for (fault, spec) in self.scenario.faults.iter().enumerate() {
+            let at = spec.at.draw(&mut self.rng);
+            self.schedule(Time::ZERO.after(at), Action::Fault { fault });
+        }
+    }
+
+    /// Starts (or restarts) a node with fresh state; a TaskManager gets a new resource id.
+    fn start_node(&mut self, node: NodeIndex) -> Result<(), String> {
+        let incarnation = self.nodes[node].incarnation + 1;
+        let machine = if node == JOB_MANAGER {
+            let epoch = Epoch(incarnation as u64);
+            let seed = self.rng.next_u64();
+            let job_manager = JobManager::new(self.cluster_config.clone(), ClusterMode::Session, epoch, seed)?;
+            Machine::JobManager(Box::new(job_manager))
+        } else {
+            let name = self.nodes[node].name.clone();
+            let bits = stable_hash128(&[b"tm", name.as_bytes(), &incarnation.to_le_bytes(), &self.seed.to_le_bytes()]);
+            let resource_id = ResourceId(Hex128(bits));
+            self.nodes[node].resource_id = Some(resource_id);
+            let config = TaskExecutorConfig::from_config(&self.config).map_err(|error| error.to_string())?;
+            Machine::TaskManager(Box::new(TaskExecutor::new(resource_id, config, self.now)))
+        };
+        let entry = &mut self.nodes[node];
+        entry.machine = machine;
+        entry.incarnation = incarnation;
+        entry.wake_at = None;
+        self.after_input(node);
+        Ok(())
+    }
+
+    fn run_to_end(&mut self) {
+        let end = Time::ZERO.after(self.scenario.run_for);
+        let settle = self.config.heartbeat.timeout;
+        while let Some(Reverse(next)) = self.queue.pop() {
+            if next.at > end || self.all_ended_at.is_some_and(|at| next.at > at.after(settle)) {
+                break;
+            }
+            debug_assert!(next.at >= self.now, "time never goes backwards");
+            self.now = next.at;
+            self.events += 1;
+            self.trace.record(&(next.at.0, next.sequence));
+            self.process(next.action);
+            self.check(self.events);
+        }
+        self.final_checks();
+    }
+
+    fn process(&mut self, action: Action) {
+        match action {
+            Action::Deliver { from, to, envelope } => self.deliver(from, to, envelope),
+            Action::Wake { node, incarnation } => {
+                if self.nodes[node].incarnation == incarnation {
+                    self.nodes[node].wake_at = None;
+                    self.trace.record(&("wake", node));
+                    self.feed(node, NodeInput::Tick);
+                }
+            }
+            Action::Report { node, incarnation, report } => {
+                let live = self.nodes[node].incarnation == incarnation && matches!(self.nodes[node].machine, Machine::TaskManager(_));
+                if live && self.tasks.applies(node, &report) {
+                    self.trace.record(&report);
+                    let follow = self.tasks.reported(self.now, &report, &mut self.rng);
+                    self.schedule_reports(follow);
+                    self.feed(node, NodeInput::Report(report));
+                }
+            }
+            Action::Submit { job } => self.submit(job),
+            Action::Cancel { job } => self.cancel(job),
+            Action::Fault { fault } => self.fault(fault),
+            Action::Restart { node } => {
+                self.faults_fired.push(format!("{} restart {}", self.now, self.nodes[node].name));
+                if let Err(message) = self.start_node(node) {
+                    self.violation(format!("restart of {} failed: {message}", self.nodes[node].name));
+                }
+            }
+            Action::Restore { a, b } => match b {
+                Some(b) => self.network.restore(a, b),
+                None => {
+                    for other in 0..self.nodes.len() {
+                        self.network.restore(a, other);
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// What a node is fed.
+enum NodeInput {
+    Message(Envelope),
+    Report(TaskReport),
+    Tick,
+}
+
+/// The scenario's client is not a node of the cluster; it reaches the JobManager directly.
+const CLIENT_NODE: NodeIndex = usize::MAX;
+
+impl World<'_> {
+    fn node_of(&self, address: Address) -> Option<NodeIndex> {
+        match address {
+            Address::ResourceManager | Address::Dispatcher | Address::JobMaster(_) => Some(JOB_MANAGER),
+            Address::Client(_) => Some(CLIENT_NODE),
+            Address::TaskExecutor(resource_id) => self.nodes.iter().position(|node| {
+                node.resource_id == Some(resource_id) && matches!(node.machine, Machine::TaskManager(_))
+            }),
+        }
+    }
+
+    fn send(&mut self, from: NodeIndex, envelope: Envelope) {
+        let Some(to) = self.node_of(envelope.to) else { return };
+        if from == CLIENT_NODE || to == CLIENT_NODE {
+            let at = self.now.after(Duration::from_millis(1));
+            self.schedule(at, Action::Deliver { from, to, envelope });
+            return;
+        }
+        let delays = self.network.deliveries(&mut self.rng, from, to);
+        for delay in delays {
+            let at = self.now.after(delay);
+            self.schedule(at, Action::Deliver { from, to, envelope: envelope.clone() });
+        }
+    }
+
+    fn deliver(&mut self, from: NodeIndex, to: NodeIndex, envelope: Envelope) {
+        let cut = from != CLIENT_NODE && to != CLIENT_NODE && self.network.is_blocked(from, to);
+        if cut {
+            return; // the partition started while the message was in flight
+        }
+        self.trace.record(&envelope);
+        if to == CLIENT_NODE {
+            if let Message::Client(message) = envelope.message {
+                self.client_received(message);
+            }
+            return;
+        }
+        // A TaskManager that restarted has a new resource id: mail for the old one is dropped.
+        if self.node_of(envelope.to) == Some(to) {
+            self.feed(to, NodeInput::Message(envelope));
+        }
+    }
+
+    fn feed(&mut self, node: NodeIndex, input: NodeInput) {
+        let now = self.now;
+        match (&mut self.nodes[node].machine, input) {
+            (Machine::JobManager(job_manager), NodeInput::Message(envelope)) => {
+                job_manager.handle(now, job_manager::Input::Message(envelope));
+            }
+            (Machine::JobManager(job_manager), NodeInput::Tick) => job_manager.handle(now, job_manager::Input::Tick),
+            (Machine::TaskManager(task_executor), NodeInput::Message(envelope)) => {
+                let Message::TaskExecutor(message) = envelope.message else { return };
+                let input = task_executor::Input::Message { from: envelope.from, epoch: envelope.epoch, message };
+                task_executor.handle(now, input);
+            }
+            (Machine::TaskManager(task_executor), NodeInput::Report(report)) => {
+                task_executor.handle(now, task_executor::Input::TaskReport(report));
+            }
+            (Machine::TaskManager(task_executor), NodeInput::Tick) => task_executor.handle(now, task_executor::Input::Tick),
+            _ => return,
+        }
+        self.after_input(node);
+    }
+
+    /// Drains a node's outputs and schedules its next wake-up.
+    fn after_input(&mut self, node: NodeIndex) {
+        loop {
+            let output = match &mut self.nodes[node].machine {
+                Machine::JobManager(job_manager) => job_manager.poll_output(),
+                Machine::TaskManager(task_executor) => task_executor.poll_output(),
+                Machine::Down => None,
+            };
+            let Some(output) = output else { break };
+            match output {
+                Output::Send(envelope) => self.send(node, envelope),
+                Output::Task(command) => self.task_command(node, command),
+                Output::Event(event) => self.observe(event),
+            }
+        }
+        let deadline = match &self.nodes[node].machine {
+            Machine::JobManager(job_manager) => job_manager.poll_timeout(),
+            Machine::TaskManager(task_executor) => task_executor.poll_timeout(),
+            Machine::Down => None,
+        };
+        if let Some(deadline) = deadline {
+            let at = deadline.max(self.now);
+            if self.nodes[node].wake_at.is_none_or(|scheduled| at < scheduled) {
+                self.nodes[node].wake_at = Some(at);
+                let incarnation = self.nodes[node].incarnation;
+                self.schedule(at, Action::Wake { node, incarnation });
+            }
+        }
+    }
+
+    fn task_command(&mut self, node: NodeIndex, command: TaskCommand) {
+        let reports = match command {
+            TaskCommand::Start(deployment) => self.tasks.start(self.now, node, deployment.execution, &mut self.rng),
+            TaskCommand::Cancel(execution) => self.tasks.cancel(self.now, execution, &mut self.rng),
+        };
+        self.schedule_reports(reports);
+    }
+
+    fn schedule_reports(&mut self, reports: Vec<DueReport>) {
+        for due in reports {
+            let incarnation = self.nodes[due.node].incarnation;
+            self.schedule(due.at, Action::Report { node: due.node, incarnation, report: due.report });
+        }
+    }
+
+    fn observe(&mut self, event: Event) {
+        match event {
+            Event::JobStatusChanged { job_id, from, to } => {
+                let previous = self.seen_jobs.insert(job_id, to);
+                if previous.is_some_and(|seen| seen != from) || !from.can_become(to) {
+                    self.violation(format!("job {job_id}: illegal transition {from} -> {to} (last seen {previous:?})"));
+                }
+                self.job_status(job_id, to);
+            }
+            Event::ExecutionStateChanged { execution, from, to } => {
+                let previous = self.seen_executions.insert(execution, to);
+                if previous.is_some_and(|seen| seen != from) || !from.can_become(to) {
+                    self.violation(format!("{execution}: illegal transition {from} -> {to} (last seen {previous:?})"));
+                }
+            }
+            Event::RestartDecision { job_id, delay_ms: Some(_), .. } => {
+                if let Some(job) = self.jobs.iter_mut().find(|job| job.job_id == Some(job_id)) {
+                    job.restarts += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn job_status(&mut self, job_id: JobId, status: JobStatus) {
+        if let Some(job) = self.jobs.iter_mut().find(|job| job.job_id == Some(job_id)) {
+            job.status = Some(status);
+        }
+        self.update_all_ended();
+    }
+
+    fn update_all_ended(&mut self) {
+        let ended = self.jobs.iter().all(|job| job.rejected.is_some() || job.status.is_some_and(JobStatus::is_terminal));
+        if ended && self.all_ended_at.is_none() {
+            self.all_ended_at = Some(self.now);
+        }
+    }
+
+    fn violation(&mut self, message: String) {
+        let time_ms = self.now.as_millis();
+        self.violations.push(Violation { event: self.events, time_ms, message });
+    }
+}
+
+impl World<'_> {
+    fn client_envelope(&self, message: DispatcherMessage) -> Envelope {
+        Envelope { from: CLIENT, to: Address::Dispatcher, epoch: Epoch(0), message: Message::Dispatcher(message) }
+    }
+
+    fn submit(&mut self, job: usize) {
+        let spec = &self.scenario.jobs[job];
+        let submission = JobSubmission {
+            job_id: None,
+            graph: spec.graph.clone(),
+            parallelism: spec.parallelism,
+            config: Default::default(),
+        };
+        let envelope = self.client_envelope(DispatcherMessage::Submit { request: job as u64, submission });
+        self.send(CLIENT_NODE, envelope);
+    }
+
+    fn cancel(&mut self, job: usize) {
+        if let Some(job_id) = self.jobs[job].job_id {
+            let envelope = self.client_envelope(DispatcherMessage::Cancel { request: job as u64, job_id });
+            self.send(CLIENT_NODE, envelope);
+        }
+    }
+
+    fn client_received(&mut self, message: ClientMessage) {
+        match message {
+            ClientMessage::Submitted { request, job_id } => {
+                let Some(job) = self.jobs.get_mut(request as usize) else { return };
+                job.job_id = Some(job_id);
+                if let Some(status) = self.seen_jobs.get(&job_id) {
+                    job.status = Some(*status);
+                }
+                self.add_job_model(request as usize, job_id);
+            }
+            ClientMessage::Rejected { request, reason } => {
+                if let Some(job) = self.jobs.get_mut(request as usize) {
+                    job.rejected = Some(reason);
+                }
+                self.update_all_ended();
+            }
+            _ => {}
+        }
+    }
+
+    /// Plans the job the same way the Dispatcher did, for the task model.
+    fn add_job_model(&mut self, job: usize, job_id: JobId) {
+        let spec = &self.scenario.jobs[job];
+        let prepared = prepare(&self.cluster_config, spec.graph.clone(), &Default::default(), spec.parallelism);
+        match prepared {
+            Ok((plan, _)) => {
+                let model = JobModel {
+                    graph: ExecutionGraph::new(&plan),
+                    is_source: plan.vertices.iter().map(|vertex| vertex.is_source).collect(),
+                    source_runtime: spec.source_runtime,
+                };
+                self.tasks.add_job(job_id, model);
+            }
+            Err(message) => self.violation(format!("the dispatcher accepted a job the simulator cannot plan: {message}")),
+        }
+    }
+
+    fn pick_node(&mut self, name: &str) -> Option<NodeIndex> {
+        if name == "any-tm" {
+            let live: Vec<NodeIndex> = (1..self.nodes.len())
+                .filter(|&node| matches!(self.nodes[node].machine, Machine::TaskManager(_)))
+                .collect();
+            if live.is_empty() {
+                return None;
+            }
+            return Some(live[self.rng.below(live.len() as u64) as usize]);
+        }
+        self.nodes.iter().position(|node| node.name == name)
+    }
+
+    fn fault(&mut self, fault: usize) {
+        let spec = &self.scenario.faults[fault];
+        if spec.kind == FaultKind::Heal {
+            self.faults_fired.push(format!("{} heal", self.now));
+            self.network.heal();
+            return;
+        }
+        let Some(node) = self.pick_node(&spec.node) else {
+            self.faults_fired.push(format!("{} {:?} skipped: no live node", self.now, spec.kind));
+            return;
+        };
+        let name = self.nodes[node].name.clone();
+        match spec.kind.clone() {
+            FaultKind::Crash { restart_after } => {
+                self.faults_fired.push(format!("{} crash {name}", self.now));
+                let entry = &mut self.nodes[node];
+                entry.machine = Machine::Down;
+                entry.incarnation += 1;
+                entry.wake_at = None;
+                self.tasks.crash(node);
+                if let Some(delay) = restart_after {
+                    let at = self.now.after(delay.draw(&mut self.rng));
+                    self.schedule(at, Action::Restart { node });
+                }
+            }
+            FaultKind::Isolate { duration } => {
+                self.faults_fired.push(format!("{} isolate {name}", self.now));
+                for other in 0..self.nodes.len() {
+                    self.network.cut(node, other);
+                }
+                if let Some(duration) = duration {
+                    let at = self.now.after(duration.draw(&mut self.rng));
+                    self.schedule(at, Action::Restore { a: node, b: None });
+                }
+            }
+            FaultKind::Partition { peer, duration } => {
+                let Some(peer) = self.pick_node(&peer) else { return };
+                self.faults_fired.push(format!("{} partition {name} | {}", self.now, self.nodes[peer].name));
+                self.network.cut(node, peer);
+                if let Some(duration) = duration {
+                    let at = self.now.after(duration.draw(&mut self.rng));
+                    self.schedule(at, Action::Restore { a: node, b: Some(peer) });
+                }
+            }
+            FaultKind::Heal => unreachable!("handled above"),
+        }
+    }
+}
+
+impl World<'_> {
+    /// Every live node's invariants, then the cluster-wide ones.
+    fn check(&mut self, event: u64) {
+        let mut problems = Vec::new();
+        for node in &self.nodes {
+            let result = match &node.machine {
+                Machine::JobManager(job_manager) => job_manager.check_invariants(),
+                Machine::TaskManager(task_executor) => task_executor.check_invariants(),
+                Machine::Down => Ok(()),
+            };
+            if let Err(message) = result {
+                problems.push(format!("{}: {message}", node.name));
+            }
+        }
+        problems.extend(check_cluster(&self.nodes));
+        for message in problems {
+            if self.violations.len() < 100 {
+                self.violations.push(Violation { event, time_ms: self.now.as_millis(), message });
+            }
+        }
+    }
+
+    fn final_checks(&mut self) -> Vec<String> {
+        let mut unmet = Vec::new();
+        for (index, spec) in self.scenario.jobs.iter().enumerate() {
+            let job = &self.jobs[index];
+            if let Some(reason) = &job.rejected {
+                unmet.push(format!("job {index} ({}) was rejected: {reason}", spec.graph.name));
+                continue;
+            }
+            let status = job.status;
+            if let Some(expected) = spec.expect_status {
+                if status != Some(expected) {
+                    let got = status.map(|s| s.name()).unwrap_or("not started");
+                    unmet.push(format!("job {index} ({}) ended {got}, expected {expected}", spec.graph.name));
+                }
+            }
+            if let Some(expected) = spec.expect_restarts {
+                if job.restarts != expected {
+                    unmet.push(format!("job {index} restarted {} times, expected {expected}", job.restarts));
+                }
+            }
+            if let Some(text) = &spec.expect_failure {
+                let failure = self.failure_of(job.job_id);
+                if !failure.as_deref().is_some_and(|failure| failure.contains(text.as_str())) {
+                    unmet.push(format!("job {index} failure {failure:?} does not contain {text:?}"));
+                }
+            }
+        }
+        if self.all_ended_at.is_some() {
+            unmet.extend(self.leaked_slots());
+        }
+        unmet
+    }
+
+    fn failure_of(&self, job_id: Option<JobId>) -> Option<String> {
+        let job_id = job_id?;
+        let Machine::JobManager(job_manager) = &self.nodes[JOB_MANAGER].machine else { return None };
+        job_manager.dispatcher().jobs().get(&job_id).and_then(|job| job.failure.clone())
+    }
+
+    /// After every job ended and the cluster settled, no TaskManager may hold a slot for one.
+    fn leaked_slots(&self) -> Vec<String> {
+        let ended: Vec<JobId> = self.jobs.iter().filter_map(|job| job.job_id).collect();
+        let mut leaks = Vec::new();
+        for node in &self.nodes {
+            let Machine::TaskManager(task_executor) = &node.machine else { continue };
+            for status in task_executor.slot_report() {
+                if let Some((allocation, job_id)) = status.allocation {
+                    if ended.contains(&job_id) {
+                        leaks.push(format!("{} still holds slot {} ({allocation}) of ended job {job_id}", node.name, status.slot));
+                    }
+                }
+            }
+        }
+        leaks
+    }
+
+    fn report(&mut self) -> RunReport {
+        let unmet = self.final_checks();
+        let jobs = self
+            .scenario
+            .jobs
+            .iter()
+            .zip(&self.jobs)
+            .map(|(spec, job)| JobOutcome {
+                name: spec.graph.name.clone(),
+                job_id: job.job_id.map(|id| id.to_string()),
+                status: match (&job.rejected, job.status) {
+                    (Some(_), _) => "REJECTED".to_string(),
+                    (None, Some(status)) => status.name().to_string(),
+                    (None, None) => "NOT_STARTED".to_string(),
+                },
+                failure: job.rejected.clone().or_else(|| self.failure_of(job.job_id)),
+                restarts: job.restarts,
+            })
+            .collect();
+        RunReport {
+            scenario: self.scenario.name.clone(),
+            seed: self.seed,
+            events: self.events,
+            virtual_ms: self.now.as_millis(),
+            wall_ms: 0,
+            trace_hash: format!("{:016x}", std::hash::Hasher::finish(&self.trace)),
+            jobs,
+            violations: std::mem::take(&mut self.violations),
+            unmet,
+            faults: std::mem::take(&mut self.faults_fired),
+        }
+    }
+}
+
+/// Slot safety across the cluster: an allocation lives in one slot of one live TaskManager, and
+/// no two JobMasters hold the same slot.
+fn check_cluster(nodes: &[Node]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut allocations = BTreeMap::new();
+    for node in nodes {
+        let Machine::TaskManager(task_executor) = &node.machine else { continue };
+        for status in task_executor.slot_report() {
+            if let Some((allocation, _)) = status.allocation {
+                if let Some(other) = allocations.insert(allocation, node.name.clone()) {
+                    problems.push(format!("allocation {allocation} sits on {other} and {}", node.name));
+                }
+            }
+        }
+    }
+    if let Some(Node { machine: Machine::JobManager(job_manager), .. }) = nodes.first() {
+        let mut holders = BTreeMap::new();
+        for (job_id, job_master) in job_manager.job_masters() {
+            for slot in job_master.held_slots() {
+                if let Some(other) = holders.insert(slot, *job_id) {
+                    problems.push(format!("slot {slot:?} is held by jobs {other} and {job_id}"));
+                }
+            }
+        }
+    }
+    problems
+}

@@ -1,0 +1,91 @@
+//! Every scenario in `scenarios/` passes for many seeds, and a seed replays to the same trace.
+//!
+//! `WEIR_SIM_SEEDS` sets the number of seeds per scenario (default 500); long explorations use
+//! `weir sim explore` instead.
+
+use std::path::{Path, PathBuf};
+use weir_sim::scenario::load;
+
+fn scenario_files() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("scenarios/ exists")
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn seeds() -> u64 {
+    std::env::var("WEIR_SIM_SEEDS").ok().and_then(|text| text.parse().ok()).unwrap_or(500)
+}
+
+fn run_all(name: &str) {
+    let path = scenario_files().into_iter().find(|path| path.file_stem().is_some_and(|stem| stem == name));
+    let path = path.unwrap_or_else(|| panic!("scenarios/{name}.toml is missing"));
+    let scenario = load(&path).unwrap_or_else(|error| panic!("{error}"));
+    for seed in 0..seeds() {
+        let report = weir_sim::run(&scenario, seed);
+        assert!(
+            report.passed(),
+            "{name} failed with seed {seed} (replay: weir sim run {} --seed {seed}):\n{}",
+            path.display(),
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    }
+}
+
+#[test]
+fn happy_path() {
+    run_all("happy-path");
+}
+
+#[test]
+fn tm_crash() {
+    run_all("tm-crash");
+}
+
+#[test]
+fn not_enough_slots() {
+    run_all("not-enough-slots");
+}
+
+#[test]
+fn tm_partition() {
+    run_all("tm-partition");
+}
+
+#[test]
+fn two_jobs_cancel() {
+    run_all("two-jobs-cancel");
+}
+
+#[test]
+fn every_scenario_file_has_a_test_and_parses() {
+    let names: Vec<String> = scenario_files()
+        .iter()
+        .map(|path| {
+            load(path).unwrap_or_else(|error| panic!("{error}"));
+            path.file_stem().map(|stem| stem.to_string_lossy().into_owned()).unwrap_or_default()
+        })
+        .collect();
+    let source = include_str!("scenarios.rs");
+    for name in names {
+        assert!(source.contains(&format!("run_all(\"{name}\")")), "scenarios/{name}.toml has no test here");
+    }
+}
+
+#[test]
+fn the_same_seed_gives_the_same_trace_and_another_seed_another() {
+    for path in scenario_files() {
+        let scenario = load(&path).unwrap_or_else(|error| panic!("{error}"));
+        let first = weir_sim::run(&scenario, 7);
+        let second = weir_sim::run(&scenario, 7);
+        assert_eq!(first.trace_hash, second.trace_hash, "{}", path.display());
+        assert_eq!(first.events, second.events);
+        let other = weir_sim::run(&scenario, 8);
+        assert_ne!(first.trace_hash, other.trace_hash, "{}: seeds must matter", path.display());
+    }
+}
