@@ -12,7 +12,8 @@
 //!
 //! `sum`, `avg`, `min` and `max` skip rows where `e` is `null` (as SQL does); `count()` counts
 //! every row; `first` and `last` keep the value of the first or last row added, `null`
-//! included. A sum of ints stays an int and overflow is an error; once a float is added it
+//! included; `reduce` sees every row. An error while adding a row leaves the accumulator as
+//! it was. A sum of ints stays an int and overflow is an error; once a float is added it
 //! becomes a float. `avg` sums in floating point. In `reduce(e, init)`, `init` is an expression
 //! without fields (usually a literal) and `e` is evaluated for each row with the extra name
 //! `acc` bound to the value so far (`reduce(acc + v, 0)`, `reduce(max(acc, len(w)), 0)`); `acc`
@@ -457,5 +458,209 @@ impl TryFrom<AccumulatorRepr> for Accumulator {
 
     fn try_from(repr: AccumulatorRepr) -> Result<Accumulator, EvalError> {
         Accumulator::restore(&repr.spec, repr.state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// k str, v int, f float, w str, a any.
+    fn schema() -> Schema {
+        Schema::new([("k", Type::Str), ("v", Type::Int), ("f", Type::Float), ("w", Type::Str), ("a", Type::Any)])
+    }
+
+    fn row(v: i64, f: f64, w: &str) -> Vec<Value> {
+        vec![Value::str("key"), Value::Int(v), Value::Float(f), Value::str(w), Value::Int(v)]
+    }
+
+    fn spec(source: &str) -> AggregateSpec {
+        compile_aggregate(source, &schema()).unwrap_or_else(|error| panic!("`{source}`: {error}"))
+    }
+
+    fn error(source: &str) -> ExprError {
+        match compile_aggregate(source, &schema()) {
+            Ok(spec) => panic!("`{source}` compiled to {spec:?}"),
+            Err(error) => error,
+        }
+    }
+
+    /// The accumulator of `source` after adding `rows`.
+    fn run(source: &str, rows: &[Vec<Value>]) -> Accumulator {
+        let mut accumulator = Accumulator::new(&spec(source));
+        for row in rows {
+            accumulator.add(row).unwrap_or_else(|error| panic!("`{source}`: {error}"));
+        }
+        accumulator
+    }
+
+    fn rows() -> Vec<Vec<Value>> {
+        vec![row(3, 1.5, "b"), row(-1, 0.25, "a"), row(10, 2.0, "c")]
+    }
+
+    #[test]
+    fn count_counts_rows() {
+        assert_eq!(run("count()", &rows()).result(), Value::Int(3));
+        assert_eq!(run("count()", &[]).result(), Value::Int(0));
+        assert_eq!(spec("count()").ty(), Type::Int);
+    }
+
+    #[test]
+    fn sum_of_ints_stays_int_and_of_floats_is_float() {
+        assert_eq!(run("sum(v)", &rows()).result(), Value::Int(12));
+        assert_eq!(spec("sum(v)").ty(), Type::Int);
+        assert_eq!(run("sum(f)", &rows()).result(), Value::Float(3.75));
+        assert_eq!(run("sum(f)", &[]).result(), Value::Float(0.0));
+        assert_eq!(run("sum(v * 2)", &[]).result(), Value::Int(0));
+        assert_eq!(run("sum(v + f)", &rows()).result(), Value::Float(15.75));
+    }
+
+    #[test]
+    fn sum_overflow_is_an_error_and_leaves_the_sum_unchanged() {
+        let mut accumulator = run("sum(v)", &[row(i64::MAX, 0.0, "x")]);
+        assert_eq!(accumulator.add(&row(1, 0.0, "x")), Err(EvalError::Overflow { op: "sum" }));
+        assert_eq!(accumulator.result(), Value::Int(i64::MAX));
+    }
+
+    #[test]
+    fn sum_avg_min_max_skip_nulls() {
+        let mut with_null = rows();
+        with_null.push(vec![Value::Null, Value::Null, Value::Null, Value::Null, Value::Null]);
+        assert_eq!(run("sum(v)", &with_null).result(), Value::Int(12));
+        assert_eq!(run("avg(v)", &with_null).result(), Value::Float(4.0));
+        assert_eq!(run("min(v)", &with_null).result(), Value::Int(-1));
+        assert_eq!(run("max(w)", &with_null).result(), Value::str("c"));
+        assert_eq!(run("count()", &with_null).result(), Value::Int(4));
+        assert_eq!(run("last(v)", &with_null).result(), Value::Null);
+    }
+
+    #[test]
+    fn avg_is_float_and_null_when_empty() {
+        assert_eq!(run("avg(v)", &rows()).result(), Value::Float(4.0));
+        assert_eq!(spec("avg(v)").ty(), Type::Float);
+        assert_eq!(run("avg(v)", &[]).result(), Value::Null);
+    }
+
+    #[test]
+    fn min_and_max_of_an_empty_group_are_null() {
+        assert_eq!(run("min(v)", &rows()).result(), Value::Int(-1));
+        assert_eq!(run("max(v)", &rows()).result(), Value::Int(10));
+        assert_eq!(run("min(w)", &rows()).result(), Value::str("a"));
+        assert_eq!(run("min(v)", &[]).result(), Value::Null);
+        assert_eq!(run("max(f)", &[]).result(), Value::Null);
+    }
+
+    #[test]
+    fn first_and_last_keep_the_first_and_last_row() {
+        assert_eq!(run("first(w)", &rows()).result(), Value::str("b"));
+        assert_eq!(run("last(w)", &rows()).result(), Value::str("c"));
+        assert_eq!(run("first(w)", &[]).result(), Value::Null);
+    }
+
+    #[test]
+    fn reduce_folds_each_row_into_acc() {
+        assert_eq!(run("reduce(acc + v, 0)", &rows()).result(), Value::Int(12));
+        assert_eq!(run("reduce(acc * 10 + v, 0)", &rows()).result(), Value::Int(300));
+        assert_eq!(run("reduce(concat(acc, w), '')", &rows()).result(), Value::str("bac"));
+        assert_eq!(run("reduce(max(acc, len(w)), 0)", &rows()).result(), Value::Int(1));
+        assert_eq!(run("reduce(acc + v, 100)", &[]).result(), Value::Int(100));
+        assert_eq!(run("reduce(acc + 1, -1 + 1)", &rows()).result(), Value::Int(3));
+        assert_eq!(spec("reduce(acc + f, 0.0)").ty(), Type::Float);
+        let spec = spec("reduce(coalesce(acc, 0) + v, null)");
+        assert_eq!(spec.ty(), Type::Any);
+        assert_eq!(spec.kind(), &AggregateKind::Reduce { init: Value::Null });
+    }
+
+    #[test]
+    fn reduce_errors_are_compile_errors_at_the_part() {
+        let mismatch = error("reduce(acc + f, 0)");
+        assert_eq!(mismatch.column(), 8);
+        assert!(mismatch.message.contains("the step `acc + f` of `reduce` is float but the initial value `0` is int"));
+        let reads_row = error("reduce(acc + v, v)");
+        assert_eq!(reads_row.column(), 17);
+        assert!(reads_row.message.contains("the initial value of `reduce` must not read the row, but `v` does"));
+        let outside = error("sum(acc)");
+        assert!(outside.message.contains("unknown field `acc`"), "{outside}");
+    }
+
+    #[test]
+    fn sum_and_avg_of_a_non_number_are_compile_errors() {
+        let error_sum = error("sum(w)");
+        assert_eq!((error_sum.column(), error_sum.message.as_str()), (5, "`sum` needs a number, but `w` is str"));
+        assert_eq!(error("avg(lower(w))").message, "`avg` needs a number, but `lower(w)` is str");
+        assert_eq!(error("min(null)").message, "`min` needs comparable values, but `null` is null");
+        let mut any = Accumulator::new(&spec("sum(a)"));
+        let found_str = any.add(&[Value::Null, Value::Null, Value::Null, Value::Null, Value::str("x")]);
+        let expected = EvalError::Argument { function: "sum", index: 1, expected: "a number", found: Type::Str };
+        assert_eq!(found_str, Err(expected));
+    }
+
+    #[test]
+    fn malformed_aggregates_are_compile_errors() {
+        assert_eq!(error("count(v)").message, "`count` takes no arguments, found 1");
+        assert_eq!(error("sum()").message, "`sum` takes 1 argument, found 0");
+        assert_eq!(error("reduce(acc)").message, "`reduce` takes 2 arguments, found 1");
+        assert_eq!(error("summ(v)").message, "unknown aggregate `summ`; did you mean `sum`?");
+        assert!(error("median(v)").message.contains("the aggregates are: count(), sum(e)"));
+        assert_eq!(error("v + 1").message, "expected an aggregate such as `sum(v)` or `count()`, found `v + 1`");
+        assert_eq!(error("sum(sum(v))").column(), 5);
+        assert!(error("sum(sum(v))").message.contains("`sum` is a window aggregate"));
+        assert!(error("sum(v").message.contains("expected `)`"));
+    }
+
+    #[test]
+    fn merge_combines_partial_accumulators() {
+        let all = rows();
+        let (front, back) = all.split_at(1);
+        for (source, expected) in [
+            ("count()", Value::Int(3)),
+            ("sum(v)", Value::Int(12)),
+            ("sum(f)", Value::Float(3.75)),
+            ("avg(v)", Value::Float(4.0)),
+            ("min(v)", Value::Int(-1)),
+            ("max(w)", Value::str("c")),
+        ] {
+            let mut merged = run(source, front);
+            assert!(merged.spec().can_merge());
+            assert_eq!(merged.merge(&run(source, back)), Ok(()));
+            assert_eq!(merged.result(), expected, "{source}");
+            let mut with_empty = run(source, &rows());
+            assert_eq!(with_empty.merge(&run(source, &[])), Ok(()));
+            assert_eq!(with_empty.result(), expected, "{source} merged with an empty group");
+        }
+    }
+
+    #[test]
+    fn order_dependent_aggregates_refuse_to_merge() {
+        for (source, name) in [("first(v)", "first"), ("last(v)", "last"), ("reduce(acc + v, 0)", "reduce")] {
+            let mut accumulator = run(source, &rows());
+            assert!(!accumulator.spec().can_merge());
+            let refused = accumulator.merge(&run(source, &rows()));
+            assert_eq!(refused, Err(EvalError::NotMergeable { aggregate: name }));
+        }
+        let mut count = run("count()", &rows());
+        let mismatch = count.merge(&run("sum(v)", &rows()));
+        assert_eq!(mismatch, Err(EvalError::StateMismatch { expected: "count", found: "sum" }));
+    }
+
+    #[test]
+    fn accumulator_survives_serialization_and_keeps_accumulating() {
+        let accumulator = run("reduce(acc * 10 + v, 0)", &rows()[..2]);
+        let json = serde_json::to_string(&accumulator).unwrap_or_else(|error| panic!("{error}"));
+        let mut back: Accumulator = serde_json::from_str(&json).unwrap_or_else(|error| panic!("{error}"));
+        assert_eq!(back.spec(), accumulator.spec());
+        assert_eq!(back.add(&rows()[2]), Ok(()));
+        assert_eq!(back.result(), run("reduce(acc * 10 + v, 0)", &rows()).result());
+    }
+
+    #[test]
+    fn state_restores_against_its_own_spec_only() {
+        let sum = run("sum(v)", &rows());
+        let state_json = serde_json::to_string(&sum.state()).unwrap_or_else(|error| panic!("{error}"));
+        let state: AccumulatorState = serde_json::from_str(&state_json).unwrap_or_else(|error| panic!("{error}"));
+        let restored = Accumulator::restore(&spec("sum(v)"), state.clone());
+        assert_eq!(restored.map(|accumulator| accumulator.result()), Ok(Value::Int(12)));
+        let refused = Accumulator::restore(&spec("avg(v)"), state).map(|accumulator| accumulator.result());
+        assert_eq!(refused, Err(EvalError::StateMismatch { expected: "avg", found: "sum" }));
     }
 }

@@ -149,6 +149,11 @@ pub enum EvalError {
     },
 }
 
+/// An [`EvalError`] in a box: evaluation returns `Result<Cow<Value>, Fault>`, which stays
+/// three aligned words, where an unboxed error would make every intermediate result wider and
+/// its moves slower. Errors are rare, so the allocation is paid only when one happens.
+pub(super) type Fault = Box<EvalError>;
+
 impl EvalError {
     /// A [`EvalError::Parse`] quoting `text`.
     pub(super) fn parse(text: &str, target: Type) -> EvalError {

@@ -4,11 +4,11 @@
 //! matching shape ([`Unary`], [`Binary`], [`Ternary`] or a variadic node), so evaluation never
 //! looks at an argument count again.
 
-use super::error::EvalError;
+use super::error::{EvalError, Fault};
+
 use super::node::{Node, Scope};
 use super::ops::{self, stable_hash};
 use crate::row::{Type, Value};
-use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -329,21 +329,23 @@ impl Unary {
         }
     }
 
-    /// Applies the function; returns the argument itself when it is already the result.
-    pub fn apply(self, arg: Cow<'_, Value>) -> Result<Cow<'_, Value>, EvalError> {
-        let owned = |value: Value| Ok(Cow::Owned(value));
-        match self {
-            Unary::Lower => map_str(self.name(), arg, lower),
-            Unary::Upper => map_str(self.name(), arg, upper),
-            Unary::Trim => map_str(self.name(), arg, trim),
-            Unary::Len => owned(Value::Int(len(&arg)?)),
-            Unary::Abs => owned(abs(&arg)?),
-            Unary::Int => owned(Value::Int(to_int(&arg)?)),
-            Unary::Float => owned(Value::Float(to_float(&arg)?)),
-            Unary::Str => to_str(arg),
-            Unary::IsNull => owned(Value::Bool(matches!(*arg, Value::Null))),
-            Unary::Hash => owned(Value::Int(stable_hash(&arg) as i64)),
-        }
+    /// Applies the function; `None` means the argument itself is the result (a word that
+    /// is already lower case), which saves copying it.
+    pub fn apply(self, arg: &Value) -> Result<Option<Value>, EvalError> {
+        let name = self.name();
+        Ok(Some(match self {
+            Unary::Lower => return map_str(name, arg, lower),
+            Unary::Upper => return map_str(name, arg, upper),
+            Unary::Trim => return map_str(name, arg, trim),
+            Unary::Str if matches!(arg, Value::Str(_)) => return Ok(None),
+            Unary::Str => Value::str(&arg.to_string()),
+            Unary::Len => Value::Int(len(arg)?),
+            Unary::Abs => abs(arg)?,
+            Unary::Int => Value::Int(to_int(arg)?),
+            Unary::Float => Value::Float(to_float(arg)?),
+            Unary::IsNull => Value::Bool(matches!(arg, Value::Null)),
+            Unary::Hash => Value::Int(stable_hash(arg) as i64),
+        }))
     }
 }
 
@@ -426,16 +428,13 @@ fn int_arg(function: &'static str, index: usize, value: &Value) -> Result<i64, E
 
 /// Applies `change` to a str argument; `None` from it means "unchanged", which keeps the
 /// argument (and avoids an allocation) when, say, a word is already lower case.
-fn map_str<'a>(
+fn map_str(
     function: &'static str,
-    arg: Cow<'a, Value>,
+    arg: &Value,
     change: fn(&str) -> Option<String>,
-) -> Result<Cow<'a, Value>, EvalError> {
-    let changed = change(str_arg(function, 1, &arg)?);
-    Ok(match changed {
-        Some(text) => Cow::Owned(Value::Str(Arc::from(text))),
-        None => arg,
-    })
+) -> Result<Option<Value>, EvalError> {
+    let changed = change(str_arg(function, 1, arg)?);
+    Ok(changed.map(|text| Value::Str(Arc::from(text))))
 }
 
 fn lower(text: &str) -> Option<String> {
@@ -501,14 +500,6 @@ fn to_float(value: &Value) -> Result<f64, EvalError> {
     }
 }
 
-/// `str(v)`: strs as they are, everything else as the print sink writes it.
-fn to_str(arg: Cow<'_, Value>) -> Result<Cow<'_, Value>, EvalError> {
-    if matches!(*arg, Value::Str(_)) {
-        return Ok(arg);
-    }
-    Ok(Cow::Owned(Value::str(&arg.to_string())))
-}
-
 /// `split(s, sep)`: a single space splits on runs of whitespace and drops empty pieces; an
 /// empty separator splits into characters; any other separator splits exactly, keeping
 /// empty pieces.
@@ -550,7 +541,7 @@ fn contains(haystack: &Value, needle: &Value) -> Result<bool, EvalError> {
 }
 
 /// `concat(a, ...)`: the str forms of all arguments, joined.
-pub(super) fn concat(args: &[Node], scope: &Scope<'_>) -> Result<Value, EvalError> {
+pub(super) fn concat(args: &[Node], scope: &Scope<'_>) -> Result<Value, Fault> {
     let mut text = String::new();
     for arg in args {
         match &*arg.eval(scope)? {

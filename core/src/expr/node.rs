@@ -4,7 +4,7 @@
 //! literal-only subtrees folded to [`Node::Const`]. Evaluation returns `Cow<Value>` so a field
 //! or a constant is lent, not cloned: reading a string field costs no reference-count traffic.
 
-use super::error::EvalError;
+use super::error::{EvalError, Fault};
 use super::functions::{self, Binary, Ternary, Unary};
 use super::ops;
 use super::parser::{ArithOp, CompareOp};
@@ -23,8 +23,11 @@ pub(super) struct Scope<'a> {
 impl<'a> Scope<'a> {
     /// The value at `position`; a row shorter than the schema is an error, not a panic.
     #[inline]
-    fn field(&self, position: usize) -> Result<&'a Value, EvalError> {
-        self.row.get(position).ok_or(EvalError::RowTooShort { position, len: self.row.len() })
+    fn field(&self, position: usize) -> Result<&'a Value, Fault> {
+        match self.row.get(position) {
+            Some(value) => Ok(value),
+            None => Err(Box::new(EvalError::RowTooShort { position, len: self.row.len() })),
+        }
     }
 }
 
@@ -71,53 +74,96 @@ pub(super) enum Node {
 
 impl Node {
     /// Evaluates the node; fields and constants come back borrowed.
-    pub fn eval<'a>(&'a self, scope: &Scope<'a>) -> Result<Cow<'a, Value>, EvalError> {
+    ///
+    /// The leaves and the `field op int-literal` shapes are handled here, small enough to
+    /// inline; everything else goes through [`Node::eval_tree`], kept out of line so the
+    /// common cases do not pay for its stack frame.
+    #[inline]
+    pub fn eval<'a>(&'a self, scope: &Scope<'a>) -> Result<Cow<'a, Value>, Fault> {
         match self {
             Node::Const(value) => Ok(Cow::Borrowed(value)),
             Node::Field(position) => scope.field(*position).map(Cow::Borrowed),
-            Node::Acc => scope.acc.map(Cow::Borrowed).ok_or(EvalError::NoAccumulator),
             Node::FieldArithInt { op, position, literal } => {
-                field_arith_int(*op, scope.field(*position)?, *literal).map(Cow::Owned)
+                Ok(Cow::Owned(field_arith_int(*op, scope.field(*position)?, *literal)?))
             }
             Node::FieldCompareInt { op, position, literal } => {
-                field_compare_int(*op, scope.field(*position)?, *literal).map(bool_value)
+                Ok(bool_value(field_compare_int(*op, scope.field(*position)?, *literal)?))
             }
-            Node::Neg(operand) => ops::negate(&*operand.eval(scope)?).map(Cow::Owned),
-            Node::Not(operand) => ops::not(&*operand.eval(scope)?).map(bool_value),
+            _ => self.eval_tree(scope),
+        }
+    }
+
+    /// Evaluates to an owned value; the `field op int-literal` shapes skip the `Cow`.
+    #[inline]
+    pub fn eval_owned(&self, scope: &Scope<'_>) -> Result<Value, Fault> {
+        match self {
+            Node::FieldArithInt { op, position, literal } => {
+                Ok(field_arith_int(*op, scope.field(*position)?, *literal)?)
+            }
+            Node::FieldCompareInt { op, position, literal } => {
+                Ok(Value::Bool(field_compare_int(*op, scope.field(*position)?, *literal)?))
+            }
+            _ => self.eval(scope).map(Cow::into_owned),
+        }
+    }
+
+    /// Evaluates an inner node (an operator or a call) by evaluating its children first.
+    #[inline(never)]
+    fn eval_tree<'a>(&'a self, scope: &Scope<'a>) -> Result<Cow<'a, Value>, Fault> {
+        match self {
+            Node::Const(_) | Node::Field(_) | Node::FieldArithInt { .. } | Node::FieldCompareInt { .. } => {
+                self.eval(scope)
+            }
+            Node::Acc => scope.acc.map(Cow::Borrowed).ok_or_else(|| Box::new(EvalError::NoAccumulator)),
+            Node::Neg(operand) => Ok(Cow::Owned(ops::negate(&*operand.eval(scope)?)?)),
+            Node::Not(operand) => Ok(bool_value(!operand.eval_bool(scope)?)),
             Node::Arith(op, pair) => {
                 let [left, right] = &**pair;
-                ops::arith(*op, &*left.eval(scope)?, &*right.eval(scope)?).map(Cow::Owned)
+                Ok(Cow::Owned(ops::arith(*op, &*left.eval(scope)?, &*right.eval(scope)?)?))
             }
-            Node::Compare(op, pair) => {
-                let [left, right] = &**pair;
-                ops::compare(*op, &*left.eval(scope)?, &*right.eval(scope)?).map(bool_value)
-            }
-            Node::And(pair) => Ok(bool_value(pair[0].eval_bool(scope)? && pair[1].eval_bool(scope)?)),
-            Node::Or(pair) => Ok(bool_value(pair[0].eval_bool(scope)? || pair[1].eval_bool(scope)?)),
+            Node::Compare(..) | Node::And(_) | Node::Or(_) => Ok(bool_value(self.eval_bool(scope)?)),
             Node::Index(pair) => eval_index(pair, scope),
-            Node::Call1(function, arg) => function.apply(arg.eval(scope)?),
+            Node::Call1(function, arg) => {
+                let arg = arg.eval(scope)?;
+                Ok(function.apply(&arg)?.map_or(arg, Cow::Owned))
+            }
             Node::Call2(function, args) => {
                 let [a, b] = &**args;
-                function.apply(&*a.eval(scope)?, &*b.eval(scope)?).map(Cow::Owned)
+                Ok(Cow::Owned(function.apply(&*a.eval(scope)?, &*b.eval(scope)?)?))
             }
             Node::Call3(function, args) => {
                 let [a, b, c] = &**args;
-                function.apply(&*a.eval(scope)?, &*b.eval(scope)?, &*c.eval(scope)?).map(Cow::Owned)
+                Ok(Cow::Owned(function.apply(&*a.eval(scope)?, &*b.eval(scope)?, &*c.eval(scope)?)?))
             }
             Node::If(args) => {
                 let [condition, then, otherwise] = &**args;
                 if condition.eval_bool(scope)? { then.eval(scope) } else { otherwise.eval(scope) }
             }
             Node::Coalesce(args) => coalesce(args, scope),
-            Node::Concat(args) => functions::concat(args, scope).map(Cow::Owned),
+            Node::Concat(args) => Ok(Cow::Owned(functions::concat(args, scope)?)),
         }
     }
 
     /// Evaluates a condition: a bool, or an error naming what came instead (null included).
-    pub fn eval_bool(&self, scope: &Scope<'_>) -> Result<bool, EvalError> {
-        match &*self.eval(scope)? {
-            Value::Bool(b) => Ok(*b),
-            other => Err(EvalError::NotBool { found: other.ty() }),
+    ///
+    /// Boolean operators are answered here directly, without building a `Value` for each
+    /// intermediate result: filters are the hottest expressions.
+    pub fn eval_bool(&self, scope: &Scope<'_>) -> Result<bool, Fault> {
+        match self {
+            Node::FieldCompareInt { op, position, literal } => {
+                Ok(field_compare_int(*op, scope.field(*position)?, *literal)?)
+            }
+            Node::Compare(op, pair) => {
+                let [left, right] = &**pair;
+                Ok(ops::compare(*op, &*left.eval(scope)?, &*right.eval(scope)?)?)
+            }
+            Node::And(pair) => Ok(pair[0].eval_bool(scope)? && pair[1].eval_bool(scope)?),
+            Node::Or(pair) => Ok(pair[0].eval_bool(scope)? || pair[1].eval_bool(scope)?),
+            Node::Not(operand) => Ok(!operand.eval_bool(scope)?),
+            _ => match &*self.eval(scope)? {
+                Value::Bool(b) => Ok(*b),
+                other => Err(Box::new(EvalError::NotBool { found: other.ty() })),
+            },
         }
     }
 
@@ -161,29 +207,43 @@ fn bool_value<'a>(b: bool) -> Cow<'a, Value> {
 fn field_arith_int(op: ArithOp, field: &Value, literal: i64) -> Result<Value, EvalError> {
     match field {
         Value::Int(x) => ops::arith_int(op, *x, literal).map(Value::Int),
-        other => ops::arith(op, other, &Value::Int(literal)),
+        other => field_arith_other(op, other, literal),
     }
+}
+
+/// The fast path's fallback for a field that is not an int (a float, or an `any` column).
+#[cold]
+#[inline(never)]
+fn field_arith_other(op: ArithOp, field: &Value, literal: i64) -> Result<Value, EvalError> {
+    ops::arith(op, field, &Value::Int(literal))
 }
 
 #[inline]
 fn field_compare_int(op: CompareOp, field: &Value, literal: i64) -> Result<bool, EvalError> {
     match field {
         Value::Int(x) => Ok(ops::compare_int(op, *x, literal)),
-        other => ops::compare(op, other, &Value::Int(literal)),
+        other => field_compare_other(op, other, literal),
     }
 }
 
-fn eval_index<'a>(pair: &'a [Node; 2], scope: &Scope<'a>) -> Result<Cow<'a, Value>, EvalError> {
+/// The fast path's fallback for a field that is not an int.
+#[cold]
+#[inline(never)]
+fn field_compare_other(op: CompareOp, field: &Value, literal: i64) -> Result<bool, EvalError> {
+    ops::compare(op, field, &Value::Int(literal))
+}
+
+fn eval_index<'a>(pair: &'a [Node; 2], scope: &Scope<'a>) -> Result<Cow<'a, Value>, Fault> {
     let [list, index] = pair;
     let list = list.eval(scope)?;
     let index = index.eval(scope)?;
     match list {
-        Cow::Borrowed(list) => ops::index(list, &index).map(Cow::Borrowed),
-        Cow::Owned(list) => ops::index(&list, &index).map(|item| Cow::Owned(item.clone())),
+        Cow::Borrowed(list) => Ok(Cow::Borrowed(ops::index(list, &index)?)),
+        Cow::Owned(list) => Ok(Cow::Owned(ops::index(&list, &index)?.clone())),
     }
 }
 
-fn coalesce<'a>(args: &'a [Node], scope: &Scope<'a>) -> Result<Cow<'a, Value>, EvalError> {
+fn coalesce<'a>(args: &'a [Node], scope: &Scope<'a>) -> Result<Cow<'a, Value>, Fault> {
     for arg in args {
         let value = arg.eval(scope)?;
         if !matches!(*value, Value::Null) {

@@ -72,14 +72,6 @@ pub(super) fn negate(value: &Value) -> Result<Value, EvalError> {
     }
 }
 
-/// `not v` for bools.
-pub(super) fn not(value: &Value) -> Result<bool, EvalError> {
-    match value {
-        Value::Bool(b) => Ok(!b),
-        _ => Err(EvalError::Operand { op: "not", found: value.ty() }),
-    }
-}
-
 /// `a op b` for `== != < <= > >=`.
 pub(super) fn compare(op: CompareOp, a: &Value, b: &Value) -> Result<bool, EvalError> {
     let ordering = match op {
