@@ -209,12 +209,17 @@ pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
     let base = path.parent().unwrap_or(Path::new("."));
     parse(&origin, &text, &|name| {
         let job_path = base.join(name);
-        std::fs::read_to_string(&job_path).map_err(|error| format!("cannot read job file {}: {error}", job_path.display()))
+        std::fs::read_to_string(&job_path)
+            .map_err(|error| format!("cannot read job file {}: {error}", job_path.display()))
     })
 }
 
 /// Parses scenario text; `read_job` returns the text of a job file named in it.
-pub fn parse(origin: &str, text: &str, read_job: &dyn Fn(&str) -> Result<String, String>) -> Result<Scenario, ScenarioError> {
+pub fn parse(
+    origin: &str,
+    text: &str,
+    read_job: &dyn Fn(&str) -> Result<String, String>,
+) -> Result<Scenario, ScenarioError> {
     let fail = |message: String| ScenarioError { origin: origin.to_string(), message };
     let raw: RawScenario = toml::from_str(text).map_err(|error| fail(error.to_string().trim().to_string()))?;
     if raw.cluster.task_managers == 0 || raw.cluster.slots == 0 {
@@ -319,7 +324,11 @@ fn check_node(name: &str, task_managers: u32) -> Result<(), String> {
     let known = name == "jm"
         || name == "any-tm"
         || name.strip_prefix("tm-").and_then(|n| n.parse::<u32>().ok()).is_some_and(|n| n < task_managers);
-    if known { Ok(()) } else { Err(format!("unknown node {name:?}; nodes are jm, any-tm, tm-0..tm-{}", task_managers - 1)) }
+    if known {
+        Ok(())
+    } else {
+        Err(format!("unknown node {name:?}; nodes are jm, any-tm, tm-0..tm-{}", task_managers - 1))
+    }
 }
 
 fn fault_spec(raw: &RawFault, task_managers: u32) -> Result<FaultSpec, String> {
@@ -387,9 +396,11 @@ restart_after = "10 s"
     #[test]
     fn errors_name_the_file_and_the_problem() {
         let base = "name = \"x\"\nrun_for = \"1 s\"\n[cluster]\ntask_managers = 1\n";
-        let error = parse("s.toml", &format!("{base}[[fault]]\nkind = \"explode\"\nat = \"1 s\"\nnode = \"jm\"\n"), &read);
+        let error =
+            parse("s.toml", &format!("{base}[[fault]]\nkind = \"explode\"\nat = \"1 s\"\nnode = \"jm\"\n"), &read);
         assert!(error.unwrap_err().to_string().contains("s.toml: fault[0]: unknown fault kind \"explode\""));
-        let error = parse("s.toml", &format!("{base}[[fault]]\nkind = \"crash\"\nat = \"1 s\"\nnode = \"tm-4\"\n"), &read);
+        let error =
+            parse("s.toml", &format!("{base}[[fault]]\nkind = \"crash\"\nat = \"1 s\"\nnode = \"tm-4\"\n"), &read);
         assert!(error.unwrap_err().to_string().contains("unknown node \"tm-4\""));
         let error = parse("s.toml", &format!("{base}bogus = 1\n"), &read).unwrap_err();
         assert!(error.to_string().contains("bogus"), "{error}");

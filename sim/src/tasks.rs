@@ -91,9 +91,7 @@ impl Tasks {
 
     /// Whether a due report still applies: the task exists, lives on `node` and the move is legal.
     pub fn applies(&self, node: NodeIndex, report: &TaskReport) -> bool {
-        self.tasks
-            .get(&report.execution)
-            .is_some_and(|task| task.node == node && task.state.can_become(report.state))
+        self.tasks.get(&report.execution).is_some_and(|task| task.node == node && task.state.can_become(report.state))
     }
 
     /// The driver delivered `report`; returns the reports that follow from it.
@@ -152,7 +150,8 @@ impl Tasks {
     }
 
     fn consumers_ready(&mut self, now: Time, job_id: JobId, rng: &mut Rng) -> Vec<DueReport> {
-        let low = ExecutionId { job: job_id, vertex: VertexIndex(0), subtask: SubtaskIndex(0), attempt: AttemptNumber(0) };
+        let low =
+            ExecutionId { job: job_id, vertex: VertexIndex(0), subtask: SubtaskIndex(0), attempt: AttemptNumber(0) };
         let running: Vec<ExecutionId> = self
             .tasks
             .range(low..)

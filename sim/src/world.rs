@@ -13,8 +13,8 @@ use crate::trace::TraceHasher;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use weir_core::config::{Config, RawConfig};
-use weir_core::dispatcher::{prepare, ClusterMode};
-use weir_core::ids::{stable_hash128, Epoch, Hex128, JobId, ResourceId};
+use weir_core::dispatcher::{ClusterMode, prepare};
+use weir_core::ids::{Epoch, Hex128, JobId, ResourceId, stable_hash128};
 use weir_core::job_manager::{self, JobManager};
 use weir_core::plan::execution::ExecutionGraph;
 use weir_core::protocol::{
@@ -165,7 +165,13 @@ impl<'s> World<'s> {
             seen_executions: BTreeMap::new(),
             all_ended_at: None,
         };
-        world.nodes.push(Node { name: "jm".into(), machine: Machine::Down, incarnation: 0, wake_at: None, resource_id: None });
+        world.nodes.push(Node {
+            name: "jm".into(),
+            machine: Machine::Down,
+            incarnation: 0,
+            wake_at: None,
+            resource_id: None,
+        });
         for index in 0..scenario.cluster.task_managers {
             let name = format!("tm-{index}");
             world.nodes.push(Node { name, machine: Machine::Down, incarnation: 0, wake_at: None, resource_id: None });
@@ -250,7 +256,8 @@ impl<'s> World<'s> {
                 }
             }
             Action::Report { node, incarnation, report } => {
-                let live = self.nodes[node].incarnation == incarnation && matches!(self.nodes[node].machine, Machine::TaskManager(_));
+                let live = self.nodes[node].incarnation == incarnation
+                    && matches!(self.nodes[node].machine, Machine::TaskManager(_));
                 if live && self.tasks.applies(node, &report) {
                     self.trace.record(&report);
                     let follow = self.tasks.reported(self.now, &report, &mut self.rng);
@@ -347,7 +354,9 @@ impl World<'_> {
             (Machine::TaskManager(task_executor), NodeInput::Report(report)) => {
                 task_executor.handle(now, task_executor::Input::TaskReport(report));
             }
-            (Machine::TaskManager(task_executor), NodeInput::Tick) => task_executor.handle(now, task_executor::Input::Tick),
+            (Machine::TaskManager(task_executor), NodeInput::Tick) => {
+                task_executor.handle(now, task_executor::Input::Tick)
+            }
             _ => return,
         }
         self.after_input(node);
@@ -430,7 +439,8 @@ impl World<'_> {
     }
 
     fn update_all_ended(&mut self) {
-        let ended = self.jobs.iter().all(|job| job.rejected.is_some() || job.status.is_some_and(JobStatus::is_terminal));
+        let ended =
+            self.jobs.iter().all(|job| job.rejected.is_some() || job.status.is_some_and(JobStatus::is_terminal));
         if ended && self.all_ended_at.is_none() {
             self.all_ended_at = Some(self.now);
         }
@@ -499,7 +509,9 @@ impl World<'_> {
                 };
                 self.tasks.add_job(job_id, model);
             }
-            Err(message) => self.violation(format!("the dispatcher accepted a job the simulator cannot plan: {message}")),
+            Err(message) => {
+                self.violation(format!("the dispatcher accepted a job the simulator cannot plan: {message}"))
+            }
         }
     }
 
@@ -635,7 +647,10 @@ impl World<'_> {
             for status in task_executor.slot_report() {
                 if let Some((allocation, job_id)) = status.allocation {
                     if ended.contains(&job_id) {
-                        leaks.push(format!("{} still holds slot {} ({allocation}) of ended job {job_id}", node.name, status.slot));
+                        leaks.push(format!(
+                            "{} still holds slot {} ({allocation}) of ended job {job_id}",
+                            node.name, status.slot
+                        ));
                     }
                 }
             }

@@ -196,7 +196,8 @@ impl Dispatcher {
             Some(job_id) => job_id,
             None => self.fresh_job_id(),
         };
-        let (plan, config) = prepare(&self.cluster_config, submission.graph, &submission.config, submission.parallelism)?;
+        let (plan, config) =
+            prepare(&self.cluster_config, submission.graph, &submission.config, submission.parallelism)?;
         let summary = JobSummary {
             job_id,
             name: plan.job.graph.name.clone(),

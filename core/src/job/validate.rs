@@ -420,7 +420,7 @@ impl SchemaCheck<'_> {
             }
             let spec = expr::aggregate::compile_aggregate(&named.expr, input)
                 .map_err(|error| self.error(&place, format!("bad aggregate {:?}: {error}", named.expr)))?;
-            output.fields.push(crate::row::Field { name: named.name.clone(), ty: spec.ty });
+            output.fields.push(crate::row::Field { name: named.name.clone(), ty: spec.ty() });
         }
         Ok(output)
     }
