@@ -15,4 +15,5 @@ pub mod plan;
 pub mod protocol;
 pub mod rng;
 pub mod row;
+pub mod task_executor;
 pub mod time;

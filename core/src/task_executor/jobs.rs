@@ -1,0 +1,245 @@
+//! The TaskExecutor's side of the JobMaster connections: slot requests and offers, tasks, and
+//! the release of a job's slots when its JobMaster is lost or lets them go.
+
+use super::TaskExecutor;
+use super::slots::TASKS_PER_SLOT_MAX;
+use crate::ids::{AllocationId, JobId, SlotIndex};
+use crate::protocol::{
+    Address, ExecutionId, ExecutionState, JobMasterMessage, Message, Output, ResourceManagerMessage, SlotOffer,
+    TaskCommand, TaskDeployment, TaskReport,
+};
+use std::collections::BTreeMap;
+use thiserror::Error;
+
+/// Why a deployment was refused; the text goes to the JobMaster with the FAILED state.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+enum DeployError {
+    #[error("allocation {allocation} is not held by this TaskManager")]
+    UnknownAllocation { allocation: AllocationId },
+    #[error("allocation {allocation} belongs to job {owner}, not to job {job}")]
+    ForeignAllocation { allocation: AllocationId, owner: JobId, job: JobId },
+    #[error("allocation {allocation} has not been accepted by the JobMaster of job {job}")]
+    NotAccepted { allocation: AllocationId, job: JobId },
+    #[error("execution {execution} already runs in slot {slot} under another allocation")]
+    DuplicateExecution { execution: ExecutionId, slot: SlotIndex },
+    #[error("slot {slot} already holds {TASKS_PER_SLOT_MAX} tasks, the most one slot holds")]
+    SlotFull { slot: SlotIndex },
+}
+
+impl TaskExecutor {
+    pub(super) fn on_request_slot(&mut self, slot: SlotIndex, job: JobId, allocation: AllocationId) {
+        let accepted = match self.slots.get(slot) {
+            None if self.slots.is_free(slot) && self.slots.find(allocation).is_none() => {
+                self.slots.allocate(slot, allocation, job, self.now);
+                self.job_masters_heard_at.entry(job).or_insert(self.now);
+                self.offers_due.insert(slot);
+                true
+            }
+            Some(held) if held.id == allocation && held.job == job => {
+                // A duplicate request: accept again, and offer again if still unanswered.
+                if !held.accepted {
+                    self.offers_due.insert(slot);
+                }
+                true
+            }
+            _ => false, // Out of range, held by another allocation, or the allocation is elsewhere.
+        };
+        let message = ResourceManagerMessage::SlotRequestResult { resource_id: self.resource_id, allocation, accepted };
+        self.send(Address::ResourceManager, Message::ResourceManager(message));
+    }
+
+    pub(super) fn on_job_master_heartbeat(&mut self, job: JobId) {
+        let allocations = self.slots.slots_of(job).into_iter().filter_map(|slot| self.slots.get(slot)).map(|h| h.id);
+        let message = JobMasterMessage::TaskExecutorHeartbeat {
+            resource_id: self.resource_id,
+            allocations: allocations.collect(),
+        };
+        self.send(Address::JobMaster(job), Message::JobMaster(message));
+    }
+
+    pub(super) fn on_slot_offer_result(&mut self, job: JobId, accepted: &[AllocationId], rejected: &[AllocationId]) {
+        for allocation in accepted {
+            let Some(slot) = self.slots.find(*allocation) else { continue };
+            if let Some(held) = self.slots.get_mut(slot).filter(|held| held.job == job) {
+                held.accepted = true;
+            }
+        }
+        for allocation in rejected {
+            let Some(slot) = self.slots.find(*allocation) else { continue };
+            // An accepted slot is given back only by FreeSlot; a rejection of it is stale.
+            if self.slots.get(slot).is_some_and(|held| held.job == job && !held.accepted) {
+                self.free_slot(slot);
+            }
+        }
+    }
+
+    pub(super) fn on_deploy_task(&mut self, deployment: TaskDeployment) {
+        let execution = deployment.execution;
+        let running_here = self.slots.task(execution).and_then(|(slot, _)| self.slots.get(slot));
+        if running_here.is_some_and(|held| held.id == deployment.allocation) || self.ended.get(execution).is_some() {
+            return; // A duplicate of a deployment already started (or ended) here.
+        }
+        match self.check_deployment(&deployment) {
+            Ok(slot) => {
+                self.slots.add_task(slot, execution);
+                self.outputs.push_back(Output::Task(TaskCommand::Start(deployment)));
+            }
+            Err(error) => {
+                if self.slots.task(execution).is_none() {
+                    // So that a late copy of this deployment cannot start what the JobMaster saw fail.
+                    self.ended.record(execution, ExecutionState::Failed);
+                }
+                self.report_to_job_master(execution, ExecutionState::Failed, Some(error.to_string()));
+            }
+        }
+    }
+
+    /// The slot a deployment may go into: its job's accepted allocation, with room left.
+    fn check_deployment(&self, deployment: &TaskDeployment) -> Result<SlotIndex, DeployError> {
+        let allocation = deployment.allocation;
+        let job = deployment.execution.job;
+        if let Some((slot, _)) = self.slots.task(deployment.execution) {
+            return Err(DeployError::DuplicateExecution { execution: deployment.execution, slot });
+        }
+        let slot = self.slots.find(allocation).ok_or(DeployError::UnknownAllocation { allocation })?;
+        let held = self.slots.get(slot).ok_or(DeployError::UnknownAllocation { allocation })?;
+        if held.job != job {
+            return Err(DeployError::ForeignAllocation { allocation, owner: held.job, job });
+        }
+        if !held.accepted {
+            return Err(DeployError::NotAccepted { allocation, job });
+        }
+        if held.tasks.len() >= TASKS_PER_SLOT_MAX {
+            return Err(DeployError::SlotFull { slot });
+        }
+        Ok(slot)
+    }
+
+    pub(super) fn on_task_report(&mut self, report: TaskReport) {
+        use ExecutionState::*;
+        let TaskReport { execution, state, error } = report;
+        if !matches!(state, Initializing | Running | Finished | Canceled | Failed) {
+            return; // Not a state a running task reports.
+        }
+        let Some((_, previous)) = self.slots.task(execution) else {
+            return; // A task this TaskExecutor let go of (its slot was freed).
+        };
+        if !previous.can_become(state) {
+            return; // Overtaken by a later state (a cancel, or a report that came first).
+        }
+        self.slots.set_task_state(execution, state);
+        if state.is_terminal() {
+            self.ended.record(execution, state);
+        }
+        self.report_to_job_master(execution, state, error);
+    }
+
+    pub(super) fn on_cancel_task(&mut self, execution: ExecutionId) {
+        match self.slots.task(execution) {
+            Some((_, ExecutionState::Canceling)) => {} // Already being canceled.
+            Some(_) => {
+                self.slots.set_task_state(execution, ExecutionState::Canceling);
+                self.outputs.push_back(Output::Task(TaskCommand::Cancel(execution)));
+            }
+            None => {
+                // Not here (any more, or not yet): so that a late deployment does not start it.
+                let state = self.ended.get(execution).unwrap_or(ExecutionState::Canceled);
+                self.ended.record(execution, state);
+                self.report_to_job_master(execution, state, None);
+            }
+        }
+    }
+
+    pub(super) fn on_free_slot(&mut self, job: JobId, allocation: AllocationId) {
+        let Some(slot) = self.slots.find(allocation) else { return };
+        if self.slots.get(slot).is_some_and(|held| held.job == job) {
+            self.free_slot(slot);
+        }
+    }
+
+    /// Lets go of everything of `job`: its JobMaster is lost or disconnected.
+    pub(super) fn release_job(&mut self, job: JobId) {
+        for slot in self.slots.slots_of(job) {
+            self.free_slot(slot);
+        }
+        debug_assert!(!self.job_masters_heard_at.contains_key(&job));
+    }
+
+    /// Frees `slot`: cancels its tasks, forgets them, and tells the ResourceManager.
+    fn free_slot(&mut self, slot: SlotIndex) {
+        let held = self.slots.free(slot);
+        for (execution, state) in held.tasks {
+            if state != ExecutionState::Canceling {
+                self.outputs.push_back(Output::Task(TaskCommand::Cancel(execution)));
+            }
+            self.ended.record(execution, ExecutionState::Canceled);
+        }
+        self.offers_due.remove(&slot);
+        if self.slots.slots_of(held.job).is_empty() {
+            self.job_masters_heard_at.remove(&held.job);
+        }
+        let message = ResourceManagerMessage::SlotFreed { resource_id: self.resource_id, slot, allocation: held.id };
+        self.send(Address::ResourceManager, Message::ResourceManager(message));
+    }
+
+    fn report_to_job_master(&mut self, execution: ExecutionId, state: ExecutionState, error: Option<String>) {
+        let message = JobMasterMessage::TaskStateChanged { execution, state, error };
+        self.send(Address::JobMaster(execution.job), Message::JobMaster(message));
+    }
+
+    /// Releases every job whose JobMaster has been silent for the heartbeat timeout.
+    pub(super) fn check_job_masters(&mut self) {
+        let timeout = self.config.heartbeat_timeout;
+        let lost: Vec<JobId> = self
+            .job_masters_heard_at
+            .iter()
+            .filter(|(_, heard_at)| heard_at.after(timeout) <= self.now)
+            .map(|(job, _)| *job)
+            .collect();
+        for job in lost {
+            self.release_job(job);
+        }
+    }
+
+    /// Frees slots allocated longer than the slot timeout without their JobMaster accepting them.
+    pub(super) fn check_slot_timeouts(&mut self) {
+        let timeout = self.config.slot_timeout;
+        let expired: Vec<SlotIndex> = self
+            .slots
+            .allocated()
+            .filter(|(_, held)| !held.accepted && held.allocated_at.after(timeout) <= self.now)
+            .map(|(slot, _)| slot)
+            .collect();
+        for slot in expired {
+            self.free_slot(slot);
+        }
+    }
+
+    /// Offers again every slot whose last offer has gone unanswered for the retry interval.
+    pub(super) fn check_offer_retries(&mut self) {
+        let retry = self.config.offer_retry_interval;
+        for (slot, held) in self.slots.allocated() {
+            let offered_at = held.offered_at.unwrap_or(held.allocated_at);
+            if !held.accepted && offered_at.after(retry) <= self.now {
+                self.offers_due.insert(slot);
+            }
+        }
+    }
+
+    /// Sends the offers of this step, one `OfferSlots` per job.
+    pub(super) fn flush_offers(&mut self) {
+        let mut offers: BTreeMap<JobId, Vec<SlotOffer>> = BTreeMap::new();
+        for slot in std::mem::take(&mut self.offers_due) {
+            let Some(held) = self.slots.get_mut(slot) else { continue };
+            if held.accepted {
+                continue;
+            }
+            held.offered_at = Some(self.now);
+            offers.entry(held.job).or_default().push(SlotOffer { allocation: held.id, slot });
+        }
+        for (job, offers) in offers {
+            let message = JobMasterMessage::OfferSlots { resource_id: self.resource_id, offers };
+            self.send(Address::JobMaster(job), Message::JobMaster(message));
+        }
+    }
+}
