@@ -79,6 +79,7 @@ impl TaskExecutor {
         if running_here.is_some_and(|held| held.id == deployment.allocation) || self.ended.get(execution).is_some() {
             return; // A duplicate of a deployment already started (or ended) here.
         }
+        self.activate_for_deployment(&deployment);
         match self.check_deployment(&deployment) {
             Ok(slot) => {
                 self.slots.add_task(slot, execution);
@@ -91,6 +92,15 @@ impl TaskExecutor {
                 }
                 self.report_to_job_master(execution, ExecutionState::Failed, Some(error.to_string()));
             }
+        }
+    }
+
+    /// A deployment into a slot offered to its job proves the JobMaster accepted the offer, even
+    /// if the acceptance itself is still on its way (Flink's `tryMarkSlotActive`).
+    fn activate_for_deployment(&mut self, deployment: &TaskDeployment) {
+        let Some(slot) = self.slots.find(deployment.allocation) else { return };
+        if let Some(held) = self.slots.get_mut(slot).filter(|held| held.job == deployment.execution.job) {
+            held.accepted = true;
         }
     }
 

@@ -294,7 +294,7 @@ fn slot_request_is_offered_accepted_deployed_and_task_reports_reach_the_job_mast
 }
 
 #[test]
-fn deploying_into_a_foreign_unaccepted_or_unknown_slot_fails_the_task_with_the_reason() {
+fn deploying_into_a_foreign_or_unknown_slot_fails_the_task_with_the_reason() {
     let mut driver = Driver::registered(3);
     let (ours, theirs) = (job(1), job(2));
     driver.accepted_slot(0, theirs, allocation(1));
@@ -302,7 +302,6 @@ fn deploying_into_a_foreign_unaccepted_or_unknown_slot_fails_the_task_with_the_r
     driver.rm_sends(request);
     let cases = [
         (allocation(1), format!("belongs to job {theirs}, not to job {ours}")),
-        (allocation(2), "has not been accepted".to_string()),
         (allocation(9), "is not held by this TaskManager".to_string()),
     ];
     for (subtask, (allocation, reason)) in cases.into_iter().enumerate() {
@@ -316,6 +315,17 @@ fn deploying_into_a_foreign_unaccepted_or_unknown_slot_fails_the_task_with_the_r
         assert!(error.contains(&reason), "{error:?} lacks {reason:?}");
     }
     assert!(driver.executor.tasks().is_empty());
+}
+
+#[test]
+fn a_deployment_overtaking_the_offer_acceptance_activates_the_slot() {
+    let mut driver = Driver::registered(1);
+    let (job, allocation) = (job(1), allocation(1));
+    driver.rm_sends(TaskExecutorMessage::RequestSlot { slot: SlotIndex(0), job_id: job, allocation });
+    let task = execution(job, 0, 0);
+    let outputs = driver.jm_sends(job, TaskExecutorMessage::DeployTask(deployment(task, allocation)));
+    assert_eq!(task_commands(&outputs).len(), 1, "the task starts: {outputs:?}");
+    assert_eq!(driver.executor.slots()[0].state, SlotState::Allocated { allocation, job, accepted: true });
 }
 
 #[test]
