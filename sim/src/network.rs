@@ -1,12 +1,13 @@
 //! Links between simulated nodes: latency with jitter, loss, duplication, partitions.
 //!
-//! Messages are never reordered explicitly: each gets its own latency drawn from the seed, so a
-//! jitter wider than the gap between two sends reorders them, as real networks do.
+//! By default a link is FIFO, as one TCP connection is: a message never arrives before one sent
+//! earlier on the same link, whatever latency it drew. With `reorder` on, each message's own
+//! latency decides, so a jitter wider than the gap between two sends reorders them.
 
 use crate::scenario::NetworkSpec;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use weir_core::rng::Rng;
-use weir_core::time::Duration;
+use weir_core::time::{Duration, Time};
 
 /// Index of a simulated node.
 pub type NodeIndex = usize;
@@ -16,25 +17,37 @@ pub struct Network {
     spec: NetworkSpec,
     /// Directed pairs (from, to) that cannot communicate.
     blocked: BTreeSet<(NodeIndex, NodeIndex)>,
+    /// The latest arrival scheduled on each directed link, to keep links FIFO.
+    last_arrival: BTreeMap<(NodeIndex, NodeIndex), Time>,
 }
 
 impl Network {
     /// A network with every link up.
     pub fn new(spec: NetworkSpec) -> Network {
-        Network { spec, blocked: BTreeSet::new() }
+        Network { spec, blocked: BTreeSet::new(), last_arrival: BTreeMap::new() }
     }
 
-    /// The delays of the copies of one message from `from` to `to`: none when the link is
-    /// cut or the message is lost, two when it is duplicated.
-    pub fn deliveries(&self, rng: &mut Rng, from: NodeIndex, to: NodeIndex) -> Vec<Duration> {
+    /// The arrival times of the copies of one message sent at `now` from `from` to `to`: none
+    /// when the link is cut or the message is lost, two when it is duplicated.
+    pub fn arrivals(&mut self, rng: &mut Rng, now: Time, from: NodeIndex, to: NodeIndex) -> Vec<Time> {
         if from == to {
-            return vec![Duration::ZERO];
+            return vec![now];
         }
         if self.is_blocked(from, to) || rng.chance(self.spec.loss) {
             return Vec::new();
         }
         let copies = if rng.chance(self.spec.duplicate) { 2 } else { 1 };
-        (0..copies).map(|_| Duration(self.spec.latency.0 + rng.below(self.spec.jitter.0 + 1))).collect()
+        let mut arrivals = Vec::with_capacity(copies);
+        for _ in 0..copies {
+            let mut at = now.after(Duration(self.spec.latency.0 + rng.below(self.spec.jitter.0 + 1)));
+            if !self.spec.reorder {
+                let last = self.last_arrival.entry((from, to)).or_insert(at);
+                at = at.max(*last);
+                *last = at;
+            }
+            arrivals.push(at);
+        }
+        arrivals
     }
 
     /// Whether `from` cannot reach `to` now.

@@ -71,6 +71,8 @@ pub struct NetworkSpec {
     pub loss: f64,
     /// Probability a message is delivered twice.
     pub duplicate: f64,
+    /// Whether messages on one link may overtake each other (a link is FIFO by default).
+    pub reorder: bool,
 }
 
 /// A job to submit.
@@ -173,6 +175,8 @@ struct RawNetwork {
     jitter: Option<String>,
     loss: Option<f64>,
     duplicate: Option<f64>,
+    #[serde(default)]
+    reorder: bool,
 }
 
 #[derive(Deserialize)]
@@ -289,6 +293,7 @@ fn network(raw: &RawNetwork) -> Result<NetworkSpec, String> {
         jitter: duration("network.jitter", raw.jitter.as_deref().unwrap_or("2 ms"))?,
         loss: probability("loss", raw.loss)?,
         duplicate: probability("duplicate", raw.duplicate)?,
+        reorder: raw.reorder,
     })
 }
 

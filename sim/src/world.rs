@@ -22,7 +22,7 @@ use weir_core::protocol::{
     TaskCommand, TaskReport,
 };
 use weir_core::rng::Rng;
-use weir_core::task_executor::{self, TaskExecutor, TaskExecutorConfig};
+use weir_core::task_executor::{self, SlotState, TaskExecutor, TaskExecutorConfig};
 use weir_core::time::{Duration, Time};
 
 /// The node index of the JobManager; TaskManagers follow, then the client.
@@ -230,7 +230,7 @@ impl<'s> World<'s> {
 
     fn run_to_end(&mut self) {
         let end = Time::ZERO.after(self.scenario.run_for);
-        let settle = self.config.heartbeat.timeout;
+        let settle = self.config.heartbeat.timeout.saturating_mul(2);
         while let Some(Reverse(next)) = self.queue.pop() {
             if next.at > end || self.all_ended_at.is_some_and(|at| next.at > at.after(settle)) {
                 break;
@@ -314,9 +314,7 @@ impl World<'_> {
             self.schedule(at, Action::Deliver { from, to, envelope });
             return;
         }
-        let delays = self.network.deliveries(&mut self.rng, from, to);
-        for delay in delays {
-            let at = self.now.after(delay);
+        for at in self.network.arrivals(&mut self.rng, self.now, from, to) {
             self.schedule(at, Action::Deliver { from, to, envelope: envelope.clone() });
         }
     }
@@ -699,8 +697,8 @@ fn check_cluster(nodes: &[Node]) -> Vec<String> {
     let mut allocations = BTreeMap::new();
     for node in nodes {
         let Machine::TaskManager(task_executor) = &node.machine else { continue };
-        for status in task_executor.slot_report() {
-            if let Some((allocation, _)) = status.allocation {
+        for snapshot in task_executor.slots() {
+            if let SlotState::Allocated { allocation, .. } = snapshot.state {
                 if let Some(other) = allocations.insert(allocation, node.name.clone()) {
                     problems.push(format!("allocation {allocation} sits on {other} and {}", node.name));
                 }
