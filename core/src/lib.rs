@@ -13,6 +13,7 @@ pub mod ids;
 pub mod job;
 pub mod plan;
 pub mod protocol;
+pub mod resource_manager;
 pub mod rng;
 pub mod row;
 pub mod task_executor;
