@@ -1,5 +1,6 @@
 //! The `weir` command line: argument definitions and dispatch.
 
+mod bench;
 mod info;
 mod local;
 mod sim;
@@ -45,6 +46,22 @@ enum Command {
     /// The deterministic simulator.
     #[command(subcommand)]
     Sim(SimCommand),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// Schedule a two-vertex all-to-all job of N tasks onto in-process TaskManagers.
+    Schedule {
+        /// Total tasks (two vertices of N/2 subtasks).
+        #[arg(long, default_value_t = 20_000)]
+        tasks: u32,
+        /// Print one JSON line.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -98,5 +115,6 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Info { job, json, parallelism, config } => info::run(&job, json, parallelism, &config),
         Command::Local { job, parallelism, config } => local::run(&job, parallelism, &config),
         Command::Sim(SimCommand::Run { scenario, seed, json }) => sim::run(&scenario, seed, json),
+        Command::Bench(BenchCommand::Schedule { tasks, json }) => bench::schedule(tasks, json),
     }
 }
