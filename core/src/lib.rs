@@ -7,6 +7,7 @@
 //! decision goes over ordered collections, so the same inputs give the same outputs everywhere.
 
 pub mod config;
+pub mod dataflow;
 pub mod dispatcher;
 pub mod expr;
 pub mod ids;
