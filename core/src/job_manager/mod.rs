@@ -127,8 +127,8 @@ impl JobManager {
         if let crate::protocol::JobMasterMessage::OfferSlots { offers, .. } = message {
             let rejected = offers.iter().map(|offer| offer.allocation).collect();
             let reply = TaskExecutorMessage::SlotOfferResult { job_id, accepted: Vec::new(), rejected };
-            let envelope =
-                Envelope { from: Address::JobMaster(job_id), to: from, epoch: self.epoch, message: Message::TaskExecutor(reply) };
+            let message = Message::TaskExecutor(reply);
+            let envelope = Envelope { from: Address::JobMaster(job_id), to: from, epoch: self.epoch, message };
             self.outputs.push_back(Output::Send(envelope));
         }
     }

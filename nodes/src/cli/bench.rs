@@ -11,8 +11,8 @@ use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 use weir_core::config::RawConfig;
-use weir_core::dispatcher::{prepare, ClusterMode};
-use weir_core::ids::{stable_hash128, Epoch, Hex128, ResourceId};
+use weir_core::dispatcher::{ClusterMode, prepare};
+use weir_core::ids::{Epoch, Hex128, ResourceId, stable_hash128};
 use weir_core::job::builder::StreamEnvironment;
 use weir_core::job_manager::{self, JobManager};
 use weir_core::protocol::{
@@ -65,7 +65,11 @@ pub fn schedule(tasks: u32, json: bool) -> Result<(), CliError> {
 
 fn wide_job(parallelism: u32) -> weir_core::job::JobGraph {
     let env = StreamEnvironment::new("wide");
-    env.sequence(0, parallelism as i64 * 10).set_parallelism(parallelism).rebalance().discard().set_parallelism(parallelism);
+    env.sequence(0, parallelism as i64 * 10)
+        .set_parallelism(parallelism)
+        .rebalance()
+        .discard()
+        .set_parallelism(parallelism);
     match env.build() {
         Ok(job) => job.graph,
         Err(errors) => unreachable!("the benchmark's job is valid: {errors:?}"),
@@ -93,7 +97,8 @@ fn run_schedule(tasks: u32) -> Result<ScheduleReport, CliError> {
     cluster.queue.push_back(Envelope { from: Address::Client(1), to: Address::Dispatcher, epoch: Epoch(0), message });
     let marks = cluster.run_until_running(tasks as u64);
     let total_ms = elapsed_ms(submitted);
-    let [first_deploy, all_started, all_running] = marks.map(|mark| mark.map(|at| (at - submitted).as_secs_f64() * 1e3));
+    let [first_deploy, all_started, all_running] =
+        marks.map(|mark| mark.map(|at| (at - submitted).as_secs_f64() * 1e3));
     let (Some(slots_ms), Some(started_ms), Some(running_ms)) = (first_deploy, all_started, all_running) else {
         return Err(CliError::failed(format!("the job did not reach RUNNING: {}", cluster.diagnosis())));
     };
@@ -129,7 +134,8 @@ struct DirectCluster {
 impl DirectCluster {
     fn new(raw: RawConfig, task_managers: u32) -> Result<DirectCluster, CliError> {
         let config = weir_core::config::Config::from_raw(&raw).map_err(|error| CliError::failed(error.to_string()))?;
-        let te_config = TaskExecutorConfig::from_config(&config).map_err(|error| CliError::failed(error.to_string()))?;
+        let te_config =
+            TaskExecutorConfig::from_config(&config).map_err(|error| CliError::failed(error.to_string()))?;
         let job_manager = JobManager::new(raw, ClusterMode::Session, Epoch(1), 1).map_err(CliError::failed)?;
         let mut task_executors = BTreeMap::new();
         for index in 0..task_managers {
@@ -181,8 +187,11 @@ impl DirectCluster {
         if let Some(envelope) = self.queue.pop_front() {
             match envelope.to {
                 Address::TaskExecutor(id) => {
-                    if let (Some(te), Message::TaskExecutor(message)) = (self.task_executors.get_mut(&id), envelope.message) {
-                        let input = task_executor::Input::Message { from: envelope.from, epoch: envelope.epoch, message };
+                    if let (Some(te), Message::TaskExecutor(message)) =
+                        (self.task_executors.get_mut(&id), envelope.message)
+                    {
+                        let input =
+                            task_executor::Input::Message { from: envelope.from, epoch: envelope.epoch, message };
                         te.handle(Time::ZERO, input);
                     }
                 }
