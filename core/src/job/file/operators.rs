@@ -234,7 +234,7 @@ fn read_file_source(table: &mut Reader) -> Option<OperatorKind> {
                 None => {
                     table.fail(
                         "columns",
-                        format!("unknown type {ty_name:?} in column {column:?}; use int, float, str or bool"),
+                        format!("unknown type {ty_name:?} in column {column:?}; use int, float, str, bool or any"),
                     );
                     return None;
                 }

@@ -245,25 +245,34 @@ impl<'a, 'i> Reader<'a, 'i> {
         readers
     }
 
-    /// Every key of the table with its value rendered as text (for the `[config]` table).
+    /// Every key of the table with its value rendered as text (for the `[config]` table);
+    /// nested tables flatten into dotted keys, so `a.b = 1` and `"a.b" = 1` mean the same.
     pub fn raw_entries(&mut self) -> Vec<(String, String)> {
         let keys: Vec<String> = self.table.keys().map(|key| key.get_ref().to_string()).collect();
         let mut entries = Vec::new();
         for key in keys {
-            let Some(value) = self.value(&key) else { continue };
-            let text = match value.get_ref() {
-                DeValue::String(text) => text.to_string(),
-                DeValue::Integer(integer) => integer.as_str().to_string(),
-                DeValue::Float(float) => float.as_str().to_string(),
-                DeValue::Boolean(flag) => flag.to_string(),
-                other => {
-                    self.wrong_type(&key, "a string, number or boolean", other);
-                    continue;
-                }
-            };
-            entries.push((key, text));
+            if let Some(value) = self.value(&key) {
+                self.flatten_into(&key, value.get_ref(), &mut entries);
+            }
         }
         entries
+    }
+
+    fn flatten_into(&self, key: &str, value: &DeValue<'_>, entries: &mut Vec<(String, String)>) {
+        let text = match value {
+            DeValue::String(text) => text.to_string(),
+            DeValue::Integer(integer) => integer.as_str().to_string(),
+            DeValue::Float(float) => float.as_str().to_string(),
+            DeValue::Boolean(flag) => flag.to_string(),
+            DeValue::Table(table) => {
+                for (inner, value) in table.iter() {
+                    self.flatten_into(&format!("{key}.{}", inner.get_ref()), value.get_ref(), entries);
+                }
+                return;
+            }
+            other => return self.wrong_type(key, "a string, number or boolean", other),
+        };
+        entries.push((key.to_string(), text));
     }
 
     /// Reports every field that no read asked for.

@@ -176,3 +176,14 @@ fn garbage_input_gives_errors_not_panics() {
         let _ = parse_job_file("g", text);
     }
 }
+
+#[test]
+fn config_keys_may_be_dotted_or_quoted() {
+    let text = format!(
+        "{HEAD}[config]\n\"execution.checkpointing.interval\" = \"1 s\"\npipeline.operator-chaining.enabled = false\n\
+         [[operator]]\nid = \"s\"\ntype = \"sequence\"\nto = 5\n"
+    );
+    let job = parse_job_file("job.toml", &text).unwrap();
+    assert_eq!(job.graph.config["execution.checkpointing.interval"], "1 s");
+    assert_eq!(job.graph.config["pipeline.operator-chaining.enabled"], "false");
+}
