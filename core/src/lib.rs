@@ -10,6 +10,7 @@ pub mod config;
 pub mod expr;
 pub mod ids;
 pub mod job;
+pub mod job_master;
 pub mod plan;
 pub mod protocol;
 pub mod rng;
