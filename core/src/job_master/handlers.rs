@@ -1,0 +1,179 @@
+//! What the JobMaster does with each message and each tick.
+//!
+//! Surprising input is ignored, never a panic: another epoch, a sender that is not the peer the
+//! message is about, an attempt that is not current, an allocation the pool does not know, a
+//! TaskManager that holds none of the job's slots, a state no TaskExecutor reports. Unknown or
+//! unwanted slot offers are the one rejection: the TaskExecutor is told so it frees the slot.
+
+use super::JobMaster;
+use super::scheduler::Failure;
+use super::slots::OfferVerdict;
+use crate::ids::{AllocationId, Epoch, ResourceId};
+use crate::protocol::{
+    Address, Event, ExecutionId, ExecutionState, JobMasterMessage, ResourceManagerMessage, SlotOffer,
+    TaskExecutorMessage,
+};
+use crate::time::Time;
+use std::collections::BTreeSet;
+
+impl JobMaster {
+    /// Dispatches one message, after checking its epoch and, per kind, its sender.
+    pub(super) fn on_message(&mut self, from: Address, epoch: Epoch, message: JobMasterMessage) {
+        if epoch != self.epoch {
+            return;
+        }
+        let from_task_executor = |resource_id: ResourceId| from == Address::TaskExecutor(resource_id);
+        match message {
+            JobMasterMessage::SlotRequestFailed { allocation, reason } if from == Address::ResourceManager => {
+                self.on_slot_request_failed(allocation, &reason);
+            }
+            JobMasterMessage::TaskManagerLost { resource_id, reason } if from == Address::ResourceManager => {
+                self.lose_task_manager(resource_id, &reason, false);
+            }
+            JobMasterMessage::OfferSlots { resource_id, offers } if from_task_executor(resource_id) => {
+                self.on_offers(resource_id, offers);
+            }
+            JobMasterMessage::TaskStateChanged { execution, state, error } => {
+                self.on_task_state(from, execution, state, error);
+            }
+            JobMasterMessage::TaskExecutorHeartbeat { resource_id, allocations } if from_task_executor(resource_id) => {
+                self.on_heartbeat(resource_id, allocations);
+            }
+            JobMasterMessage::DisconnectTaskExecutor { resource_id, reason } if from_task_executor(resource_id) => {
+                self.lose_task_manager(resource_id, &reason, true);
+            }
+            JobMasterMessage::Cancel if from == Address::Dispatcher => self.cancel_job(),
+            _ => {}
+        }
+    }
+
+    /// Timers in a fixed order: heartbeats, silent TaskManagers, unanswered slot requests, the
+    /// pending restart. Each checks its own deadline, so an early tick does nothing.
+    pub(super) fn on_tick(&mut self) {
+        if self.status.is_globally_terminal() {
+            return;
+        }
+        if self.now >= self.next_heartbeat {
+            for resource_id in self.pool.task_managers().collect::<Vec<_>>() {
+                let heartbeat = TaskExecutorMessage::JobMasterHeartbeat { job_id: self.job_id };
+                self.send_to_task_executor(resource_id, heartbeat);
+            }
+            self.repeat_cancellations();
+            self.next_heartbeat = self.now.after(self.timing.heartbeat_interval);
+        }
+        let timeout = self.timing.heartbeat_timeout;
+        if let Some(deadline) = self.now.as_micros().checked_sub(timeout.as_micros()) {
+            for resource_id in self.pool.silent_since(Time(deadline)) {
+                self.lose_task_manager(resource_id, &format!("no heartbeat for {timeout}"), true);
+            }
+        }
+        let backstop = self.timing.slot_request_backstop;
+        if let Some(deadline) = self.now.as_micros().checked_sub(backstop.as_micros()) {
+            for allocation in self.pool.requests_made_by(Time(deadline)) {
+                // An earlier one may have failed the job, which cancelled the rest already.
+                if self.on_slot_request_failed(allocation, &format!("no slot was offered within {backstop}")) {
+                    let cancel = ResourceManagerMessage::CancelSlotRequest { job_id: self.job_id, allocation };
+                    self.send_to_resource_manager(cancel);
+                }
+            }
+        }
+        self.maybe_restart();
+    }
+
+    /// The request for `allocation` failed; returns whether it was pending.
+    fn on_slot_request_failed(&mut self, allocation: AllocationId, reason: &str) -> bool {
+        let Some(position) = self.pool.fail_request(allocation) else { return false };
+        let cause = format!("NoResourceAvailableException: could not acquire the minimum required resources: {reason}");
+        self.fail_waiting(position, cause);
+        true
+    }
+
+    /// A TaskManager is gone (`declared` when this JobMaster found out itself): its slots leave
+    /// the pool, the attempts in them stop, and it is told to drop the job (as Flink's
+    /// `disconnectTaskManager` does; a dead one never hears it).
+    fn lose_task_manager(&mut self, resource_id: ResourceId, reason: &str, declared: bool) {
+        if !self.pool.knows(resource_id) {
+            return;
+        }
+        if declared {
+            self.event(Event::TaskManagerLost { resource_id, reason: reason.to_string() });
+        }
+        let lost = self.pool.lose_task_manager(resource_id);
+        // If it is alive after all (a heartbeat timeout), it must stop the job's tasks and free its slots.
+        let disconnect = TaskExecutorMessage::DisconnectJobMaster { job_id: self.job_id, reason: reason.to_string() };
+        self.send_to_task_executor(resource_id, disconnect);
+        self.slots_lost(lost, format!("TaskManager {resource_id} lost: {reason}"));
+    }
+
+    fn on_offers(&mut self, resource_id: ResourceId, offers: Vec<SlotOffer>) {
+        let (mut accepted, mut rejected) = (Vec::new(), Vec::new());
+        let mut answered = BTreeSet::new();
+        for offer in offers {
+            // One answer per allocation, even if a message lists it twice.
+            if !answered.insert(offer.allocation) {
+                continue;
+            }
+            match self.pool.offer(resource_id, offer, self.now) {
+                OfferVerdict::Accepted | OfferVerdict::AlreadyHeld => accepted.push(offer.allocation),
+                OfferVerdict::Rejected => rejected.push(offer.allocation),
+            }
+        }
+        let result = TaskExecutorMessage::SlotOfferResult { job_id: self.job_id, accepted, rejected };
+        self.send_to_task_executor(resource_id, result);
+        self.try_deploy();
+    }
+
+    fn on_heartbeat(&mut self, resource_id: ResourceId, allocations: Vec<AllocationId>) {
+        if !self.pool.heard_from(resource_id, self.now) {
+            return;
+        }
+        let reported: BTreeSet<AllocationId> = allocations.into_iter().collect();
+        let grace = self.timing.heartbeat_timeout;
+        let missing = self.pool.missing_from_report(resource_id, &reported, self.now, grace);
+        let Some(&first) = missing.first() else { return };
+        let mut lost = Vec::with_capacity(missing.len());
+        for allocation in missing {
+            // The TaskExecutor says it does not hold the slot; free it in case it still does.
+            let free = TaskExecutorMessage::FreeSlot { job_id: self.job_id, allocation };
+            self.send_to_task_executor(resource_id, free);
+            lost.extend(self.pool.lose_allocation(allocation));
+        }
+        let cause = format!("Slot {first} on TaskManager {resource_id} lost: the TaskManager no longer reports it");
+        self.slots_lost(lost, cause);
+    }
+
+    fn on_task_state(&mut self, from: Address, id: ExecutionId, state: ExecutionState, error: Option<String>) {
+        let Some(ordinal) = self.executions.current(&id) else { return };
+        let Some(location) = self.executions.location(ordinal) else { return };
+        let current = self.executions.state(ordinal);
+        if from != Address::TaskExecutor(location.resource_id) || current.is_terminal() {
+            return;
+        }
+        let failure = |cause: String| Failure { failed: vec![ordinal], cause, location: Some(location.resource_id) };
+        match state {
+            ExecutionState::Initializing | ExecutionState::Running | ExecutionState::Finished => {
+                if current.can_become(state) {
+                    self.transition(ordinal, state);
+                }
+            }
+            ExecutionState::Canceled if current == ExecutionState::Canceling => {
+                self.transition(ordinal, ExecutionState::Canceled);
+            }
+            ExecutionState::Canceled => {
+                self.transition(ordinal, ExecutionState::Failed);
+                self.on_failure(failure(format!("Task {id} was canceled by its TaskManager without being asked")));
+            }
+            ExecutionState::Failed => {
+                self.transition(ordinal, ExecutionState::Failed);
+                if current != ExecutionState::Canceling {
+                    self.on_failure(failure(error.unwrap_or_else(|| "task failed without a reason".to_string())));
+                }
+            }
+            ExecutionState::Created
+            | ExecutionState::Scheduled
+            | ExecutionState::Deploying
+            | ExecutionState::Canceling
+            | ExecutionState::Reconciling => {}
+        }
+    }
+}
