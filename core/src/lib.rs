@@ -12,6 +12,7 @@ pub mod dispatcher;
 pub mod expr;
 pub mod ids;
 pub mod job;
+pub mod job_manager;
 pub mod job_master;
 pub mod plan;
 pub mod protocol;

@@ -15,4 +15,4 @@ pub mod trace;
 pub mod world;
 
 pub use report::RunReport;
-pub use world::run;
+pub use world::{run, run_logged};

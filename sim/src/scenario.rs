@@ -3,7 +3,7 @@
 //! The format is documented for users in `docs/scenarios.md`. Times are durations from the
 //! start of the run (`"10 s"`); a range (`"5 s..15 s"`) is drawn from the run's seed, so one file
 //! covers many fault timings across seeds. Node names are `jm`, `tm-0`, `tm-1`, ...; `any-tm`
-//! picks a live TaskManager when the fault fires.
+//! picks a live TaskManager when the fault fires, `busy-tm` a live one that holds a slot.
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -328,11 +328,12 @@ fn job_spec(raw: &RawJob, read_job: &dyn Fn(&str) -> Result<String, String>) -> 
 fn check_node(name: &str, task_managers: u32) -> Result<(), String> {
     let known = name == "jm"
         || name == "any-tm"
+        || name == "busy-tm"
         || name.strip_prefix("tm-").and_then(|n| n.parse::<u32>().ok()).is_some_and(|n| n < task_managers);
     if known {
         Ok(())
     } else {
-        Err(format!("unknown node {name:?}; nodes are jm, any-tm, tm-0..tm-{}", task_managers - 1))
+        Err(format!("unknown node {name:?}; nodes are jm, any-tm, busy-tm, tm-0..tm-{}", task_managers - 1))
     }
 }
 

@@ -85,7 +85,6 @@ struct Node {
 struct ClientJob {
     job_id: Option<JobId>,
     status: Option<JobStatus>,
-    failure: Option<String>,
     rejected: Option<String>,
     restarts: u32,
 }
@@ -112,12 +111,20 @@ pub struct World<'s> {
     seen_jobs: BTreeMap<JobId, JobStatus>,
     seen_executions: BTreeMap<weir_core::protocol::ExecutionId, weir_core::protocol::ExecutionState>,
     all_ended_at: Option<Time>,
+    /// Every event, described, when asked for.
+    log: Option<Vec<String>>,
 }
 
 /// Runs `scenario` with `seed`.
 pub fn run(scenario: &Scenario, seed: u64) -> RunReport {
+    run_logged(scenario, seed, false)
+}
+
+/// Runs `scenario` with `seed`; with `log`, the report lists every event processed.
+pub fn run_logged(scenario: &Scenario, seed: u64, log: bool) -> RunReport {
     match World::new(scenario, seed) {
         Ok(mut world) => {
+            world.log = log.then(Vec::new);
             world.run_to_end();
             world.report()
         }
@@ -132,7 +139,29 @@ pub fn run(scenario: &Scenario, seed: u64) -> RunReport {
             violations: vec![Violation { event: 0, time_ms: 0, message }],
             unmet: Vec::new(),
             faults: Vec::new(),
+            log: Vec::new(),
         },
+    }
+}
+
+fn node_name(nodes: &[Node], node: NodeIndex) -> &str {
+    nodes.get(node).map(|node| node.name.as_str()).unwrap_or("client")
+}
+
+fn describe(action: &Action, nodes: &[Node]) -> String {
+    match action {
+        Action::Deliver { from, to, envelope } => format!(
+            "deliver {} {} -> {}: {:?}",
+            envelope.message.kind(),
+            node_name(nodes, *from),
+            node_name(nodes, *to),
+            envelope.message
+        ),
+        Action::Wake { node, .. } => format!("wake {}", node_name(nodes, *node)),
+        Action::Report { node, report, .. } => {
+            format!("task report on {}: {} {}", node_name(nodes, *node), report.execution, report.state)
+        }
+        other => format!("{other:?}"),
     }
 }
 
@@ -164,6 +193,7 @@ impl<'s> World<'s> {
             seen_jobs: BTreeMap::new(),
             seen_executions: BTreeMap::new(),
             all_ended_at: None,
+            log: None,
         };
         world.nodes.push(Node {
             name: "jm".into(),
@@ -190,7 +220,7 @@ impl<'s> World<'s> {
 
     fn schedule_scenario(&mut self) {
         for (job, spec) in self.scenario.jobs.iter().enumerate() {
-            self.jobs.push(ClientJob { job_id: None, status: None, failure: None, rejected: None, restarts: 0 });
+            self.jobs.push(ClientJob { job_id: None, status: None, rejected: None, restarts: 0 });
             let at = spec.submit_at.draw(&mut self.rng);
             self.schedule(Time::ZERO.after(at), Action::Submit { job });
             if let Some(cancel) = spec.cancel_at {
@@ -246,6 +276,9 @@ impl<'s> World<'s> {
     }
 
     fn process(&mut self, action: Action) {
+        if let Some(log) = &mut self.log {
+            log.push(format!("#{} {} {}", self.events, self.now, describe(&action, &self.nodes)));
+        }
         match action {
             Action::Deliver { from, to, envelope } => self.deliver(from, to, envelope),
             Action::Wake { node, incarnation } => {
@@ -513,10 +546,18 @@ impl World<'_> {
         }
     }
 
+    /// A node by name; `any-tm` is a live TaskManager and `busy-tm` one holding a slot, chosen
+    /// by the seed.
     fn pick_node(&mut self, name: &str) -> Option<NodeIndex> {
-        if name == "any-tm" {
+        if name == "any-tm" || name == "busy-tm" {
+            let busy_only = name == "busy-tm";
             let live: Vec<NodeIndex> = (1..self.nodes.len())
-                .filter(|&node| matches!(self.nodes[node].machine, Machine::TaskManager(_)))
+                .filter(|&node| match &self.nodes[node].machine {
+                    Machine::TaskManager(task_executor) => {
+                        !busy_only || task_executor.slots().iter().any(|slot| slot.state != SlotState::Free)
+                    }
+                    _ => false,
+                })
                 .collect();
             if live.is_empty() {
                 return None;
@@ -642,13 +683,11 @@ impl World<'_> {
         let mut leaks = Vec::new();
         for node in &self.nodes {
             let Machine::TaskManager(task_executor) = &node.machine else { continue };
-            for status in task_executor.slot_report() {
-                if let Some((allocation, job_id)) = status.allocation {
-                    if ended.contains(&job_id) {
-                        leaks.push(format!(
-                            "{} still holds slot {} ({allocation}) of ended job {job_id}",
-                            node.name, status.slot
-                        ));
+            for snapshot in task_executor.slots() {
+                if let SlotState::Allocated { allocation, job, .. } = snapshot.state {
+                    if ended.contains(&job) {
+                        let slot = snapshot.slot;
+                        leaks.push(format!("{} still holds slot {slot} ({allocation}) of ended job {job}", node.name));
                     }
                 }
             }
@@ -686,6 +725,7 @@ impl World<'_> {
             violations: std::mem::take(&mut self.violations),
             unmet,
             faults: std::mem::take(&mut self.faults_fired),
+            log: self.log.take().unwrap_or_default(),
         }
     }
 }
@@ -708,9 +748,10 @@ fn check_cluster(nodes: &[Node]) -> Vec<String> {
     if let Some(Node { machine: Machine::JobManager(job_manager), .. }) = nodes.first() {
         let mut holders = BTreeMap::new();
         for (job_id, job_master) in job_manager.job_masters() {
-            for slot in job_master.held_slots() {
+            for held in job_master.held_slots() {
+                let slot = (held.resource_id, held.slot);
                 if let Some(other) = holders.insert(slot, *job_id) {
-                    problems.push(format!("slot {slot:?} is held by jobs {other} and {job_id}"));
+                    problems.push(format!("slot {} of {} is held by jobs {other} and {job_id}", slot.1, slot.0));
                 }
             }
         }

@@ -195,8 +195,11 @@ impl Role for JobManager {
 
     fn handle(&mut self, now: Time, input: Input) {
         match input {
-            Input::Message(envelope) => {
+            Input::Message(mut envelope) => {
                 if self.accept_from_outside(&envelope) {
+                    // Fencing is checked here, at the process's border; inside, roles see their
+                    // own epoch (a registration arrives before its sender knows the epoch).
+                    envelope.epoch = self.epoch;
                     self.deliver(now, envelope);
                 }
             }

@@ -76,6 +76,9 @@ enum SimCommand {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// Print every event of the run.
+        #[arg(long)]
+        log: bool,
     },
 }
 
@@ -114,7 +117,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Info { job, json, parallelism, config } => info::run(&job, json, parallelism, &config),
         Command::Local { job, parallelism, config } => local::run(&job, parallelism, &config),
-        Command::Sim(SimCommand::Run { scenario, seed, json }) => sim::run(&scenario, seed, json),
+        Command::Sim(SimCommand::Run { scenario, seed, json, log }) => sim::run(&scenario, seed, json, log),
         Command::Bench(BenchCommand::Schedule { tasks, json }) => bench::schedule(tasks, json),
     }
 }

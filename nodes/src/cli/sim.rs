@@ -5,10 +5,10 @@ use std::path::Path;
 use std::time::Instant;
 
 /// Runs one seed and prints the summary; fails (exit 1) on a violation or unmet expectation.
-pub fn run(path: &Path, seed: u64, json: bool) -> Result<(), CliError> {
+pub fn run(path: &Path, seed: u64, json: bool, log: bool) -> Result<(), CliError> {
     let scenario = weir_sim::scenario::load(path).map_err(|error| CliError::input(error.to_string()))?;
     let started = Instant::now();
-    let mut report = weir_sim::run(&scenario, seed);
+    let mut report = weir_sim::run_logged(&scenario, seed, log);
     report.wall_ms = started.elapsed().as_millis() as u64;
     if json {
         let text = serde_json::to_string_pretty(&report)
@@ -26,6 +26,9 @@ pub fn run(path: &Path, seed: u64, json: bool) -> Result<(), CliError> {
 }
 
 fn print_summary(report: &weir_sim::RunReport) {
+    for line in &report.log {
+        println!("{line}");
+    }
     println!(
         "scenario {} seed {}: {} events, {} ms virtual in {} ms wall, trace {}",
         report.scenario, report.seed, report.events, report.virtual_ms, report.wall_ms, report.trace_hash
