@@ -94,6 +94,8 @@ pub struct JobSpec {
     pub expect_failure: Option<String>,
     /// The exact number of restarts the job must see.
     pub expect_restarts: Option<u32>,
+    /// The least number of restarts the job must see (proves a fault really hit it).
+    pub min_restarts: Option<u32>,
 }
 
 /// A time or a range of times drawn from the seed.
@@ -191,6 +193,7 @@ struct RawJob {
     expect: Option<String>,
     expect_failure: Option<String>,
     expect_restarts: Option<u32>,
+    min_restarts: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -322,6 +325,7 @@ fn job_spec(raw: &RawJob, read_job: &dyn Fn(&str) -> Result<String, String>) -> 
         expect_status,
         expect_failure: raw.expect_failure.clone(),
         expect_restarts: raw.expect_restarts,
+        min_restarts: raw.min_restarts,
     })
 }
 

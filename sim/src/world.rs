@@ -658,6 +658,11 @@ impl World<'_> {
                     unmet.push(format!("job {index} restarted {} times, expected {expected}", job.restarts));
                 }
             }
+            if let Some(least) = spec.min_restarts {
+                if job.restarts < least {
+                    unmet.push(format!("job {index} restarted {} times, expected at least {least}", job.restarts));
+                }
+            }
             if let Some(text) = &spec.expect_failure {
                 let failure = self.failure_of(job.job_id);
                 if !failure.as_deref().is_some_and(|failure| failure.contains(text.as_str())) {
