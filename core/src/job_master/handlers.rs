@@ -36,8 +36,11 @@ impl JobMaster {
             JobMasterMessage::TaskStateChanged { execution, state, error } => {
                 self.on_task_state(from, execution, state, error);
             }
-            JobMasterMessage::TaskExecutorHeartbeat { resource_id, allocations } if from_task_executor(resource_id) => {
+            JobMasterMessage::TaskExecutorHeartbeat { resource_id, allocations, executions }
+                if from_task_executor(resource_id) =>
+            {
                 self.on_heartbeat(resource_id, allocations);
+                self.reconcile_executions(resource_id, executions);
             }
             JobMasterMessage::DisconnectTaskExecutor { resource_id, reason } if from_task_executor(resource_id) => {
                 self.lose_task_manager(resource_id, &reason, true);
@@ -140,6 +143,43 @@ impl JobMaster {
         }
         let cause = format!("Slot {first} on TaskManager {resource_id} lost: the TaskManager no longer reports it");
         self.slots_lost(lost, cause);
+    }
+
+    /// Applies task states a heartbeat reports (a lost state report is recovered this way), and
+    /// fails executions this JobMaster deployed to the TaskManager that it has not reported for
+    /// a whole heartbeat timeout (a lost deployment).
+    fn reconcile_executions(&mut self, resource_id: ResourceId, reported: Vec<(ExecutionId, ExecutionState)>) {
+        let from = Address::TaskExecutor(resource_id);
+        let mut seen = BTreeSet::new();
+        for (id, state) in reported {
+            seen.insert(id);
+            let error = (state == ExecutionState::Failed).then(|| format!("Task {id} failed (reported by heartbeat)"));
+            self.on_task_state(from, id, state, error);
+        }
+        let grace = self.timing.heartbeat_timeout;
+        let now = self.now;
+        let mut lost = Vec::new();
+        for ordinal in 0..self.executions.len() {
+            let view = self.executions.view(ordinal);
+            let deployed_here = view.location.is_some_and(|location| location.resource_id == resource_id);
+            let active = matches!(
+                view.state,
+                ExecutionState::Deploying | ExecutionState::Initializing | ExecutionState::Running
+            );
+            if !deployed_here || !active || seen.contains(&view.id) {
+                self.unreported.remove(&view.id);
+                continue;
+            }
+            let since = *self.unreported.entry(view.id).or_insert(now);
+            if now.since(since) >= grace {
+                lost.push(view.id);
+            }
+        }
+        for id in lost {
+            self.unreported.remove(&id);
+            let error = format!("Task {id} is not deployed on TaskManager {resource_id}: its deployment was lost");
+            self.on_task_state(from, id, ExecutionState::Failed, Some(error));
+        }
     }
 
     fn on_task_state(&mut self, from: Address, id: ExecutionId, state: ExecutionState, error: Option<String>) {

@@ -107,6 +107,8 @@ pub struct JobMaster {
     rng: Rng,
     exceptions: ExceptionHistory,
     restarts: u32,
+    /// Executions deployed to a TaskManager that its heartbeats did not report, since when.
+    unreported: BTreeMap<crate::protocol::ExecutionId, Time>,
     next_heartbeat: Time,
     now: Time,
     outputs: VecDeque<Output>,
@@ -153,6 +155,7 @@ impl JobMaster {
             rng: Rng::new(seed),
             exceptions: ExceptionHistory::default(),
             restarts: 0,
+            unreported: BTreeMap::new(),
             next_heartbeat: now.after(timing.heartbeat_interval),
             now,
             outputs: VecDeque::new(),

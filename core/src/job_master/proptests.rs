@@ -138,7 +138,11 @@ fn input_for(cluster: &Cluster, step: &Step, history: &[Input]) -> Option<Input>
             allocations.extend(extra.map(|index| pick(&self::allocations(cluster), index)));
             message(
                 Address::TaskExecutor(resource_id),
-                JobMasterMessage::TaskExecutorHeartbeat { resource_id, allocations },
+                JobMasterMessage::TaskExecutorHeartbeat {
+                    resource_id,
+                    allocations,
+                    executions: reported(cluster, resource_id),
+                },
             )
         }
         Step::TaskManagerLost { tm: n } => {
@@ -278,6 +282,7 @@ fn heal(cluster: &mut Cluster) {
         cluster.offer(healthy, outstanding);
         cluster.run_deployed();
         let heartbeat = JobMasterMessage::TaskExecutorHeartbeat {
+            executions: reported(&cluster, healthy),
             resource_id: healthy,
             allocations: cluster
                 .jm
@@ -290,4 +295,15 @@ fn heal(cluster: &mut Cluster) {
         cluster.message(Address::TaskExecutor(healthy), heartbeat);
         cluster.report_all(&[ExecutionState::Running], ExecutionState::Finished);
     }
+}
+
+/// The tasks a truthful TaskExecutor reports in a heartbeat.
+fn reported(cluster: &Cluster, resource_id: ResourceId) -> Vec<(crate::protocol::ExecutionId, ExecutionState)> {
+    cluster
+        .jm
+        .executions()
+        .filter(|view| view.location.is_some_and(|location| location.resource_id == resource_id))
+        .filter(|view| !view.state.is_terminal())
+        .map(|view| (view.id, view.state))
+        .collect()
 }

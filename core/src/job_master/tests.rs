@@ -541,10 +541,11 @@ fn heartbeats_go_to_taskmanagers_holding_slots_and_silence_loses_them() {
     // TM 0 answers with its allocation; TM 1 stays silent.
     let mine: Vec<AllocationId> =
         cluster.jm.held_slots().iter().filter(|slot| slot.resource_id == tm(0)).map(|slot| slot.allocation).collect();
-    let reply =
-        |allocations: Vec<AllocationId>| JobMasterMessage::TaskExecutorHeartbeat { resource_id: tm(0), allocations };
     for _ in 0..5 {
-        cluster.message(Address::TaskExecutor(tm(0)), reply(mine.clone()));
+        let executions = running_on(&cluster.jm, tm(0));
+        let reply =
+            JobMasterMessage::TaskExecutorHeartbeat { resource_id: tm(0), allocations: mine.clone(), executions };
+        cluster.message(Address::TaskExecutor(tm(0)), reply);
         cluster.run_for(interval);
     }
     assert_eq!(cluster.jm.task_managers(), [tm(0)]);
@@ -567,7 +568,8 @@ fn heartbeats_go_to_taskmanagers_holding_slots_and_silence_loses_them() {
 #[test]
 fn a_heartbeat_lacking_a_held_slot_fails_the_tasks_in_it() {
     let mut cluster = running_pointwise(&config(fixed_delay(3), FailoverStrategy::Region));
-    let reply = JobMasterMessage::TaskExecutorHeartbeat { resource_id: tm(1), allocations: Vec::new() };
+    let executions = running_on(&cluster.jm, tm(1));
+    let reply = JobMasterMessage::TaskExecutorHeartbeat { resource_id: tm(1), allocations: Vec::new(), executions };
     cluster.message(Address::TaskExecutor(tm(1)), reply.clone());
     assert_eq!(cluster.jm.status(), JobStatus::Running, "a report may predate a fresh offer");
     cluster.now = cluster.now.after(Duration::from_secs(50));
@@ -576,6 +578,7 @@ fn a_heartbeat_lacking_a_held_slot_fails_the_tasks_in_it() {
         JobMasterMessage::TaskExecutorHeartbeat {
             resource_id: tm(0),
             allocations: cluster.jm.held_slots().iter().map(|slot| slot.allocation).collect(),
+            executions: running_on(&cluster.jm, tm(0)),
         },
     );
     cluster.message(Address::TaskExecutor(tm(1)), reply);
@@ -622,4 +625,51 @@ fn twenty_thousand_subtasks_are_scheduled_and_deployed_in_one_bulk() {
     let distinct: BTreeSet<ExecutionId> = deployments.iter().map(|deployment| deployment.execution).collect();
     assert_eq!(distinct.len(), 20_000);
     assert_eq!(cluster.count(ExecutionState::Deploying), 20_000);
+}
+
+/// What a truthful TaskExecutor `resource_id` reports in a heartbeat: the tasks deployed on it.
+fn running_on(jm: &JobMaster, resource_id: ResourceId) -> Vec<(crate::protocol::ExecutionId, ExecutionState)> {
+    jm.executions()
+        .filter(|view| view.location.is_some_and(|location| location.resource_id == resource_id))
+        .filter(|view| !view.state.is_terminal())
+        .map(|view| (view.id, view.state))
+        .collect()
+}
+
+#[test]
+fn a_lost_state_report_is_recovered_from_the_heartbeat() {
+    let mut cluster = running_pointwise(&config(fixed_delay(3), FailoverStrategy::Region));
+    let view = cluster.view(0, 0);
+    let resource_id = view.location.expect("deployed").resource_id;
+    let allocations: Vec<AllocationId> =
+        cluster.jm.held_slots().iter().filter(|s| s.resource_id == resource_id).map(|s| s.allocation).collect();
+    let mut executions = running_on(&cluster.jm, resource_id);
+    for (id, state) in executions.iter_mut() {
+        if *id == view.id {
+            *state = ExecutionState::Finished;
+        }
+    }
+    let reply = JobMasterMessage::TaskExecutorHeartbeat { resource_id, allocations, executions };
+    cluster.message(Address::TaskExecutor(resource_id), reply);
+    assert_eq!(cluster.view(0, 0).state, ExecutionState::Finished);
+}
+
+#[test]
+fn a_deployment_the_task_manager_never_reports_fails_after_the_heartbeat_timeout() {
+    let mut cluster = running_pointwise(&config(fixed_delay(3), FailoverStrategy::Region));
+    let resource_id = cluster.view(0, 0).location.expect("deployed").resource_id;
+    let allocations: Vec<AllocationId> =
+        cluster.jm.held_slots().iter().filter(|s| s.resource_id == resource_id).map(|s| s.allocation).collect();
+    let silent = JobMasterMessage::TaskExecutorHeartbeat {
+        resource_id,
+        allocations: allocations.clone(),
+        executions: Vec::new(),
+    };
+    cluster.message(Address::TaskExecutor(resource_id), silent.clone());
+    assert_eq!(cluster.jm.status(), JobStatus::Running, "one report may predate the deployment");
+    cluster.now = cluster.now.after(Config::default().heartbeat.timeout);
+    cluster.message(Address::TaskExecutor(resource_id), silent);
+    assert_eq!(cluster.jm.status(), JobStatus::Restarting);
+    let entry = cluster.jm.exceptions().next().expect("a failure").clone();
+    assert!(entry.exception.contains("its deployment was lost"), "{}", entry.exception);
 }

@@ -199,12 +199,16 @@ pub enum JobMasterMessage {
         /// The failure, for FAILED.
         error: Option<String>,
     },
-    /// A TaskExecutor answers a heartbeat with the allocations it holds for this job.
+    /// A TaskExecutor answers a heartbeat with the allocations and tasks it holds for this job,
+    /// so a lost task state report or a lost deployment is noticed (Flink reconciles
+    /// deployments through heartbeats the same way).
     TaskExecutorHeartbeat {
         /// The TaskManager.
         resource_id: ResourceId,
         /// Allocations of this job it holds.
         allocations: Vec<AllocationId>,
+        /// This job's tasks it runs, and those that recently ended here, with their states.
+        executions: Vec<(ExecutionId, ExecutionState)>,
     },
     /// A TaskExecutor disconnects from this job.
     DisconnectTaskExecutor {

@@ -50,9 +50,12 @@ impl TaskExecutor {
 
     pub(super) fn on_job_master_heartbeat(&mut self, job: JobId) {
         let allocations = self.slots.slots_of(job).into_iter().filter_map(|slot| self.slots.get(slot)).map(|h| h.id);
+        let live = self.slots.tasks().into_iter().filter(|(execution, _)| execution.job == job);
+        let executions = live.chain(self.ended.of_job(job)).collect();
         let message = JobMasterMessage::TaskExecutorHeartbeat {
             resource_id: self.resource_id,
             allocations: allocations.collect(),
+            executions,
         };
         self.send(Address::JobMaster(job), Message::JobMaster(message));
     }

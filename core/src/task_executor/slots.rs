@@ -209,6 +209,11 @@ impl EndedExecutions {
         }
     }
 
+    /// The remembered ended executions of `job`, in id order.
+    pub fn of_job(&self, job: JobId) -> impl Iterator<Item = (ExecutionId, ExecutionState)> + '_ {
+        self.states.iter().filter(move |(execution, _)| execution.job == job).map(|(e, s)| (*e, *s))
+    }
+
     /// How `execution` ended, if it did here and is still remembered.
     pub fn get(&self, execution: ExecutionId) -> Option<ExecutionState> {
         self.states.get(&execution).copied()

@@ -390,6 +390,7 @@ fn job_master_heartbeats_are_answered_with_the_jobs_allocations_and_keep_its_slo
         let expected = JobMasterMessage::TaskExecutorHeartbeat {
             resource_id: RESOURCE,
             allocations: vec![allocation(1), allocation(2)],
+            executions: Vec::new(),
         };
         assert_eq!(sends(&outputs), [(Address::JobMaster(job), Message::JobMaster(expected))]);
     }
