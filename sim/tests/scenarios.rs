@@ -63,6 +63,11 @@ fn two_jobs_cancel() {
 }
 
 #[test]
+fn lossy_network() {
+    run_all("lossy-network");
+}
+
+#[test]
 fn every_scenario_file_has_a_test_and_parses() {
     let names: Vec<String> = scenario_files()
         .iter()

@@ -166,7 +166,10 @@ impl JobMaster {
                 view.state,
                 ExecutionState::Deploying | ExecutionState::Initializing | ExecutionState::Running
             );
-            if !deployed_here || !active || seen.contains(&view.id) {
+            if !deployed_here {
+                continue;
+            }
+            if !active || seen.contains(&view.id) {
                 self.unreported.remove(&view.id);
                 continue;
             }
@@ -175,6 +178,8 @@ impl JobMaster {
                 lost.push(view.id);
             }
         }
+        let executions = &self.executions;
+        self.unreported.retain(|id, _| executions.current(id).is_some());
         for id in lost {
             self.unreported.remove(&id);
             let error = format!("Task {id} is not deployed on TaskManager {resource_id}: its deployment was lost");
