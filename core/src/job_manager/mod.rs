@@ -239,3 +239,6 @@ impl Role for JobManager {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

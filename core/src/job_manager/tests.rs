@@ -1,0 +1,194 @@
+use super::*;
+use crate::ids::{Hex128, ResourceId, SlotIndex};
+use crate::job::builder::StreamEnvironment;
+use crate::protocol::{DispatcherMessage, JobMasterMessage, JobSubmission, SlotOffer, SlotStatus, WorkerResources};
+use proptest::prelude::*;
+
+const EPOCH: Epoch = Epoch(3);
+
+fn job_manager() -> JobManager {
+    let mut raw = RawConfig::new();
+    raw.set("heartbeat.interval", "1 s");
+    raw.set("heartbeat.timeout", "5 s");
+    JobManager::new(raw, ClusterMode::Session, EPOCH, 9).expect("valid configuration")
+}
+
+fn drain(job_manager: &mut JobManager) -> Vec<Output> {
+    std::iter::from_fn(|| job_manager.poll_output()).collect()
+}
+
+fn tm(n: u128) -> ResourceId {
+    ResourceId(Hex128(n))
+}
+
+fn register(n: u128, epoch: Epoch) -> Envelope {
+    let message = ResourceManagerMessage::RegisterTaskExecutor {
+        resource_id: tm(n),
+        resources: WorkerResources { slots: 2, managed_memory_bytes: 0 },
+        slot_report: vec![
+            SlotStatus { slot: SlotIndex(0), allocation: None },
+            SlotStatus { slot: SlotIndex(1), allocation: None },
+        ],
+    };
+    Envelope {
+        from: Address::TaskExecutor(tm(n)),
+        to: Address::ResourceManager,
+        epoch,
+        message: Message::ResourceManager(message),
+    }
+}
+
+fn sent_to(outputs: &[Output], to: Address) -> Vec<&Message> {
+    outputs
+        .iter()
+        .filter_map(|output| match output {
+            Output::Send(envelope) if envelope.to == to => Some(&envelope.message),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_registration_is_accepted_before_the_task_executor_knows_the_epoch() {
+    let mut job_manager = job_manager();
+    job_manager.handle(Time(1), Input::Message(register(1, Epoch(0))));
+    let outputs = drain(&mut job_manager);
+    let replies = sent_to(&outputs, Address::TaskExecutor(tm(1)));
+    assert_eq!(replies, [&Message::TaskExecutor(TaskExecutorMessage::RegistrationAccepted)]);
+    assert!(
+        outputs.iter().all(|output| !matches!(output, Output::Send(e) if e.epoch != EPOCH)),
+        "every envelope carries the epoch"
+    );
+}
+
+#[test]
+fn task_executor_messages_from_another_epoch_are_dropped() {
+    let mut job_manager = job_manager();
+    job_manager.handle(Time(1), Input::Message(register(1, Epoch(0))));
+    drain(&mut job_manager);
+    let stale = Envelope {
+        from: Address::TaskExecutor(tm(1)),
+        to: Address::ResourceManager,
+        epoch: Epoch(2),
+        message: Message::ResourceManager(ResourceManagerMessage::DisconnectTaskExecutor {
+            resource_id: tm(1),
+            reason: "stale".into(),
+        }),
+    };
+    job_manager.handle(Time(2), Input::Message(stale));
+    assert!(job_manager.resource_manager().is_registered(tm(1)), "a stale disconnect changes nothing");
+}
+
+#[test]
+fn nobody_outside_speaks_for_the_job_managers_roles() {
+    let mut job_manager = job_manager();
+    let forged = Envelope {
+        from: Address::Dispatcher,
+        to: Address::ResourceManager,
+        epoch: EPOCH,
+        message: Message::ResourceManager(ResourceManagerMessage::DisconnectJobMaster { job_id: JobId(Hex128(1)) }),
+    };
+    job_manager.handle(Time(1), Input::Message(forged));
+    assert!(drain(&mut job_manager).is_empty());
+}
+
+#[test]
+fn offers_to_a_job_that_is_gone_are_refused_so_the_slots_are_freed() {
+    let mut job_manager = job_manager();
+    let job_id = JobId(Hex128(77));
+    let allocation = crate::ids::AllocationId(Hex128(5));
+    let offer = Envelope {
+        from: Address::TaskExecutor(tm(1)),
+        to: Address::JobMaster(job_id),
+        epoch: EPOCH,
+        message: Message::JobMaster(JobMasterMessage::OfferSlots {
+            resource_id: tm(1),
+            offers: vec![SlotOffer { allocation, slot: SlotIndex(0) }],
+        }),
+    };
+    job_manager.handle(Time(1), Input::Message(offer));
+    let outputs = drain(&mut job_manager);
+    let expected = Message::TaskExecutor(TaskExecutorMessage::SlotOfferResult {
+        job_id,
+        accepted: Vec::new(),
+        rejected: vec![allocation],
+    });
+    assert_eq!(sent_to(&outputs, Address::TaskExecutor(tm(1))), [&expected]);
+}
+
+#[test]
+fn a_submitted_job_gets_a_job_master_that_asks_for_slots() {
+    let mut job_manager = job_manager();
+    let env = StreamEnvironment::new("small");
+    env.sequence(0, 9).discard();
+    let submission = JobSubmission {
+        job_id: None,
+        graph: env.build().unwrap().graph,
+        parallelism: Some(2),
+        config: Default::default(),
+    };
+    let message = Message::Dispatcher(DispatcherMessage::Submit { request: 1, submission });
+    let envelope = Envelope { from: Address::Client(1), to: Address::Dispatcher, epoch: Epoch(0), message };
+    job_manager.handle(Time(1), Input::Message(envelope));
+    drain(&mut job_manager);
+    assert_eq!(job_manager.job_masters().len(), 1);
+    let pending = job_manager.resource_manager().pending_request_count();
+    assert_eq!(pending, 2, "two shared slots requested from the ResourceManager, inside the process");
+    job_manager.check_invariants().unwrap();
+}
+
+proptest! {
+    #[test]
+    fn random_envelopes_never_panic_or_break_invariants(
+        steps in prop::collection::vec((0u8..6, 0u128..3, 0u64..5, 0u64..3_000_000), 1..80),
+    ) {
+        let mut job_manager = job_manager();
+        let mut now = Time(0);
+        for (kind, n, epoch, advance) in steps {
+            now = now.after(crate::time::Duration(advance));
+            let input = match kind {
+                0 => Input::Message(register(n, Epoch(epoch))),
+                1 => Input::Tick,
+                2 => Input::Message(Envelope {
+                    from: Address::TaskExecutor(tm(n)),
+                    to: Address::ResourceManager,
+                    epoch: Epoch(epoch),
+                    message: Message::ResourceManager(ResourceManagerMessage::TaskExecutorHeartbeat {
+                        resource_id: tm(n),
+                        slot_report: Vec::new(),
+                    }),
+                }),
+                3 => {
+                    let env = StreamEnvironment::new("p");
+                    env.sequence(0, 9).discard();
+                    let submission = JobSubmission { job_id: None, graph: env.build().unwrap().graph, parallelism: Some(1), config: Default::default() };
+                    Input::Message(Envelope {
+                        from: Address::Client(1),
+                        to: Address::Dispatcher,
+                        epoch: Epoch(0),
+                        message: Message::Dispatcher(DispatcherMessage::Submit { request: n as u64, submission }),
+                    })
+                }
+                4 => Input::Message(Envelope {
+                    from: Address::TaskExecutor(tm(n)),
+                    to: Address::JobMaster(JobId(Hex128(n))),
+                    epoch: Epoch(epoch),
+                    message: Message::TaskExecutor(TaskExecutorMessage::RegistrationAccepted),
+                }),
+                _ => Input::Message(Envelope {
+                    from: Address::Client(2),
+                    to: Address::Dispatcher,
+                    epoch: Epoch(epoch),
+                    message: Message::Dispatcher(DispatcherMessage::List { request: 1 }),
+                }),
+            };
+            job_manager.handle(now, input);
+            drain(&mut job_manager);
+            prop_assert!(job_manager.check_invariants().is_ok(), "{:?}", job_manager.check_invariants());
+            if kind == 1 {
+                // A tick handles everything due: no timer is left due, so a driver cannot spin.
+                prop_assert!(job_manager.poll_timeout().is_none_or(|deadline| deadline > now));
+            }
+        }
+    }
+}
