@@ -48,6 +48,13 @@ fn sent_to(outputs: &[Output], to: Address) -> Vec<&Message> {
         .collect()
 }
 
+fn small_submission(parallelism: u32) -> JobSubmission {
+    let env = StreamEnvironment::new("small");
+    env.sequence(0, 9).discard();
+    let graph = env.build().expect("valid").graph;
+    JobSubmission { job_id: None, graph, parallelism: Some(parallelism), config: Default::default() }
+}
+
 #[test]
 fn a_registration_is_accepted_before_the_task_executor_knows_the_epoch() {
     let mut job_manager = job_manager();
@@ -119,14 +126,7 @@ fn offers_to_a_job_that_is_gone_are_refused_so_the_slots_are_freed() {
 #[test]
 fn a_submitted_job_gets_a_job_master_that_asks_for_slots() {
     let mut job_manager = job_manager();
-    let env = StreamEnvironment::new("small");
-    env.sequence(0, 9).discard();
-    let submission = JobSubmission {
-        job_id: None,
-        graph: env.build().unwrap().graph,
-        parallelism: Some(2),
-        config: Default::default(),
-    };
+    let submission = small_submission(2);
     let message = Message::Dispatcher(DispatcherMessage::Submit { request: 1, submission });
     let envelope = Envelope { from: Address::Client(1), to: Address::Dispatcher, epoch: Epoch(0), message };
     job_manager.handle(Time(1), Input::Message(envelope));
@@ -159,9 +159,7 @@ proptest! {
                     }),
                 }),
                 3 => {
-                    let env = StreamEnvironment::new("p");
-                    env.sequence(0, 9).discard();
-                    let submission = JobSubmission { job_id: None, graph: env.build().unwrap().graph, parallelism: Some(1), config: Default::default() };
+                    let submission = small_submission(1);
                     Input::Message(Envelope {
                         from: Address::Client(1),
                         to: Address::Dispatcher,
