@@ -1,6 +1,7 @@
 //! `weir bench schedule --tasks N`: scheduling at scale, in one process.
 //!
-//! Builds a job of two vertices of N/2 subtasks joined all-to-all, starts a JobManager and
+//! Builds a job of two vertices of N/2 subtasks joined all-to-all (more vertices when N/2 would
+//! exceed Flink's per-vertex limit of 32,768 subtasks), starts a JobManager and
 //! enough TaskExecutors (1,000 slots each) in this process, connects them with zero-latency
 //! in-memory delivery, submits the job and times each phase until every task is RUNNING. Tasks
 //! do no work: the driver reports RUNNING as soon as a TaskExecutor starts one. Peak memory is
@@ -13,6 +14,7 @@ use std::time::Instant;
 use weir_core::config::RawConfig;
 use weir_core::dispatcher::{ClusterMode, prepare};
 use weir_core::ids::{Epoch, Hex128, ResourceId, stable_hash128};
+use weir_core::job::MAX_PARALLELISM_LIMIT;
 use weir_core::job::builder::StreamEnvironment;
 use weir_core::job_manager::{self, JobManager};
 use weir_core::protocol::{
@@ -28,6 +30,7 @@ const SLOTS_PER_TASK_MANAGER: u32 = 1_000;
 #[derive(Serialize)]
 struct ScheduleReport {
     tasks: u64,
+    vertices: u32,
     task_managers: u32,
     plan_ms: f64,
     slots_ms: f64,
@@ -48,9 +51,10 @@ pub fn schedule(tasks: u32, json: bool) -> Result<(), CliError> {
         println!("{text}");
     } else {
         println!(
-            "{} tasks on {} TaskManagers: plan {:.1} ms, slots {:.1} ms, deploy {:.1} ms, running {:.1} ms; \
+            "{} tasks in {} vertices on {} TaskManagers: plan {:.1} ms, slots {:.1} ms, deploy {:.1} ms, running {:.1} ms; \
              total {:.1} ms; peak RSS {}",
             report.tasks,
+            report.vertices,
             report.task_managers,
             report.plan_ms,
             report.slots_ms,
@@ -63,13 +67,18 @@ pub fn schedule(tasks: u32, json: bool) -> Result<(), CliError> {
     Ok(())
 }
 
-fn wide_job(parallelism: u32) -> weir_core::job::JobGraph {
+/// The fewest vertices (at least two) that split `tasks` evenly within the parallelism limit.
+fn vertex_count(tasks: u32) -> Option<u32> {
+    (2..=tasks).find(|vertices| tasks % vertices == 0 && tasks / vertices <= MAX_PARALLELISM_LIMIT)
+}
+
+fn wide_job(vertices: u32, parallelism: u32) -> weir_core::job::JobGraph {
     let env = StreamEnvironment::new("wide");
-    env.sequence(0, parallelism as i64 * 10)
-        .set_parallelism(parallelism)
-        .rebalance()
-        .discard()
-        .set_parallelism(parallelism);
+    let mut stream = env.sequence(0, parallelism as i64 * 10).set_parallelism(parallelism);
+    for _ in 2..vertices {
+        stream = stream.rebalance().map(&[("x", "x")]).set_parallelism(parallelism);
+    }
+    stream.rebalance().discard().set_parallelism(parallelism);
     match env.build() {
         Ok(job) => job.graph,
         Err(errors) => unreachable!("the benchmark's job is valid: {errors:?}"),
@@ -81,8 +90,10 @@ fn elapsed_ms(since: Instant) -> f64 {
 }
 
 fn run_schedule(tasks: u32) -> Result<ScheduleReport, CliError> {
-    let parallelism = tasks / 2;
-    let graph = wide_job(parallelism);
+    let vertices = vertex_count(tasks)
+        .ok_or_else(|| CliError::input(format!("{tasks} tasks cannot be split evenly into vertices")))?;
+    let parallelism = tasks / vertices;
+    let graph = wide_job(vertices, parallelism);
     let mut raw = RawConfig::new();
     raw.set("taskmanager.numberOfTaskSlots", SLOTS_PER_TASK_MANAGER.to_string());
     let started = Instant::now();
@@ -104,6 +115,7 @@ fn run_schedule(tasks: u32) -> Result<ScheduleReport, CliError> {
     };
     Ok(ScheduleReport {
         tasks: tasks as u64,
+        vertices,
         task_managers,
         plan_ms,
         slots_ms,
@@ -217,7 +229,8 @@ impl DirectCluster {
     /// Runs until `tasks` are RUNNING; returns when deployment began, ended, and all ran.
     fn run_until_running(&mut self, tasks: u64) -> [Option<Instant>; 3] {
         let mut marks = [None; 3];
-        while self.step() {
+        loop {
+            let progressed = self.step();
             if self.deployed > 0 && marks[0].is_none() {
                 marks[0] = Some(Instant::now());
             }
@@ -226,6 +239,9 @@ impl DirectCluster {
             }
             if self.running >= tasks {
                 marks[2] = Some(Instant::now());
+                break;
+            }
+            if !progressed {
                 break;
             }
         }

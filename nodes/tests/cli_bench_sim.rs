@@ -1,0 +1,58 @@
+//! `weir bench schedule` and `weir sim run` from the real binary.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn weir(args: &[&str]) -> Output {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root");
+    Command::new(env!("CARGO_BIN_EXE_weir")).args(args).current_dir(workspace).output().expect("weir runs")
+}
+
+#[test]
+fn bench_schedule_deploys_every_task_and_reports_each_phase() {
+    let output = weir(&["bench", "schedule", "--tasks", "400", "--json"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("one JSON line");
+    assert_eq!(report["tasks"], 400);
+    assert_eq!(report["vertices"], 2);
+    for phase in ["plan_ms", "slots_ms", "deploy_ms", "running_ms", "total_ms"] {
+        assert!(report[phase].as_f64().is_some_and(|ms| ms >= 0.0), "{phase}: {report}");
+    }
+}
+
+#[test]
+fn bench_schedule_refuses_an_odd_task_count() {
+    let output = weir(&["bench", "schedule", "--tasks", "3"]);
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn sim_run_reports_json_with_the_trace_hash_and_replays_identically() {
+    let run = || weir(&["sim", "run", "scenarios/tm-crash.toml", "--seed", "5", "--json"]);
+    let (first, second) = (run(), run());
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stdout));
+    let parse = |output: &Output| -> serde_json::Value { serde_json::from_slice(&output.stdout).expect("JSON") };
+    let (a, b) = (parse(&first), parse(&second));
+    for field in ["seed", "events", "virtual_ms", "wall_ms", "trace_hash", "jobs", "violations"] {
+        assert!(a.get(field).is_some(), "missing {field}");
+    }
+    assert_eq!(a["trace_hash"], b["trace_hash"]);
+    assert_eq!(a["jobs"][0]["status"], "FINISHED");
+}
+
+#[test]
+fn sim_run_fails_with_the_replay_command_when_an_expectation_is_unmet() {
+    let dir = std::env::temp_dir().join(format!("weir-sim-cli-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("jobs")).expect("temp dir");
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root");
+    std::fs::copy(workspace.join("scenarios/jobs/two-vertices.toml"), dir.join("jobs/two-vertices.toml"))
+        .expect("copy");
+    let scenario = std::fs::read_to_string(workspace.join("scenarios/happy-path.toml")).expect("read");
+    let wrong = scenario.replace("expect = \"FINISHED\"", "expect = \"CANCELED\"");
+    let path = dir.join("wrong.toml");
+    std::fs::write(&path, wrong).expect("write");
+    let output = weir(&["sim", "run", path.to_str().expect("utf-8"), "--seed", "3"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--seed 3") && stderr.contains("weir sim run"), "{stderr}");
+}
