@@ -51,8 +51,8 @@ pub fn schedule(tasks: u32, json: bool) -> Result<(), CliError> {
         println!("{text}");
     } else {
         println!(
-            "{} tasks in {} vertices on {} TaskManagers: plan {:.1} ms, slots {:.1} ms, deploy {:.1} ms, running {:.1} ms; \
-             total {:.1} ms; peak RSS {}",
+            "{} tasks in {} vertices on {} TaskManagers: plan {:.1} ms, slots {:.1} ms, deploy {:.1} ms, \
+             running {:.1} ms; total {:.1} ms; peak RSS {}",
             report.tasks,
             report.vertices,
             report.task_managers,
