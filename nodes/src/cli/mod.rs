@@ -1,6 +1,7 @@
 //! The `weir` command line: argument definitions and dispatch.
 
 mod bench;
+mod explore;
 mod info;
 mod local;
 mod sim;
@@ -79,6 +80,27 @@ enum SimCommand {
         /// Print every event of the run.
         #[arg(long)]
         log: bool,
+        /// Run the seed twice and fail if the two runs differ in any event.
+        #[arg(long)]
+        check_determinism: bool,
+    },
+    /// Run many seeds of one or more scenarios on every core; print each failing seed.
+    Explore {
+        /// Scenario files.
+        #[arg(required = true)]
+        scenarios: Vec<PathBuf>,
+        /// Seeds per scenario (default 1000 unless --duration is given).
+        #[arg(long, conflicts_with = "duration")]
+        seeds: Option<u64>,
+        /// The first seed.
+        #[arg(long, default_value_t = 0)]
+        first_seed: u64,
+        /// Explore for this long per scenario instead, e.g. 30s or 5min.
+        #[arg(long)]
+        duration: Option<String>,
+        /// Worker threads (default: every core).
+        #[arg(long)]
+        jobs: Option<usize>,
     },
 }
 
@@ -117,7 +139,20 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Info { job, json, parallelism, config } => info::run(&job, json, parallelism, &config),
         Command::Local { job, parallelism, config } => local::run(&job, parallelism, &config),
-        Command::Sim(SimCommand::Run { scenario, seed, json, log }) => sim::run(&scenario, seed, json, log),
+        Command::Sim(SimCommand::Run { scenario, seed, json, log, check_determinism }) => {
+            sim::run(&scenario, seed, json, log, check_determinism)
+        }
+        Command::Sim(SimCommand::Explore { scenarios, seeds, first_seed, duration, jobs }) => {
+            let budget = match duration {
+                Some(text) => {
+                    let duration = weir_core::config::units::parse_duration(&text)
+                        .map_err(|reason| CliError::input(format!("--duration {text:?}: {reason}")))?;
+                    explore::Budget::Duration(std::time::Duration::from_micros(duration.as_micros()))
+                }
+                None => explore::Budget::Seeds { first: first_seed, count: seeds.unwrap_or(1_000) },
+            };
+            explore::run(&scenarios, budget, jobs)
+        }
         Command::Bench(BenchCommand::Schedule { tasks, json }) => bench::schedule(tasks, json),
     }
 }

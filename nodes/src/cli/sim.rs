@@ -5,11 +5,27 @@ use std::path::Path;
 use std::time::Instant;
 
 /// Runs one seed and prints the summary; fails (exit 1) on a violation or unmet expectation.
-pub fn run(path: &Path, seed: u64, json: bool, log: bool) -> Result<(), CliError> {
+pub fn run(path: &Path, seed: u64, json: bool, log: bool, check_determinism: bool) -> Result<(), CliError> {
     let scenario = weir_sim::scenario::load(path).map_err(|error| CliError::input(error.to_string()))?;
     let started = Instant::now();
-    let mut report = weir_sim::run_logged(&scenario, seed, log);
+    let mut report = weir_sim::run_logged(&scenario, seed, log || check_determinism);
     report.wall_ms = started.elapsed().as_millis() as u64;
+    if check_determinism {
+        let again = weir_sim::run_logged(&scenario, seed, true);
+        if let Some(divergence) = first_divergence(&report.log, &again.log) {
+            return Err(CliError::failed(format!("seed {seed} is not deterministic: {divergence}")));
+        }
+        if report.trace_hash != again.trace_hash {
+            return Err(CliError::failed(format!("seed {seed}: trace hashes differ with equal event logs")));
+        }
+        println!(
+            "deterministic: two runs of seed {seed} agree on all {} events ({})",
+            report.events, report.trace_hash
+        );
+        if !log {
+            report.log.clear();
+        }
+    }
     if json {
         let text = serde_json::to_string_pretty(&report)
             .map_err(|error| CliError::failed(format!("cannot render the report: {error}")))?;
@@ -47,4 +63,16 @@ fn print_summary(report: &weir_sim::RunReport) {
         println!("  UNMET   {unmet}");
     }
     println!("{}", if report.passed() { "passed" } else { "FAILED" });
+}
+
+/// The first event where two logs of one seed differ.
+fn first_divergence(first: &[String], second: &[String]) -> Option<String> {
+    let position = first.iter().zip(second).position(|(a, b)| a != b);
+    match position {
+        Some(index) => Some(format!("event {index} differs:\n  first:  {}\n  second: {}", first[index], second[index])),
+        None if first.len() != second.len() => {
+            Some(format!("one run has {} events, the other {}", first.len(), second.len()))
+        }
+        None => None,
+    }
 }
