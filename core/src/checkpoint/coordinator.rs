@@ -342,7 +342,7 @@ impl CheckpointCoordinator {
     fn start_scheduler(&mut self) {
         let interval = self.settings.interval.expect("scheduling needs an interval");
         let low = self.settings.min_pause.as_micros();
-        let delay = low + self.rng.below(interval.as_micros() - low + 1);
+        let delay = low + self.rng.below((interval.as_micros() - low).saturating_add(1));
         self.scheduling = true;
         self.periodic_next = Some(self.now.after(Duration::from_micros(delay)));
     }
@@ -487,7 +487,7 @@ impl CheckpointCoordinator {
 
     fn trigger(&mut self, kind: BarrierKind, request: Option<SavepointRequestId>, location: String) {
         let checkpoint = self.checkpoint_id_next;
-        self.checkpoint_id_next = CheckpointId(checkpoint.0 + 1);
+        self.checkpoint_id_next = CheckpointId(checkpoint.0.checked_add(1).expect("checkpoint ids exhausted"));
         let deadline = self.now.after(self.settings.timeout);
         let mut pending =
             PendingCheckpoint::new(checkpoint, kind, location.clone(), self.now, deadline, self.executions.clone());

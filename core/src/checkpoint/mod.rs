@@ -27,8 +27,6 @@ pub mod storage;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]
-mod storage_tests;
-#[cfg(test)]
 mod tests;
 
 pub use coordinator::{CheckpointCoordinator, MAX_QUEUED_REQUESTS, RECENT_ABORTED_MAX};

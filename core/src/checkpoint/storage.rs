@@ -32,6 +32,10 @@ use crate::time::Time;
 use std::collections::BTreeMap;
 use std::fmt;
 
+#[cfg(test)]
+#[path = "storage_tests.rs"]
+mod tests;
+
 /// The first four bytes of every weir checkpoint file.
 pub const MAGIC: [u8; 4] = *b"WEIR";
 /// The format version written; the only one read.

@@ -800,3 +800,22 @@ fn new_attempts_replace_the_task_set_and_abort_what_waited_for_the_old_ones() {
     let outputs = harness.ack(old, id);
     assert!(matches!(&outputs[..], [Output::DiscardTaskState { .. }]), "an old attempt's ack is late");
 }
+
+#[test]
+fn a_completed_checkpoint_is_rebuilt_from_its_metadata_for_jobmanager_recovery() {
+    let mut harness = Harness::running(&config());
+    let (id, _) = harness.next_trigger();
+    let outputs = harness.ack_all(id);
+    let Some(Output::PersistMetadata { bytes, location, .. }) = outputs.last() else { panic!("{outputs:?}") };
+    let metadata = decode_metadata(bytes).unwrap();
+    let (bytes, location) = (bytes.clone(), location.clone());
+    harness.persisted(id);
+    let rebuilt = CompletedCheckpoint::from_metadata(&metadata, location, &vertices()).unwrap();
+    let completed = harness.coordinator.latest_completed().unwrap();
+    assert_eq!(rebuilt, CompletedCheckpoint { completed_at: completed.triggered_at, ..completed.clone() });
+    assert_eq!(storage::encode_metadata(&completed.metadata(JOB, &harness.coordinator.vertices)), bytes);
+    let mut fewer = vertices();
+    fewer[1].parallelism = 1;
+    let unmatched = CompletedCheckpoint::from_metadata(&metadata, String::new(), &fewer).unwrap_err();
+    assert_eq!(unmatched.subtask, SubtaskIndex(1));
+}
