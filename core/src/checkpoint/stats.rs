@@ -201,10 +201,17 @@ impl CheckpointStats {
         self.history.truncate(HISTORY_SIZE);
     }
 
+    /// Updates the in-progress entry in place (no allocation: this runs once per acknowledgement).
     pub(super) fn on_acknowledged(&mut self, pending: &PendingCheckpoint) {
-        if let Some(entry) = self.entry_mut(pending.checkpoint) {
-            *entry = CheckpointStatsEntry::of_pending(pending);
-        }
+        let Some(entry) = self.entry_mut(pending.checkpoint) else { return };
+        let latest = pending.latest_ack_at.unwrap_or(pending.triggered_at);
+        entry.latest_ack_at = pending.latest_ack_at;
+        entry.end_to_end_duration = latest.since(pending.triggered_at);
+        entry.state_size_bytes = pending.state_size_bytes;
+        entry.processed_bytes = pending.processed_bytes;
+        entry.persisted_bytes = pending.persisted_bytes;
+        entry.alignment_duration_max = pending.alignment_duration_max;
+        entry.acknowledged_subtasks = pending.acknowledged.len() as u32;
     }
 
     pub(super) fn on_completed(&mut self, pending: &PendingCheckpoint, completed: &CompletedCheckpoint) {
