@@ -50,6 +50,8 @@ pub struct JobOutcome {
     pub failure: Option<String>,
     /// Restarts decided by its restart strategy.
     pub restarts: u32,
+    /// Checkpoints it completed.
+    pub checkpoints: u32,
 }
 
 /// A broken invariant.

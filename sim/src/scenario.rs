@@ -96,6 +96,8 @@ pub struct JobSpec {
     pub expect_restarts: Option<u32>,
     /// The least number of restarts the job must see (proves a fault really hit it).
     pub min_restarts: Option<u32>,
+    /// The least number of checkpoints the job must complete.
+    pub min_checkpoints: Option<u32>,
 }
 
 /// A time or a range of times drawn from the seed.
@@ -194,6 +196,7 @@ struct RawJob {
     expect_failure: Option<String>,
     expect_restarts: Option<u32>,
     min_restarts: Option<u32>,
+    min_checkpoints: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -326,6 +329,7 @@ fn job_spec(raw: &RawJob, read_job: &dyn Fn(&str) -> Result<String, String>) -> 
         expect_failure: raw.expect_failure.clone(),
         expect_restarts: raw.expect_restarts,
         min_restarts: raw.min_restarts,
+        min_checkpoints: raw.min_checkpoints,
     })
 }
 

@@ -5,12 +5,19 @@
 //! is unbounded). Any other subtask finishes shortly after every producer subtask's current
 //! attempt has finished, as end-of-input flows through a real job. A cancelled task reports
 //! CANCELED. Tasks of a crashed TaskManager vanish without a word, as a killed process's do.
+//!
+//! Checkpoints: a barrier injected at a source reaches every running task of the job after
+//! short delays, as barriers flow with the data; each task acknowledges once (with no state,
+//! since the modelled tasks keep none).
 
 use crate::network::NodeIndex;
 use std::collections::BTreeMap;
+use std::collections::BTreeSet;
+use weir_core::checkpoint::AckMetrics;
+use weir_core::ids::CheckpointId;
 use weir_core::ids::{AttemptNumber, JobId, SubtaskIndex, VertexIndex};
 use weir_core::plan::execution::ExecutionGraph;
-use weir_core::protocol::{ExecutionId, ExecutionState, TaskReport};
+use weir_core::protocol::{CheckpointOutcome, ExecutionId, ExecutionState, TaskCheckpointReport, TaskReport};
 use weir_core::rng::Rng;
 use weir_core::time::{Duration, Time};
 
@@ -41,9 +48,21 @@ struct SimTask {
 
 type SubtaskKey = (JobId, VertexIndex, SubtaskIndex);
 
+/// A checkpoint acknowledgement due at a time on a node.
+pub struct DueAck {
+    /// When the driver reports it.
+    pub at: Time,
+    /// The TaskManager node.
+    pub node: NodeIndex,
+    /// The report.
+    pub report: TaskCheckpointReport,
+}
+
 /// Every simulated task in the cluster.
 #[derive(Default)]
 pub struct Tasks {
+    /// Checkpoints each task already acknowledged, so a barrier from every source acks once.
+    acknowledged: BTreeSet<(ExecutionId, CheckpointId)>,
     jobs: BTreeMap<JobId, JobModel>,
     tasks: BTreeMap<ExecutionId, SimTask>,
     /// The newest attempt started for each subtask.
@@ -159,6 +178,38 @@ impl Tasks {
             .map(|(execution, _)| *execution)
             .collect();
         running.into_iter().filter_map(|execution| self.finish_if_inputs_ended(now, execution, rng)).collect()
+    }
+
+    /// A barrier reached a source: every running task of the job acknowledges after a delay.
+    pub fn barrier(&mut self, now: Time, source: ExecutionId, checkpoint: CheckpointId, rng: &mut Rng) -> Vec<DueAck> {
+        let low = ExecutionId {
+            job: source.job,
+            vertex: VertexIndex(0),
+            subtask: SubtaskIndex(0),
+            attempt: AttemptNumber(0),
+        };
+        let running: Vec<(ExecutionId, NodeIndex)> = self
+            .tasks
+            .range(low..)
+            .take_while(|(execution, _)| execution.job == source.job)
+            .filter(|(_, task)| task.state == ExecutionState::Running)
+            .map(|(execution, task)| (*execution, task.node))
+            .collect();
+        let mut acks = Vec::new();
+        for (execution, node) in running {
+            if !self.acknowledged.insert((execution, checkpoint)) {
+                continue;
+            }
+            let at = now.after(Duration::from_millis(1 + rng.below(20)));
+            let outcome = CheckpointOutcome::Acknowledged { state: None, metrics: AckMetrics::default() };
+            acks.push(DueAck { at, node, report: TaskCheckpointReport { execution, checkpoint, outcome } });
+        }
+        acks
+    }
+
+    /// Whether a due acknowledgement still applies: the task still runs on `node`.
+    pub fn ack_applies(&self, node: NodeIndex, report: &TaskCheckpointReport) -> bool {
+        self.tasks.get(&report.execution).is_some_and(|task| task.node == node && !task.state.is_terminal())
     }
 
     /// A TaskManager crashed: its tasks vanish.

@@ -19,7 +19,7 @@ use weir_core::job_manager::{self, JobManager};
 use weir_core::plan::execution::ExecutionGraph;
 use weir_core::protocol::{
     Address, ClientMessage, DispatcherMessage, Envelope, Event, JobStatus, JobSubmission, Message, Output, Role,
-    TaskCommand, TaskReport,
+    StorageReply, StorageRequest, TaskCheckpointReport, TaskCommand, TaskReport,
 };
 use weir_core::rng::Rng;
 use weir_core::task_executor::{self, SlotState, TaskExecutor, TaskExecutorConfig};
@@ -36,6 +36,8 @@ enum Action {
     Deliver { from: NodeIndex, to: NodeIndex, envelope: Envelope },
     Wake { node: NodeIndex, incarnation: u32 },
     Report { node: NodeIndex, incarnation: u32, report: TaskReport },
+    Ack { node: NodeIndex, incarnation: u32, report: TaskCheckpointReport },
+    Stored { incarnation: u32, reply: StorageReply },
     Submit { job: usize },
     Cancel { job: usize },
     Fault { fault: usize },
@@ -83,6 +85,8 @@ struct Node {
 
 /// A job of the scenario, as the client sees it.
 struct ClientJob {
+    /// Checkpoints completed, in order of completion.
+    checkpoints: Vec<weir_core::ids::CheckpointId>,
     job_id: Option<JobId>,
     status: Option<JobStatus>,
     rejected: Option<String>,
@@ -220,7 +224,13 @@ impl<'s> World<'s> {
 
     fn schedule_scenario(&mut self) {
         for (job, spec) in self.scenario.jobs.iter().enumerate() {
-            self.jobs.push(ClientJob { job_id: None, status: None, rejected: None, restarts: 0 });
+            self.jobs.push(ClientJob {
+                checkpoints: Vec::new(),
+                job_id: None,
+                status: None,
+                rejected: None,
+                restarts: 0,
+            });
             let at = spec.submit_at.draw(&mut self.rng);
             self.schedule(Time::ZERO.after(at), Action::Submit { job });
             if let Some(cancel) = spec.cancel_at {
@@ -298,6 +308,19 @@ impl<'s> World<'s> {
                     self.feed(node, NodeInput::Report(report));
                 }
             }
+            Action::Ack { node, incarnation, report } => {
+                let live = self.nodes[node].incarnation == incarnation;
+                if live && self.tasks.ack_applies(node, &report) {
+                    self.trace.record(&report);
+                    self.feed(node, NodeInput::Ack(report));
+                }
+            }
+            Action::Stored { incarnation, reply } => {
+                if self.nodes[JOB_MANAGER].incarnation == incarnation {
+                    self.trace.record(&reply);
+                    self.feed(JOB_MANAGER, NodeInput::Stored(reply));
+                }
+            }
             Action::Submit { job } => self.submit(job),
             Action::Cancel { job } => self.cancel(job),
             Action::Fault { fault } => self.fault(fault),
@@ -323,6 +346,8 @@ impl<'s> World<'s> {
 enum NodeInput {
     Message(Envelope),
     Report(TaskReport),
+    Ack(TaskCheckpointReport),
+    Stored(StorageReply),
     Tick,
 }
 
@@ -377,6 +402,12 @@ impl World<'_> {
                 job_manager.handle(now, job_manager::Input::Message(envelope));
             }
             (Machine::JobManager(job_manager), NodeInput::Tick) => job_manager.handle(now, job_manager::Input::Tick),
+            (Machine::JobManager(job_manager), NodeInput::Stored(reply)) => {
+                job_manager.handle(now, job_manager::Input::Storage(reply));
+            }
+            (Machine::TaskManager(task_executor), NodeInput::Ack(report)) => {
+                task_executor.handle(now, task_executor::Input::CheckpointReport(report));
+            }
             (Machine::TaskManager(task_executor), NodeInput::Message(envelope)) => {
                 let Message::TaskExecutor(message) = envelope.message else { return };
                 let input = task_executor::Input::Message { from: envelope.from, epoch: envelope.epoch, message };
@@ -406,6 +437,7 @@ impl World<'_> {
                 Output::Send(envelope) => self.send(node, envelope),
                 Output::Task(command) => self.task_command(node, command),
                 Output::Event(event) => self.observe(event),
+                Output::Storage(request) => self.storage(request),
             }
         }
         let deadline = match &self.nodes[node].machine {
@@ -427,8 +459,29 @@ impl World<'_> {
         let reports = match command {
             TaskCommand::Start(deployment) => self.tasks.start(self.now, node, deployment.execution, &mut self.rng),
             TaskCommand::Cancel(execution) => self.tasks.cancel(self.now, execution, &mut self.rng),
+            TaskCommand::TriggerCheckpoint { execution, barrier, .. } => {
+                let acks = self.tasks.barrier(self.now, execution, barrier.checkpoint, &mut self.rng);
+                for due in acks {
+                    let incarnation = self.nodes[due.node].incarnation;
+                    self.schedule(due.at, Action::Ack { node: due.node, incarnation, report: due.report });
+                }
+                Vec::new()
+            }
+            TaskCommand::NotifyCheckpoint { .. } => Vec::new(),
         };
         self.schedule_reports(reports);
+    }
+
+    /// The JobManager's storage: metadata writes become durable after a short, seeded delay.
+    fn storage(&mut self, request: StorageRequest) {
+        if let StorageRequest::WriteMetadata { job_id, checkpoint, .. } = request {
+            let at = self.now.after(Duration::from_millis(1 + self.rng.below(5)));
+            let incarnation = self.nodes[JOB_MANAGER].incarnation;
+            self.schedule(
+                at,
+                Action::Stored { incarnation, reply: StorageReply::MetadataWritten { job_id, checkpoint } },
+            );
+        }
     }
 
     fn schedule_reports(&mut self, reports: Vec<DueReport>) {
@@ -452,6 +505,14 @@ impl World<'_> {
                 if previous.is_some_and(|seen| seen != from) || !from.can_become(to) {
                     self.violation(format!("{execution}: illegal transition {from} -> {to} (last seen {previous:?})"));
                 }
+            }
+            Event::CheckpointCompleted { job_id, checkpoint, .. } => {
+                let Some(index) = self.jobs.iter().position(|job| job.job_id == Some(job_id)) else { return };
+                let last = self.jobs[index].checkpoints.last().copied();
+                if last.is_some_and(|last| checkpoint <= last) {
+                    self.violation(format!("job {job_id}: checkpoint {checkpoint} completed after {last:?}"));
+                }
+                self.jobs[index].checkpoints.push(checkpoint);
             }
             Event::RestartDecision { job_id, delay_ms: Some(_), .. } => {
                 if let Some(job) = self.jobs.iter_mut().find(|job| job.job_id == Some(job_id)) {
@@ -663,6 +724,12 @@ impl World<'_> {
                     unmet.push(format!("job {index} restarted {} times, expected at least {least}", job.restarts));
                 }
             }
+            if let Some(least) = spec.min_checkpoints {
+                if (job.checkpoints.len() as u32) < least {
+                    let count = job.checkpoints.len();
+                    unmet.push(format!("job {index} completed {count} checkpoints, expected at least {least}"));
+                }
+            }
             if let Some(text) = &spec.expect_failure {
                 let failure = self.failure_of(job.job_id);
                 if !failure.as_deref().is_some_and(|failure| failure.contains(text.as_str())) {
@@ -717,6 +784,7 @@ impl World<'_> {
                 },
                 failure: job.rejected.clone().or_else(|| self.failure_of(job.job_id)),
                 restarts: job.restarts,
+                checkpoints: job.checkpoints.len() as u32,
             })
             .collect();
         RunReport {

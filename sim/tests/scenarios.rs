@@ -63,6 +63,11 @@ fn two_jobs_cancel() {
 }
 
 #[test]
+fn checkpoints_under_crash() {
+    run_all("checkpoints-under-crash");
+}
+
+#[test]
 fn lossy_network() {
     run_all("lossy-network");
 }

@@ -29,6 +29,8 @@ pub enum Input {
     Message(Envelope),
     /// Time passed.
     Tick,
+    /// The driver's answer to a storage request.
+    Storage(crate::protocol::StorageReply),
 }
 
 /// The JobManager process's roles.
@@ -201,6 +203,15 @@ impl Role for JobManager {
                     // own epoch (a registration arrives before its sender knows the epoch).
                     envelope.epoch = self.epoch;
                     self.deliver(now, envelope);
+                }
+            }
+            Input::Storage(reply) => {
+                let job_id = match &reply {
+                    crate::protocol::StorageReply::MetadataWritten { job_id, .. }
+                    | crate::protocol::StorageReply::MetadataWriteFailed { job_id, .. } => *job_id,
+                };
+                if let Some(job_master) = self.job_masters.get_mut(&job_id) {
+                    job_master.handle(now, job_master::Input::Storage(reply));
                 }
             }
             Input::Tick => {

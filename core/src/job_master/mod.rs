@@ -24,6 +24,7 @@
 //! no pending requests; the exception history holds at most 16 entries. One input queues at most
 //! O(subtasks) outputs, which the driver drains before the next input.
 
+mod checkpointing;
 pub mod exceptions;
 pub mod executions;
 pub mod failover;
@@ -44,7 +45,7 @@ use crate::plan::JobPlan;
 use crate::plan::execution::ExecutionGraph;
 use crate::protocol::{
     Address, DispatcherMessage, Envelope, Event, ExecutionState, JobMasterMessage, JobStatus, Message, Output,
-    ResourceManagerMessage, Role, TaskExecutorMessage,
+    ResourceManagerMessage, Role, StorageReply, TaskExecutorMessage,
 };
 use crate::rng::Rng;
 use crate::time::{Duration, Time};
@@ -69,6 +70,8 @@ pub enum Input {
     },
     /// Time passed; timers that are due fire.
     Tick,
+    /// The driver's answer to a storage request (checkpoint metadata).
+    Storage(StorageReply),
 }
 
 /// The timing settings the JobMaster uses, from the cluster's configuration.
@@ -107,6 +110,8 @@ pub struct JobMaster {
     rng: Rng,
     exceptions: ExceptionHistory,
     restarts: u32,
+    /// The checkpoint coordinator, when checkpointing is on.
+    checkpointing: Option<checkpointing::Checkpointing>,
     /// Executions deployed to a TaskManager that its heartbeats did not report, since when.
     unreported: BTreeMap<crate::protocol::ExecutionId, Time>,
     next_heartbeat: Time,
@@ -156,12 +161,21 @@ impl JobMaster {
             exceptions: ExceptionHistory::default(),
             restarts: 0,
             unreported: BTreeMap::new(),
+            checkpointing: None,
             next_heartbeat: now.after(timing.heartbeat_interval),
             now,
             outputs: VecDeque::new(),
         };
+        // Its own generator, so enabling checkpointing does not change the restart jitter.
+        let checkpoint_seed = seed ^ 0x6368_6563_6b70_6f69;
+        job_master.checkpointing = checkpointing::Checkpointing::new(config, &job_master, checkpoint_seed);
         job_master.start();
         job_master
+    }
+
+    /// The checkpoint coordinator, when checkpointing is on.
+    pub fn checkpoint_coordinator(&self) -> Option<&crate::checkpoint::CheckpointCoordinator> {
+        self.checkpointing.as_ref().map(|checkpointing| checkpointing.coordinator())
     }
 
     /// The job's id.
@@ -290,11 +304,14 @@ impl Role for JobMaster {
     fn handle(&mut self, now: Time, input: Input) {
         assert!(now >= self.now, "time went backwards: {now} after {}", self.now);
         self.now = now;
+        let tick = matches!(input, Input::Tick);
         match input {
             Input::Message { from, epoch, message } => self.on_message(from, epoch, message),
             Input::Tick => self.on_tick(),
+            Input::Storage(reply) => self.on_storage_reply(reply),
         }
         self.check_job_done();
+        self.sync_checkpointing(tick);
     }
 
     fn poll_output(&mut self) -> Option<Output> {
@@ -311,6 +328,7 @@ impl Role for JobMaster {
             self.pool.least_recently_heard().map(|heard| heard.after(timing.heartbeat_timeout)),
             self.pool.oldest_request().map(|requested| requested.after(timing.slot_request_backstop)),
             self.restart.deadline(),
+            self.checkpoint_deadline(),
         ]
         .into_iter()
         .flatten()

@@ -110,12 +110,14 @@ impl JobMaster {
         let location = Location { resource_id: held.resource_id, allocation: held.allocation };
         self.executions.set_location(ordinal, location);
         let vertex = self.plan.vertex(self.executions.subtask(ordinal).vertex);
+        let (restore_from, restore_state) = self.restore_point(ordinal);
         let deployment = TaskDeployment {
             execution: self.executions.id(ordinal),
             allocation: held.allocation,
             vertex_name: vertex.name.clone(),
             parallelism: vertex.parallelism,
-            restore_from: None,
+            restore_from,
+            restore_state,
         };
         self.send_to_task_executor(held.resource_id, TaskExecutorMessage::DeployTask(deployment));
     }
@@ -217,6 +219,8 @@ impl JobMaster {
             RestartDecision::Fail => None,
         };
         self.event(Event::RestartDecision { job_id: self.job_id, delay_ms, cause: failure.cause.clone() });
+        // A failover aborts every pending checkpoint (not counted as a checkpoint failure).
+        self.to_coordinator(crate::checkpoint::Input::Failover);
         match decision {
             RestartDecision::Restart { delay } => {
                 self.restarts = self.restarts.saturating_add(1);
@@ -248,12 +252,25 @@ impl JobMaster {
             return;
         }
         let members = self.restart.take();
+        self.record_restore();
         for &ordinal in &members {
             self.executions.new_attempt(ordinal);
             self.transition(ordinal, ExecutionState::Scheduled);
         }
         self.set_status(JobStatus::Running);
         self.try_deploy();
+    }
+
+    /// A failure of the whole job (such as too many failed checkpoints): every subtask goes
+    /// through the restart strategy together.
+    pub(super) fn fail_globally(&mut self, cause: String) {
+        let failed: Vec<u64> =
+            (0..self.executions.len()).filter(|&o| !self.executions.state(o).is_terminal()).collect();
+        if failed.is_empty() {
+            return;
+        }
+        let location = None;
+        self.on_failure(Failure { failed, cause, location });
     }
 
     /// The restart strategy gave up: FAILING, cancel everything, FAILED once all stopped.

@@ -45,6 +45,8 @@ pub(super) struct Cluster {
     pub sent: Vec<Envelope>,
     /// Every event, in order.
     pub events: Vec<Event>,
+    /// Every storage request, in order.
+    pub stored: Vec<crate::protocol::StorageRequest>,
     /// Next free slot index per TaskManager.
     next_slot: BTreeMap<ResourceId, u32>,
 }
@@ -58,6 +60,7 @@ impl Cluster {
             requested: Vec::new(),
             sent: Vec::new(),
             events: Vec::new(),
+            stored: Vec::new(),
             next_slot: BTreeMap::new(),
         };
         cluster.drain();
@@ -85,6 +88,7 @@ impl Cluster {
                 }
                 Output::Event(event) => self.events.push(event),
                 Output::Task(command) => panic!("a JobMaster never runs tasks: {command:?}"),
+                Output::Storage(request) => self.stored.push(request),
             }
         }
         self.sent.len() - before

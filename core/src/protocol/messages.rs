@@ -1,5 +1,7 @@
 //! The payloads of every conversation, grouped by receiving role.
 
+use crate::checkpoint::{AckMetrics, DeclineReason, TaskStateHandle};
+use crate::dataflow::Barrier;
 use crate::ids::{AllocationId, AttemptNumber, CheckpointId, JobId, ResourceId, SlotIndex, SubtaskIndex, VertexIndex};
 use crate::job::JobGraph;
 use crate::protocol::{ExecutionState, JobStatus};
@@ -67,6 +69,8 @@ pub struct TaskDeployment {
     pub parallelism: u32,
     /// The checkpoint to restore state from, if any.
     pub restore_from: Option<CheckpointId>,
+    /// This subtask's state file in that checkpoint, if it had state.
+    pub restore_state: Option<TaskStateHandle>,
 }
 
 /// A job as clients submit it.
@@ -219,6 +223,26 @@ pub enum JobMasterMessage {
     },
     /// The Dispatcher asks to cancel the job.
     Cancel,
+    /// A task took its snapshot for a checkpoint.
+    AcknowledgeCheckpoint {
+        /// The attempt.
+        execution: ExecutionId,
+        /// The checkpoint.
+        checkpoint: CheckpointId,
+        /// Its state file, if it has state.
+        state: Option<TaskStateHandle>,
+        /// What the snapshot measured.
+        metrics: AckMetrics,
+    },
+    /// A task could not take its snapshot.
+    DeclineCheckpoint {
+        /// The attempt.
+        execution: ExecutionId,
+        /// The checkpoint.
+        checkpoint: CheckpointId,
+        /// Why.
+        reason: DeclineReason,
+    },
 }
 
 /// To a TaskExecutor.
@@ -281,6 +305,24 @@ pub enum TaskExecutorMessage {
         job_id: JobId,
         /// Why.
         reason: String,
+    },
+    /// Inject a checkpoint barrier at a source task.
+    TriggerCheckpoint {
+        /// The source attempt.
+        execution: ExecutionId,
+        /// The barrier.
+        barrier: Barrier,
+        /// Where the checkpoint's state files go.
+        location: String,
+    },
+    /// A checkpoint completed (exactly-once sinks commit) or was aborted.
+    NotifyCheckpoint {
+        /// The attempt.
+        execution: ExecutionId,
+        /// The checkpoint.
+        checkpoint: CheckpointId,
+        /// Completed (true) or aborted (false).
+        complete: bool,
     },
 }
 
@@ -380,6 +422,94 @@ pub enum TaskCommand {
     Start(TaskDeployment),
     /// Cancel this task; the driver reports CANCELED (or another terminal state) back.
     Cancel(ExecutionId),
+    /// Inject a checkpoint barrier at this source task; the driver answers with a checkpoint report.
+    TriggerCheckpoint {
+        /// The source attempt.
+        execution: ExecutionId,
+        /// The barrier.
+        barrier: Barrier,
+        /// Where its state file goes.
+        location: String,
+    },
+    /// Tell this task a checkpoint completed or was aborted.
+    NotifyCheckpoint {
+        /// The attempt.
+        execution: ExecutionId,
+        /// The checkpoint.
+        checkpoint: CheckpointId,
+        /// Completed (true) or aborted (false).
+        complete: bool,
+    },
+}
+
+/// What a task answers about a checkpoint, through its driver.
+#[derive(Clone, Debug, Hash, PartialEq, Serialize, Deserialize)]
+pub struct TaskCheckpointReport {
+    /// The attempt.
+    pub execution: ExecutionId,
+    /// The checkpoint.
+    pub checkpoint: CheckpointId,
+    /// Snapshot taken, or declined.
+    pub outcome: CheckpointOutcome,
+}
+
+/// A task's answer to a checkpoint barrier.
+#[derive(Clone, Debug, Hash, PartialEq, Serialize, Deserialize)]
+pub enum CheckpointOutcome {
+    /// The snapshot was taken and written.
+    Acknowledged {
+        /// Its state file, if the task has state.
+        state: Option<TaskStateHandle>,
+        /// What it measured.
+        metrics: AckMetrics,
+    },
+    /// The task could not take it.
+    Declined(DeclineReason),
+}
+
+/// What the JobManager asks its driver to store or delete (checkpoint metadata).
+#[derive(Clone, Debug, Hash, PartialEq, Serialize, Deserialize)]
+pub enum StorageRequest {
+    /// Write `_metadata` of a checkpoint into `location` (temporary name, fsync, rename), then
+    /// answer [`StorageReply::MetadataWritten`].
+    WriteMetadata {
+        /// The job.
+        job_id: JobId,
+        /// The checkpoint.
+        checkpoint: CheckpointId,
+        /// The checkpoint's directory.
+        location: String,
+        /// The encoded metadata file.
+        bytes: Vec<u8>,
+    },
+    /// Delete a checkpoint directory or a state file.
+    Delete {
+        /// The job.
+        job_id: JobId,
+        /// What to delete.
+        location: String,
+    },
+}
+
+/// The driver's answer to a [`StorageRequest`].
+#[derive(Clone, Debug, Hash, PartialEq, Serialize, Deserialize)]
+pub enum StorageReply {
+    /// `_metadata` is durable.
+    MetadataWritten {
+        /// The job.
+        job_id: JobId,
+        /// The checkpoint.
+        checkpoint: CheckpointId,
+    },
+    /// `_metadata` could not be written.
+    MetadataWriteFailed {
+        /// The job.
+        job_id: JobId,
+        /// The checkpoint.
+        checkpoint: CheckpointId,
+        /// The error.
+        error: String,
+    },
 }
 
 /// What a driver reports about a task it runs.
@@ -435,6 +565,24 @@ pub enum Event {
         /// The failure that caused it.
         cause: String,
     },
+    /// A checkpoint (or savepoint) of a job completed.
+    CheckpointCompleted {
+        /// The job.
+        job_id: JobId,
+        /// The checkpoint.
+        checkpoint: CheckpointId,
+        /// Whether it was a savepoint.
+        is_savepoint: bool,
+    },
+    /// A checkpoint of a job failed or was aborted.
+    CheckpointFailed {
+        /// The job.
+        job_id: JobId,
+        /// The checkpoint.
+        checkpoint: CheckpointId,
+        /// Why.
+        reason: String,
+    },
     /// The ResourceManager wants `count` more TaskManagers (active resource managers act on it).
     WorkersNeeded {
         /// How many.
@@ -485,6 +633,8 @@ kinds!(JobMasterMessage {
     TaskExecutorHeartbeat,
     DisconnectTaskExecutor,
     Cancel,
+    AcknowledgeCheckpoint,
+    DeclineCheckpoint,
 });
 kinds!(TaskExecutorMessage {
     RegistrationAccepted,
@@ -498,6 +648,8 @@ kinds!(TaskExecutorMessage {
     CancelTask,
     FreeSlot,
     DisconnectJobMaster,
+    TriggerCheckpoint,
+    NotifyCheckpoint,
 });
 kinds!(DispatcherMessage { Submit, Cancel, List, Status, JobStatusChanged });
 kinds!(ClientMessage { Submitted, Rejected, CancelAccepted, Jobs, Job, NotFound });

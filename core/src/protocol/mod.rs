@@ -91,6 +91,9 @@ pub enum Output {
     Task(TaskCommand),
     /// Something happened that observers (traces, REST, invariants) care about.
     Event(Event),
+    /// Store or delete checkpoint files (JobManager only); writes are answered with a
+    /// [`StorageReply`] input.
+    Storage(StorageRequest),
 }
 
 /// A role: a state machine fed with inputs and the current time.

@@ -3,10 +3,12 @@
 
 use super::TaskExecutor;
 use super::slots::TASKS_PER_SLOT_MAX;
+use crate::checkpoint::DeclineReason;
+use crate::dataflow::Barrier;
 use crate::ids::{AllocationId, JobId, SlotIndex};
 use crate::protocol::{
-    Address, ExecutionId, ExecutionState, JobMasterMessage, Message, Output, ResourceManagerMessage, SlotOffer,
-    TaskCommand, TaskDeployment, TaskReport,
+    Address, CheckpointOutcome, ExecutionId, ExecutionState, JobMasterMessage, Message, Output, ResourceManagerMessage,
+    SlotOffer, TaskCheckpointReport, TaskCommand, TaskDeployment, TaskReport,
 };
 use std::collections::BTreeMap;
 use thiserror::Error;
@@ -193,6 +195,39 @@ impl TaskExecutor {
         }
         let message = ResourceManagerMessage::SlotFreed { resource_id: self.resource_id, slot, allocation: held.id };
         self.send(Address::ResourceManager, Message::ResourceManager(message));
+    }
+
+    /// A barrier for a source task goes to the task's driver; a task that is not running here
+    /// declines at once, so the checkpoint is aborted instead of waiting for its timeout.
+    pub(super) fn on_trigger_checkpoint(&mut self, execution: ExecutionId, barrier: Barrier, location: String) {
+        match self.slots.task(execution) {
+            Some((_, ExecutionState::Running)) => {
+                let command = TaskCommand::TriggerCheckpoint { execution, barrier, location };
+                self.outputs.push_back(Output::Task(command));
+            }
+            _ => {
+                let report = TaskCheckpointReport {
+                    execution,
+                    checkpoint: barrier.checkpoint,
+                    outcome: CheckpointOutcome::Declined(DeclineReason::TaskNotReady),
+                };
+                self.on_checkpoint_report(report);
+            }
+        }
+    }
+
+    /// A task's acknowledgement or decline goes on to its JobMaster.
+    pub(super) fn on_checkpoint_report(&mut self, report: TaskCheckpointReport) {
+        let TaskCheckpointReport { execution, checkpoint, outcome } = report;
+        let message = match outcome {
+            CheckpointOutcome::Acknowledged { state, metrics } => {
+                JobMasterMessage::AcknowledgeCheckpoint { execution, checkpoint, state, metrics }
+            }
+            CheckpointOutcome::Declined(reason) => {
+                JobMasterMessage::DeclineCheckpoint { execution, checkpoint, reason }
+            }
+        };
+        self.send(Address::JobMaster(execution.job), Message::JobMaster(message));
     }
 
     fn report_to_job_master(&mut self, execution: ExecutionId, state: ExecutionState, error: Option<String>) {

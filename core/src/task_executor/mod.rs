@@ -42,7 +42,8 @@ pub use slots::{ENDED_EXECUTIONS_MAX, TASKS_PER_SLOT_MAX};
 
 use crate::ids::{AllocationId, Epoch, JobId, ResourceId, SlotIndex};
 use crate::protocol::{
-    Address, Envelope, ExecutionId, ExecutionState, Message, Output, Role, TaskExecutorMessage, TaskReport,
+    Address, Envelope, ExecutionId, ExecutionState, Message, Output, Role, TaskCheckpointReport, TaskCommand,
+    TaskExecutorMessage, TaskReport,
 };
 use crate::time::{Duration, Time};
 use slots::{EndedExecutions, SlotTable};
@@ -62,6 +63,8 @@ pub enum Input {
     },
     /// The driver reports a task's new state.
     TaskReport(TaskReport),
+    /// The driver reports a task's answer to a checkpoint barrier.
+    CheckpointReport(TaskCheckpointReport),
     /// Time passed; due timers fire.
     Tick,
 }
@@ -218,6 +221,15 @@ impl TaskExecutor {
             CancelTask { execution } => self.on_cancel_task(execution),
             FreeSlot { job_id, allocation } => self.on_free_slot(job_id, allocation),
             DisconnectJobMaster { job_id, .. } => self.release_job(job_id),
+            TriggerCheckpoint { execution, barrier, location } => {
+                self.on_trigger_checkpoint(execution, barrier, location)
+            }
+            NotifyCheckpoint { execution, checkpoint, complete } => {
+                if self.slots.task(execution).is_some() {
+                    let command = TaskCommand::NotifyCheckpoint { execution, checkpoint, complete };
+                    self.outputs.push_back(Output::Task(command));
+                }
+            }
         }
     }
 
@@ -243,7 +255,9 @@ fn sender_fits(from: Address, message: &TaskExecutorMessage) -> bool {
             Some(Address::JobMaster(*job_id))
         }
         DeployTask(deployment) => Some(Address::JobMaster(deployment.execution.job)),
-        CancelTask { execution } => Some(Address::JobMaster(execution.job)),
+        CancelTask { execution } | TriggerCheckpoint { execution, .. } | NotifyCheckpoint { execution, .. } => {
+            Some(Address::JobMaster(execution.job))
+        }
         DisconnectJobMaster { .. } => None,
     };
     from.is_job_manager() && expected.is_none_or(|expected| expected == from)
@@ -258,6 +272,7 @@ impl Role for TaskExecutor {
         match input {
             Input::Message { from, epoch, message } => self.on_message(from, epoch, message),
             Input::TaskReport(report) => self.on_task_report(report),
+            Input::CheckpointReport(report) => self.on_checkpoint_report(report),
             Input::Tick => self.on_tick(),
         }
         self.flush_offers();

@@ -292,6 +292,8 @@ impl Run {
                     prop_assert_eq!(tasks.get(&deployment.execution), Some(&ExecutionState::Deploying));
                 }
                 Output::Task(TaskCommand::Cancel(_)) | Output::Event(_) => {}
+                Output::Task(TaskCommand::TriggerCheckpoint { .. } | TaskCommand::NotifyCheckpoint { .. }) => {}
+                Output::Storage(request) => prop_assert!(false, "a TaskExecutor stores nothing: {request:?}"),
             }
         }
         Ok(())

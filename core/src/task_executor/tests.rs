@@ -27,7 +27,14 @@ pub(super) fn execution(job: JobId, vertex: u32, subtask: u32) -> ExecutionId {
 }
 
 pub(super) fn deployment(execution: ExecutionId, allocation: AllocationId) -> TaskDeployment {
-    TaskDeployment { execution, allocation, vertex_name: "map".to_string(), parallelism: 2, restore_from: None }
+    TaskDeployment {
+        execution,
+        allocation,
+        vertex_name: "map".to_string(),
+        parallelism: 2,
+        restore_from: None,
+        restore_state: None,
+    }
 }
 
 fn ms(millis: u64) -> Time {

@@ -187,7 +187,8 @@ impl DirectCluster {
                     self.reports.push_back((id, report));
                 }
             }
-            Output::Task(TaskCommand::Cancel(_)) => {}
+            // The benchmark's job does not checkpoint: nothing to store, no barriers to answer.
+            Output::Task(_) | Output::Storage(_) => {}
             Output::Event(Event::ExecutionStateChanged { to: ExecutionState::Running, .. }) => self.running += 1,
             Output::Event(_) => {}
         }

@@ -54,7 +54,10 @@ fn print_summary(report: &weir_sim::RunReport) {
     }
     for job in &report.jobs {
         let failure = job.failure.as_deref().map(|f| format!(": {f}")).unwrap_or_default();
-        println!("  job     {} {} (restarts {}){failure}", job.name, job.status, job.restarts);
+        println!(
+            "  job     {} {} (restarts {}, checkpoints {}){failure}",
+            job.name, job.status, job.restarts, job.checkpoints
+        );
     }
     for violation in &report.violations {
         println!("  VIOLATED at event {} ({} ms): {}", violation.event, violation.time_ms, violation.message);
