@@ -43,6 +43,29 @@ pub struct Scenario {
     pub jobs: Vec<JobSpec>,
     /// Scheduled faults.
     pub faults: Vec<FaultSpec>,
+    /// Random faults drawn from the seed, if any.
+    pub nemesis: Option<Nemesis>,
+}
+
+/// Random faults: kinds, how often, how long, drawn from each run's seed.
+#[derive(Debug, Clone)]
+pub struct Nemesis {
+    /// The fault kinds to draw from: `crash`, `isolate`, `partition`.
+    pub kinds: Vec<String>,
+    /// Time between two faults.
+    pub interval: TimeSpec,
+    /// No fault before this time.
+    pub from: Duration,
+    /// No fault after this time; every cut link heals then (the liveness phase follows).
+    pub until: Duration,
+    /// How long a crashed node stays down.
+    pub restart_after: TimeSpec,
+    /// How long an isolation or a partition lasts.
+    pub duration: TimeSpec,
+    /// Each seed uses a random non-empty subset of `kinds` (swarm testing).
+    pub swarm: bool,
+    /// Whether the JobManager may be hit too (`all`) or only TaskManagers (`tm`).
+    pub include_job_manager: bool,
 }
 
 /// The simulated cluster.
@@ -170,6 +193,25 @@ struct RawScenario {
     job: Vec<RawJob>,
     #[serde(default)]
     fault: Vec<RawFault>,
+    nemesis: Option<RawNemesis>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNemesis {
+    kinds: Vec<String>,
+    interval: String,
+    #[serde(default)]
+    from: Option<String>,
+    until: String,
+    #[serde(default)]
+    restart_after: Option<String>,
+    #[serde(default)]
+    duration: Option<String>,
+    #[serde(default)]
+    swarm: bool,
+    #[serde(default)]
+    targets: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -246,6 +288,8 @@ pub fn parse(
         faults.push(spec.map_err(|message| fail(format!("fault[{position}]: {message}")))?);
     }
     let config = raw.config.iter().map(|(key, value)| (key.clone(), toml_text(value))).collect();
+    let nemesis =
+        raw.nemesis.as_ref().map(nemesis).transpose().map_err(|message| fail(format!("nemesis: {message}")))?;
     Ok(Scenario {
         name: raw.name,
         description: raw.description,
@@ -255,7 +299,90 @@ pub fn parse(
         network,
         jobs,
         faults,
+        nemesis,
     })
+}
+
+fn nemesis(raw: &RawNemesis) -> Result<Nemesis, String> {
+    if raw.kinds.is_empty() {
+        return Err("`kinds` lists no fault kind".to_string());
+    }
+    if let Some(kind) = raw.kinds.iter().find(|kind| !["crash", "isolate", "partition"].contains(&kind.as_str())) {
+        return Err(format!("unknown fault kind {kind:?}; use crash, isolate or partition"));
+    }
+    let interval = time_spec("interval", &raw.interval)?;
+    if interval.low == Duration::ZERO {
+        return Err("`interval` must be longer than zero".to_string());
+    }
+    let include_job_manager = match raw.targets.as_deref() {
+        None | Some("tm") => false,
+        Some("all") => true,
+        Some(other) => return Err(format!("unknown targets {other:?}; use tm or all")),
+    };
+    Ok(Nemesis {
+        kinds: raw.kinds.clone(),
+        interval,
+        from: duration("from", raw.from.as_deref().unwrap_or("1 s"))?,
+        until: duration("until", &raw.until)?,
+        restart_after: time_spec("restart_after", raw.restart_after.as_deref().unwrap_or("1 s..10 s"))?,
+        duration: time_spec("duration", raw.duration.as_deref().unwrap_or("2 s..10 s"))?,
+        swarm: raw.swarm,
+        include_job_manager,
+    })
+}
+
+impl Nemesis {
+    /// The faults of one run, drawn from `rng`: a schedule of crashes, isolations and
+    /// partitions between `from` and `until`, then a heal of everything at `until`.
+    pub fn draw(&self, rng: &mut Rng, task_managers: u32) -> Vec<FaultSpec> {
+        let kinds = self.kinds_of_this_run(rng);
+        let mut faults = Vec::new();
+        let mut at = self.from.0 + self.interval.draw(rng).0;
+        while at < self.until.0 {
+            let kind = &kinds[rng.below(kinds.len() as u64) as usize];
+            let node = self.victim(rng, task_managers);
+            let time = TimeSpec { low: Duration(at), high: Duration(at) };
+            let fault = match kind.as_str() {
+                "crash" => FaultKind::Crash { restart_after: Some(self.restart_after) },
+                "isolate" => FaultKind::Isolate { duration: Some(self.duration) },
+                _ => {
+                    let mut peer = self.victim(rng, task_managers);
+                    while peer == node && task_managers + u32::from(self.include_job_manager) > 1 {
+                        peer = self.victim(rng, task_managers);
+                    }
+                    FaultKind::Partition { peer, duration: Some(self.duration) }
+                }
+            };
+            faults.push(FaultSpec { at: time, node, kind: fault });
+            at += self.interval.draw(rng).0;
+        }
+        faults.push(FaultSpec {
+            at: TimeSpec { low: self.until, high: self.until },
+            node: String::new(),
+            kind: FaultKind::Heal,
+        });
+        faults
+    }
+
+    fn kinds_of_this_run(&self, rng: &mut Rng) -> Vec<String> {
+        if !self.swarm {
+            return self.kinds.clone();
+        }
+        loop {
+            let subset: Vec<String> = self.kinds.iter().filter(|_| rng.chance(0.5)).cloned().collect();
+            if !subset.is_empty() {
+                return subset;
+            }
+        }
+    }
+
+    fn victim(&self, rng: &mut Rng, task_managers: u32) -> String {
+        let choices = task_managers as u64 + u64::from(self.include_job_manager);
+        match rng.below(choices) {
+            n if n < task_managers as u64 => format!("tm-{n}"),
+            _ => "jm".to_string(),
+        }
+    }
 }
 
 fn toml_text(value: &toml::Value) -> String {

@@ -96,6 +96,8 @@ struct ClientJob {
 /// One seeded run of a scenario.
 pub struct World<'s> {
     scenario: &'s Scenario,
+    /// The scenario's scheduled faults, then the nemesis's drawn for this seed.
+    faults: Vec<crate::scenario::FaultSpec>,
     seed: u64,
     cluster_config: RawConfig,
     config: Config,
@@ -179,6 +181,7 @@ impl<'s> World<'s> {
         let config = Config::from_raw(&cluster_config).map_err(|error| format!("scenario configuration: {error}"))?;
         let mut world = World {
             scenario,
+            faults: scenario.faults.clone(),
             seed,
             cluster_config,
             config,
@@ -238,8 +241,12 @@ impl<'s> World<'s> {
                 self.schedule(Time::ZERO.after(at), Action::Cancel { job });
             }
         }
-        for (fault, spec) in self.scenario.faults.iter().enumerate() {
-            let at = spec.at.draw(&mut self.rng);
+        if let Some(nemesis) = &self.scenario.nemesis {
+            let drawn = nemesis.draw(&mut self.rng, self.scenario.cluster.task_managers);
+            self.faults.extend(drawn);
+        }
+        for fault in 0..self.faults.len() {
+            let at = self.faults[fault].at.draw(&mut self.rng);
             self.schedule(Time::ZERO.after(at), Action::Fault { fault });
         }
     }
@@ -629,7 +636,7 @@ impl World<'_> {
     }
 
     fn fault(&mut self, fault: usize) {
-        let spec = &self.scenario.faults[fault];
+        let spec = self.faults[fault].clone();
         if spec.kind == FaultKind::Heal {
             self.faults_fired.push(format!("{} heal", self.now));
             self.network.heal();

@@ -68,6 +68,11 @@ fn checkpoints_under_crash() {
 }
 
 #[test]
+fn nemesis_swarm() {
+    run_all("nemesis-swarm");
+}
+
+#[test]
 fn lossy_network() {
     run_all("lossy-network");
 }
