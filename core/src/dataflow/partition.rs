@@ -12,7 +12,8 @@
 //! Flink takes `murmurHash(key.hashCode())`, weir takes [`crate::expr::stable_hash`] (FNV-1a over
 //! a canonical encoding of the value, the same on every machine) followed by murmur3's 64-bit
 //! finalizer, since FNV-1a's low bits depend only on the low bits of each input byte (keys `0`
-//! and `128` would share a key group modulo 128 without it). So weir's key groups are stable
+//! and `128` would share a key group modulo 128 without it); the key group is the low 32 bits of
+//! that modulo max parallelism. So weir's key groups are stable
 //! across machines and versions of weir, but differ from Flink's for the same key.
 //!
 //! # Channels
@@ -64,22 +65,94 @@ fn mix64(mut h: u64) -> u64 {
     h ^ (h >> 33)
 }
 
-/// The key group of `key`: `mix(stable_hash(key)) mod max_parallelism` (see the module doc).
+/// The key group of `key`: the low 32 bits of `mix(stable_hash(key))`, modulo `max_parallelism`
+/// (see the module doc).
+/// For many keys of one max parallelism, [`KeyGroups`] saves the division.
 pub fn key_group_of(key: &Value, max_parallelism: u32) -> u32 {
-    key_group_of_hash(stable_hash(key), max_parallelism)
+    KeyGroups::new(max_parallelism).of(key)
 }
 
 /// The key group of a key made of several fields; one field gives the same as [`key_group_of`].
 ///
 /// The fields' hashes are combined as Java combines a tuple's (`h · 31 + field`).
 pub fn key_group_of_fields(key: &[Value], max_parallelism: u32) -> u32 {
-    let hash = key.iter().fold(0u64, |h, field| h.wrapping_mul(31).wrapping_add(stable_hash(field)));
-    key_group_of_hash(hash, max_parallelism)
+    KeyGroups::new(max_parallelism).of_fields(key)
 }
 
-fn key_group_of_hash(hash: u64, max_parallelism: u32) -> u32 {
-    assert!(max_parallelism > 0, "max parallelism must be positive");
-    (mix64(hash) % u64::from(max_parallelism)) as u32
+/// `stable_hash(&Value::Int(x))` inline: ints are the usual key, and the call and the match
+/// cost as much as the hashing. A test keeps the two equal.
+#[inline]
+fn stable_hash_int(x: i64) -> u64 {
+    const FNV_OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+    const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+    let tagged = (FNV_OFFSET_BASIS ^ 2).wrapping_mul(FNV_PRIME);
+    x.to_le_bytes().iter().fold(tagged, |hash, &byte| (hash ^ u64::from(byte)).wrapping_mul(FNV_PRIME))
+}
+
+#[inline]
+fn hash_of(key: &Value) -> u64 {
+    match key {
+        Value::Int(x) => stable_hash_int(*x),
+        other => stable_hash(other),
+    }
+}
+
+/// Key groups for one max parallelism, with its division precomputed (Lemire's "faster
+/// remainder by direct computation"): per key a few multiplications instead of two divisions.
+///
+/// `of` is the low 32 bits of the mixed hash modulo `max_parallelism`; `subtask_of` equals
+/// [`subtask_of_key_group`]. Both are exact for every max parallelism up to 2^15 (tested).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyGroups {
+    max_parallelism: u32,
+    /// `⌈2^64 / max_parallelism⌉` (0 for 1, which the helpers treat apart).
+    reciprocal: u64,
+}
+
+impl KeyGroups {
+    /// Key groups `0..max_parallelism`; `max_parallelism` in `1..=32768`.
+    pub fn new(max_parallelism: u32) -> KeyGroups {
+        assert!(
+            (1..=MAX_PARALLELISM_LIMIT).contains(&max_parallelism),
+            "max parallelism {max_parallelism} outside 1..={MAX_PARALLELISM_LIMIT}"
+        );
+        KeyGroups { max_parallelism, reciprocal: (u64::MAX / u64::from(max_parallelism)).wrapping_add(1) }
+    }
+
+    /// The number of key groups.
+    pub fn max_parallelism(&self) -> u32 {
+        self.max_parallelism
+    }
+
+    /// The key group of `key`.
+    #[inline]
+    pub fn of(&self, key: &Value) -> u32 {
+        self.reduce(hash_of(key))
+    }
+
+    /// The key group of a key made of several fields (see [`key_group_of_fields`]).
+    pub fn of_fields(&self, key: &[Value]) -> u32 {
+        self.reduce(key.iter().fold(0u64, |h, field| h.wrapping_mul(31).wrapping_add(hash_of(field))))
+    }
+
+    /// The subtask of `parallelism` that owns `key_group`, as [`subtask_of_key_group`].
+    #[inline]
+    pub fn subtask_of(&self, key_group: u32, parallelism: u32) -> u32 {
+        debug_assert!(0 < parallelism && parallelism <= self.max_parallelism && key_group < self.max_parallelism);
+        // key_group · parallelism < 2^30, so the 32-bit exact division applies.
+        let scaled = key_group * parallelism;
+        if self.max_parallelism == 1 {
+            return scaled;
+        }
+        ((u128::from(self.reciprocal) * u128::from(scaled)) >> 64) as u32
+    }
+
+    #[inline]
+    fn reduce(&self, hash: u64) -> u32 {
+        let low = u64::from(mix64(hash) as u32);
+        let fraction = self.reciprocal.wrapping_mul(low);
+        ((u128::from(fraction) * u128::from(self.max_parallelism)) >> 64) as u32
+    }
 }
 
 /// The subtask that owns `key_group`: `key_group · parallelism / max_parallelism` (Flink's
@@ -171,7 +244,7 @@ enum KeySource {
 #[derive(Clone, Debug)]
 enum Strategy {
     Forward,
-    Hash { key: KeySource, key_expr: Expr, max_parallelism: u32 },
+    Hash { key: KeySource, key_expr: Expr, key_groups: KeyGroups },
     RoundRobin { next: u32 },
     Broadcast,
     Shuffle { rng: Rng },
@@ -244,15 +317,15 @@ impl ChannelSelector {
             }
             Strategy::Shuffle { rng } => rng.below(u64::from(channels)) as u32,
             Strategy::Hash { .. } if channels == 1 => 0,
-            Strategy::Hash { key, key_expr, max_parallelism } => {
+            Strategy::Hash { key, key_expr, key_groups } => {
                 let key_group = match key {
                     KeySource::Field(position) => match row.get(*position) {
-                        Some(value) => key_group_of(value, *max_parallelism),
-                        None => key_group_of(&key_expr.eval(row)?, *max_parallelism),
+                        Some(value) => key_groups.of(value),
+                        None => key_groups.of(&key_expr.eval(row)?),
                     },
-                    KeySource::Expr(expr) => key_group_of(&expr.eval(row)?, *max_parallelism),
+                    KeySource::Expr(expr) => key_groups.of(&expr.eval(row)?),
                 };
-                subtask_of_key_group(key_group, channels, *max_parallelism)
+                key_groups.subtask_of(key_group, channels)
             }
         };
         debug_assert!(channel < channels);
@@ -285,7 +358,7 @@ fn hash_strategy(spec: &SelectorSpec) -> Result<Strategy, SelectorError> {
         Some(position) => KeySource::Field(position),
         None => KeySource::Expr(key_expr.clone()),
     };
-    Ok(Strategy::Hash { key, key_expr, max_parallelism })
+    Ok(Strategy::Hash { key, key_expr, key_groups: KeyGroups::new(max_parallelism) })
 }
 
 /// The consumer subtasks the producer writes to, by the plan's rule for `pattern`.
@@ -341,8 +414,10 @@ mod tests {
                     let range = key_group_range(subtask, p, max);
                     assert_eq!(range.start, next, "p={p} max={max}: ranges are contiguous");
                     assert!(!range.is_empty(), "p={p} max={max}: subtask {subtask} owns a key group");
+                    let groups = KeyGroups::new(max);
                     for key_group in range.clone() {
                         assert_eq!(subtask_of_key_group(key_group, p, max), subtask, "p={p} max={max} kg={key_group}");
+                        assert_eq!(groups.subtask_of(key_group, p), subtask, "p={p} max={max} kg={key_group}");
                     }
                     next = range.end;
                 }
@@ -377,6 +452,36 @@ mod tests {
     }
 
     const PINNED_KEY_GROUPS: [u32; 4] = [50, 48, 38, 86];
+
+    #[test]
+    fn precomputed_division_is_exact_for_every_max_parallelism() {
+        let mut rng = Rng::new(11);
+        let maxes = (1..=512u32).chain([1000, 4096, 10_007, 32_767, 32_768]);
+        for max in maxes {
+            let groups = KeyGroups::new(max);
+            for hash in [0, 1, u64::MAX, u64::from(u32::MAX)].into_iter().chain((0..64).map(|_| rng.next_u64())) {
+                let expected = (u64::from(mix64(hash) as u32) % u64::from(max)) as u32;
+                assert_eq!(groups.reduce(hash), expected, "max={max} hash={hash}");
+            }
+            let parallelisms = [1, 2, 3, max / 3 + 1, max - 1, max].into_iter().filter(|&p| 0 < p && p <= max);
+            for p in parallelisms {
+                let key_groups = (0..max.min(600)).chain((0..64).map(|_| rng.below(u64::from(max)) as u32));
+                for key_group in key_groups.chain([max - 1]) {
+                    assert_eq!(groups.subtask_of(key_group, p), subtask_of_key_group(key_group, p, max));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_inline_int_hash_is_stable_hash() {
+        let edges = [0, 1, -1, 127, 128, 255, 256, i64::MIN, i64::MAX, 1 << 40, -(1 << 40)];
+        let mut rng = Rng::new(3);
+        let random = (0..10_000).map(|_| rng.next_u64() as i64);
+        for x in edges.into_iter().chain(random) {
+            assert_eq!(stable_hash_int(x), stable_hash(&Value::Int(x)), "{x}");
+        }
+    }
 
     #[test]
     fn one_field_composite_key_equals_the_plain_key() {

@@ -324,8 +324,8 @@ fn recycled_memory_is_reused_by_the_next_buffer() {
     assert_eq!(third.bytes().as_ptr(), allocation, "the third buffer lives in the recycled memory");
 }
 
-/// Encode + decode of 10 M rows `[Int, Int]` through a builder and a reader, and through a
-/// writer hashing to 4 channels; each figure is the best of 3 runs. Run:
+/// Encode + decode of 10 M rows `[Int, Int]` through a builder and a reader, through a writer
+/// hashing to 4 channels, and on through an input gate; each figure is the best of 3 runs. Run:
 /// `cargo test -p weir-core --release --lib dataflow::buffer::tests::bench -- --ignored --nocapture`.
 #[test]
 #[ignore = "benchmark; run in release with --ignored --nocapture"]
@@ -387,6 +387,13 @@ fn bench_encode_decode_ns_per_record() {
         decode_sum(&builder.finish(), &mut row, &mut sum);
         sum
     });
+    measure("ChannelSelector::select, hash(k) to 4 channels", &mut || {
+        let mut selector = selector(Partitioner::Hash { key: "k".into() }, 4);
+        (0..ROWS).fold(0i64, |sum, x| match selector.select(&input(x)) {
+            Ok(crate::dataflow::partition::ChannelChoice::One(channel)) => sum + i64::from(channel.0),
+            _ => sum,
+        })
+    });
     measure("RecordWriter hash(k) to 4 channels + BufferReader", &mut || {
         let selector = selector(Partitioner::Hash { key: "k".into() }, 4);
         let mut writer = RecordWriter::new(selector, SEGMENT_BYTES_DEFAULT, Duration::MAX);
@@ -396,6 +403,25 @@ fn bench_encode_decode_ns_per_record() {
             while let Some((_, buffer)) = writer.poll_buffer() {
                 decode_sum(&buffer, &mut row, &mut sum);
                 writer.recycle(buffer.into_bytes());
+            }
+        }
+        sum
+    });
+    measure("RecordWriter hash(k) to 4 channels + InputGate (4 inputs)", &mut || {
+        use crate::dataflow::gate::{AlignmentMode, GateOutput, InputGate};
+        let selector = selector(Partitioner::Hash { key: "k".into() }, 4);
+        let mut writer = RecordWriter::new(selector, SEGMENT_BYTES_DEFAULT, Duration::MAX);
+        let mut gate = InputGate::new(4, AlignmentMode::ExactlyOnce);
+        let (mut row, mut sum) = (Row::new(), 0i64);
+        for x in 0..ROWS {
+            writer.emit(Time::ZERO, &input(x)).unwrap_or_else(|error| panic!("{error}"));
+            while let Some((channel, buffer)) = writer.poll_buffer() {
+                gate.push_buffer(channel, buffer).unwrap_or_else(|refused| panic!("{refused}"));
+                while let Ok(Some(GateOutput::Record { .. })) = gate.poll_into(Time::ZERO, &mut row) {
+                    if let (Value::Int(k), Value::Int(v)) = (&row[0], &row[1]) {
+                        sum = sum.wrapping_add(k ^ v);
+                    }
+                }
             }
         }
         sum
