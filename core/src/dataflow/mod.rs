@@ -67,3 +67,7 @@ pub enum StreamElement {
     /// The producer subtask has ended; nothing more will come on this channel.
     EndOfInput,
 }
+
+pub mod buffer;
+pub mod gate;
+pub mod partition;
