@@ -10,9 +10,10 @@
 pub mod network;
 pub mod report;
 pub mod scenario;
+pub mod shrink;
 pub mod tasks;
 pub mod trace;
 pub mod world;
 
 pub use report::RunReport;
-pub use world::{run, run_logged};
+pub use world::{run, run_logged, run_with_faults};

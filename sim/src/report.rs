@@ -25,6 +25,9 @@ pub struct RunReport {
     pub unmet: Vec<String>,
     /// The faults that fired, with their times, for reading a failing run.
     pub faults: Vec<String>,
+    /// The same faults with every random choice resolved, for replaying and shrinking.
+    #[serde(skip)]
+    pub fault_plan: Vec<crate::scenario::FaultSpec>,
     /// Every event processed, described, when the run was asked to log.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub log: Vec<String>,

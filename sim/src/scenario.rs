@@ -133,6 +133,11 @@ pub struct TimeSpec {
 }
 
 impl TimeSpec {
+    /// Exactly `at`.
+    pub fn fixed(at: Duration) -> TimeSpec {
+        TimeSpec { low: at, high: at }
+    }
+
     /// A time drawn from `rng` within the range.
     pub fn draw(&self, rng: &mut Rng) -> Duration {
         if self.high <= self.low {
@@ -167,7 +172,7 @@ pub enum FaultKind {
 }
 
 /// One scheduled fault.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FaultSpec {
     /// When.
     pub at: TimeSpec,
@@ -546,4 +551,54 @@ restart_after = "10 s"
         let error = parse("s.toml", &format!("{base}bogus = 1\n"), &read).unwrap_err();
         assert!(error.to_string().contains("bogus"), "{error}");
     }
+}
+
+fn render_time(spec: &TimeSpec) -> String {
+    let one = |duration: Duration| format!("{} us", duration.0);
+    if spec.low == spec.high { one(spec.low) } else { format!("{}..{}", one(spec.low), one(spec.high)) }
+}
+
+/// The faults as `[[fault]]` tables of a scenario file.
+pub fn render_faults(faults: &[FaultSpec]) -> String {
+    let mut text = String::new();
+    for fault in faults {
+        text.push_str("[[fault]]\n");
+        let (kind, extra) = match &fault.kind {
+            FaultKind::Crash { restart_after } => {
+                ("crash", restart_after.map(|t| format!("restart_after = \"{}\"\n", render_time(&t))))
+            }
+            FaultKind::Isolate { duration } => {
+                ("isolate", duration.map(|t| format!("duration = \"{}\"\n", render_time(&t))))
+            }
+            FaultKind::Partition { peer, duration } => {
+                let duration = duration.map(|t| format!("duration = \"{}\"\n", render_time(&t))).unwrap_or_default();
+                ("partition", Some(format!("peer = \"{peer}\"\n{duration}")))
+            }
+            FaultKind::Heal => ("heal", None),
+        };
+        text.push_str(&format!("kind = \"{kind}\"\nat = \"{}\"\n", render_time(&fault.at)));
+        if fault.kind != FaultKind::Heal {
+            text.push_str(&format!("node = \"{}\"\n", fault.node));
+        }
+        text.push_str(&extra.unwrap_or_default());
+        text.push('\n');
+    }
+    text
+}
+
+/// The scenario text without its `[nemesis]` and `[[fault]]` tables.
+pub fn without_faults(text: &str) -> String {
+    let mut kept = String::new();
+    let mut skipping = false;
+    for line in text.lines() {
+        let header = line.trim_start();
+        if header.starts_with('[') {
+            skipping = header.starts_with("[[fault]]") || header.starts_with("[nemesis]");
+        }
+        if !skipping {
+            kept.push_str(line);
+            kept.push('\n');
+        }
+    }
+    kept
 }

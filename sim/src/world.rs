@@ -7,7 +7,7 @@
 
 use crate::network::{Network, NodeIndex};
 use crate::report::{JobOutcome, RunReport, Violation};
-use crate::scenario::{FaultKind, Scenario};
+use crate::scenario::{FaultKind, FaultSpec, Scenario, TimeSpec};
 use crate::tasks::{DueReport, JobModel, Tasks};
 use crate::trace::TraceHasher;
 use std::cmp::Reverse;
@@ -97,7 +97,11 @@ struct ClientJob {
 pub struct World<'s> {
     scenario: &'s Scenario,
     /// The scenario's scheduled faults, then the nemesis's drawn for this seed.
-    faults: Vec<crate::scenario::FaultSpec>,
+    faults: Vec<FaultSpec>,
+    /// Whether `faults` was given explicitly (a shrunk plan): no nemesis then.
+    explicit_faults: bool,
+    /// The faults as they actually fired: times, victims and durations resolved.
+    fault_plan: Vec<FaultSpec>,
     seed: u64,
     cluster_config: RawConfig,
     config: Config,
@@ -128,7 +132,17 @@ pub fn run(scenario: &Scenario, seed: u64) -> RunReport {
 
 /// Runs `scenario` with `seed`; with `log`, the report lists every event processed.
 pub fn run_logged(scenario: &Scenario, seed: u64, log: bool) -> RunReport {
-    match World::new(scenario, seed) {
+    run_with(scenario, seed, log, None)
+}
+
+/// Runs `scenario` with `seed` under exactly `faults` (fixed times and victims) instead of the
+/// scenario's schedule and nemesis: how a shrunk run is replayed.
+pub fn run_with_faults(scenario: &Scenario, seed: u64, faults: Vec<FaultSpec>) -> RunReport {
+    run_with(scenario, seed, false, Some(faults))
+}
+
+fn run_with(scenario: &Scenario, seed: u64, log: bool, faults: Option<Vec<FaultSpec>>) -> RunReport {
+    match World::new(scenario, seed, faults) {
         Ok(mut world) => {
             world.log = log.then(Vec::new);
             world.run_to_end();
@@ -145,6 +159,7 @@ pub fn run_logged(scenario: &Scenario, seed: u64, log: bool) -> RunReport {
             violations: vec![Violation { event: 0, time_ms: 0, message }],
             unmet: Vec::new(),
             faults: Vec::new(),
+            fault_plan: Vec::new(),
             log: Vec::new(),
         },
     }
@@ -172,7 +187,7 @@ fn describe(action: &Action, nodes: &[Node]) -> String {
 }
 
 impl<'s> World<'s> {
-    fn new(scenario: &'s Scenario, seed: u64) -> Result<World<'s>, String> {
+    fn new(scenario: &'s Scenario, seed: u64, faults: Option<Vec<FaultSpec>>) -> Result<World<'s>, String> {
         let mut cluster_config = RawConfig::new();
         for (key, value) in &scenario.config {
             cluster_config.set(key.clone(), value.clone());
@@ -181,7 +196,9 @@ impl<'s> World<'s> {
         let config = Config::from_raw(&cluster_config).map_err(|error| format!("scenario configuration: {error}"))?;
         let mut world = World {
             scenario,
-            faults: scenario.faults.clone(),
+            explicit_faults: faults.is_some(),
+            faults: faults.unwrap_or_else(|| scenario.faults.clone()),
+            fault_plan: Vec::new(),
             seed,
             cluster_config,
             config,
@@ -241,7 +258,7 @@ impl<'s> World<'s> {
                 self.schedule(Time::ZERO.after(at), Action::Cancel { job });
             }
         }
-        if let Some(nemesis) = &self.scenario.nemesis {
+        if let (Some(nemesis), false) = (&self.scenario.nemesis, self.explicit_faults) {
             let drawn = nemesis.draw(&mut self.rng, self.scenario.cluster.task_managers);
             self.faults.extend(drawn);
         }
@@ -616,6 +633,11 @@ impl World<'_> {
 
     /// A node by name; `any-tm` is a live TaskManager and `busy-tm` one holding a slot, chosen
     /// by the seed.
+    fn record_plan(&mut self, node: String, kind: FaultKind) {
+        let at = TimeSpec::fixed(self.now.since(Time::ZERO));
+        self.fault_plan.push(FaultSpec { at, node, kind });
+    }
+
     fn pick_node(&mut self, name: &str) -> Option<NodeIndex> {
         if name == "any-tm" || name == "busy-tm" {
             let busy_only = name == "busy-tm";
@@ -638,6 +660,7 @@ impl World<'_> {
     fn fault(&mut self, fault: usize) {
         let spec = self.faults[fault].clone();
         if spec.kind == FaultKind::Heal {
+            self.record_plan(String::new(), FaultKind::Heal);
             self.faults_fired.push(format!("{} heal", self.now));
             self.network.heal();
             return;
@@ -655,9 +678,10 @@ impl World<'_> {
                 entry.incarnation += 1;
                 entry.wake_at = None;
                 self.tasks.crash(node);
-                if let Some(delay) = restart_after {
-                    let at = self.now.after(delay.draw(&mut self.rng));
-                    self.schedule(at, Action::Restart { node });
+                let delay = restart_after.map(|delay| delay.draw(&mut self.rng));
+                self.record_plan(name.clone(), FaultKind::Crash { restart_after: delay.map(TimeSpec::fixed) });
+                if let Some(delay) = delay {
+                    self.schedule(self.now.after(delay), Action::Restart { node });
                 }
             }
             FaultKind::Isolate { duration } => {
@@ -665,18 +689,22 @@ impl World<'_> {
                 for other in 0..self.nodes.len() {
                     self.network.cut(node, other);
                 }
+                let duration = duration.map(|duration| duration.draw(&mut self.rng));
+                self.record_plan(name.clone(), FaultKind::Isolate { duration: duration.map(TimeSpec::fixed) });
                 if let Some(duration) = duration {
-                    let at = self.now.after(duration.draw(&mut self.rng));
-                    self.schedule(at, Action::Restore { a: node, b: None });
+                    self.schedule(self.now.after(duration), Action::Restore { a: node, b: None });
                 }
             }
             FaultKind::Partition { peer, duration } => {
                 let Some(peer) = self.pick_node(&peer) else { return };
                 self.faults_fired.push(format!("{} partition {name} | {}", self.now, self.nodes[peer].name));
                 self.network.cut(node, peer);
+                let duration = duration.map(|duration| duration.draw(&mut self.rng));
+                let peer_name = self.nodes[peer].name.clone();
+                let kind = FaultKind::Partition { peer: peer_name, duration: duration.map(TimeSpec::fixed) };
+                self.record_plan(name.clone(), kind);
                 if let Some(duration) = duration {
-                    let at = self.now.after(duration.draw(&mut self.rng));
-                    self.schedule(at, Action::Restore { a: node, b: Some(peer) });
+                    self.schedule(self.now.after(duration), Action::Restore { a: node, b: Some(peer) });
                 }
             }
             FaultKind::Heal => unreachable!("handled above"),
@@ -805,6 +833,7 @@ impl World<'_> {
             violations: std::mem::take(&mut self.violations),
             unmet,
             faults: std::mem::take(&mut self.faults_fired),
+            fault_plan: std::mem::take(&mut self.fault_plan),
             log: self.log.take().unwrap_or_default(),
         }
     }

@@ -84,6 +84,18 @@ enum SimCommand {
         #[arg(long)]
         check_determinism: bool,
     },
+    /// Reduce a failing seed's faults to a minimal set that still fails; print the scenario.
+    Shrink {
+        /// The scenario file.
+        scenario: PathBuf,
+        /// The failing seed.
+        #[arg(long)]
+        seed: u64,
+        /// Write the minimal scenario here instead of printing it (keep it beside the original
+        /// so its job files resolve).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Run many seeds of one or more scenarios on every core; print each failing seed.
     Explore {
         /// Scenario files.
@@ -142,6 +154,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Sim(SimCommand::Run { scenario, seed, json, log, check_determinism }) => {
             sim::run(&scenario, seed, json, log, check_determinism)
         }
+        Command::Sim(SimCommand::Shrink { scenario, seed, out }) => sim::shrink(&scenario, seed, out.as_deref()),
         Command::Sim(SimCommand::Explore { scenarios, seeds, first_seed, duration, jobs }) => {
             let budget = match duration {
                 Some(text) => {

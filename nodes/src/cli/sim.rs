@@ -79,3 +79,47 @@ fn first_divergence(first: &[String], second: &[String]) -> Option<String> {
         None => None,
     }
 }
+
+/// Shrinks a failing seed's faults and prints the minimal scenario.
+pub fn shrink(path: &Path, seed: u64, out: Option<&Path>) -> Result<(), CliError> {
+    let scenario = weir_sim::scenario::load(path).map_err(|error| CliError::input(error.to_string()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| CliError::input(format!("{}: cannot read: {error}", path.display())))?;
+    let Some(shrunk) = weir_sim::shrink::shrink(&scenario, seed) else {
+        return Err(CliError::input(format!("seed {seed} of {} passes: nothing to shrink", path.display())));
+    };
+    let problem = shrunk
+        .report
+        .violations
+        .first()
+        .map(|violation| violation.message.clone())
+        .or_else(|| shrunk.report.unmet.first().cloned())
+        .unwrap_or_default();
+    let header = format!(
+        "# Shrunk by `weir sim shrink {} --seed {seed}`: {} fault(s) down to {} in {} runs.\n\
+         # Still fails with seed {seed}: {problem}\n",
+        path.display(),
+        shrunk.original.len(),
+        shrunk.faults.len(),
+        shrunk.runs
+    );
+    let minimal = format!(
+        "{header}{}\n\n{}",
+        weir_sim::scenario::without_faults(&text).trim_end(),
+        weir_sim::scenario::render_faults(&shrunk.faults)
+    );
+    match out {
+        Some(out) => {
+            std::fs::write(out, &minimal)
+                .map_err(|error| CliError::failed(format!("{}: cannot write: {error}", out.display())))?;
+            eprintln!("{}", header.trim_end());
+            eprintln!(
+                "minimal scenario written to {} (replay: weir sim run {} --seed {seed})",
+                out.display(),
+                out.display()
+            );
+        }
+        None => print!("{minimal}"),
+    }
+    Ok(())
+}
