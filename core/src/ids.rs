@@ -63,8 +63,15 @@ index_id!(
 );
 
 /// A 128-bit id printed as 32 lowercase hex characters, as Flink prints `JobID` and friends.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Hex128(pub u128);
+
+impl fmt::Debug for Hex128 {
+    /// The same 32 hex characters as Display, so logs and state dumps match the REST API.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
 
 impl fmt::Display for Hex128 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -8,11 +8,11 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// A point in time, in microseconds since the driver's epoch.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Time(pub u64);
 
 /// A span of time, in microseconds.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Duration(pub u64);
 
 impl Time {
@@ -98,6 +98,20 @@ impl fmt::Display for Duration {
             }
         }
         unreachable!("every span is a whole number of microseconds")
+    }
+}
+
+impl fmt::Debug for Duration {
+    /// As Display (`10 s`), so state dumps read like configuration.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Debug for Time {
+    /// As Display (seconds with microseconds), so state dumps read like the event log.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 

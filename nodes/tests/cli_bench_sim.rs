@@ -56,3 +56,37 @@ fn sim_run_fails_with_the_replay_command_when_an_expectation_is_unmet() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--seed 3") && stderr.contains("weir sim run"), "{stderr}");
 }
+
+#[test]
+fn sim_replay_proves_a_recording_and_dumps_states_at_an_event() {
+    let record = std::env::temp_dir().join(format!("weir-record-{}.json", std::process::id()));
+    let recorded =
+        weir(&["sim", "run", "scenarios/happy-path.toml", "--seed", "2", "--record", record.to_str().expect("utf-8")]);
+    assert!(recorded.status.success());
+    let replayed = weir(&["sim", "replay", "--trace", record.to_str().expect("utf-8")]);
+    assert!(replayed.status.success(), "{}", String::from_utf8_lossy(&replayed.stderr));
+    assert!(String::from_utf8_lossy(&replayed.stdout).contains("(identical)"));
+    let mut recording: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record).expect("recording")).expect("JSON");
+    recording["trace_hash"] = serde_json::Value::String("0000000000000000".into());
+    std::fs::write(&record, recording.to_string()).expect("tamper");
+    let tampered = weir(&["sim", "replay", "--trace", record.to_str().expect("utf-8")]);
+    assert_eq!(tampered.status.code(), Some(1), "a different trace is caught");
+    let dump = weir(&[
+        "sim",
+        "replay",
+        "scenarios/happy-path.toml",
+        "--seed",
+        "2",
+        "--until",
+        "50",
+        "--node",
+        "tm-0",
+        "--json",
+    ]);
+    assert!(dump.status.success(), "{}", String::from_utf8_lossy(&dump.stderr));
+    let document: serde_json::Value = serde_json::from_slice(&dump.stdout).expect("JSON");
+    assert_eq!(document["event"], 50);
+    assert!(document["nodes"]["tm-0"].as_str().is_some_and(|state| state.contains("TaskExecutor")));
+    assert!(document["nodes"].get("jm").is_none(), "--node keeps one node");
+}

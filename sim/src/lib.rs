@@ -16,4 +16,4 @@ pub mod trace;
 pub mod world;
 
 pub use report::RunReport;
-pub use world::{run, run_logged, run_with_faults};
+pub use world::{run, run_logged, run_with_faults, states_at};

@@ -74,6 +74,17 @@ enum Machine {
     Down,
 }
 
+impl Node {
+    /// The node's whole state, readable.
+    fn describe(&self) -> String {
+        match &self.machine {
+            Machine::JobManager(job_manager) => format!("{job_manager:#?}"),
+            Machine::TaskManager(task_executor) => format!("{task_executor:#?}"),
+            Machine::Down => "down".to_string(),
+        }
+    }
+}
+
 struct Node {
     name: String,
     machine: Machine,
@@ -123,6 +134,8 @@ pub struct World<'s> {
     all_ended_at: Option<Time>,
     /// Every event, described, when asked for.
     log: Option<Vec<String>>,
+    /// Stop after this event (for dumping states).
+    stop_after: Option<u64>,
 }
 
 /// Runs `scenario` with `seed`.
@@ -139,6 +152,17 @@ pub fn run_logged(scenario: &Scenario, seed: u64, log: bool) -> RunReport {
 /// scenario's schedule and nemesis: how a shrunk run is replayed.
 pub fn run_with_faults(scenario: &Scenario, seed: u64, faults: Vec<FaultSpec>) -> RunReport {
     run_with(scenario, seed, false, Some(faults))
+}
+
+/// Every node's state after event `until` of a seeded run: `(node, state)` in node order, the
+/// report of the run up to there, and the time reached.
+pub fn states_at(scenario: &Scenario, seed: u64, until: u64) -> Result<(RunReport, Vec<(String, String)>), String> {
+    let mut world = World::new(scenario, seed, None)?;
+    world.stop_after = Some(until);
+    world.log = Some(Vec::new());
+    world.run_to_end();
+    let states = world.nodes.iter().map(|node| (node.name.clone(), node.describe())).collect();
+    Ok((world.report(), states))
 }
 
 fn run_with(scenario: &Scenario, seed: u64, log: bool, faults: Option<Vec<FaultSpec>>) -> RunReport {
@@ -218,6 +242,7 @@ impl<'s> World<'s> {
             seen_executions: BTreeMap::new(),
             all_ended_at: None,
             log: None,
+            stop_after: None,
         };
         world.nodes.push(Node {
             name: "jm".into(),
@@ -296,6 +321,9 @@ impl<'s> World<'s> {
         let end = Time::ZERO.after(self.scenario.run_for);
         let settle = self.config.heartbeat.timeout.saturating_mul(2);
         while let Some(Reverse(next)) = self.queue.pop() {
+            if self.stop_after.is_some_and(|last| self.events >= last) {
+                return;
+            }
             if next.at > end || self.all_ended_at.is_some_and(|at| next.at > at.after(settle)) {
                 break;
             }

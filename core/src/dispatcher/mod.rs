@@ -72,6 +72,7 @@ pub enum Input {
 }
 
 /// The Dispatcher.
+#[derive(Debug)]
 pub struct Dispatcher {
     mode: ClusterMode,
     epoch: Epoch,

@@ -34,6 +34,7 @@ pub enum Input {
 }
 
 /// The JobManager process's roles.
+#[derive(Debug)]
 pub struct JobManager {
     epoch: Epoch,
     config: Config,

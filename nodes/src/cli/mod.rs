@@ -83,6 +83,30 @@ enum SimCommand {
         /// Run the seed twice and fail if the two runs differ in any event.
         #[arg(long)]
         check_determinism: bool,
+        /// Write a recording (scenario, seed, events, trace hash) that `sim replay --trace` checks.
+        #[arg(long, value_name = "FILE")]
+        record: Option<PathBuf>,
+    },
+    /// Replay a seed: prove a recording identical, or stop at an event and dump every node's state.
+    Replay {
+        /// The scenario file (not needed with --trace).
+        #[arg(required_unless_present = "trace")]
+        scenario: Option<PathBuf>,
+        /// The seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// A recording written by `weir sim run --record`: replay it and compare the trace hash.
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["scenario", "until"])]
+        trace: Option<PathBuf>,
+        /// Stop after this event and print every node's state.
+        #[arg(long, value_name = "EVENT")]
+        until: Option<u64>,
+        /// Only this node's state (jm, tm-0, ...).
+        #[arg(long)]
+        node: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Reduce a failing seed's faults to a minimal set that still fails; print the scenario.
     Shrink {
@@ -151,9 +175,17 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Info { job, json, parallelism, config } => info::run(&job, json, parallelism, &config),
         Command::Local { job, parallelism, config } => local::run(&job, parallelism, &config),
-        Command::Sim(SimCommand::Run { scenario, seed, json, log, check_determinism }) => {
-            sim::run(&scenario, seed, json, log, check_determinism)
+        Command::Sim(SimCommand::Run { scenario, seed, json, log, check_determinism, record }) => {
+            sim::run(&scenario, seed, json, log, check_determinism, record.as_deref())
         }
+        Command::Sim(SimCommand::Replay { scenario, seed, trace, until, node, json }) => match (trace, scenario) {
+            (Some(trace), _) => sim::replay_recording(&trace),
+            (None, Some(scenario)) => match until {
+                Some(until) => sim::replay_until(&scenario, seed, until, node.as_deref(), json),
+                None => sim::run(&scenario, seed, json, false, true, None),
+            },
+            (None, None) => Err(CliError::input("give a scenario file or --trace FILE".to_string())),
+        },
         Command::Sim(SimCommand::Shrink { scenario, seed, out }) => sim::shrink(&scenario, seed, out.as_deref()),
         Command::Sim(SimCommand::Explore { scenarios, seeds, first_seed, duration, jobs }) => {
             let budget = match duration {

@@ -5,7 +5,14 @@ use std::path::Path;
 use std::time::Instant;
 
 /// Runs one seed and prints the summary; fails (exit 1) on a violation or unmet expectation.
-pub fn run(path: &Path, seed: u64, json: bool, log: bool, check_determinism: bool) -> Result<(), CliError> {
+pub fn run(
+    path: &Path,
+    seed: u64,
+    json: bool,
+    log: bool,
+    check_determinism: bool,
+    record_to: Option<&Path>,
+) -> Result<(), CliError> {
     let scenario = weir_sim::scenario::load(path).map_err(|error| CliError::input(error.to_string()))?;
     let started = Instant::now();
     let mut report = weir_sim::run_logged(&scenario, seed, log || check_determinism);
@@ -25,6 +32,9 @@ pub fn run(path: &Path, seed: u64, json: bool, log: bool, check_determinism: boo
         if !log {
             report.log.clear();
         }
+    }
+    if let Some(out) = record_to {
+        record(path, &report, out)?;
     }
     if json {
         let text = serde_json::to_string_pretty(&report)
@@ -120,6 +130,81 @@ pub fn shrink(path: &Path, seed: u64, out: Option<&Path>) -> Result<(), CliError
             );
         }
         None => print!("{minimal}"),
+    }
+    Ok(())
+}
+
+/// What `weir sim run --record FILE` writes and `weir sim replay --trace FILE` checks.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct Recording {
+    /// The scenario file, as given.
+    pub scenario: String,
+    /// The seed.
+    pub seed: u64,
+    /// Events processed.
+    pub events: u64,
+    /// The run's fingerprint.
+    pub trace_hash: String,
+}
+
+/// Writes the recording of a run.
+pub fn record(path: &Path, report: &weir_sim::RunReport, out: &Path) -> Result<(), CliError> {
+    let recording = Recording {
+        scenario: path.display().to_string(),
+        seed: report.seed,
+        events: report.events,
+        trace_hash: report.trace_hash.clone(),
+    };
+    let text = serde_json::to_string_pretty(&recording).map_err(|error| CliError::failed(error.to_string()))?;
+    std::fs::write(out, text).map_err(|error| CliError::failed(format!("{}: cannot write: {error}", out.display())))
+}
+
+/// Replays a recorded run and proves it identical (same events, same trace hash).
+pub fn replay_recording(trace: &Path) -> Result<(), CliError> {
+    let text = std::fs::read_to_string(trace)
+        .map_err(|error| CliError::input(format!("{}: cannot read: {error}", trace.display())))?;
+    let recording: Recording = serde_json::from_str(&text)
+        .map_err(|error| CliError::input(format!("{}: not a weir recording: {error}", trace.display())))?;
+    let scenario =
+        weir_sim::scenario::load(Path::new(&recording.scenario)).map_err(|error| CliError::input(error.to_string()))?;
+    let report = weir_sim::run(&scenario, recording.seed);
+    if report.trace_hash != recording.trace_hash || report.events != recording.events {
+        return Err(CliError::failed(format!(
+            "replay differs: recorded {} events with trace {}, replayed {} events with trace {}",
+            recording.events, recording.trace_hash, report.events, report.trace_hash
+        )));
+    }
+    println!(
+        "replayed {} seed {}: {} events, trace {} (identical)",
+        recording.scenario, recording.seed, report.events, report.trace_hash
+    );
+    Ok(())
+}
+
+/// Runs a seed up to event `until` and prints every node's state (or one node's).
+pub fn replay_until(path: &Path, seed: u64, until: u64, node: Option<&str>, json: bool) -> Result<(), CliError> {
+    let scenario = weir_sim::scenario::load(path).map_err(|error| CliError::input(error.to_string()))?;
+    let (report, states) = weir_sim::states_at(&scenario, seed, until).map_err(CliError::failed)?;
+    let states: Vec<(String, String)> = states.into_iter().filter(|(name, _)| node.is_none_or(|n| n == name)).collect();
+    if states.is_empty() {
+        return Err(CliError::input(format!("no node {:?}; nodes are jm, tm-0, tm-1, ...", node.unwrap_or(""))));
+    }
+    if json {
+        let nodes: serde_json::Map<String, serde_json::Value> =
+            states.into_iter().map(|(name, state)| (name, serde_json::Value::String(state))).collect();
+        let document = serde_json::json!({
+            "seed": seed, "event": report.events, "virtual_ms": report.virtual_ms,
+            "last_events": report.log.iter().rev().take(20).rev().collect::<Vec<_>>(), "nodes": nodes,
+        });
+        println!("{}", serde_json::to_string_pretty(&document).map_err(|error| CliError::failed(error.to_string()))?);
+        return Ok(());
+    }
+    println!("seed {seed} stopped after event {} at {} ms; the last events:", report.events, report.virtual_ms);
+    for line in report.log.iter().rev().take(20).rev() {
+        println!("  {line}");
+    }
+    for (name, state) in states {
+        println!("\n===== {name} =====\n{state}");
     }
     Ok(())
 }
