@@ -75,11 +75,7 @@ pub(crate) struct RunningAggregate {
 }
 
 impl RunningAggregate {
-    pub(crate) fn new(
-        context: OperatorContext,
-        specs: Vec<AggregateSpec>,
-        keys: Vec<Expr>,
-    ) -> RunningAggregate {
+    pub(crate) fn new(context: OperatorContext, specs: Vec<AggregateSpec>, keys: Vec<Expr>) -> RunningAggregate {
         let mut backend = HeapKeyedStateBackend::new(context.max_parallelism, context.key_group_range());
         let accumulators = backend.register_value("accumulators", AccumulatorsCodec { specs: specs.clone() });
         let output = vec![Value::Null; 1 + specs.len()];

@@ -307,7 +307,10 @@ impl Operator for FileSink {
         self.buffer.extend_from_slice(self.line.as_bytes());
         self.buffer.push(b'\n');
         if self.current.is_none() {
-            self.current = Some(format!("part-{}-{}", self.context.subtask, self.part_number));
+            let name = format!("part-{}-{}", self.context.subtask, self.part_number);
+            // A pending part of that name is left over from a failed attempt: start it afresh.
+            self.store.discard(&name).map_err(|error| self.io(error))?;
+            self.current = Some(name);
         }
         if self.buffer.len() >= PART_FLUSH_BYTES {
             self.flush()?;

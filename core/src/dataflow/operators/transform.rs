@@ -98,6 +98,7 @@ impl Operator for FlatMap {
 struct AssignerScalars {
     max_timestamp: EventTime,
     emitted: EventTime,
+    next_emit: Option<Time>,
 }
 
 /// Assigns event timestamps and emits bounded-out-of-orderness watermarks.
@@ -183,19 +184,22 @@ impl Operator for WatermarkAssigner {
     }
 
     fn snapshot(&mut self, _checkpoint: CheckpointId) -> Result<OperatorSnapshot, OperatorError> {
-        let scalars = AssignerScalars { max_timestamp: self.max_timestamp, emitted: self.emitted };
+        let (max_timestamp, emitted, next_emit) = (self.max_timestamp, self.emitted, self.next_emit);
+        let scalars = AssignerScalars { max_timestamp, emitted, next_emit };
         Ok(OperatorSnapshot { keyed: None, items: Vec::new(), scalars: Some(encode_state(&self.context, &scalars)?) })
     }
 
-    /// Takes its own watermark back; after a rescale the lowest of the old subtasks'.
+    /// Takes its own watermark and timer back; after a rescale the lowest of the old subtasks'.
     fn restore(&mut self, state: &RestoredState<'_>) -> Result<(), OperatorError> {
         for (position, bytes) in state.scalars.iter().enumerate() {
             let scalars: AssignerScalars = decode_state(&self.context, bytes)?;
             if position == 0 {
                 (self.max_timestamp, self.emitted) = (scalars.max_timestamp, scalars.emitted);
+                self.next_emit = scalars.next_emit;
             } else {
                 self.max_timestamp = self.max_timestamp.min(scalars.max_timestamp);
                 self.emitted = self.emitted.min(scalars.emitted);
+                self.next_emit = self.next_emit.min(scalars.next_emit);
             }
         }
         Ok(())

@@ -197,6 +197,7 @@ struct Timer {
 #[derive(Serialize, Deserialize)]
 struct WindowScalars {
     watermark: EventTime,
+    processing_now: EventTime,
     arrivals: u64,
     late_records_dropped: u64,
 }
@@ -502,7 +503,8 @@ impl WindowOperator {
 
     fn scalars(&self) -> WindowScalars {
         let late_records_dropped = self.late_records_dropped;
-        WindowScalars { watermark: self.watermark, arrivals: self.arrivals, late_records_dropped }
+        let (watermark, processing_now, arrivals) = (self.watermark, self.processing_now, self.arrivals);
+        WindowScalars { watermark, processing_now, arrivals, late_records_dropped }
     }
 }
 
@@ -575,6 +577,7 @@ impl Operator for WindowOperator {
                 self.watermark = scalars.watermark;
             }
             self.watermark = self.watermark.min(scalars.watermark);
+            self.processing_now = self.processing_now.max(scalars.processing_now);
             self.arrivals = self.arrivals.max(scalars.arrivals);
             self.late_records_dropped += scalars.late_records_dropped;
         }
