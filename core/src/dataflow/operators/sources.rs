@@ -121,7 +121,7 @@ impl IndexRows for SequenceRows {
     #[inline]
     fn emit(&mut self, index: i128, out: &mut dyn Collector) -> Result<(), OperatorError> {
         // The splits lie inside `from..=to`, so the index fits.
-        self.row[0] = Value::Int(index as i64);
+        super::put_int(&mut self.row[0], index as i64);
         out.collect(&self.row)
     }
 }

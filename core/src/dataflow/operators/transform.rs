@@ -34,7 +34,7 @@ impl Operator for Map {
     #[inline]
     fn process(&mut self, row: &[Value], out: &mut dyn Collector) -> Result<(), OperatorError> {
         for (slot, field) in self.output.iter_mut().zip(&self.fields) {
-            *slot = field.eval(row).map_err(|error| self.context.error(error))?;
+            super::put(slot, field.eval(row)).map_err(|error| self.context.error(error))?;
         }
         out.collect(&self.output)
     }

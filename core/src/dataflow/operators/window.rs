@@ -22,7 +22,7 @@
 //! them from the restored windows, at any parallelism. A timer whose window is gone (merged
 //! away) finds no state and does nothing.
 
-use super::aggregate::{AccumulatorsCodec, key_of};
+use super::aggregate::{Aggregates, Keys, Selector, Slots};
 use super::{Collector, Operator, OperatorContext, OperatorError, OperatorErrorKind, OperatorMetrics};
 use super::{OperatorSnapshot, RestoredState, decode_state, encode_state, millis};
 use crate::dataflow::state::{
@@ -30,7 +30,7 @@ use crate::dataflow::state::{
     encode_into,
 };
 use crate::dataflow::{EVENT_TIME_MIN, EventTime};
-use crate::expr::{Accumulator, AccumulatorState, AggregateSpec, EvalError, Expr};
+use crate::expr::{AggregateSpec, EvalError, Expr};
 use crate::ids::CheckpointId;
 use crate::job::{TimeDomain, WindowAssigner};
 use crate::row::{Row, Value};
@@ -71,42 +71,34 @@ struct Contents {
 
 #[derive(Clone, Debug)]
 enum Aggregation {
-    Accumulators(Vec<Accumulator>),
+    Slots(Slots),
     /// `(arrival number, row)`: for sessions whose aggregates cannot merge.
     Rows(Vec<(u64, Row)>),
 }
 
 impl Contents {
-    fn new(specs: &[AggregateSpec], keeps_rows: bool) -> Contents {
+    fn new(aggregates: &Aggregates, keeps_rows: bool) -> Contents {
         let aggregation = match keeps_rows {
             true => Aggregation::Rows(Vec::new()),
-            false => Aggregation::Accumulators(AccumulatorsCodec::fresh(specs)),
+            false => Aggregation::Slots(aggregates.fresh()),
         };
         Contents { count: 0, fired: false, aggregation }
     }
 
     #[inline]
-    fn add(&mut self, row: &[Value], arrival: u64) -> Result<(), EvalError> {
+    fn add(&mut self, aggregates: &Aggregates, row: &[Value], arrival: u64) -> Result<(), EvalError> {
         match &mut self.aggregation {
-            Aggregation::Accumulators(accumulators) => {
-                for accumulator in accumulators {
-                    accumulator.add(row)?;
-                }
-            }
+            Aggregation::Slots(slots) => aggregates.add(slots, row)?,
             Aggregation::Rows(rows) => rows.push((arrival, row.to_vec())),
         }
         self.count += 1;
         Ok(())
     }
 
-    /// Folds `other` in: accumulators merge, rows join in arrival order.
-    fn merge(&mut self, other: Contents) -> Result<(), EvalError> {
+    /// Folds `other` in: values merge, rows join in arrival order.
+    fn merge(&mut self, aggregates: &Aggregates, other: Contents) -> Result<(), EvalError> {
         match (&mut self.aggregation, other.aggregation) {
-            (Aggregation::Accumulators(mine), Aggregation::Accumulators(theirs)) => {
-                for (accumulator, other) in mine.iter_mut().zip(&theirs) {
-                    accumulator.merge(other)?;
-                }
-            }
+            (Aggregation::Slots(mine), Aggregation::Slots(theirs)) => aggregates.merge(mine, &theirs)?,
             (Aggregation::Rows(mine), Aggregation::Rows(theirs)) => {
                 mine.extend(theirs);
                 mine.sort_by_key(|(arrival, _)| *arrival);
@@ -117,34 +109,23 @@ impl Contents {
         Ok(())
     }
 
-    /// Writes each aggregate's result into `slots`.
-    fn results(&self, specs: &[AggregateSpec], slots: &mut [Value]) -> Result<(), EvalError> {
+    /// Writes each aggregate's result into `out`.
+    fn results(&self, aggregates: &Aggregates, out: &mut [Value]) -> Result<(), EvalError> {
         match &self.aggregation {
-            Aggregation::Accumulators(accumulators) => {
-                for (slot, accumulator) in slots.iter_mut().zip(accumulators) {
-                    *slot = accumulator.result();
-                }
-            }
+            Aggregation::Slots(slots) => aggregates.results(slots, out),
             Aggregation::Rows(rows) => {
-                let mut accumulators = AccumulatorsCodec::fresh(specs);
-                for (_, row) in rows {
-                    for accumulator in &mut accumulators {
-                        accumulator.add(row)?;
-                    }
-                }
-                for (slot, accumulator) in slots.iter_mut().zip(&accumulators) {
-                    *slot = accumulator.result();
-                }
+                let rows: Vec<Row> = rows.iter().map(|(_, row)| row.clone()).collect();
+                aggregates.fold(&rows, out)?;
             }
         }
         Ok(())
     }
 
     /// Starts the next count window.
-    fn reset(&mut self, specs: &[AggregateSpec]) {
+    fn reset(&mut self, aggregates: &Aggregates) {
         self.count = 0;
         match &mut self.aggregation {
-            Aggregation::Accumulators(accumulators) => *accumulators = AccumulatorsCodec::fresh(specs),
+            Aggregation::Slots(slots) => *slots = aggregates.fresh(),
             Aggregation::Rows(rows) => rows.clear(),
         }
     }
@@ -155,30 +136,33 @@ impl Contents {
 struct ContentsImage {
     count: u64,
     fired: bool,
-    accumulators: Option<Vec<AccumulatorState>>,
+    /// The encoded aggregate values, or `None` when the window keeps rows.
+    slots: Option<Vec<u8>>,
     rows: Vec<(u64, Row)>,
 }
 
 struct ContentsCodec {
-    accumulators: AccumulatorsCodec,
+    aggregates: Aggregates,
 }
 
 impl StateCodec<Contents> for ContentsCodec {
     fn encode(&self, contents: &Contents, out: &mut Vec<u8>) -> Result<(), StateError> {
-        let (accumulators, rows) = match &contents.aggregation {
-            Aggregation::Accumulators(accumulators) => {
-                (Some(accumulators.iter().map(Accumulator::state).collect()), &[][..])
+        let (slots, rows) = match &contents.aggregation {
+            Aggregation::Slots(slots) => {
+                let mut bytes = Vec::new();
+                Aggregates::encode(slots, &mut bytes)?;
+                (Some(bytes), Vec::new())
             }
-            Aggregation::Rows(rows) => (None, rows.as_slice()),
+            Aggregation::Rows(rows) => (None, rows.clone()),
         };
-        let image = ContentsImage { count: contents.count, fired: contents.fired, accumulators, rows: rows.to_vec() };
+        let image = ContentsImage { count: contents.count, fired: contents.fired, slots, rows };
         encode_into(&image, out).map_err(|message| StateError::Codec { message })
     }
 
     fn decode(&self, bytes: &[u8]) -> Result<Contents, StateError> {
         let image: ContentsImage = decode_exact(bytes).map_err(|message| StateError::Codec { message })?;
-        let aggregation = match image.accumulators {
-            Some(states) => Aggregation::Accumulators(self.accumulators.restore_states(states)?),
+        let aggregation = match image.slots {
+            Some(slots) => Aggregation::Slots(self.aggregates.decode(&slots)?),
             None => Aggregation::Rows(image.rows),
         };
         Ok(Contents { count: image.count, fired: image.fired, aggregation })
@@ -208,9 +192,9 @@ pub(crate) struct WindowOperator {
     assigner: Assigner,
     time: Option<TimeDomain>,
     lateness: EventTime,
-    keys: Vec<Expr>,
-    timestamps: Vec<Expr>,
-    specs: Vec<AggregateSpec>,
+    keys: Keys,
+    timestamps: Vec<Selector>,
+    aggregates: Aggregates,
     keeps_rows: bool,
     backend: HeapKeyedStateBackend,
     contents: ValueState<Contents>,
@@ -246,19 +230,19 @@ impl WindowOperator {
         };
         let time = settings.assigner.time();
         assert!(time != Some(TimeDomain::Event) || timestamps.len() == keys.len(), "a timestamp per input");
-        let keeps_rows = matches!(assigner, Assigner::Session { .. }) && !specs.iter().all(AggregateSpec::can_merge);
+        let aggregates = Aggregates::new(specs);
+        let keeps_rows = matches!(assigner, Assigner::Session { .. }) && !aggregates.can_merge();
         let mut backend = HeapKeyedStateBackend::new(context.max_parallelism, context.key_group_range());
-        let codec = ContentsCodec { accumulators: AccumulatorsCodec { specs: specs.clone() } };
-        let contents = backend.register_value("window-contents", codec);
-        let width = 1 + specs.len() + if time.is_some() { 2 } else { 0 };
+        let contents = backend.register_value("window-contents", ContentsCodec { aggregates: aggregates.clone() });
+        let width = 1 + aggregates.len() + if time.is_some() { 2 } else { 0 };
         WindowOperator {
             context,
             assigner,
             time,
             lateness: if time == Some(TimeDomain::Event) { millis(settings.allowed_lateness) } else { 0 },
-            keys,
-            timestamps,
-            specs,
+            keys: Keys::new(&keys),
+            timestamps: timestamps.iter().map(Selector::new).collect(),
+            aggregates,
             keeps_rows,
             backend,
             contents,
@@ -296,12 +280,9 @@ impl WindowOperator {
         if !self.is_event_time() {
             return Ok(self.processing_now);
         }
-        match self.timestamps[input].eval(row).map_err(|error| self.error(error))? {
+        match *self.timestamps[input].select(row).map_err(|error| self.error(error))? {
             Value::Int(timestamp) => Ok(timestamp),
-            other => {
-                let source = self.timestamps[input].source();
-                Err(self.error(OperatorErrorKind::Record(format!("the timestamp `{source}` is {}", other.ty()))))
-            }
+            ref other => Err(self.error(OperatorErrorKind::Record(format!("the event timestamp is {}", other.ty())))),
         }
     }
 
@@ -320,16 +301,16 @@ impl WindowOperator {
 
     /// Count windows: add, and fire and purge every `size` records.
     fn add_counted(&mut self, row: &[Value], size: u64, out: &mut dyn Collector) -> Result<(), OperatorError> {
-        let (specs, keeps_rows) = (&self.specs, self.keeps_rows);
+        let (aggregates, keeps_rows) = (&self.aggregates, self.keeps_rows);
         let contents =
-            self.backend.value_or_init(self.contents, Namespace::Global, || Contents::new(specs, keeps_rows));
-        contents.add(row, self.arrivals).map_err(|error| self.context.error(error))?;
+            self.backend.value_or_init(self.contents, Namespace::Global, || Contents::new(aggregates, keeps_rows));
+        contents.add(aggregates, row, self.arrivals).map_err(|error| self.context.error(error))?;
         if contents.count < size {
             return Ok(());
         }
-        let slots = &mut self.output[1..1 + specs.len()];
-        contents.results(specs, slots).map_err(|error| self.context.error(error))?;
-        contents.reset(specs);
+        let slots = &mut self.output[1..1 + aggregates.len()];
+        contents.results(aggregates, slots).map_err(|error| self.context.error(error))?;
+        contents.reset(aggregates);
         self.output[0] = self.backend.current_key().clone();
         out.collect(&self.output)
     }
@@ -343,15 +324,16 @@ impl WindowOperator {
         out: &mut dyn Collector,
     ) -> Result<(), OperatorError> {
         let fire_now = self.is_event_time() && window.max_timestamp() <= self.watermark;
-        let (specs, keeps_rows) = (&self.specs, self.keeps_rows);
+        let (aggregates, keeps_rows) = (&self.aggregates, self.keeps_rows);
         let mut created = false;
         let contents = self.backend.value_or_init(self.contents, Namespace::Window(window), || {
             created = true;
-            Contents::new(specs, keeps_rows)
+            Contents::new(aggregates, keeps_rows)
         });
-        contents.add(row, self.arrivals).map_err(|error| self.context.error(error))?;
+        contents.add(aggregates, row, self.arrivals).map_err(|error| self.context.error(error))?;
         if fire_now {
-            contents.results(specs, &mut self.output[1..1 + specs.len()]).map_err(|error| self.context.error(error))?;
+            let slots = &mut self.output[1..1 + aggregates.len()];
+            contents.results(aggregates, slots).map_err(|error| self.context.error(error))?;
             contents.fired = true;
         }
         if created {
@@ -459,7 +441,7 @@ impl WindowOperator {
             };
             match &mut combined {
                 None => combined = Some(contents),
-                Some(into) => into.merge(contents).map_err(|error| self.context.error(error))?,
+                Some(into) => into.merge(&self.aggregates, contents).map_err(|error| self.context.error(error))?,
             }
         }
         let Some(mut combined) = combined else { return Ok(()) };
@@ -483,13 +465,14 @@ impl WindowOperator {
         self.backend.set_current_key(timer.key).map_err(|error| self.context.error(error))?;
         let (window, namespace) = (timer.window, Namespace::Window(timer.window));
         let cleanup = timer.time == self.cleanup_time(&window);
-        let specs = &self.specs;
+        let aggregates = &self.aggregates;
         let Some(contents) = self.backend.value_mut(self.contents, namespace) else {
             return Ok(()); // merged away or already cleaned up
         };
         let fire = timer.time == window.max_timestamp() && !contents.fired;
         if fire {
-            contents.results(specs, &mut self.output[1..1 + specs.len()]).map_err(|error| self.context.error(error))?;
+            let slots = &mut self.output[1..1 + aggregates.len()];
+            contents.results(aggregates, slots).map_err(|error| self.context.error(error))?;
             contents.fired = true;
         }
         if cleanup {
@@ -515,7 +498,7 @@ impl Operator for WindowOperator {
 
     #[inline]
     fn process_input(&mut self, input: usize, row: &[Value], out: &mut dyn Collector) -> Result<(), OperatorError> {
-        let key = key_of(&self.context, &self.keys, input, row)?;
+        let key = self.keys.key(&self.context, input, row)?;
         self.backend.set_current_key(key).map_err(|error| self.context.error(error))?;
         self.arrivals += 1;
         match self.assigner {

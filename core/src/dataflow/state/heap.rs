@@ -1,38 +1,31 @@
-//! The heap backend: state as Rust objects in ordered maps, one map per state and key group.
+//! The heap backend: state as Rust objects, one [`Table`] per registered state.
 //!
 //! Values stay objects between records (no encoding on access, as Flink's heap backend); the
-//! codecs run only in `snapshot` and `restore`. Each state is a [`Table`] of one concrete type
-//! behind [`ErasedTable`], so the backend holds states of any types and a typed handle reaches
-//! its table with one downcast.
+//! codecs run only in `snapshot` and `restore`. Each state is a `Table` of one concrete type
+//! behind [`ErasedTable`], so the backend holds states of any types; a typed handle reaches its
+//! table through a `TypeId` recorded at registration. `set_current_key` hashes the key once
+//! (for its key group), and every access of that record finds the key's entry by that hash.
 
+use super::table::{Current, Entry, Table};
 use super::{
     KeyGroupRange, KeyGroupSnapshot, KeyedSnapshot, KeyedStateBackend, ListState, MapCodecs, MapState, Namespace,
-    ReduceFn, Reducer, ReducingState, StateCodec, StateError, StateKey, StateResult, StateType, ValueState,
-    decode_exact, encode_to_vec, key_group_of,
+    Reducer, ReducingState, StateCodec, StateError, StateKey, StateResult, StateType, ValueState, decode_exact,
+    encode_to_vec, key_group_of,
 };
+use crate::expr::stable_hash;
 use crate::row::Value;
 use serde::{Deserialize, Serialize};
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::collections::{BTreeMap, BTreeSet};
-
-type Entries<T> = BTreeMap<(Value, Namespace), T>;
-
-/// One state: its entries per owned key group, its codec and (reducing states) its function.
-struct Table<T> {
-    name: String,
-    groups: Vec<Entries<T>>,
-    codec: Box<dyn StateCodec<T>>,
-    reduce: Option<ReduceFn<T>>,
-}
 
 /// What the backend needs of a table without knowing its type.
 trait ErasedTable: Send {
     fn name(&self) -> &str;
     fn as_any(&self) -> &dyn Any;
-    fn as_any_mut(&mut self) -> &mut dyn Any;
     fn len(&self) -> usize;
-    fn encode_group(&self, group: usize) -> Result<Vec<EntryImage>, StateError>;
-    fn decode_entry(&mut self, group: usize, entry: EntryImage) -> Result<(), StateError>;
+    /// The entries by key group (ascending), each group's in key order.
+    fn encode(&self) -> Result<Vec<(u32, Vec<EntryImage>)>, StateError>;
+    fn decode_entry(&mut self, current: Current<'_>, namespace: Namespace, bytes: &[u8]) -> Result<(), StateError>;
 }
 
 impl<T: StateType> ErasedTable for Table<T> {
@@ -44,31 +37,38 @@ impl<T: StateType> ErasedTable for Table<T> {
         self
     }
 
-    fn as_any_mut(&mut self) -> &mut dyn Any {
-        self
-    }
-
     fn len(&self) -> usize {
-        self.groups.iter().map(BTreeMap::len).sum()
+        Table::len(self)
     }
 
-    fn encode_group(&self, group: usize) -> Result<Vec<EntryImage>, StateError> {
-        let mut images = Vec::with_capacity(self.groups[group].len());
-        for ((key, namespace), value) in &self.groups[group] {
-            let mut bytes = Vec::new();
-            self.codec.encode(value, &mut bytes)?;
-            images.push(EntryImage { key: key.clone(), namespace: *namespace, value: bytes });
+    fn encode(&self) -> Result<Vec<(u32, Vec<EntryImage>)>, StateError> {
+        let mut groups: Vec<(u32, Vec<EntryImage>)> = Vec::new();
+        for entry in self.sorted() {
+            if groups.last().is_none_or(|(key_group, _)| *key_group != entry.key_group) {
+                groups.push((entry.key_group, Vec::new()));
+            }
+            let Some((_, images)) = groups.last_mut() else { unreachable!("pushed above") };
+            encode_entry(self.codec.as_ref(), entry, images)?;
         }
-        Ok(images)
+        Ok(groups)
     }
 
-    fn decode_entry(&mut self, group: usize, entry: EntryImage) -> Result<(), StateError> {
-        let value = self.codec.decode(&entry.value)?;
-        if self.groups[group].insert((entry.key, entry.namespace), value).is_some() {
+    fn decode_entry(&mut self, current: Current<'_>, namespace: Namespace, bytes: &[u8]) -> Result<(), StateError> {
+        let value = self.codec.decode(bytes)?;
+        if self.insert(current, namespace, value).is_some() {
             return Err(StateError::Codec { message: format!("state `{}` holds an entry twice", self.name) });
         }
         Ok(())
     }
+}
+
+fn encode_entry<T: StateType>(codec: &dyn StateCodec<T>, entry: &Entry<T>, images: &mut Vec<EntryImage>) -> StateResult<()> {
+    for (namespace, value) in entry.values.entries() {
+        let mut bytes = Vec::new();
+        codec.encode(value, &mut bytes)?;
+        images.push(EntryImage { key: entry.key.clone(), namespace: *namespace, value: bytes });
+    }
+    Ok(())
 }
 
 /// One key group as a snapshot stores it.
@@ -95,9 +95,11 @@ pub struct HeapKeyedStateBackend {
     max_parallelism: u32,
     range: KeyGroupRange,
     current_key: Value,
-    /// Index of the current key's group in each table's `groups`.
-    current_group: usize,
+    current_hash: u64,
+    current_group: u32,
     tables: Vec<Box<dyn ErasedTable>>,
+    /// `TypeId` of the concrete table behind each entry of `tables`, fixed at registration.
+    table_types: Vec<TypeId>,
 }
 
 impl std::fmt::Debug for HeapKeyedStateBackend {
@@ -116,70 +118,77 @@ impl HeapKeyedStateBackend {
     pub fn new(max_parallelism: u32, range: KeyGroupRange) -> HeapKeyedStateBackend {
         assert!(max_parallelism > 0, "max parallelism must be positive");
         assert!(range.end <= max_parallelism, "range {range:?} beyond {max_parallelism} key groups");
-        HeapKeyedStateBackend { max_parallelism, range, current_key: Value::Null, current_group: 0, tables: Vec::new() }
+        let current_hash = stable_hash(&Value::Null);
+        HeapKeyedStateBackend {
+            max_parallelism,
+            range,
+            current_key: Value::Null,
+            current_hash,
+            current_group: (current_hash % u64::from(max_parallelism)) as u32,
+            tables: Vec::new(),
+            table_types: Vec::new(),
+        }
     }
 
-    fn register<T: StateType>(
-        &mut self,
-        name: &str,
-        codec: Box<dyn StateCodec<T>>,
-        reduce: Option<ReduceFn<T>>,
-    ) -> u32 {
+    fn register<T: StateType>(&mut self, name: &str, table: Table<T>) -> u32 {
         assert!(self.tables.iter().all(|table| table.name() != name), "state `{name}` is registered twice");
-        let groups = (0..self.range.len()).map(|_| BTreeMap::new()).collect();
-        self.tables.push(Box::new(Table { name: name.to_string(), groups, codec, reduce }));
+        self.tables.push(Box::new(table));
+        self.table_types.push(TypeId::of::<Table<T>>());
         self.tables.len() as u32 - 1
     }
 
-    fn table<T: 'static>(&self, id: u32) -> &Table<T> {
+    /// The key group of a key with stable hash `hash`: [`key_group_of`], with a mask instead of a
+    /// division when the number of key groups is a power of two (always, unless the job sets
+    /// another max parallelism), as a 64-bit division costs more than the rest of a lookup.
+    #[inline]
+    fn key_group(&self, hash: u64) -> u32 {
+        let groups = u64::from(self.max_parallelism);
+        let key_group = if groups.is_power_of_two() { hash & (groups - 1) } else { hash % groups };
+        key_group as u32
+    }
+
+    fn current(&self) -> Current<'_> {
+        Current { hash: self.current_hash, key_group: self.current_group, key: &self.current_key }
+    }
+
+    fn table<T: 'static>(&self, id: u32) -> (&Table<T>, Current<'_>) {
         let table = self.tables[id as usize].as_any().downcast_ref::<Table<T>>();
-        table.unwrap_or_else(|| panic!("state handle {id} used with another backend or type"))
+        let table = table.unwrap_or_else(|| panic!("state handle {id} used with another backend or type"));
+        (table, self.current())
     }
 
-    fn table_mut<T: 'static>(&mut self, id: u32) -> &mut Table<T> {
-        let table = self.tables[id as usize].as_any_mut().downcast_mut::<Table<T>>();
-        table.unwrap_or_else(|| panic!("state handle {id} used with another backend or type"))
+    /// Table `id` and the current key, without `Any::downcast_mut`'s virtual `type_id` call (whose
+    /// result, returned through memory and read back at once, stalls the record path).
+    #[inline]
+    fn table_mut<T: 'static>(&mut self, id: u32) -> (&mut Table<T>, Current<'_>) {
+        let id = id as usize;
+        assert!(self.table_types[id] == TypeId::of::<Table<T>>(), "state handle {id} used with another type");
+        let erased: *mut dyn ErasedTable = &mut *self.tables[id];
+        // SAFETY: `tables[id]` was boxed as a `Table<U>` with `TypeId::of::<Table<U>>()` recorded in
+        // `table_types[id]` (both vectors change only in `register`, which pushes to both), and
+        // that id equals `TypeId::of::<Table<T>>()`, so `U == T`: this is the cast
+        // `Any::downcast_mut` makes once it has compared the same ids.
+        let table = unsafe { &mut *(erased as *mut Table<T>) };
+        let current = Current { hash: self.current_hash, key_group: self.current_group, key: &self.current_key };
+        (table, current)
     }
 
-    /// The current key's entries of table `id`, and the lookup key for `namespace`.
-    fn entries<T: 'static>(&self, id: u32, namespace: Namespace) -> (&Entries<T>, (Value, Namespace)) {
-        let group = self.current_group;
-        (&self.table::<T>(id).groups[group], (self.current_key.clone(), namespace))
-    }
-
-    fn entries_mut<T: 'static>(&mut self, id: u32, namespace: Namespace) -> (&mut Entries<T>, (Value, Namespace)) {
-        let (group, lookup) = (self.current_group, (self.current_key.clone(), namespace));
-        (&mut self.table_mut::<T>(id).groups[group], lookup)
-    }
-
-    fn encode_group(&self, group: usize) -> Result<Option<Vec<u8>>, StateError> {
-        let mut states = Vec::new();
-        for table in &self.tables {
-            let entries = table.encode_group(group)?;
-            if !entries.is_empty() {
-                states.push(StateImage { name: table.name().to_string(), entries });
-            }
-        }
-        if states.is_empty() {
-            return Ok(None);
-        }
-        encode_to_vec(&GroupImage { states }).map(Some).map_err(|message| StateError::Codec { message })
-    }
-
-    fn restore_group(&mut self, key_group: u32, bytes: &[u8]) -> Result<(), StateError> {
+    fn restore_group(&mut self, key_group: u32, bytes: &[u8]) -> StateResult<()> {
         let corrupt = |message: String| StateError::Corrupt { key_group, message };
         let image: GroupImage = decode_exact(bytes).map_err(corrupt)?;
-        let group = (key_group - self.range.start) as usize;
         for state in image.states {
-            let Some(table) = self.tables.iter_mut().find(|table| table.name() == state.name) else {
+            let Some(position) = self.tables.iter().position(|table| table.name() == state.name) else {
                 return Err(StateError::UnknownState { name: state.name });
             };
             for entry in state.entries {
-                let found = key_group_of(&entry.key, self.max_parallelism);
+                let hash = stable_hash(&entry.key);
+                let found = self.key_group(hash);
                 if found != key_group {
                     return Err(corrupt(format!("key {} belongs to key group {found}", entry.key)));
                 }
-                table.decode_entry(group, entry).map_err(|error| corrupt(error.to_string()))?;
+                let current = Current { hash, key_group, key: &entry.key };
+                let table = &mut self.tables[position];
+                table.decode_entry(current, entry.namespace, &entry.value).map_err(|e| corrupt(e.to_string()))?;
             }
         }
         Ok(())
@@ -197,12 +206,19 @@ impl KeyedStateBackend for HeapKeyedStateBackend {
 
     #[inline]
     fn set_current_key(&mut self, key: Value) -> StateResult<()> {
-        let key_group = key_group_of(&key, self.max_parallelism);
+        let hash = stable_hash(&key);
+        let key_group = self.key_group(hash);
+        debug_assert_eq!(key_group, key_group_of(&key, self.max_parallelism));
         if !self.range.contains(key_group) {
             return Err(StateError::KeyOutOfRange { key: key.to_string(), key_group, range: self.range });
         }
-        self.current_group = (key_group - self.range.start) as usize;
-        self.current_key = key;
+        (self.current_hash, self.current_group) = (hash, key_group);
+        match (&mut self.current_key, &key) {
+            // In place: moving a whole `Value` just built stalls store forwarding (see `put` in
+            // the operators).
+            (Value::Int(current), Value::Int(new)) => *current = *new,
+            _ => self.current_key = key,
+        }
         Ok(())
     }
 
@@ -211,87 +227,81 @@ impl KeyedStateBackend for HeapKeyedStateBackend {
     }
 
     fn register_value<T: StateType>(&mut self, name: &str, codec: impl StateCodec<T>) -> ValueState<T> {
-        ValueState::new(self.register::<T>(name, Box::new(codec), None))
+        ValueState::new(self.register(name, Table::<T>::new(name, Box::new(codec), None)))
     }
 
     fn register_list<T: StateType>(&mut self, name: &str, codec: impl StateCodec<T>) -> ListState<T> {
         let codec = ListCodec { item: Box::new(codec) };
-        ListState::new(self.register::<Vec<T>>(name, Box::new(codec), None))
+        ListState::new(self.register(name, Table::<Vec<T>>::new(name, Box::new(codec), None)))
     }
 
     fn register_map<K: StateKey, V: StateType>(&mut self, name: &str, codecs: MapCodecs<K, V>) -> MapState<K, V> {
-        MapState::new(self.register::<BTreeMap<K, V>>(name, Box::new(codecs), None))
+        MapState::new(self.register(name, Table::<BTreeMap<K, V>>::new(name, Box::new(codecs), None)))
     }
 
     fn register_reducing<T: StateType>(&mut self, name: &str, reducer: Reducer<T>) -> ReducingState<T> {
-        ReducingState::new(self.register::<T>(name, reducer.codec, Some(reducer.reduce)))
+        ReducingState::new(self.register(name, Table::<T>::new(name, reducer.codec, Some(reducer.reduce))))
     }
 
     fn value<T: StateType>(&self, state: ValueState<T>, at: Namespace) -> Option<&T> {
-        let (entries, lookup) = self.entries::<T>(state.id, at);
-        entries.get(&lookup)
+        let (table, current) = self.table::<T>(state.id);
+        table.get(current, at)
     }
 
     fn value_mut<T: StateType>(&mut self, state: ValueState<T>, at: Namespace) -> Option<&mut T> {
-        let (entries, lookup) = self.entries_mut::<T>(state.id, at);
-        entries.get_mut(&lookup)
+        let (table, current) = self.table_mut::<T>(state.id);
+        table.get_mut(current, at)
     }
 
     #[inline]
     fn value_or_init<T: StateType>(&mut self, state: ValueState<T>, at: Namespace, init: impl FnOnce() -> T) -> &mut T {
-        let (entries, lookup) = self.entries_mut::<T>(state.id, at);
-        entries.entry(lookup).or_insert_with(init)
+        let (table, current) = self.table_mut::<T>(state.id);
+        table.get_or_insert_with(current, at, init)
     }
 
     fn set_value<T: StateType>(&mut self, state: ValueState<T>, at: Namespace, value: T) -> Option<T> {
-        let (entries, lookup) = self.entries_mut::<T>(state.id, at);
-        entries.insert(lookup, value)
+        let (table, current) = self.table_mut::<T>(state.id);
+        table.insert(current, at, value)
     }
 
     fn take_value<T: StateType>(&mut self, state: ValueState<T>, at: Namespace) -> Option<T> {
-        let (entries, lookup) = self.entries_mut::<T>(state.id, at);
-        entries.remove(&lookup)
+        let (table, current) = self.table_mut::<T>(state.id);
+        table.remove(current, at)
     }
 
     fn namespaces<T: StateType>(&self, state: ValueState<T>, out: &mut Vec<Namespace>) {
         out.clear();
-        let (entries, (key, _)) = self.entries::<T>(state.id, Namespace::Global);
-        let from = (key.clone(), Namespace::Global);
-        out.extend(entries.range(from..).take_while(|((entry_key, _), _)| *entry_key == key).map(|((_, ns), _)| *ns));
+        let (table, current) = self.table::<T>(state.id);
+        out.extend(table.namespaces(current));
     }
 
     fn for_each_value<T: StateType>(&self, state: ValueState<T>, visit: &mut dyn FnMut(&Value, Namespace, &T)) {
-        for group in &self.table::<T>(state.id).groups {
-            for ((key, namespace), value) in group {
-                visit(key, *namespace, value);
+        let (table, _) = self.table::<T>(state.id);
+        for entry in table.sorted() {
+            for (namespace, value) in entry.values.entries() {
+                visit(&entry.key, *namespace, value);
             }
         }
     }
 
     fn list_add<T: StateType>(&mut self, state: ListState<T>, at: Namespace, item: T) {
-        let (entries, lookup) = self.entries_mut::<Vec<T>>(state.id, at);
-        entries.entry(lookup).or_default().push(item);
+        let (table, current) = self.table_mut::<Vec<T>>(state.id);
+        table.get_or_insert_with(current, at, Vec::new).push(item);
     }
 
     fn list<T: StateType>(&self, state: ListState<T>, at: Namespace) -> &[T] {
-        let (entries, lookup) = self.entries::<Vec<T>>(state.id, at);
-        entries.get(&lookup).map(Vec::as_slice).unwrap_or(&[])
+        let (table, current) = self.table::<Vec<T>>(state.id);
+        table.get(current, at).map(Vec::as_slice).unwrap_or(&[])
     }
 
     fn list_take<T: StateType>(&mut self, state: ListState<T>, at: Namespace) -> Vec<T> {
-        let (entries, lookup) = self.entries_mut::<Vec<T>>(state.id, at);
-        entries.remove(&lookup).unwrap_or_default()
+        let (table, current) = self.table_mut::<Vec<T>>(state.id);
+        table.remove(current, at).unwrap_or_default()
     }
 
-    fn map_put<K: StateKey, V: StateType>(
-        &mut self,
-        map: MapState<K, V>,
-        at: Namespace,
-        key: K,
-        value: V,
-    ) -> Option<V> {
-        let (entries, lookup) = self.entries_mut::<BTreeMap<K, V>>(map.id, at);
-        entries.entry(lookup).or_default().insert(key, value)
+    fn map_put<K: StateKey, V: StateType>(&mut self, map: MapState<K, V>, at: Namespace, key: K, value: V) -> Option<V> {
+        let (table, current) = self.table_mut::<BTreeMap<K, V>>(map.id);
+        table.get_or_insert_with(current, at, BTreeMap::new).insert(key, value)
     }
 
     fn map_get<K: StateKey, V: StateType>(&self, state: MapState<K, V>, at: Namespace, key: &K) -> Option<&V> {
@@ -299,43 +309,44 @@ impl KeyedStateBackend for HeapKeyedStateBackend {
     }
 
     fn map_remove<K: StateKey, V: StateType>(&mut self, state: MapState<K, V>, at: Namespace, key: &K) -> Option<V> {
-        let (entries, lookup) = self.entries_mut::<BTreeMap<K, V>>(state.id, at);
-        let map = entries.get_mut(&lookup)?;
+        let (table, current) = self.table_mut::<BTreeMap<K, V>>(state.id);
+        let map = table.get_mut(current, at)?;
         let removed = map.remove(key);
         if map.is_empty() {
-            entries.remove(&lookup);
+            table.remove(current, at);
         }
         removed
     }
 
     fn map<K: StateKey, V: StateType>(&self, state: MapState<K, V>, at: Namespace) -> Option<&BTreeMap<K, V>> {
-        let (entries, lookup) = self.entries::<BTreeMap<K, V>>(state.id, at);
-        entries.get(&lookup)
+        let (table, current) = self.table::<BTreeMap<K, V>>(state.id);
+        table.get(current, at)
     }
 
     fn reducing_add<T: StateType>(&mut self, state: ReducingState<T>, at: Namespace, value: T) -> StateResult<()> {
-        let (group, lookup) = (self.current_group, (self.current_key.clone(), at));
-        let table = self.table_mut::<T>(state.id);
-        let Some(reduce) = &table.reduce else {
+        let (table, current) = self.table_mut::<T>(state.id);
+        let Some(reduce) = table.reduce.take() else {
             unreachable!("a reducing state handle always names a table with a reduce function");
         };
-        match table.groups[group].get_mut(&lookup) {
-            Some(current) => reduce(current, value),
+        let result = match table.get_mut(current, at) {
+            Some(reduced) => reduce(reduced, value),
             None => {
-                table.groups[group].insert(lookup, value);
+                table.insert(current, at, value);
                 Ok(())
             }
-        }
+        };
+        table.reduce = Some(reduce);
+        result
     }
 
     fn reducing_get<T: StateType>(&self, state: ReducingState<T>, at: Namespace) -> Option<&T> {
-        let (entries, lookup) = self.entries::<T>(state.id, at);
-        entries.get(&lookup)
+        let (table, current) = self.table::<T>(state.id);
+        table.get(current, at)
     }
 
     fn reducing_take<T: StateType>(&mut self, state: ReducingState<T>, at: Namespace) -> Option<T> {
-        let (entries, lookup) = self.entries_mut::<T>(state.id, at);
-        entries.remove(&lookup)
+        let (table, current) = self.table_mut::<T>(state.id);
+        table.remove(current, at)
     }
 
     fn entry_count(&self) -> usize {
@@ -343,13 +354,19 @@ impl KeyedStateBackend for HeapKeyedStateBackend {
     }
 
     fn snapshot(&self) -> StateResult<KeyedSnapshot> {
-        let mut groups = Vec::new();
-        for key_group in self.range.iter() {
-            if let Some(bytes) = self.encode_group((key_group - self.range.start) as usize)? {
-                groups.push(KeyGroupSnapshot { key_group, bytes });
+        let mut groups: BTreeMap<u32, Vec<StateImage>> = BTreeMap::new();
+        for table in &self.tables {
+            for (key_group, entries) in table.encode()? {
+                groups.entry(key_group).or_default().push(StateImage { name: table.name().to_string(), entries });
             }
         }
-        Ok(KeyedSnapshot { max_parallelism: self.max_parallelism, key_group_range: self.range, groups })
+        let mut snapshots = Vec::with_capacity(groups.len());
+        for (key_group, states) in groups {
+            debug_assert!(self.range.contains(key_group));
+            let bytes = encode_to_vec(&GroupImage { states }).map_err(|message| StateError::Codec { message })?;
+            snapshots.push(KeyGroupSnapshot { key_group, bytes });
+        }
+        Ok(KeyedSnapshot { max_parallelism: self.max_parallelism, key_group_range: self.range, groups: snapshots })
     }
 
     fn restore(&mut self, snapshots: &[&KeyedSnapshot]) -> StateResult<()> {
@@ -374,7 +391,7 @@ impl KeyedStateBackend for HeapKeyedStateBackend {
     }
 }
 
-/// A list state's codec: a count, then each item's bytes with their length.
+/// A list state's codec: each item's bytes, in a list.
 struct ListCodec<T> {
     item: Box<dyn StateCodec<T>>,
 }
@@ -397,7 +414,7 @@ impl<T: StateType> StateCodec<Vec<T>> for ListCodec<T> {
     }
 }
 
-/// A map state's codec: the `(key, value)` pairs in key order, each part with its length.
+/// A map state's codec: the `(key, value)` pairs in key order, each part's bytes.
 impl<K: StateKey, V: StateType> StateCodec<BTreeMap<K, V>> for MapCodecs<K, V> {
     fn encode(&self, map: &BTreeMap<K, V>, out: &mut Vec<u8>) -> Result<(), StateError> {
         let mut parts = Vec::with_capacity(map.len());

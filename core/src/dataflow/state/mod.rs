@@ -25,6 +25,7 @@
 //! namespace), so the same state always gives the same bytes.
 
 mod heap;
+mod table;
 
 pub use heap::HeapKeyedStateBackend;
 

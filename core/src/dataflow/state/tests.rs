@@ -66,6 +66,22 @@ fn key_group_is_the_stable_hash_modulo_max_parallelism() {
 }
 
 #[test]
+fn the_backend_files_every_key_under_key_group_of_whatever_the_max_parallelism() {
+    for max_parallelism in [1u32, 3, 100, 128, 4096, 32_768] {
+        let mut state = HeapKeyedStateBackend::new(max_parallelism, KeyGroupRange::new(0, max_parallelism));
+        let count = state.register_value::<i64>("count", SerdeCodec);
+        for key in (-500..500).map(Value::Int).chain((0..50).map(|n| Value::str(&format!("k{n}")))) {
+            state.set_current_key(key.clone()).unwrap();
+            state.set_value(count, Namespace::Global, 1);
+            let snapshot = state.snapshot().unwrap();
+            let expected = key_group_of(&key, max_parallelism);
+            assert_eq!(snapshot.groups.iter().map(|group| group.key_group).collect::<Vec<_>>(), [expected]);
+            state.take_value(count, Namespace::Global);
+        }
+    }
+}
+
+#[test]
 fn value_list_map_and_reducing_state_are_per_key_and_namespace() {
     let mut state = backend(1, 0);
     let handles = register(&mut state);
@@ -217,4 +233,60 @@ fn restore_into_a_backend_with_state_is_refused() {
     state.set_current_key(Value::Int(1)).unwrap();
     state.set_value(handles.count, Namespace::Global, 1);
     assert_eq!(state.restore(&[&snapshot]), Err(StateError::NotEmpty { entries: 1 }));
+}
+
+mod table_index {
+    use super::super::table::{Current, Table};
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Put(i64, i64, i64),
+        Remove(i64, i64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => (0i64..40, 0i64..3, any::<i64>()).prop_map(|(key, window, value)| Op::Put(key, window, value)),
+            2 => (0i64..40, 0i64..3).prop_map(|(key, window)| Op::Remove(key, window)),
+        ]
+    }
+
+    proptest! {
+        /// The hash-indexed table behaves as an ordered map of `(key, namespace)`, its index
+        /// stays consistent through growth and backward-shift deletions, and it iterates in
+        /// key-group then key order whatever the history.
+        #[test]
+        fn the_table_behaves_as_an_ordered_map(ops in proptest::collection::vec(op(), 0..300)) {
+            let mut table: Table<i64> = Table::new("t", Box::new(SerdeCodec), None);
+            let mut model: BTreeMap<(u32, Value, Namespace), i64> = BTreeMap::new();
+            for op in ops {
+                let (key, window) = match &op {
+                    Op::Put(key, window, _) | Op::Remove(key, window) => (Value::Int(*key), *window),
+                };
+                let hash = stable_hash(&key);
+                // Few bits of hash: many collisions in the probe sequences.
+                let current = Current { hash: hash % 7, key_group: (hash % 4) as u32, key: &key };
+                let at = if window == 0 { Namespace::Global } else { super::window(window, window + 1) };
+                let model_key = (current.key_group, key.clone(), at);
+                match op {
+                    Op::Put(_, _, value) => {
+                        prop_assert_eq!(table.insert(current, at, value), model.insert(model_key, value));
+                    }
+                    Op::Remove(..) => prop_assert_eq!(table.remove(current, at), model.remove(&model_key)),
+                }
+                table.check_index();
+                prop_assert_eq!(table.len(), model.len());
+            }
+            let listed: Vec<(u32, Value, Namespace, i64)> = table
+                .sorted()
+                .into_iter()
+                .flat_map(|entry| entry.values.entries().iter().map(move |(ns, v)| (entry.key_group, entry.key.clone(), *ns, *v)))
+                .collect();
+            let expected: Vec<(u32, Value, Namespace, i64)> =
+                model.into_iter().map(|((group, key, ns), value)| (group, key, ns, value)).collect();
+            prop_assert_eq!(listed, expected);
+        }
+    }
 }
