@@ -53,7 +53,10 @@ pub(crate) enum Slot {
     SumInt(i64),
     /// A sum once a float was added (or of a float expression).
     SumFloat(f64),
-    Avg { sum: f64, count: i64 },
+    Avg {
+        sum: f64,
+        count: i64,
+    },
     /// Boxed so that the inline slots stay small.
     Other(Box<Accumulator>),
 }
@@ -395,7 +398,8 @@ impl Operator for RunningAggregate {
         let key = self.keys.key(&self.context, input, row)?;
         self.backend.set_current_key(key).map_err(|error| self.context.error(error))?;
         let aggregates = &self.aggregates;
-        let slots = self.backend.value_or_init(self.values, Namespace::Global, || aggregates.fresh());
+        let slots = self.backend.entry(self.values, Namespace::Global, || aggregates.fresh());
+        let slots = slots.map_err(|error| self.context.error(error))?;
         aggregates.add(slots, row).map_err(|error| self.context.error(error))?;
         aggregates.results(slots, &mut self.output[1..]);
         self.output[0] = self.backend.current_key().clone();

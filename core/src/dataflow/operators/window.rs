@@ -302,8 +302,8 @@ impl WindowOperator {
     /// Count windows: add, and fire and purge every `size` records.
     fn add_counted(&mut self, row: &[Value], size: u64, out: &mut dyn Collector) -> Result<(), OperatorError> {
         let (aggregates, keeps_rows) = (&self.aggregates, self.keeps_rows);
-        let contents =
-            self.backend.value_or_init(self.contents, Namespace::Global, || Contents::new(aggregates, keeps_rows));
+        let new = || Contents::new(aggregates, keeps_rows);
+        let contents = self.backend.entry(self.contents, Namespace::Global, new).map_err(|e| self.context.error(e))?;
         contents.add(aggregates, row, self.arrivals).map_err(|error| self.context.error(error))?;
         if contents.count < size {
             return Ok(());
@@ -326,10 +326,12 @@ impl WindowOperator {
         let fire_now = self.is_event_time() && window.max_timestamp() <= self.watermark;
         let (aggregates, keeps_rows) = (&self.aggregates, self.keeps_rows);
         let mut created = false;
-        let contents = self.backend.value_or_init(self.contents, Namespace::Window(window), || {
+        let new = || {
             created = true;
             Contents::new(aggregates, keeps_rows)
-        });
+        };
+        let contents = self.backend.entry(self.contents, Namespace::Window(window), new);
+        let contents = contents.map_err(|error| self.context.error(error))?;
         contents.add(aggregates, row, self.arrivals).map_err(|error| self.context.error(error))?;
         if fire_now {
             let slots = &mut self.output[1..1 + aggregates.len()];
@@ -446,7 +448,8 @@ impl WindowOperator {
         }
         let Some(mut combined) = combined else { return Ok(()) };
         combined.fired = false;
-        self.backend.set_value(self.contents, Namespace::Window(result), combined);
+        let stored = self.backend.set_value(self.contents, Namespace::Window(result), combined);
+        stored.map_err(|error| self.context.error(error))?;
         let key = self.backend.current_key().clone();
         self.register_timers(&key, result, false);
         Ok(())

@@ -3,10 +3,12 @@
 //! Values stay objects between records (no encoding on access, as Flink's heap backend); the
 //! codecs run only in `snapshot` and `restore`. Each state is a `Table` of one concrete type
 //! behind [`ErasedTable`], so the backend holds states of any types; a typed handle reaches its
-//! table through a `TypeId` recorded at registration. `set_current_key` hashes the key once
-//! (for its key group), and every access of that record finds the key's entry by that hash.
+//! table through a `TypeId` recorded at registration (the one `unsafe` cast of the core, in
+//! place of `Any`'s downcast, whose virtual call costs a stall per record). A key's group (its stable hash, which
+//! costs more than the rest of a lookup) is computed when state is first stored for it and
+//! kept in its entries; a record whose key already has state does not hash it again.
 
-use super::table::{Current, Entry, Table};
+use super::table::{Entry, Probe, Table, probe_hash};
 use super::{
     KeyGroupRange, KeyGroupSnapshot, KeyedSnapshot, KeyedStateBackend, ListState, MapCodecs, MapState, Namespace,
     Reducer, ReducingState, StateCodec, StateError, StateKey, StateResult, StateType, ValueState, decode_exact,
@@ -15,26 +17,21 @@ use super::{
 use crate::expr::stable_hash;
 use crate::row::Value;
 use serde::{Deserialize, Serialize};
-use std::any::{Any, TypeId};
+use std::any::TypeId;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// What the backend needs of a table without knowing its type.
 trait ErasedTable: Send {
     fn name(&self) -> &str;
-    fn as_any(&self) -> &dyn Any;
     fn len(&self) -> usize;
     /// The entries by key group (ascending), each group's in key order.
     fn encode(&self) -> Result<Vec<(u32, Vec<EntryImage>)>, StateError>;
-    fn decode_entry(&mut self, current: Current<'_>, namespace: Namespace, bytes: &[u8]) -> Result<(), StateError>;
+    fn decode_entry(&mut self, key: &Value, key_group: u32, namespace: Namespace, bytes: &[u8]) -> StateResult<()>;
 }
 
 impl<T: StateType> ErasedTable for Table<T> {
     fn name(&self) -> &str {
         &self.name
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 
     fn len(&self) -> usize {
@@ -53,16 +50,21 @@ impl<T: StateType> ErasedTable for Table<T> {
         Ok(groups)
     }
 
-    fn decode_entry(&mut self, current: Current<'_>, namespace: Namespace, bytes: &[u8]) -> Result<(), StateError> {
+    fn decode_entry(&mut self, key: &Value, key_group: u32, namespace: Namespace, bytes: &[u8]) -> StateResult<()> {
         let value = self.codec.decode(bytes)?;
-        if self.insert(current, namespace, value).is_some() {
+        let probe = Probe { hash: probe_hash(key), key };
+        if self.insert(probe, namespace, || Ok(key_group), value)?.is_some() {
             return Err(StateError::Codec { message: format!("state `{}` holds an entry twice", self.name) });
         }
         Ok(())
     }
 }
 
-fn encode_entry<T: StateType>(codec: &dyn StateCodec<T>, entry: &Entry<T>, images: &mut Vec<EntryImage>) -> StateResult<()> {
+fn encode_entry<T: StateType>(
+    codec: &dyn StateCodec<T>,
+    entry: &Entry<T>,
+    images: &mut Vec<EntryImage>,
+) -> StateResult<()> {
     for (namespace, value) in entry.values.entries() {
         let mut bytes = Vec::new();
         codec.encode(value, &mut bytes)?;
@@ -94,9 +96,7 @@ struct EntryImage {
 pub struct HeapKeyedStateBackend {
     max_parallelism: u32,
     range: KeyGroupRange,
-    current_key: Value,
-    current_hash: u64,
-    current_group: u32,
+    current: CurrentKey,
     tables: Vec<Box<dyn ErasedTable>>,
     /// `TypeId` of the concrete table behind each entry of `tables`, fixed at registration.
     table_types: Vec<TypeId>,
@@ -118,16 +118,8 @@ impl HeapKeyedStateBackend {
     pub fn new(max_parallelism: u32, range: KeyGroupRange) -> HeapKeyedStateBackend {
         assert!(max_parallelism > 0, "max parallelism must be positive");
         assert!(range.end <= max_parallelism, "range {range:?} beyond {max_parallelism} key groups");
-        let current_hash = stable_hash(&Value::Null);
-        HeapKeyedStateBackend {
-            max_parallelism,
-            range,
-            current_key: Value::Null,
-            current_hash,
-            current_group: (current_hash % u64::from(max_parallelism)) as u32,
-            tables: Vec::new(),
-            table_types: Vec::new(),
-        }
+        let current = CurrentKey { key: Value::Null, probe: probe_hash(&Value::Null), key_group: None };
+        HeapKeyedStateBackend { max_parallelism, range, current, tables: Vec::new(), table_types: Vec::new() }
     }
 
     fn register<T: StateType>(&mut self, name: &str, table: Table<T>) -> u32 {
@@ -137,61 +129,120 @@ impl HeapKeyedStateBackend {
         self.tables.len() as u32 - 1
     }
 
-    /// The key group of a key with stable hash `hash`: [`key_group_of`], with a mask instead of a
-    /// division when the number of key groups is a power of two (always, unless the job sets
-    /// another max parallelism), as a 64-bit division costs more than the rest of a lookup.
+    fn groups(&self) -> KeyGroups {
+        KeyGroups { max_parallelism: self.max_parallelism, range: self.range }
+    }
+
+    /// Checks that state `id` holds a `Table<T>`: a handle used with another backend is a bug.
     #[inline]
-    fn key_group(&self, hash: u64) -> u32 {
-        let groups = u64::from(self.max_parallelism);
-        let key_group = if groups.is_power_of_two() { hash & (groups - 1) } else { hash % groups };
-        key_group as u32
-    }
-
-    fn current(&self) -> Current<'_> {
-        Current { hash: self.current_hash, key_group: self.current_group, key: &self.current_key }
-    }
-
-    fn table<T: 'static>(&self, id: u32) -> (&Table<T>, Current<'_>) {
-        let table = self.tables[id as usize].as_any().downcast_ref::<Table<T>>();
-        let table = table.unwrap_or_else(|| panic!("state handle {id} used with another backend or type"));
-        (table, self.current())
-    }
-
-    /// Table `id` and the current key, without `Any::downcast_mut`'s virtual `type_id` call (whose
-    /// result, returned through memory and read back at once, stalls the record path).
-    #[inline]
-    fn table_mut<T: 'static>(&mut self, id: u32) -> (&mut Table<T>, Current<'_>) {
-        let id = id as usize;
+    fn check_type<T: 'static>(&self, id: usize) {
         assert!(self.table_types[id] == TypeId::of::<Table<T>>(), "state handle {id} used with another type");
+    }
+
+    fn table<T: 'static>(&self, id: u32) -> (&Table<T>, Probe<'_>) {
+        let id = id as usize;
+        self.check_type::<T>(id);
+        let erased: *const dyn ErasedTable = &*self.tables[id];
+        // SAFETY: as in `table_mut`.
+        let table = unsafe { &*(erased as *const Table<T>) };
+        (table, self.current.probe())
+    }
+
+    /// Table `id`, the current key to probe it with, and what resolves the key's group should an
+    /// entry be created. No `Any::downcast_mut`: its virtual `type_id` call returns the id
+    /// through memory, and reading it back at once stalls the record path.
+    #[inline]
+    fn table_mut<T: 'static>(&mut self, id: u32) -> (&mut Table<T>, Probe<'_>, GroupOf<'_>) {
+        let id = id as usize;
+        self.check_type::<T>(id);
         let erased: *mut dyn ErasedTable = &mut *self.tables[id];
         // SAFETY: `tables[id]` was boxed as a `Table<U>` with `TypeId::of::<Table<U>>()` recorded in
         // `table_types[id]` (both vectors change only in `register`, which pushes to both), and
-        // that id equals `TypeId::of::<Table<T>>()`, so `U == T`: this is the cast
-        // `Any::downcast_mut` makes once it has compared the same ids.
+        // `check_type` found that id equal to `TypeId::of::<Table<T>>()`, so `U == T`: this is the
+        // cast `Any::downcast_mut` makes once it has compared the same ids.
         let table = unsafe { &mut *(erased as *mut Table<T>) };
-        let current = Current { hash: self.current_hash, key_group: self.current_group, key: &self.current_key };
-        (table, current)
+        let groups = KeyGroups { max_parallelism: self.max_parallelism, range: self.range };
+        let CurrentKey { key, probe, key_group } = &mut self.current;
+        (table, Probe { hash: *probe, key }, GroupOf { key, cached: key_group, groups })
     }
 
     fn restore_group(&mut self, key_group: u32, bytes: &[u8]) -> StateResult<()> {
         let corrupt = |message: String| StateError::Corrupt { key_group, message };
         let image: GroupImage = decode_exact(bytes).map_err(corrupt)?;
+        let groups = self.groups();
         for state in image.states {
             let Some(position) = self.tables.iter().position(|table| table.name() == state.name) else {
                 return Err(StateError::UnknownState { name: state.name });
             };
             for entry in state.entries {
-                let hash = stable_hash(&entry.key);
-                let found = self.key_group(hash);
+                let found = groups.of(&entry.key);
                 if found != key_group {
                     return Err(corrupt(format!("key {} belongs to key group {found}", entry.key)));
                 }
-                let current = Current { hash, key_group, key: &entry.key };
                 let table = &mut self.tables[position];
-                table.decode_entry(current, entry.namespace, &entry.value).map_err(|e| corrupt(e.to_string()))?;
+                let decoded = table.decode_entry(&entry.key, key_group, entry.namespace, &entry.value);
+                decoded.map_err(|error| corrupt(error.to_string()))?;
             }
         }
         Ok(())
+    }
+}
+
+/// The current key, its probe hash and (once asked) its key group.
+struct CurrentKey {
+    key: Value,
+    probe: u64,
+    key_group: Option<u32>,
+}
+
+impl CurrentKey {
+    fn probe(&self) -> Probe<'_> {
+        Probe { hash: self.probe, key: &self.key }
+    }
+}
+
+/// How keys map to key groups, and which groups are owned.
+#[derive(Clone, Copy)]
+struct KeyGroups {
+    max_parallelism: u32,
+    range: KeyGroupRange,
+}
+
+impl KeyGroups {
+    /// [`key_group_of`], with a mask instead of a division when the number of key groups is a
+    /// power of two (always, unless the job sets another max parallelism).
+    fn of(&self, key: &Value) -> u32 {
+        let (hash, groups) = (stable_hash(key), u64::from(self.max_parallelism));
+        let key_group = if groups.is_power_of_two() { hash & (groups - 1) } else { hash % groups } as u32;
+        debug_assert_eq!(key_group, key_group_of(key, self.max_parallelism));
+        key_group
+    }
+
+    /// The key's group, refused when not owned.
+    fn owned(&self, key: &Value) -> StateResult<u32> {
+        let key_group = self.of(key);
+        if !self.range.contains(key_group) {
+            return Err(StateError::KeyOutOfRange { key: key.to_string(), key_group, range: self.range });
+        }
+        Ok(key_group)
+    }
+}
+
+/// Resolves the current key's group on demand, once per key.
+struct GroupOf<'a> {
+    key: &'a Value,
+    cached: &'a mut Option<u32>,
+    groups: KeyGroups,
+}
+
+impl GroupOf<'_> {
+    fn resolve(self) -> StateResult<u32> {
+        if let Some(key_group) = *self.cached {
+            return Ok(key_group);
+        }
+        let key_group = self.groups.owned(self.key)?;
+        *self.cached = Some(key_group);
+        Ok(key_group)
     }
 }
 
@@ -206,24 +257,26 @@ impl KeyedStateBackend for HeapKeyedStateBackend {
 
     #[inline]
     fn set_current_key(&mut self, key: Value) -> StateResult<()> {
-        let hash = stable_hash(&key);
-        let key_group = self.key_group(hash);
-        debug_assert_eq!(key_group, key_group_of(&key, self.max_parallelism));
-        if !self.range.contains(key_group) {
-            return Err(StateError::KeyOutOfRange { key: key.to_string(), key_group, range: self.range });
-        }
-        (self.current_hash, self.current_group) = (hash, key_group);
-        match (&mut self.current_key, &key) {
+        let current = &mut self.current;
+        current.probe = probe_hash(&key);
+        current.key_group = None;
+        match (&mut current.key, &key) {
             // In place: moving a whole `Value` just built stalls store forwarding (see `put` in
             // the operators).
-            (Value::Int(current), Value::Int(new)) => *current = *new,
-            _ => self.current_key = key,
+            (Value::Int(target), Value::Int(new)) => *target = *new,
+            _ => current.key = key,
         }
         Ok(())
     }
 
     fn current_key(&self) -> &Value {
-        &self.current_key
+        &self.current.key
+    }
+
+    fn current_key_group(&mut self) -> StateResult<u32> {
+        let groups = self.groups();
+        let CurrentKey { key, key_group, .. } = &mut self.current;
+        GroupOf { key, cached: key_group, groups }.resolve()
     }
 
     fn register_value<T: StateType>(&mut self, name: &str, codec: impl StateCodec<T>) -> ValueState<T> {
@@ -244,35 +297,40 @@ impl KeyedStateBackend for HeapKeyedStateBackend {
     }
 
     fn value<T: StateType>(&self, state: ValueState<T>, at: Namespace) -> Option<&T> {
-        let (table, current) = self.table::<T>(state.id);
-        table.get(current, at)
+        let (table, probe) = self.table::<T>(state.id);
+        table.get(probe, at)
     }
 
     fn value_mut<T: StateType>(&mut self, state: ValueState<T>, at: Namespace) -> Option<&mut T> {
-        let (table, current) = self.table_mut::<T>(state.id);
-        table.get_mut(current, at)
+        let (table, probe, _) = self.table_mut::<T>(state.id);
+        table.get_mut(probe, at)
     }
 
     #[inline]
-    fn value_or_init<T: StateType>(&mut self, state: ValueState<T>, at: Namespace, init: impl FnOnce() -> T) -> &mut T {
-        let (table, current) = self.table_mut::<T>(state.id);
-        table.get_or_insert_with(current, at, init)
+    fn entry<T: StateType>(
+        &mut self,
+        of: ValueState<T>,
+        at: Namespace,
+        new: impl FnOnce() -> T,
+    ) -> StateResult<&mut T> {
+        let (table, probe, group) = self.table_mut::<T>(of.id);
+        table.get_or_insert_with(probe, at, || group.resolve(), new)
     }
 
-    fn set_value<T: StateType>(&mut self, state: ValueState<T>, at: Namespace, value: T) -> Option<T> {
-        let (table, current) = self.table_mut::<T>(state.id);
-        table.insert(current, at, value)
+    fn set_value<T: StateType>(&mut self, state: ValueState<T>, at: Namespace, value: T) -> StateResult<Option<T>> {
+        let (table, probe, group) = self.table_mut::<T>(state.id);
+        table.insert(probe, at, || group.resolve(), value)
     }
 
     fn take_value<T: StateType>(&mut self, state: ValueState<T>, at: Namespace) -> Option<T> {
-        let (table, current) = self.table_mut::<T>(state.id);
-        table.remove(current, at)
+        let (table, probe, _) = self.table_mut::<T>(state.id);
+        table.remove(probe, at)
     }
 
     fn namespaces<T: StateType>(&self, state: ValueState<T>, out: &mut Vec<Namespace>) {
         out.clear();
-        let (table, current) = self.table::<T>(state.id);
-        out.extend(table.namespaces(current));
+        let (table, probe) = self.table::<T>(state.id);
+        out.extend(table.namespaces(probe));
     }
 
     fn for_each_value<T: StateType>(&self, state: ValueState<T>, visit: &mut dyn FnMut(&Value, Namespace, &T)) {
@@ -284,24 +342,31 @@ impl KeyedStateBackend for HeapKeyedStateBackend {
         }
     }
 
-    fn list_add<T: StateType>(&mut self, state: ListState<T>, at: Namespace, item: T) {
-        let (table, current) = self.table_mut::<Vec<T>>(state.id);
-        table.get_or_insert_with(current, at, Vec::new).push(item);
+    fn list_add<T: StateType>(&mut self, state: ListState<T>, at: Namespace, item: T) -> StateResult<()> {
+        let (table, probe, group) = self.table_mut::<Vec<T>>(state.id);
+        table.get_or_insert_with(probe, at, || group.resolve(), Vec::new)?.push(item);
+        Ok(())
     }
 
     fn list<T: StateType>(&self, state: ListState<T>, at: Namespace) -> &[T] {
-        let (table, current) = self.table::<Vec<T>>(state.id);
-        table.get(current, at).map(Vec::as_slice).unwrap_or(&[])
+        let (table, probe) = self.table::<Vec<T>>(state.id);
+        table.get(probe, at).map(Vec::as_slice).unwrap_or(&[])
     }
 
     fn list_take<T: StateType>(&mut self, state: ListState<T>, at: Namespace) -> Vec<T> {
-        let (table, current) = self.table_mut::<Vec<T>>(state.id);
-        table.remove(current, at).unwrap_or_default()
+        let (table, probe, _) = self.table_mut::<Vec<T>>(state.id);
+        table.remove(probe, at).unwrap_or_default()
     }
 
-    fn map_put<K: StateKey, V: StateType>(&mut self, map: MapState<K, V>, at: Namespace, key: K, value: V) -> Option<V> {
-        let (table, current) = self.table_mut::<BTreeMap<K, V>>(map.id);
-        table.get_or_insert_with(current, at, BTreeMap::new).insert(key, value)
+    fn map_put<K: StateKey, V: StateType>(
+        &mut self,
+        of: MapState<K, V>,
+        at: Namespace,
+        put: (K, V),
+    ) -> StateResult<()> {
+        let (table, probe, group) = self.table_mut::<BTreeMap<K, V>>(of.id);
+        table.get_or_insert_with(probe, at, || group.resolve(), BTreeMap::new)?.insert(put.0, put.1);
+        Ok(())
     }
 
     fn map_get<K: StateKey, V: StateType>(&self, state: MapState<K, V>, at: Namespace, key: &K) -> Option<&V> {
@@ -309,44 +374,41 @@ impl KeyedStateBackend for HeapKeyedStateBackend {
     }
 
     fn map_remove<K: StateKey, V: StateType>(&mut self, state: MapState<K, V>, at: Namespace, key: &K) -> Option<V> {
-        let (table, current) = self.table_mut::<BTreeMap<K, V>>(state.id);
-        let map = table.get_mut(current, at)?;
+        let (table, probe, _) = self.table_mut::<BTreeMap<K, V>>(state.id);
+        let map = table.get_mut(probe, at)?;
         let removed = map.remove(key);
         if map.is_empty() {
-            table.remove(current, at);
+            table.remove(probe, at);
         }
         removed
     }
 
     fn map<K: StateKey, V: StateType>(&self, state: MapState<K, V>, at: Namespace) -> Option<&BTreeMap<K, V>> {
-        let (table, current) = self.table::<BTreeMap<K, V>>(state.id);
-        table.get(current, at)
+        let (table, probe) = self.table::<BTreeMap<K, V>>(state.id);
+        table.get(probe, at)
     }
 
     fn reducing_add<T: StateType>(&mut self, state: ReducingState<T>, at: Namespace, value: T) -> StateResult<()> {
-        let (table, current) = self.table_mut::<T>(state.id);
+        let (table, probe, group) = self.table_mut::<T>(state.id);
         let Some(reduce) = table.reduce.take() else {
             unreachable!("a reducing state handle always names a table with a reduce function");
         };
-        let result = match table.get_mut(current, at) {
+        let result = match table.get_mut(probe, at) {
             Some(reduced) => reduce(reduced, value),
-            None => {
-                table.insert(current, at, value);
-                Ok(())
-            }
+            None => table.insert(probe, at, || group.resolve(), value).map(|_| ()),
         };
         table.reduce = Some(reduce);
         result
     }
 
     fn reducing_get<T: StateType>(&self, state: ReducingState<T>, at: Namespace) -> Option<&T> {
-        let (table, current) = self.table::<T>(state.id);
-        table.get(current, at)
+        let (table, probe) = self.table::<T>(state.id);
+        table.get(probe, at)
     }
 
     fn reducing_take<T: StateType>(&mut self, state: ReducingState<T>, at: Namespace) -> Option<T> {
-        let (table, current) = self.table_mut::<T>(state.id);
-        table.remove(current, at)
+        let (table, probe, _) = self.table_mut::<T>(state.id);
+        table.remove(probe, at)
     }
 
     fn entry_count(&self) -> usize {

@@ -14,7 +14,7 @@
 //!
 //! Invariants the backend keeps and checks:
 //! - every entry lives in the key group of its key, and that group lies in the backend's range
-//!   (setting a current key outside the range is refused);
+//!   (storing state for a key outside the range is refused);
 //! - a snapshot lists its key groups in ascending order, each once, only those holding state,
 //!   each as its own byte string, so a restore decodes only the groups it owns;
 //! - a restore takes exactly the groups of the new range from whichever snapshots hold them and
@@ -338,10 +338,13 @@ pub trait KeyedStateBackend {
     fn max_parallelism(&self) -> u32;
     /// The key groups this backend owns.
     fn key_group_range(&self) -> KeyGroupRange;
-    /// Makes `key` the current key; refused when its key group is not owned here.
+    /// Makes `key` the current key. A key whose group is not owned here is refused, by this call
+    /// or by the first access that would store state for it (reads find nothing).
     fn set_current_key(&mut self, key: Value) -> StateResult<()>;
     /// The current key (`Value::Null` before the first `set_current_key`).
     fn current_key(&self) -> &Value;
+    /// The current key's group; refused when it is not owned here.
+    fn current_key_group(&mut self) -> StateResult<u32>;
 
     /// Registers a value state called `name` (names are unique per backend: a repeat is a bug).
     fn register_value<T: StateType>(&mut self, name: &str, codec: impl StateCodec<T>) -> ValueState<T>;
@@ -356,10 +359,11 @@ pub trait KeyedStateBackend {
     fn value<T: StateType>(&self, state: ValueState<T>, at: Namespace) -> Option<&T>;
     /// The value of the current key at `at`, to change in place.
     fn value_mut<T: StateType>(&mut self, state: ValueState<T>, at: Namespace) -> Option<&mut T>;
-    /// The value, created by `init` when absent.
-    fn value_or_init<T: StateType>(&mut self, state: ValueState<T>, at: Namespace, init: impl FnOnce() -> T) -> &mut T;
+    /// The value of `of` at `at`, created by `new` when absent.
+    fn entry<T: StateType>(&mut self, of: ValueState<T>, at: Namespace, new: impl FnOnce() -> T)
+    -> StateResult<&mut T>;
     /// Sets the value; returns the previous one.
-    fn set_value<T: StateType>(&mut self, state: ValueState<T>, at: Namespace, value: T) -> Option<T>;
+    fn set_value<T: StateType>(&mut self, state: ValueState<T>, at: Namespace, value: T) -> StateResult<Option<T>>;
     /// Removes the value and returns it.
     fn take_value<T: StateType>(&mut self, state: ValueState<T>, at: Namespace) -> Option<T>;
     /// The namespaces holding a value for the current key, ascending, into `out` (cleared first).
@@ -368,15 +372,15 @@ pub trait KeyedStateBackend {
     fn for_each_value<T: StateType>(&self, state: ValueState<T>, visit: &mut dyn FnMut(&Value, Namespace, &T));
 
     /// Appends `item` to the list.
-    fn list_add<T: StateType>(&mut self, state: ListState<T>, at: Namespace, item: T);
+    fn list_add<T: StateType>(&mut self, state: ListState<T>, at: Namespace, item: T) -> StateResult<()>;
     /// The list (empty when absent).
     fn list<T: StateType>(&self, state: ListState<T>, at: Namespace) -> &[T];
     /// Removes the list and returns it.
     fn list_take<T: StateType>(&mut self, state: ListState<T>, at: Namespace) -> Vec<T>;
 
-    /// Puts `key → value` into the map; returns the previous value.
-    fn map_put<K: StateKey, V: StateType>(&mut self, map: MapState<K, V>, at: Namespace, key: K, value: V)
-    -> Option<V>;
+    /// Puts `put` (a key and its value) into the map `of` at `at`.
+    fn map_put<K: StateKey, V: StateType>(&mut self, of: MapState<K, V>, at: Namespace, put: (K, V))
+    -> StateResult<()>;
     /// The map's value for `key`.
     fn map_get<K: StateKey, V: StateType>(&self, state: MapState<K, V>, at: Namespace, key: &K) -> Option<&V>;
     /// Removes `key` from the map; an emptied map is dropped.

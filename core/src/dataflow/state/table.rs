@@ -1,12 +1,15 @@
 //! One state of the heap backend: its values per key and namespace, found by the key's hash.
 //!
 //! Entries live in a slab; an open-addressing index (linear probing, at most half full, a
-//! power of two long) finds a key's entry from its stable hash, which the backend computes
-//! once per record anyway for the key group. The index only answers lookups: nothing iterates
-//! it. Whatever iterates (snapshots, restores rebuilding timers) goes through [`Table::sorted`],
-//! ordered by key group, then key, then namespace, so no hash order ever leaks.
+//! power of two long) finds a key's entry from its probe hash ([`probe_hash`]: an int key is
+//! its own probe, anything else its stable hash). The key group (the stable hash, which costs
+//! more than the rest of a lookup) is computed only when an entry is created, and kept in it.
+//! The index only answers lookups: nothing iterates it. Whatever iterates (snapshots, restores
+//! rebuilding timers) goes through [`Table::sorted`], ordered by key group, then key, then
+//! namespace, so no hash order ever leaks.
 
-use super::{Namespace, ReduceFn, StateCodec};
+use super::{Namespace, ReduceFn, StateCodec, StateResult};
+use crate::expr::stable_hash;
 use crate::row::Value;
 
 /// A key's values, sorted by namespace, never empty while in a table. A single value (one
@@ -103,17 +106,25 @@ impl<T> Namespaced<T> {
 
 /// A key with everything the table knows of it.
 pub(super) struct Entry<T> {
-    pub(super) hash: u64,
+    probe: u64,
     pub(super) key_group: u32,
     pub(super) key: Value,
     pub(super) values: Namespaced<T>,
 }
 
-/// The current key as the backend resolved it.
+/// The hash a table finds a key by.
+#[inline]
+pub(super) fn probe_hash(key: &Value) -> u64 {
+    match key {
+        Value::Int(x) => *x as u64,
+        other => stable_hash(other),
+    }
+}
+
+/// A key to look up, with its probe hash.
 #[derive(Clone, Copy)]
-pub(super) struct Current<'a> {
+pub(super) struct Probe<'a> {
     pub(super) hash: u64,
-    pub(super) key_group: u32,
     pub(super) key: &'a Value,
 }
 
@@ -145,8 +156,8 @@ impl<T> Table<T> {
         Table { name: name.to_string(), codec, reduce, entries: Vec::new(), index: Vec::new() }
     }
 
-    /// The index slot where a probe for `hash` starts (Fibonacci hashing of the whole hash, as
-    /// its low bits are the key group's and thus alike within a subtask).
+    /// The index slot where a probe for `hash` starts (Fibonacci hashing: the high bits of the
+    /// product, so that consecutive ints and stable hashes of one key group spread alike).
     #[inline]
     fn home(&self, hash: u64) -> usize {
         let bits = self.index.len().trailing_zeros();
@@ -167,7 +178,7 @@ impl<T> Table<T> {
                 return None;
             }
             let entry = &self.entries[position as usize];
-            if entry.hash == hash && same_key(&entry.key, key) {
+            if entry.probe == hash && same_key(&entry.key, key) {
                 return Some(position as usize);
             }
             slot = (slot + 1) & mask;
@@ -177,7 +188,7 @@ impl<T> Table<T> {
     /// The index slot that holds slab position `position`.
     fn slot_of(&self, position: usize) -> usize {
         let mask = self.index.len() - 1;
-        let mut slot = self.home(self.entries[position].hash);
+        let mut slot = self.home(self.entries[position].probe);
         while self.index[slot] != position as u32 {
             slot = (slot + 1) & mask;
         }
@@ -186,7 +197,7 @@ impl<T> Table<T> {
 
     fn place(&mut self, position: usize) {
         let mask = self.index.len() - 1;
-        let mut slot = self.home(self.entries[position].hash);
+        let mut slot = self.home(self.entries[position].probe);
         while self.index[slot] != EMPTY {
             slot = (slot + 1) & mask;
         }
@@ -194,7 +205,7 @@ impl<T> Table<T> {
     }
 
     /// Adds an entry for a key that has none; returns its slab position.
-    fn add(&mut self, current: Current<'_>, values: Namespaced<T>) -> usize {
+    fn add(&mut self, probe: Probe<'_>, key_group: u32, values: Namespaced<T>) -> usize {
         if (self.entries.len() + 1) * 2 > self.index.len() {
             self.index = vec![EMPTY; (self.index.len() * 2).max(INDEX_SLOTS_MIN)];
             for position in 0..self.entries.len() {
@@ -202,8 +213,7 @@ impl<T> Table<T> {
             }
         }
         assert!(self.entries.len() < EMPTY as usize, "a state holds at most {} keys", EMPTY - 1);
-        let Current { hash, key_group, key } = current;
-        self.entries.push(Entry { hash, key_group, key: key.clone(), values });
+        self.entries.push(Entry { probe: probe.hash, key_group, key: probe.key.clone(), values });
         let position = self.entries.len() - 1;
         self.place(position);
         position
@@ -216,7 +226,7 @@ impl<T> Table<T> {
         let mut hole = self.slot_of(position);
         let mut next = (hole + 1) & mask;
         while self.index[next] != EMPTY {
-            let home = self.home(self.entries[self.index[next] as usize].hash);
+            let home = self.home(self.entries[self.index[next] as usize].probe);
             let stays = if hole <= next { hole < home && home <= next } else { hole < home || home <= next };
             if !stays {
                 self.index[hole] = self.index[next];
@@ -233,43 +243,57 @@ impl<T> Table<T> {
         self.entries.swap_remove(position);
     }
 
-    pub(super) fn get(&self, current: Current<'_>, at: Namespace) -> Option<&T> {
-        let position = self.find(current.hash, current.key)?;
+    pub(super) fn get(&self, probe: Probe<'_>, at: Namespace) -> Option<&T> {
+        let position = self.find(probe.hash, probe.key)?;
         self.entries[position].values.get(at)
     }
 
     #[inline]
-    pub(super) fn get_mut(&mut self, current: Current<'_>, at: Namespace) -> Option<&mut T> {
-        let position = self.find(current.hash, current.key)?;
+    pub(super) fn get_mut(&mut self, probe: Probe<'_>, at: Namespace) -> Option<&mut T> {
+        let position = self.find(probe.hash, probe.key)?;
         self.entries[position].values.get_mut(at)
     }
 
+    /// The value, created by `init` when absent; `key_group` is asked only for a new key.
     #[inline]
-    pub(super) fn get_or_insert_with(&mut self, current: Current<'_>, at: Namespace, init: impl FnOnce() -> T) -> &mut T {
-        match self.find(current.hash, current.key) {
-            Some(position) => self.entries[position].values.get_or_insert_with(at, init),
+    pub(super) fn get_or_insert_with(
+        &mut self,
+        probe: Probe<'_>,
+        at: Namespace,
+        key_group: impl FnOnce() -> StateResult<u32>,
+        init: impl FnOnce() -> T,
+    ) -> StateResult<&mut T> {
+        match self.find(probe.hash, probe.key) {
+            Some(position) => Ok(self.entries[position].values.get_or_insert_with(at, init)),
             None => {
-                let position = self.add(current, Namespaced::One((at, init())));
+                let position = self.add(probe, key_group()?, Namespaced::One((at, init())));
                 let Namespaced::One((_, value)) = &mut self.entries[position].values else {
                     unreachable!("a new entry holds one value");
                 };
-                value
+                Ok(value)
             }
         }
     }
 
-    pub(super) fn insert(&mut self, current: Current<'_>, at: Namespace, value: T) -> Option<T> {
-        match self.find(current.hash, current.key) {
-            Some(position) => self.entries[position].values.insert(at, value),
+    /// Sets the value; `key_group` is asked only for a new key.
+    pub(super) fn insert(
+        &mut self,
+        probe: Probe<'_>,
+        at: Namespace,
+        key_group: impl FnOnce() -> StateResult<u32>,
+        value: T,
+    ) -> StateResult<Option<T>> {
+        match self.find(probe.hash, probe.key) {
+            Some(position) => Ok(self.entries[position].values.insert(at, value)),
             None => {
-                self.add(current, Namespaced::One((at, value)));
-                None
+                self.add(probe, key_group()?, Namespaced::One((at, value)));
+                Ok(None)
             }
         }
     }
 
-    pub(super) fn remove(&mut self, current: Current<'_>, at: Namespace) -> Option<T> {
-        let position = self.find(current.hash, current.key)?;
+    pub(super) fn remove(&mut self, probe: Probe<'_>, at: Namespace) -> Option<T> {
+        let position = self.find(probe.hash, probe.key)?;
         let removed = self.entries[position].values.remove(at);
         if self.entries[position].values.is_empty() {
             self.drop_entry(position);
@@ -277,9 +301,9 @@ impl<T> Table<T> {
         removed
     }
 
-    /// The current key's namespaces, ascending.
-    pub(super) fn namespaces(&self, current: Current<'_>) -> impl Iterator<Item = Namespace> + '_ {
-        let found = self.find(current.hash, current.key).map(|position| self.entries[position].values.entries());
+    /// The key's namespaces, ascending.
+    pub(super) fn namespaces(&self, probe: Probe<'_>) -> impl Iterator<Item = Namespace> + '_ {
+        let found = self.find(probe.hash, probe.key).map(|position| self.entries[position].values.entries());
         found.unwrap_or(&[]).iter().map(|(namespace, _)| *namespace)
     }
 
@@ -299,7 +323,7 @@ impl<T> Table<T> {
     #[cfg(test)]
     pub(super) fn check_index(&self) {
         for (position, entry) in self.entries.iter().enumerate() {
-            assert_eq!(self.find(entry.hash, &entry.key), Some(position), "entry {position} is lost");
+            assert_eq!(self.find(entry.probe, &entry.key), Some(position), "entry {position} is lost");
         }
         let used = self.index.iter().filter(|&&slot| slot != EMPTY).count();
         assert_eq!(used, self.entries.len(), "index and slab disagree");

@@ -72,7 +72,7 @@ fn the_backend_files_every_key_under_key_group_of_whatever_the_max_parallelism()
         let count = state.register_value::<i64>("count", SerdeCodec);
         for key in (-500..500).map(Value::Int).chain((0..50).map(|n| Value::str(&format!("k{n}")))) {
             state.set_current_key(key.clone()).unwrap();
-            state.set_value(count, Namespace::Global, 1);
+            state.set_value(count, Namespace::Global, 1).unwrap();
             let snapshot = state.snapshot().unwrap();
             let expected = key_group_of(&key, max_parallelism);
             assert_eq!(snapshot.groups.iter().map(|group| group.key_group).collect::<Vec<_>>(), [expected]);
@@ -86,11 +86,11 @@ fn value_list_map_and_reducing_state_are_per_key_and_namespace() {
     let mut state = backend(1, 0);
     let handles = register(&mut state);
     state.set_current_key(Value::str("a")).unwrap();
-    state.set_value(handles.count, Namespace::Global, 5);
-    *state.value_or_init(handles.count, window(0, 10), || 0) += 2;
-    state.list_add(handles.seen, Namespace::Global, "x".to_string());
-    state.list_add(handles.seen, Namespace::Global, "y".to_string());
-    state.map_put(handles.tags, Namespace::Global, "t".to_string(), 1);
+    state.set_value(handles.count, Namespace::Global, 5).unwrap();
+    *state.entry(handles.count, window(0, 10), || 0).unwrap() += 2;
+    state.list_add(handles.seen, Namespace::Global, "x".to_string()).unwrap();
+    state.list_add(handles.seen, Namespace::Global, "y".to_string()).unwrap();
+    state.map_put(handles.tags, Namespace::Global, ("t".to_string(), 1)).unwrap();
     state.reducing_add(handles.total, Namespace::Global, 3).unwrap();
     state.reducing_add(handles.total, Namespace::Global, 4).unwrap();
     state.set_current_key(Value::str("b")).unwrap();
@@ -112,10 +112,16 @@ fn value_list_map_and_reducing_state_are_per_key_and_namespace() {
 }
 
 #[test]
-fn a_key_outside_the_owned_groups_is_refused() {
+fn storing_state_for_a_key_outside_the_owned_groups_is_refused() {
     let mut state = backend(4, 1);
+    let handles = register(&mut state);
     let foreign = (0..).map(Value::Int).find(|key| owner(key, 4) != 1).unwrap();
-    assert!(matches!(state.set_current_key(foreign), Err(StateError::KeyOutOfRange { .. })));
+    state.set_current_key(foreign).unwrap();
+    assert_eq!(state.value(handles.count, Namespace::Global), None, "a foreign key reads as empty");
+    let refused = state.set_value(handles.count, Namespace::Global, 1);
+    assert!(matches!(refused, Err(StateError::KeyOutOfRange { .. })), "{refused:?}");
+    assert!(matches!(state.current_key_group(), Err(StateError::KeyOutOfRange { .. })));
+    assert_eq!(state.entry_count(), 0);
 }
 
 /// Fills the backend of subtask `subtask` of `parallelism` with every key it owns among `keys`.
@@ -125,9 +131,9 @@ fn fill(parallelism: u32, subtask: u32, keys: &[Value]) -> KeyedSnapshot {
     for key in keys.iter().filter(|key| owner(key, parallelism) == subtask) {
         let Value::Int(n) = key else { unreachable!() };
         state.set_current_key(key.clone()).unwrap();
-        state.set_value(handles.count, Namespace::Global, *n);
-        state.set_value(handles.count, window(*n, n + 10), n * 2);
-        state.list_add(handles.seen, Namespace::Global, format!("k{n}"));
+        state.set_value(handles.count, Namespace::Global, *n).unwrap();
+        state.set_value(handles.count, window(*n, n + 10), n * 2).unwrap();
+        state.list_add(handles.seen, Namespace::Global, format!("k{n}")).unwrap();
         state.reducing_add(handles.total, window(0, 1), *n).unwrap();
     }
     state.snapshot().unwrap()
@@ -231,12 +237,12 @@ fn restore_into_a_backend_with_state_is_refused() {
     let mut state = backend(1, 0);
     let handles = register(&mut state);
     state.set_current_key(Value::Int(1)).unwrap();
-    state.set_value(handles.count, Namespace::Global, 1);
+    state.set_value(handles.count, Namespace::Global, 1).unwrap();
     assert_eq!(state.restore(&[&snapshot]), Err(StateError::NotEmpty { entries: 1 }));
 }
 
 mod table_index {
-    use super::super::table::{Current, Table};
+    use super::super::table::{Probe, Table};
     use super::*;
     use proptest::prelude::*;
 
@@ -267,26 +273,40 @@ mod table_index {
                 };
                 let hash = stable_hash(&key);
                 // Few bits of hash: many collisions in the probe sequences.
-                let current = Current { hash: hash % 7, key_group: (hash % 4) as u32, key: &key };
+                let probe = Probe { hash: hash % 7, key: &key };
+                let key_group = (hash % 4) as u32;
                 let at = if window == 0 { Namespace::Global } else { super::window(window, window + 1) };
-                let model_key = (current.key_group, key.clone(), at);
+                let model_key = (key_group, key.clone(), at);
                 match op {
                     Op::Put(_, _, value) => {
-                        prop_assert_eq!(table.insert(current, at, value), model.insert(model_key, value));
+                        let put = table.insert(probe, at, || Ok(key_group), value).unwrap();
+                        prop_assert_eq!(put, model.insert(model_key, value));
                     }
-                    Op::Remove(..) => prop_assert_eq!(table.remove(current, at), model.remove(&model_key)),
+                    Op::Remove(..) => prop_assert_eq!(table.remove(probe, at), model.remove(&model_key)),
                 }
                 table.check_index();
                 prop_assert_eq!(table.len(), model.len());
             }
-            let listed: Vec<(u32, Value, Namespace, i64)> = table
-                .sorted()
-                .into_iter()
-                .flat_map(|entry| entry.values.entries().iter().map(move |(ns, v)| (entry.key_group, entry.key.clone(), *ns, *v)))
-                .collect();
+            let mut listed: Vec<(u32, Value, Namespace, i64)> = Vec::new();
+            for entry in table.sorted() {
+                for (namespace, value) in entry.values.entries() {
+                    listed.push((entry.key_group, entry.key.clone(), *namespace, *value));
+                }
+            }
             let expected: Vec<(u32, Value, Namespace, i64)> =
                 model.into_iter().map(|((group, key, ns), value)| (group, key, ns, value)).collect();
             prop_assert_eq!(listed, expected);
         }
     }
+}
+
+#[test]
+#[should_panic(expected = "used with another type")]
+fn a_handle_of_another_backend_and_type_is_refused_before_any_cast() {
+    let mut ints = backend(1, 0);
+    let _count: ValueState<i64> = ints.register_value("count", SerdeCodec);
+    let mut texts = backend(1, 0);
+    let names: ValueState<String> = texts.register_value("names", SerdeCodec);
+    ints.set_current_key(Value::Int(1)).unwrap();
+    let _ = ints.set_value(names, Namespace::Global, "x".to_string());
 }
