@@ -148,7 +148,7 @@ impl Slot {
 }
 
 impl Slot {
-    #[inline]
+    #[inline(always)]
     fn add(&mut self, arg: Option<&Selector>, row: &[Value]) -> Result<(), EvalError> {
         match (self, arg) {
             (Slot::Count(count), _) => {
@@ -251,7 +251,7 @@ impl Aggregates {
     }
 
     /// Folds `row` into `slots`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn add(&self, slots: &mut [Slot], row: &[Value]) -> Result<(), EvalError> {
         for (slot, arg) in slots.iter_mut().zip(&self.args) {
             slot.add(arg.as_ref(), row)?;

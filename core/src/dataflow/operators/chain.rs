@@ -182,6 +182,15 @@ fn split_node<'a, E>(
 impl<E: Collector> Collector for Downstream<'_, E> {
     #[inline]
     fn collect(&mut self, row: &[Value]) -> Result<(), OperatorError> {
+        // The usual shapes first: one chained consumer, or one output edge.
+        match (self.chained, self.edges_out) {
+            ([next], []) => {
+                let (operator, mut down) = split_node(self.nodes, self.offset, *next, self.edges);
+                return operator.process(row, &mut down);
+            }
+            ([], [edge]) => return self.edges[*edge].collect(row),
+            _ => {}
+        }
         for &next in self.chained {
             let (operator, mut down) = split_node(self.nodes, self.offset, next, self.edges);
             operator.process(row, &mut down)?;
@@ -236,7 +245,7 @@ impl Chain {
         let (operator, mut down) = split_node(&mut self.nodes, 0, 0, edges);
         match operator.as_source() {
             Some(source) => source.poll(now, max_records, &mut down),
-            None => Err(OperatorError::new(&self.nodes[0].uid, OperatorErrorKind::Output("not a source".into()))),
+            None => Err(OperatorError::new(&self.nodes[0].uid, OperatorErrorKind::NotASource)),
         }
     }
 

@@ -85,7 +85,7 @@ impl Contents {
         Contents { count: 0, fired: false, aggregation }
     }
 
-    #[inline]
+    #[inline(always)]
     fn add(&mut self, aggregates: &Aggregates, row: &[Value], arrival: u64) -> Result<(), EvalError> {
         match &mut self.aggregation {
             Aggregation::Slots(slots) => aggregates.add(slots, row)?,
