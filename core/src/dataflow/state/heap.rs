@@ -307,14 +307,9 @@ impl KeyedStateBackend for HeapKeyedStateBackend {
     }
 
     #[inline]
-    fn entry<T: StateType>(
-        &mut self,
-        of: ValueState<T>,
-        at: Namespace,
-        new: impl FnOnce() -> T,
-    ) -> StateResult<&mut T> {
+    fn entry<T: StateType>(&mut self, of: ValueState<T>, at: Namespace, f: impl FnOnce() -> T) -> StateResult<&mut T> {
         let (table, probe, group) = self.table_mut::<T>(of.id);
-        table.get_or_insert_with(probe, at, || group.resolve(), new)
+        table.get_or_insert_with(probe, at, || group.resolve(), f)
     }
 
     fn set_value<T: StateType>(&mut self, state: ValueState<T>, at: Namespace, value: T) -> StateResult<Option<T>> {
@@ -358,14 +353,9 @@ impl KeyedStateBackend for HeapKeyedStateBackend {
         table.remove(probe, at).unwrap_or_default()
     }
 
-    fn map_put<K: StateKey, V: StateType>(
-        &mut self,
-        of: MapState<K, V>,
-        at: Namespace,
-        put: (K, V),
-    ) -> StateResult<()> {
+    fn map_put<K: StateKey, V: StateType>(&mut self, of: MapState<K, V>, at: Namespace, kv: (K, V)) -> StateResult<()> {
         let (table, probe, group) = self.table_mut::<BTreeMap<K, V>>(of.id);
-        table.get_or_insert_with(probe, at, || group.resolve(), BTreeMap::new)?.insert(put.0, put.1);
+        table.get_or_insert_with(probe, at, || group.resolve(), BTreeMap::new)?.insert(kv.0, kv.1);
         Ok(())
     }
 

@@ -359,9 +359,8 @@ pub trait KeyedStateBackend {
     fn value<T: StateType>(&self, state: ValueState<T>, at: Namespace) -> Option<&T>;
     /// The value of the current key at `at`, to change in place.
     fn value_mut<T: StateType>(&mut self, state: ValueState<T>, at: Namespace) -> Option<&mut T>;
-    /// The value of `of` at `at`, created by `new` when absent.
-    fn entry<T: StateType>(&mut self, of: ValueState<T>, at: Namespace, new: impl FnOnce() -> T)
-    -> StateResult<&mut T>;
+    /// The value of `of` at `at`, created by `f` when absent.
+    fn entry<T: StateType>(&mut self, of: ValueState<T>, at: Namespace, f: impl FnOnce() -> T) -> StateResult<&mut T>;
     /// Sets the value; returns the previous one.
     fn set_value<T: StateType>(&mut self, state: ValueState<T>, at: Namespace, value: T) -> StateResult<Option<T>>;
     /// Removes the value and returns it.
@@ -378,9 +377,8 @@ pub trait KeyedStateBackend {
     /// Removes the list and returns it.
     fn list_take<T: StateType>(&mut self, state: ListState<T>, at: Namespace) -> Vec<T>;
 
-    /// Puts `put` (a key and its value) into the map `of` at `at`.
-    fn map_put<K: StateKey, V: StateType>(&mut self, of: MapState<K, V>, at: Namespace, put: (K, V))
-    -> StateResult<()>;
+    /// Puts `kv` (a key and its value) into the map `of` at `at`.
+    fn map_put<K: StateKey, V: StateType>(&mut self, of: MapState<K, V>, at: Namespace, kv: (K, V)) -> StateResult<()>;
     /// The map's value for `key`.
     fn map_get<K: StateKey, V: StateType>(&self, state: MapState<K, V>, at: Namespace, key: &K) -> Option<&V>;
     /// Removes `key` from the map; an emptied map is dropped.
