@@ -14,7 +14,6 @@ use super::{
     Reducer, ReducingState, StateCodec, StateError, StateKey, StateResult, StateType, ValueState, decode_exact,
     encode_to_vec, key_group_of,
 };
-use crate::expr::stable_hash;
 use crate::row::Value;
 use serde::{Deserialize, Serialize};
 use std::any::TypeId;
@@ -209,11 +208,9 @@ struct KeyGroups {
 }
 
 impl KeyGroups {
-    /// [`key_group_of`], with a mask instead of a division when the number of key groups is a
-    /// power of two (always, unless the job sets another max parallelism).
+    /// [`key_group_of`]: the partitioner's key groups, with its division precomputed.
     fn of(&self, key: &Value) -> u32 {
-        let (hash, groups) = (stable_hash(key), u64::from(self.max_parallelism));
-        let key_group = if groups.is_power_of_two() { hash & (groups - 1) } else { hash % groups } as u32;
+        let key_group = crate::dataflow::partition::KeyGroups::new(self.max_parallelism).of(key);
         debug_assert_eq!(key_group, key_group_of(key, self.max_parallelism));
         key_group
     }

@@ -30,7 +30,6 @@ mod table;
 pub use heap::HeapKeyedStateBackend;
 
 use super::EventTime;
-use crate::expr::stable_hash;
 use crate::ids::SubtaskIndex;
 use crate::row::Value;
 use serde::de::DeserializeOwned;
@@ -42,14 +41,10 @@ use std::ops::Range;
 /// Largest snapshot a decoder accepts for one value (guards allocations on corrupt input).
 pub const DECODE_BYTES_MAX: usize = 1 << 30;
 
-/// The key group of `key` among `max_parallelism` groups.
-///
-/// Must equal `dataflow::partition::key_group_of` (the partitioner's copy of this formula);
-/// the two are to be merged into one.
-#[allow(clippy::unnecessary_cast)] // kept letter for letter as the partitioner's copy
+/// The key group of `key` among `max_parallelism` groups: the partitioner's formula, so a record
+/// routed to a subtask always finds its key group in that subtask's range.
 pub(crate) fn key_group_of(key: &Value, max_parallelism: u32) -> u32 {
-    debug_assert!(max_parallelism > 0);
-    (stable_hash(key) as u64 % max_parallelism as u64) as u32
+    crate::dataflow::partition::key_group_of(key, max_parallelism)
 }
 
 /// A half-open range `[start, end)` of key groups: the groups one subtask owns.
