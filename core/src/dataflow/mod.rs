@@ -16,6 +16,9 @@
 //! - `operators`: the built-in operators and windows, and operator chains.
 //! - `checkpoint` (in the JobMaster) coordinates; `storage` encodes checkpoint files.
 
+pub mod operators;
+pub mod state;
+
 use crate::ids::CheckpointId;
 use crate::row::Row;
 use crate::time::Time;

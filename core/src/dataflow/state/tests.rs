@@ -1,0 +1,292 @@
+use super::*;
+use crate::ids::SubtaskIndex;
+use std::collections::BTreeMap;
+
+const MAX_PARALLELISM: u32 = 128;
+
+fn backend(parallelism: u32, subtask: u32) -> HeapKeyedStateBackend {
+    let range = KeyGroupRange::for_subtask(MAX_PARALLELISM, parallelism, SubtaskIndex(subtask));
+    HeapKeyedStateBackend::new(MAX_PARALLELISM, range)
+}
+
+/// The subtask of `parallelism` that owns `key`.
+fn owner(key: &Value, parallelism: u32) -> u32 {
+    subtask_for_key_group(MAX_PARALLELISM, parallelism, key_group_of(key, MAX_PARALLELISM)).0
+}
+
+struct States {
+    count: ValueState<i64>,
+    seen: ListState<String>,
+    tags: MapState<String, i64>,
+    total: ReducingState<i64>,
+}
+
+fn register(backend: &mut HeapKeyedStateBackend) -> States {
+    let add: ReduceFn<i64> = Box::new(|sum, value| {
+        *sum += value;
+        Ok(())
+    });
+    States {
+        count: backend.register_value("count", SerdeCodec),
+        seen: backend.register_list("seen", SerdeCodec),
+        tags: backend.register_map("tags", MapCodecs { keys: Box::new(SerdeCodec), values: Box::new(SerdeCodec) }),
+        total: backend.register_reducing("total", Reducer { codec: Box::new(SerdeCodec), reduce: add }),
+    }
+}
+
+fn window(start: i64, end: i64) -> Namespace {
+    Namespace::Window(TimeWindow { start, end })
+}
+
+#[test]
+fn key_group_ranges_match_flink_and_cover_every_group_once() {
+    assert_eq!(KeyGroupRange::for_subtask(128, 3, SubtaskIndex(0)), KeyGroupRange::new(0, 43));
+    assert_eq!(KeyGroupRange::for_subtask(128, 3, SubtaskIndex(1)), KeyGroupRange::new(43, 86));
+    assert_eq!(KeyGroupRange::for_subtask(128, 3, SubtaskIndex(2)), KeyGroupRange::new(86, 128));
+    for parallelism in [1u32, 2, 3, 5, 7, 64, 128] {
+        let mut next = 0;
+        for subtask in 0..parallelism {
+            let range = KeyGroupRange::for_subtask(128, parallelism, SubtaskIndex(subtask));
+            assert_eq!(range.start, next, "p={parallelism}");
+            for key_group in range.iter() {
+                assert_eq!(subtask_for_key_group(128, parallelism, key_group), SubtaskIndex(subtask));
+            }
+            next = range.end;
+        }
+        assert_eq!(next, 128);
+    }
+}
+
+#[test]
+fn key_group_is_the_stable_hash_modulo_max_parallelism() {
+    let key = Value::str("page-3");
+    assert_eq!(key_group_of(&key, 128), (stable_hash(&key) % 128) as u32);
+    let composite = Value::List(vec![Value::Int(1), Value::str("a")].into());
+    assert_eq!(key_group_of(&composite, 4096), (stable_hash(&composite) % 4096) as u32);
+}
+
+#[test]
+fn the_backend_files_every_key_under_key_group_of_whatever_the_max_parallelism() {
+    for max_parallelism in [1u32, 3, 100, 128, 4096, 32_768] {
+        let mut state = HeapKeyedStateBackend::new(max_parallelism, KeyGroupRange::new(0, max_parallelism));
+        let count = state.register_value::<i64>("count", SerdeCodec);
+        for key in (-500..500).map(Value::Int).chain((0..50).map(|n| Value::str(&format!("k{n}")))) {
+            state.set_current_key(key.clone()).unwrap();
+            state.set_value(count, Namespace::Global, 1);
+            let snapshot = state.snapshot().unwrap();
+            let expected = key_group_of(&key, max_parallelism);
+            assert_eq!(snapshot.groups.iter().map(|group| group.key_group).collect::<Vec<_>>(), [expected]);
+            state.take_value(count, Namespace::Global);
+        }
+    }
+}
+
+#[test]
+fn value_list_map_and_reducing_state_are_per_key_and_namespace() {
+    let mut state = backend(1, 0);
+    let handles = register(&mut state);
+    state.set_current_key(Value::str("a")).unwrap();
+    state.set_value(handles.count, Namespace::Global, 5);
+    *state.value_or_init(handles.count, window(0, 10), || 0) += 2;
+    state.list_add(handles.seen, Namespace::Global, "x".to_string());
+    state.list_add(handles.seen, Namespace::Global, "y".to_string());
+    state.map_put(handles.tags, Namespace::Global, "t".to_string(), 1);
+    state.reducing_add(handles.total, Namespace::Global, 3).unwrap();
+    state.reducing_add(handles.total, Namespace::Global, 4).unwrap();
+    state.set_current_key(Value::str("b")).unwrap();
+    assert_eq!(state.value(handles.count, Namespace::Global), None);
+    assert!(state.list(handles.seen, Namespace::Global).is_empty());
+    state.set_current_key(Value::str("a")).unwrap();
+    assert_eq!(state.value(handles.count, Namespace::Global), Some(&5));
+    assert_eq!(state.value(handles.count, window(0, 10)), Some(&2));
+    assert_eq!(state.list(handles.seen, Namespace::Global), ["x".to_string(), "y".to_string()]);
+    assert_eq!(state.map_get(handles.tags, Namespace::Global, &"t".to_string()), Some(&1));
+    assert_eq!(state.reducing_get(handles.total, Namespace::Global), Some(&7));
+    let mut namespaces = Vec::new();
+    state.namespaces(handles.count, &mut namespaces);
+    assert_eq!(namespaces, vec![Namespace::Global, window(0, 10)]);
+    assert_eq!(state.map_remove(handles.tags, Namespace::Global, &"t".to_string()), Some(1));
+    assert_eq!(state.map(handles.tags, Namespace::Global), None, "an emptied map is dropped");
+    assert_eq!(state.take_value(handles.count, Namespace::Global), Some(5));
+    assert_eq!(state.entry_count(), 3);
+}
+
+#[test]
+fn a_key_outside_the_owned_groups_is_refused() {
+    let mut state = backend(4, 1);
+    let foreign = (0..).map(Value::Int).find(|key| owner(key, 4) != 1).unwrap();
+    assert!(matches!(state.set_current_key(foreign), Err(StateError::KeyOutOfRange { .. })));
+}
+
+/// Fills the backend of subtask `subtask` of `parallelism` with every key it owns among `keys`.
+fn fill(parallelism: u32, subtask: u32, keys: &[Value]) -> KeyedSnapshot {
+    let mut state = backend(parallelism, subtask);
+    let handles = register(&mut state);
+    for key in keys.iter().filter(|key| owner(key, parallelism) == subtask) {
+        let Value::Int(n) = key else { unreachable!() };
+        state.set_current_key(key.clone()).unwrap();
+        state.set_value(handles.count, Namespace::Global, *n);
+        state.set_value(handles.count, window(*n, n + 10), n * 2);
+        state.list_add(handles.seen, Namespace::Global, format!("k{n}"));
+        state.reducing_add(handles.total, window(0, 1), *n).unwrap();
+    }
+    state.snapshot().unwrap()
+}
+
+#[test]
+fn state_snapshotted_at_four_subtasks_restores_at_two_and_three_with_every_key_once() {
+    let keys: Vec<Value> = (0..500).map(Value::Int).collect();
+    let snapshots: Vec<KeyedSnapshot> = (0..4).map(|subtask| fill(4, subtask, &keys)).collect();
+    let references: Vec<&KeyedSnapshot> = snapshots.iter().collect();
+    for parallelism in [2u32, 3, 1, 5] {
+        let mut found: BTreeMap<i64, u32> = BTreeMap::new();
+        for subtask in 0..parallelism {
+            let mut state = backend(parallelism, subtask);
+            let handles = register(&mut state);
+            state.restore(&references).unwrap();
+            state.for_each_value(handles.count, &mut |key, namespace, value| {
+                let Value::Int(n) = key else { panic!("unexpected key {key}") };
+                if namespace == Namespace::Global {
+                    assert_eq!(value, n);
+                    *found.entry(*n).or_default() += 1;
+                } else {
+                    assert_eq!((namespace, *value), (window(*n, n + 10), n * 2));
+                }
+            });
+            for key in keys.iter().filter(|key| owner(key, parallelism) == subtask) {
+                let Value::Int(n) = key else { unreachable!() };
+                state.set_current_key(key.clone()).unwrap();
+                assert_eq!(state.list(handles.seen, Namespace::Global), [format!("k{n}")]);
+                assert_eq!(state.reducing_get(handles.total, window(0, 1)), Some(n));
+            }
+        }
+        assert_eq!(found.len(), keys.len(), "p={parallelism}: every key restored");
+        assert!(found.values().all(|&count| count == 1), "p={parallelism}: no key restored twice");
+    }
+}
+
+#[test]
+fn snapshots_are_ordered_and_repeatable() {
+    let keys: Vec<Value> = (0..100).map(Value::Int).collect();
+    let first = fill(1, 0, &keys);
+    let second = fill(1, 0, &keys);
+    assert_eq!(first, second);
+    assert!(first.groups.windows(2).all(|pair| pair[0].key_group < pair[1].key_group));
+}
+
+#[test]
+fn restore_refuses_bad_snapshots_with_typed_errors() {
+    let keys: Vec<Value> = (0..50).map(Value::Int).collect();
+    let snapshot = fill(1, 0, &keys);
+    let restore = |snapshots: &[&KeyedSnapshot]| {
+        let mut state = backend(1, 0);
+        register(&mut state);
+        state.restore(snapshots)
+    };
+    assert!(matches!(restore(&[&snapshot, &snapshot]), Err(StateError::DuplicateKeyGroup { .. })));
+    let mut other_max = snapshot.clone();
+    other_max.max_parallelism = 256;
+    assert!(matches!(restore(&[&other_max]), Err(StateError::MaxParallelismMismatch { .. })));
+    let mut moved = snapshot.clone();
+    moved.groups[0].key_group = (moved.groups[0].key_group + 1) % MAX_PARALLELISM;
+    moved.groups.sort_by_key(|group| group.key_group);
+    moved.groups.dedup_by_key(|group| group.key_group);
+    assert!(matches!(restore(&[&moved]), Err(StateError::Corrupt { .. })));
+    for cut in [0, 1, 5, 17] {
+        let mut truncated = snapshot.clone();
+        let bytes = &mut truncated.groups[0].bytes;
+        bytes.truncate(bytes.len().saturating_sub(cut + 1));
+        assert!(matches!(restore(&[&truncated]), Err(StateError::Corrupt { .. })), "cut {cut}");
+    }
+    let mut unregistered = backend(1, 0);
+    unregistered.register_value::<i64>("count", SerdeCodec);
+    assert!(matches!(unregistered.restore(&[&snapshot]), Err(StateError::UnknownState { .. })));
+}
+
+#[test]
+fn garbage_bytes_never_panic_on_restore() {
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for length in 0..200usize {
+        let bytes: Vec<u8> = (0..length)
+            .map(|_| {
+                seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                (seed >> 56) as u8
+            })
+            .collect();
+        let snapshot = KeyedSnapshot {
+            max_parallelism: MAX_PARALLELISM,
+            key_group_range: KeyGroupRange::new(0, MAX_PARALLELISM),
+            groups: vec![KeyGroupSnapshot { key_group: 3, bytes }],
+        };
+        let mut state = backend(1, 0);
+        register(&mut state);
+        let _ = state.restore(&[&snapshot]);
+    }
+}
+
+#[test]
+fn restore_into_a_backend_with_state_is_refused() {
+    let keys: Vec<Value> = (0..10).map(Value::Int).collect();
+    let snapshot = fill(1, 0, &keys);
+    let mut state = backend(1, 0);
+    let handles = register(&mut state);
+    state.set_current_key(Value::Int(1)).unwrap();
+    state.set_value(handles.count, Namespace::Global, 1);
+    assert_eq!(state.restore(&[&snapshot]), Err(StateError::NotEmpty { entries: 1 }));
+}
+
+mod table_index {
+    use super::super::table::{Current, Table};
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Put(i64, i64, i64),
+        Remove(i64, i64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => (0i64..40, 0i64..3, any::<i64>()).prop_map(|(key, window, value)| Op::Put(key, window, value)),
+            2 => (0i64..40, 0i64..3).prop_map(|(key, window)| Op::Remove(key, window)),
+        ]
+    }
+
+    proptest! {
+        /// The hash-indexed table behaves as an ordered map of `(key, namespace)`, its index
+        /// stays consistent through growth and backward-shift deletions, and it iterates in
+        /// key-group then key order whatever the history.
+        #[test]
+        fn the_table_behaves_as_an_ordered_map(ops in proptest::collection::vec(op(), 0..300)) {
+            let mut table: Table<i64> = Table::new("t", Box::new(SerdeCodec), None);
+            let mut model: BTreeMap<(u32, Value, Namespace), i64> = BTreeMap::new();
+            for op in ops {
+                let (key, window) = match &op {
+                    Op::Put(key, window, _) | Op::Remove(key, window) => (Value::Int(*key), *window),
+                };
+                let hash = stable_hash(&key);
+                // Few bits of hash: many collisions in the probe sequences.
+                let current = Current { hash: hash % 7, key_group: (hash % 4) as u32, key: &key };
+                let at = if window == 0 { Namespace::Global } else { super::window(window, window + 1) };
+                let model_key = (current.key_group, key.clone(), at);
+                match op {
+                    Op::Put(_, _, value) => {
+                        prop_assert_eq!(table.insert(current, at, value), model.insert(model_key, value));
+                    }
+                    Op::Remove(..) => prop_assert_eq!(table.remove(current, at), model.remove(&model_key)),
+                }
+                table.check_index();
+                prop_assert_eq!(table.len(), model.len());
+            }
+            let listed: Vec<(u32, Value, Namespace, i64)> = table
+                .sorted()
+                .into_iter()
+                .flat_map(|entry| entry.values.entries().iter().map(move |(ns, v)| (entry.key_group, entry.key.clone(), *ns, *v)))
+                .collect();
+            let expected: Vec<(u32, Value, Namespace, i64)> =
+                model.into_iter().map(|((group, key, ns), value)| (group, key, ns, value)).collect();
+            prop_assert_eq!(listed, expected);
+        }
+    }
+}
