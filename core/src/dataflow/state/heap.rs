@@ -12,6 +12,7 @@ use super::{
     Reducer, ReducingState, StateCodec, StateError, StateKey, StateResult, StateType, ValueState, decode_exact,
     encode_to_vec, key_group_of,
 };
+use crate::dataflow::partition::KeyGroups;
 use crate::expr::stable_hash;
 use crate::row::Value;
 use serde::{Deserialize, Serialize};
@@ -97,6 +98,8 @@ pub struct HeapKeyedStateBackend {
     current_key: Value,
     current_hash: u64,
     current_group: u32,
+    /// Key groups as the partitioner computes them, so a key arrives where its state lives.
+    key_groups: KeyGroups,
     tables: Vec<Box<dyn ErasedTable>>,
     /// `TypeId` of the concrete table behind each entry of `tables`, fixed at registration.
     table_types: Vec<TypeId>,
@@ -119,12 +122,14 @@ impl HeapKeyedStateBackend {
         assert!(max_parallelism > 0, "max parallelism must be positive");
         assert!(range.end <= max_parallelism, "range {range:?} beyond {max_parallelism} key groups");
         let current_hash = stable_hash(&Value::Null);
+        let key_groups = KeyGroups::new(max_parallelism);
         HeapKeyedStateBackend {
             max_parallelism,
             range,
             current_key: Value::Null,
             current_hash,
-            current_group: (current_hash % u64::from(max_parallelism)) as u32,
+            current_group: key_groups.of_hash(current_hash),
+            key_groups,
             tables: Vec::new(),
             table_types: Vec::new(),
         }
@@ -137,14 +142,11 @@ impl HeapKeyedStateBackend {
         self.tables.len() as u32 - 1
     }
 
-    /// The key group of a key with stable hash `hash`: [`key_group_of`], with a mask instead of a
-    /// division when the number of key groups is a power of two (always, unless the job sets
-    /// another max parallelism), as a 64-bit division costs more than the rest of a lookup.
+    /// The key group of a key with stable hash `hash`: [`key_group_of`], with the partitioner's
+    /// precomputed division.
     #[inline]
     fn key_group(&self, hash: u64) -> u32 {
-        let groups = u64::from(self.max_parallelism);
-        let key_group = if groups.is_power_of_two() { hash & (groups - 1) } else { hash % groups };
-        key_group as u32
+        self.key_groups.of_hash(hash)
     }
 
     fn current(&self) -> Current<'_> {

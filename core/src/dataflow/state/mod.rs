@@ -8,7 +8,8 @@
 //! ([`KeyedStateBackend::set_current_key`], as Flink's `setCurrentKey`) and a [`Namespace`]
 //! (a window, or [`Namespace::Global`]).
 //!
-//! Key groups follow Flink: a key's group is `stable_hash(key) mod max_parallelism`, and
+//! Key groups follow Flink: a key's group is the partitioner's (`partition::key_group_of`, a
+//! mix of `stable_hash(key)` modulo `max_parallelism`), and
 //! subtask `i` of `p` owns the groups `[ceil(i·m/p), ceil((i+1)·m/p))` of `m`
 //! (`KeyGroupRangeAssignment`). A composite key is hashed as the `Value::List` of its parts.
 //!
@@ -30,7 +31,6 @@ mod table;
 pub use heap::HeapKeyedStateBackend;
 
 use super::EventTime;
-use crate::expr::stable_hash;
 use crate::ids::SubtaskIndex;
 use crate::row::Value;
 use serde::de::DeserializeOwned;
@@ -42,14 +42,10 @@ use std::ops::Range;
 /// Largest snapshot a decoder accepts for one value (guards allocations on corrupt input).
 pub const DECODE_BYTES_MAX: usize = 1 << 30;
 
-/// The key group of `key` among `max_parallelism` groups.
-///
-/// Must equal `dataflow::partition::key_group_of` (the partitioner's copy of this formula);
-/// the two are to be merged into one.
-#[allow(clippy::unnecessary_cast)] // kept letter for letter as the partitioner's copy
+/// The key group of `key` among `max_parallelism` groups: the partitioner's
+/// ([`crate::dataflow::partition::key_group_of`]), so records reach the subtask owning their state.
 pub(crate) fn key_group_of(key: &Value, max_parallelism: u32) -> u32 {
-    debug_assert!(max_parallelism > 0);
-    (stable_hash(key) as u64 % max_parallelism as u64) as u32
+    crate::dataflow::partition::key_group_of(key, max_parallelism)
 }
 
 /// A half-open range `[start, end)` of key groups: the groups one subtask owns.

@@ -1,4 +1,5 @@
 use super::*;
+use crate::expr::stable_hash;
 use crate::ids::SubtaskIndex;
 use std::collections::BTreeMap;
 
@@ -58,11 +59,13 @@ fn key_group_ranges_match_flink_and_cover_every_group_once() {
 }
 
 #[test]
-fn key_group_is_the_stable_hash_modulo_max_parallelism() {
-    let key = Value::str("page-3");
-    assert_eq!(key_group_of(&key, 128), (stable_hash(&key) % 128) as u32);
-    let composite = Value::List(vec![Value::Int(1), Value::str("a")].into());
-    assert_eq!(key_group_of(&composite, 4096), (stable_hash(&composite) % 4096) as u32);
+fn key_group_is_the_partitioners_so_keys_reach_their_state() {
+    use crate::dataflow::partition;
+    for key in [Value::str("page-3"), Value::Int(7), Value::List(vec![Value::Int(1), Value::str("a")].into())] {
+        for max_parallelism in [1u32, 3, 128, 4096] {
+            assert_eq!(key_group_of(&key, max_parallelism), partition::key_group_of(&key, max_parallelism));
+        }
+    }
 }
 
 #[test]
