@@ -14,6 +14,7 @@
 //!   (at-least-once) and unaligned checkpoints.
 //! - `state`: keyed state (value, list, map, reducing) with snapshots per key group.
 //! - `operators`: the built-in operators and windows, and operator chains.
+//! - `task`: one task running one chain as a step function over its gate and writers.
 //! - `checkpoint` (in the JobMaster) coordinates; `storage` encodes checkpoint files.
 
 pub mod operators;
@@ -74,3 +75,4 @@ pub enum StreamElement {
 pub mod buffer;
 pub mod gate;
 pub mod partition;
+pub mod task;

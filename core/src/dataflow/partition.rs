@@ -130,6 +130,12 @@ impl KeyGroups {
         self.reduce(hash_of(key))
     }
 
+    /// The key group of a key whose [`stable_hash`] is `hash` (keyed state hashes each key once).
+    #[inline]
+    pub fn of_hash(&self, hash: u64) -> u32 {
+        self.reduce(hash)
+    }
+
     /// The key group of a key made of several fields (see [`key_group_of_fields`]).
     pub fn of_fields(&self, key: &[Value]) -> u32 {
         self.reduce(key.iter().fold(0u64, |h, field| h.wrapping_mul(31).wrapping_add(hash_of(field))))
