@@ -109,8 +109,56 @@ fn missing_job_file_and_bad_override_are_clear_errors() {
 }
 
 #[test]
-fn local_says_plainly_that_it_did_not_run_the_job() {
-    let output = weir(&["local", "examples/windowed-sum.toml"]);
-    assert!(output.status.success());
-    assert!(String::from_utf8_lossy(&output.stdout).contains("NOT run"));
+fn local_runs_the_job_and_commits_exactly_the_expected_output() {
+    let out = std::env::temp_dir().join(format!("weir-local-out-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let job = temp_file(
+        "sums.toml",
+        &format!(
+            r#"name = "sums"
+[[operator]]
+id = "numbers"
+type = "sequence"
+to = 9999
+[[operator]]
+id = "pairs"
+type = "map"
+input = "numbers"
+fields = {{ k = "x % 10", v = "x" }}
+[[operator]]
+id = "by-k"
+type = "key_by"
+input = "pairs"
+key = "k"
+[[operator]]
+id = "sums"
+type = "window"
+input = "by-k"
+window = {{ type = "count", size = 100 }}
+aggregates = {{ total = "sum(v)" }}
+[[operator]]
+id = "out"
+type = "file_sink"
+input = "sums"
+path = "{}"
+format = "csv"
+"#,
+            out.display()
+        ),
+    );
+    let output = weir(&["local", job.to_str().expect("utf-8 path"), "-p", "2"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("FINISHED: 10000 records"), "{stdout}");
+    let mut lines = Vec::new();
+    for entry in std::fs::read_dir(&out).expect("the sink's directory") {
+        let path = entry.expect("entry").path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+        assert!(!name.starts_with(".pending"), "every part is committed: {name}");
+        lines.extend(std::fs::read_to_string(&path).expect("part").lines().map(String::from));
+    }
+    assert_eq!(lines.len(), 100, "10 keys x 10 windows of 100 records");
+    let total: i64 =
+        lines.iter().map(|line| line.split(',').nth(1).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0)).sum();
+    assert_eq!(total, (0..10_000).sum::<i64>(), "every record counted exactly once");
 }

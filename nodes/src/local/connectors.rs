@@ -10,10 +10,10 @@ use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use weir_core::dataflow::operators::OperatorContext;
 use weir_core::dataflow::operators::{
     Connectors, LineWriter, PartStore, ReadOutcome, ReaderError, ReaderRequest, SinkIoError, SourceReader,
 };
-use weir_core::dataflow::operators::OperatorContext;
 
 const PENDING_PREFIX: &str = ".pending-";
 
@@ -22,7 +22,11 @@ const PENDING_PREFIX: &str = ".pending-";
 pub struct LocalConnectors;
 
 impl Connectors for LocalConnectors {
-    fn source_reader(&mut self, _: &OperatorContext, request: ReaderRequest<'_>) -> Result<Box<dyn SourceReader>, String> {
+    fn source_reader(
+        &mut self,
+        _: &OperatorContext,
+        request: ReaderRequest<'_>,
+    ) -> Result<Box<dyn SourceReader>, String> {
         match request {
             ReaderRequest::File { path } => Ok(Box::new(FileReader { path: PathBuf::from(path), file: None })),
             ReaderRequest::Socket { host, port } => {
@@ -86,7 +90,9 @@ impl SourceReader for SocketReader {
                 buffer.extend_from_slice(&chunk[..read]);
                 Ok(ReadOutcome::Data)
             }
-            Err(error) if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => Ok(ReadOutcome::NotReady),
+            Err(error) if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                Ok(ReadOutcome::NotReady)
+            }
             Err(error) => Err(ReaderError { message: format!("socket: {error}") }),
         }
     }
@@ -152,7 +158,9 @@ impl PartStore for DirectoryParts {
         let entries = fs::read_dir(&self.directory).map_err(|e| self.fail("list", &self.directory, e))?;
         let mut parts: Vec<String> = entries
             .flatten()
-            .filter_map(|entry| entry.file_name().to_str().and_then(|n| n.strip_prefix(PENDING_PREFIX)).map(String::from))
+            .filter_map(|entry| {
+                entry.file_name().to_str().and_then(|n| n.strip_prefix(PENDING_PREFIX)).map(String::from)
+            })
             .collect();
         parts.sort();
         Ok(parts)

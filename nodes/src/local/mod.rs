@@ -45,7 +45,12 @@ pub fn run(job_id: JobId, plan: &JobPlan, config: &Config) -> Result<LocalOutcom
     let mut index_of: BTreeMap<(VertexIndex, SubtaskIndex), usize> = BTreeMap::new();
     for vertex in &plan.vertices {
         for subtask in 0..vertex.parallelism {
-            let execution = ExecutionId { job: job_id, vertex: vertex.index, subtask: SubtaskIndex(subtask), attempt: AttemptNumber(0) };
+            let execution = ExecutionId {
+                job: job_id,
+                vertex: vertex.index,
+                subtask: SubtaskIndex(subtask),
+                attempt: AttemptNumber(0),
+            };
             let setup = TaskSetup {
                 execution,
                 plan,

@@ -588,8 +588,12 @@ fn random_restore_bytes_never_panic() {
         if length >= 4 {
             bytes[..4].copy_from_slice(&storage::MAGIC);
         }
-        let execution =
-            ExecutionId { job: JobId(Hex128(7)), vertex: VertexIndex(1), subtask: SubtaskIndex(0), attempt: AttemptNumber(0) };
+        let execution = ExecutionId {
+            job: JobId(Hex128(7)),
+            vertex: VertexIndex(1),
+            subtask: SubtaskIndex(0),
+            attempt: AttemptNumber(0),
+        };
         let mut io = Io::default();
         let setup = TaskSetup {
             execution,
@@ -657,7 +661,12 @@ fn a_non_source_declines_a_trigger_and_a_subsumed_checkpoint() {
     let plan = windowed_sum(1_000, 5, 10, 1, SinkKind::Print);
     let config = test_config(true, false);
     let mut cluster = Cluster::new(&plan, &config, Io::default());
-    let barrier = |id| Barrier { checkpoint: CheckpointId(id), triggered_at: Time::ZERO, kind: BarrierKind::Checkpoint, unaligned: false };
+    let barrier = |id| Barrier {
+        checkpoint: CheckpointId(id),
+        triggered_at: Time::ZERO,
+        kind: BarrierKind::Checkpoint,
+        unaligned: false,
+    };
     let window = &mut cluster.tasks[1].runner;
     assert!(!window.accepts_trigger());
     window.trigger_checkpoint(barrier(1));
@@ -676,8 +685,12 @@ fn time_between_steps_counts_as_busy_idle_or_backpressured() {
     let mut config = test_config(false, false);
     config.pipeline.buffer_timeout = Duration::MAX;
     let mut io = Io::default();
-    let execution =
-        ExecutionId { job: JobId(Hex128(7)), vertex: VertexIndex(0), subtask: SubtaskIndex(0), attempt: AttemptNumber(0) };
+    let execution = ExecutionId {
+        job: JobId(Hex128(7)),
+        vertex: VertexIndex(0),
+        subtask: SubtaskIndex(0),
+        attempt: AttemptNumber(0),
+    };
     let setup = TaskSetup {
         execution,
         plan: &plan,
@@ -728,7 +741,9 @@ fn bench_windowed_sum_two_tasks() {
         assert_eq!(in_b, records as u64, "every record reached the window task");
         let rate = records as f64 / seconds / 1e6;
         let ns = seconds * 1e9 / records as f64;
-        println!("run {run}: {records} records in {seconds:.3} s: {rate:.2} M records/s ({ns:.1} ns/record, {steps} steps)");
+        println!(
+            "run {run}: {records} records in {seconds:.3} s: {rate:.2} M records/s ({ns:.1} ns/record, {steps} steps)"
+        );
     }
 }
 
