@@ -12,6 +12,7 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    restore_default_sigpipe();
     let args = cli::Cli::parse();
     match cli::run(args) {
         Ok(()) => ExitCode::SUCCESS,
@@ -19,5 +20,16 @@ fn main() -> ExitCode {
             eprintln!("{error}");
             ExitCode::from(error.exit_code())
         }
+    }
+}
+
+/// Rust ignores SIGPIPE, so writing to a closed pipe (`weir sim run --log | head`) would panic;
+/// the default action ends the process quietly instead, as other command-line tools do.
+fn restore_default_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called first thing in `main`, before any thread exists; it only resets one
+    // signal's disposition to the system default.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
