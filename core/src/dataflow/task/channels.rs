@@ -56,9 +56,10 @@ impl InputLayout {
     /// [`JobPlan::edges`]); `None` when that edge or producer does not feed this subtask.
     pub fn channel(&self, plan_edge: usize, producer: SubtaskIndex) -> Option<ChannelIndex> {
         let input = self.inputs.iter().find(|input| input.plan_edge == plan_edge)?;
-        input.producers.contains(&producer.0).then(|| {
-            ChannelIndex(input.first_channel + (producer.0 - input.producers.start))
-        })
+        input
+            .producers
+            .contains(&producer.0)
+            .then(|| ChannelIndex(input.first_channel + (producer.0 - input.producers.start)))
     }
 
     /// The plan edge and producer subtask of `channel`, if it exists.

@@ -283,9 +283,8 @@ impl TaskRunner {
         }
         let (exclusive, floating) = (network.buffers_per_channel as usize, network.floating_buffers_per_gate as usize);
         let queue_limit = exclusive.saturating_add(floating).max(1);
-        let gate = (!is_source).then(|| {
-            InputGate::from_config(layout.channels(), &config.checkpoint).with_queue_limit(queue_limit)
-        });
+        let gate = (!is_source)
+            .then(|| InputGate::from_config(layout.channels(), &config.checkpoint).with_queue_limit(queue_limit));
         let output_channels: usize = outputs.iter().map(|output| output.writer.selector().channels() as usize).sum();
         let backlog_max_buffers = output_channels.saturating_mul(exclusive.max(1)).saturating_add(floating).max(1);
         let checkpointing = config.checkpoint.interval.is_some();
@@ -454,7 +453,7 @@ impl TaskRunner {
             }
             self.chain.process(self.layout.input_of(channel), &self.row, &mut self.outputs)?;
             left -= 1;
-            if left % BACKLOG_CHECK_RECORDS == 0 && self.backlog_full() {
+            if left.is_multiple_of(BACKLOG_CHECK_RECORDS) && self.backlog_full() {
                 return Ok(StepStatus::Blocked);
             }
         }

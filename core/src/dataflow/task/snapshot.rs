@@ -133,10 +133,19 @@ pub(super) fn encode(
             ),
             None => (None, Vec::new()),
         };
-        let image =
-            OperatorImage { parallelism: identity.parallelism, items: state.items, scalars: state.scalars, keyed: keyed_meta };
+        let image = OperatorImage {
+            parallelism: identity.parallelism,
+            items: state.items,
+            scalars: state.scalars,
+            keyed: keyed_meta,
+        };
         let operator = identity.operators[position];
-        operators.push(storage::OperatorSnapshot { operator, operator_state: encode_to_vec(&image)?, channel_state, keyed });
+        operators.push(storage::OperatorSnapshot {
+            operator,
+            operator_state: encode_to_vec(&image)?,
+            channel_state,
+            keyed,
+        });
     }
     operators.sort_by_key(|operator| operator.operator);
     let file = TaskStateFile {
@@ -169,7 +178,8 @@ pub(super) fn decode(identity: &TaskIdentity, bytes: &[u8]) -> Result<(ChainSnap
         let Some(position) = identity.operators.iter().position(|&own| own == operator) else {
             return Err(RestoreError::UnknownOperator { operator });
         };
-        let undecodable = |what: &'static str| move |message: String| RestoreError::Undecodable { operator, what, message };
+        let undecodable =
+            |what: &'static str| move |message: String| RestoreError::Undecodable { operator, what, message };
         if !part.channel_state.is_empty() {
             if position != 0 {
                 return Err(undecodable("channel state")("only the chain's head has channel state".to_string()));
@@ -178,7 +188,11 @@ pub(super) fn decode(identity: &TaskIdentity, bytes: &[u8]) -> Result<(ChainSnap
         }
         let image: OperatorImage = decode_exact(&part.operator_state).map_err(undecodable("operator state"))?;
         if image.parallelism != identity.parallelism {
-            return Err(RestoreError::Rescaled { operator, parallelism: identity.parallelism, found: image.parallelism });
+            return Err(RestoreError::Rescaled {
+                operator,
+                parallelism: identity.parallelism,
+                found: image.parallelism,
+            });
         }
         let keyed = match image.keyed {
             Some((max_parallelism, key_group_range)) => {
