@@ -453,7 +453,7 @@ impl TaskRunner {
             }
             self.chain.process(self.layout.input_of(channel), &self.row, &mut self.outputs)?;
             left -= 1;
-            if left % BACKLOG_CHECK_RECORDS == 0 && self.backlog_full() {
+            if left.is_multiple_of(BACKLOG_CHECK_RECORDS) && self.backlog_full() {
                 return Ok(StepStatus::Blocked);
             }
         }
