@@ -93,7 +93,7 @@ impl fmt::Display for Duration {
             (1, "us"),
         ];
         for (size, name) in UNITS {
-            if us % size == 0 {
+            if us.is_multiple_of(size) {
                 return write!(f, "{} {}", us / size, name);
             }
         }

@@ -75,8 +75,7 @@ impl Search<'_> {
 
     fn shorten_faults(&mut self) {
         for index in 0..self.best.len() {
-            loop {
-                let Some(shorter) = halved(&self.best[index]) else { break };
+            while let Some(shorter) = halved(&self.best[index]) {
                 let mut candidate = self.best.clone();
                 candidate[index] = shorter;
                 if !self.try_candidate(candidate) {

@@ -771,27 +771,27 @@ impl World<'_> {
                 continue;
             }
             let status = job.status;
-            if let Some(expected) = spec.expect_status {
-                if status != Some(expected) {
-                    let got = status.map(|s| s.name()).unwrap_or("not started");
-                    unmet.push(format!("job {index} ({}) ended {got}, expected {expected}", spec.graph.name));
-                }
+            if let Some(expected) = spec.expect_status
+                && status != Some(expected)
+            {
+                let got = status.map(|s| s.name()).unwrap_or("not started");
+                unmet.push(format!("job {index} ({}) ended {got}, expected {expected}", spec.graph.name));
             }
-            if let Some(expected) = spec.expect_restarts {
-                if job.restarts != expected {
-                    unmet.push(format!("job {index} restarted {} times, expected {expected}", job.restarts));
-                }
+            if let Some(expected) = spec.expect_restarts
+                && job.restarts != expected
+            {
+                unmet.push(format!("job {index} restarted {} times, expected {expected}", job.restarts));
             }
-            if let Some(least) = spec.min_restarts {
-                if job.restarts < least {
-                    unmet.push(format!("job {index} restarted {} times, expected at least {least}", job.restarts));
-                }
+            if let Some(least) = spec.min_restarts
+                && job.restarts < least
+            {
+                unmet.push(format!("job {index} restarted {} times, expected at least {least}", job.restarts));
             }
-            if let Some(least) = spec.min_checkpoints {
-                if (job.checkpoints.len() as u32) < least {
-                    let count = job.checkpoints.len();
-                    unmet.push(format!("job {index} completed {count} checkpoints, expected at least {least}"));
-                }
+            if let Some(least) = spec.min_checkpoints
+                && (job.checkpoints.len() as u32) < least
+            {
+                let count = job.checkpoints.len();
+                unmet.push(format!("job {index} completed {count} checkpoints, expected at least {least}"));
             }
             if let Some(text) = &spec.expect_failure {
                 let failure = self.failure_of(job.job_id);
@@ -819,11 +819,11 @@ impl World<'_> {
         for node in &self.nodes {
             let Machine::TaskManager(task_executor) = &node.machine else { continue };
             for snapshot in task_executor.slots() {
-                if let SlotState::Allocated { allocation, job, .. } = snapshot.state {
-                    if ended.contains(&job) {
-                        let slot = snapshot.slot;
-                        leaks.push(format!("{} still holds slot {slot} ({allocation}) of ended job {job}", node.name));
-                    }
+                if let SlotState::Allocated { allocation, job, .. } = snapshot.state
+                    && ended.contains(&job)
+                {
+                    let slot = snapshot.slot;
+                    leaks.push(format!("{} still holds slot {slot} ({allocation}) of ended job {job}", node.name));
                 }
             }
         }

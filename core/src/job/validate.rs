@@ -76,11 +76,11 @@ fn check_job_level(graph: &JobGraph, errors: &mut Vec<GraphError>) {
     if graph.operators.is_empty() {
         errors.push(job_error("operator", "the job has no operators".to_string()));
     }
-    if let Some(max) = graph.max_parallelism {
-        if !(1..=MAX_PARALLELISM_LIMIT).contains(&max) {
-            let message = format!("max parallelism {max} is outside 1..={MAX_PARALLELISM_LIMIT}");
-            errors.push(job_error("max_parallelism", message));
-        }
+    if let Some(max) = graph.max_parallelism
+        && !(1..=MAX_PARALLELISM_LIMIT).contains(&max)
+    {
+        let message = format!("max parallelism {max} is outside 1..={MAX_PARALLELISM_LIMIT}");
+        errors.push(job_error("max_parallelism", message));
     }
     if let Some(parallelism) = graph.parallelism {
         let max = graph.max_parallelism.unwrap_or(MAX_PARALLELISM_LIMIT);
@@ -102,23 +102,23 @@ fn check_operators(graph: &JobGraph, errors: &mut Vec<GraphError>) {
             errors.push(error_at(graph, index, "id", message));
         }
         let max = operator.max_parallelism.or(graph.max_parallelism).unwrap_or(MAX_PARALLELISM_LIMIT);
-        if let Some(max) = operator.max_parallelism {
-            if !(1..=MAX_PARALLELISM_LIMIT).contains(&max) {
-                let message = format!("max parallelism {max} is outside 1..={MAX_PARALLELISM_LIMIT}");
-                errors.push(error_at(graph, index, "max_parallelism", message));
-            }
+        if let Some(max) = operator.max_parallelism
+            && !(1..=MAX_PARALLELISM_LIMIT).contains(&max)
+        {
+            let message = format!("max parallelism {max} is outside 1..={MAX_PARALLELISM_LIMIT}");
+            errors.push(error_at(graph, index, "max_parallelism", message));
         }
-        if let Some(parallelism) = operator.parallelism {
-            if parallelism == 0 || parallelism > max {
-                let message = format!("parallelism {parallelism} is outside 1..={max}");
-                errors.push(error_at(graph, index, "parallelism", message));
-            }
+        if let Some(parallelism) = operator.parallelism
+            && (parallelism == 0 || parallelism > max)
+        {
+            let message = format!("parallelism {parallelism} is outside 1..={max}");
+            errors.push(error_at(graph, index, "parallelism", message));
         }
-        if let Some(group) = &operator.slot_sharing_group {
-            if group.is_empty() {
-                let message = "the slot sharing group name is empty".to_string();
-                errors.push(error_at(graph, index, "slot_sharing_group", message));
-            }
+        if let Some(group) = &operator.slot_sharing_group
+            && group.is_empty()
+        {
+            let message = "the slot sharing group name is empty".to_string();
+            errors.push(error_at(graph, index, "slot_sharing_group", message));
         }
     }
 }
@@ -161,14 +161,14 @@ fn check_edge(graph: &JobGraph, edge: &Edge, errors: &mut Vec<GraphError>) {
         Some(Partitioner::Forward) => {
             let source_parallelism = source.parallelism.or(graph.parallelism);
             let target_parallelism = target.parallelism.or(graph.parallelism);
-            if let (Some(from), Some(to)) = (source_parallelism, target_parallelism) {
-                if from != to {
-                    let message = format!(
-                        "forward partitioning does not allow a change of parallelism ({} has {from}, {} has {to})",
-                        source.uid, target.uid
-                    );
-                    errors.push(error_at(graph, edge.target, "partition", message));
-                }
+            if let (Some(from), Some(to)) = (source_parallelism, target_parallelism)
+                && from != to
+            {
+                let message = format!(
+                    "forward partitioning does not allow a change of parallelism ({} has {from}, {} has {to})",
+                    source.uid, target.uid
+                );
+                errors.push(error_at(graph, edge.target, "partition", message));
             }
         }
         _ => {}

@@ -45,7 +45,7 @@ impl Checkpointing {
 
 impl JobMaster {
     /// Feeds the coordinator one input at the current time, then carries out its outputs.
-    pub(super) fn to_coordinator(&mut self, input: checkpoint::Input) {
+    pub(super) fn feed_coordinator(&mut self, input: checkpoint::Input) {
         let Some(checkpointing) = &mut self.checkpointing else { return };
         checkpointing.coordinator.handle(self.now, input);
         self.drain_coordinator();
@@ -58,7 +58,7 @@ impl JobMaster {
             return;
         }
         if self.status.is_globally_terminal() {
-            self.to_coordinator(checkpoint::Input::Shutdown { job_status: self.status });
+            self.feed_coordinator(checkpoint::Input::Shutdown { job_status: self.status });
             if let Some(checkpointing) = &mut self.checkpointing {
                 checkpointing.shut_down = true;
             }
@@ -76,12 +76,12 @@ impl JobMaster {
             if let Some(checkpointing) = &mut self.checkpointing {
                 checkpointing.told_running = all_running;
             }
-            self.to_coordinator(input);
+            self.feed_coordinator(input);
         }
         let due =
             self.checkpointing.as_ref().and_then(|c| c.coordinator.poll_timeout()).is_some_and(|at| at <= self.now);
         if tick && due {
-            self.to_coordinator(checkpoint::Input::Tick);
+            self.feed_coordinator(checkpoint::Input::Tick);
         }
     }
 
@@ -110,7 +110,7 @@ impl JobMaster {
                 checkpoint::Input::MetadataPersistFailed { checkpoint, error }
             }
         };
-        self.to_coordinator(input);
+        self.feed_coordinator(input);
     }
 
     fn drain_coordinator(&mut self) {

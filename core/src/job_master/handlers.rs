@@ -46,20 +46,13 @@ impl JobMaster {
                 self.lose_task_manager(resource_id, &reason, true);
             }
             JobMasterMessage::Cancel if from == Address::Dispatcher => self.cancel_job(),
-            JobMasterMessage::AcknowledgeCheckpoint { execution, checkpoint, state, metrics } => {
-                if self.runs_on(&execution, from) {
-                    self.to_coordinator(crate::checkpoint::Input::Acknowledge {
-                        execution,
-                        checkpoint,
-                        state,
-                        metrics,
-                    });
-                }
+            JobMasterMessage::AcknowledgeCheckpoint { execution, checkpoint, state, metrics }
+                if self.runs_on(&execution, from) =>
+            {
+                self.feed_coordinator(crate::checkpoint::Input::Acknowledge { execution, checkpoint, state, metrics });
             }
-            JobMasterMessage::DeclineCheckpoint { execution, checkpoint, reason } => {
-                if self.runs_on(&execution, from) {
-                    self.to_coordinator(crate::checkpoint::Input::Decline { execution, checkpoint, reason });
-                }
+            JobMasterMessage::DeclineCheckpoint { execution, checkpoint, reason } if self.runs_on(&execution, from) => {
+                self.feed_coordinator(crate::checkpoint::Input::Decline { execution, checkpoint, reason });
             }
             _ => {}
         }

@@ -220,7 +220,7 @@ impl JobMaster {
         };
         self.event(Event::RestartDecision { job_id: self.job_id, delay_ms, cause: failure.cause.clone() });
         // A failover aborts every pending checkpoint (not counted as a checkpoint failure).
-        self.to_coordinator(crate::checkpoint::Input::Failover);
+        self.feed_coordinator(crate::checkpoint::Input::Failover);
         match decision {
             RestartDecision::Restart { delay } => {
                 self.restarts = self.restarts.saturating_add(1);

@@ -37,10 +37,10 @@ pub fn chain(job: &ValidatedJob, resolved: &[ResolvedOperator], chaining_enabled
     let mut head_of: Vec<OperatorIndex> = (0..job.graph.operators.len() as u32).map(OperatorIndex).collect();
     for &target in &job.topological_order {
         let inputs = &resolved[target.index()].input_partitioners;
-        if let [(source, partitioner)] = inputs.as_slice() {
-            if is_chainable(job, resolved, *source, target, partitioner, chaining_enabled) {
-                head_of[target.index()] = head_of[source.index()];
-            }
+        if let [(source, partitioner)] = inputs.as_slice()
+            && is_chainable(job, resolved, *source, target, partitioner, chaining_enabled)
+        {
+            head_of[target.index()] = head_of[source.index()];
         }
     }
     head_of

@@ -64,6 +64,7 @@ impl JobStatus {
     }
 
     /// Whether Flink's scheduler moves a job from `self` to `next`.
+    #[allow(clippy::match_like_matches_macro)] // a transition table reads best as a table
     pub fn can_become(self, next: JobStatus) -> bool {
         use JobStatus::*;
         if self.is_terminal() {

@@ -42,7 +42,7 @@ struct ScheduleReport {
 
 /// Runs the benchmark and prints the report.
 pub fn schedule(tasks: u32, json: bool) -> Result<(), CliError> {
-    if tasks < 2 || tasks % 2 != 0 {
+    if tasks < 2 || !tasks.is_multiple_of(2) {
         return Err(CliError::input(format!("--tasks must be an even number of at least 2, got {tasks}")));
     }
     let report = run_schedule(tasks)?;
@@ -69,7 +69,7 @@ pub fn schedule(tasks: u32, json: bool) -> Result<(), CliError> {
 
 /// The fewest vertices (at least two) that split `tasks` evenly within the parallelism limit.
 fn vertex_count(tasks: u32) -> Option<u32> {
-    (2..=tasks).find(|vertices| tasks % vertices == 0 && tasks / vertices <= MAX_PARALLELISM_LIMIT)
+    (2..=tasks).find(|vertices| tasks.is_multiple_of(*vertices) && tasks / vertices <= MAX_PARALLELISM_LIMIT)
 }
 
 fn wide_job(vertices: u32, parallelism: u32) -> weir_core::job::JobGraph {

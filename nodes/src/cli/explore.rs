@@ -62,7 +62,7 @@ pub fn run(paths: &[PathBuf], budget: Budget, jobs: Option<usize>) -> Result<(),
 }
 
 fn explore_one(
-    path: &PathBuf,
+    path: &std::path::Path,
     scenario: &Scenario,
     budget: &Budget,
     jobs: usize,
