@@ -141,7 +141,7 @@ fn input_for(cluster: &Cluster, step: &Step, history: &[Input]) -> Option<Input>
                 JobMasterMessage::TaskExecutorHeartbeat {
                     resource_id,
                     allocations,
-                    executions: reported(cluster, resource_id),
+                    executions: super::tests::running_on(&cluster.jm, resource_id),
                 },
             )
         }
@@ -282,7 +282,7 @@ fn heal(cluster: &mut Cluster) {
         cluster.offer(healthy, outstanding);
         cluster.run_deployed();
         let heartbeat = JobMasterMessage::TaskExecutorHeartbeat {
-            executions: reported(&cluster, healthy),
+            executions: super::tests::running_on(&cluster.jm, healthy),
             resource_id: healthy,
             allocations: cluster
                 .jm
@@ -295,15 +295,4 @@ fn heal(cluster: &mut Cluster) {
         cluster.message(Address::TaskExecutor(healthy), heartbeat);
         cluster.report_all(&[ExecutionState::Running], ExecutionState::Finished);
     }
-}
-
-/// The tasks a truthful TaskExecutor reports in a heartbeat.
-fn reported(cluster: &Cluster, resource_id: ResourceId) -> Vec<(crate::protocol::ExecutionId, ExecutionState)> {
-    cluster
-        .jm
-        .executions()
-        .filter(|view| view.location.is_some_and(|location| location.resource_id == resource_id))
-        .filter(|view| !view.state.is_terminal())
-        .map(|view| (view.id, view.state))
-        .collect()
 }

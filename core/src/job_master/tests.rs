@@ -632,7 +632,10 @@ fn twenty_thousand_subtasks_are_scheduled_and_deployed_in_one_bulk() {
 }
 
 /// What a truthful TaskExecutor `resource_id` reports in a heartbeat: the tasks deployed on it.
-fn running_on(jm: &JobMaster, resource_id: ResourceId) -> Vec<(crate::protocol::ExecutionId, ExecutionState)> {
+pub(super) fn running_on(
+    jm: &JobMaster,
+    resource_id: ResourceId,
+) -> Vec<(crate::protocol::ExecutionId, ExecutionState)> {
     jm.executions()
         .filter(|view| view.location.is_some_and(|location| location.resource_id == resource_id))
         .filter(|view| !view.state.is_terminal())
