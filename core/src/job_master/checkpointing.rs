@@ -8,7 +8,7 @@ use crate::checkpoint::{self, CheckpointCoordinator, CheckpointVertex, Coordinat
 use crate::config::Config;
 use crate::ids::{CheckpointId, ResourceId};
 use crate::protocol::{
-    Address, Event, ExecutionId, ExecutionState, JobStatus, Output, StorageReply, StorageRequest, TaskExecutorMessage,
+    Address, Event, ExecutionId, ExecutionState, JobStatus, Output, RestoreSpec, StorageReply, StorageRequest, TaskExecutorMessage,
 };
 
 /// Checkpointing state of one JobMaster.
@@ -164,15 +164,14 @@ impl JobMaster {
 
     /// The restore point of a new attempt of `ordinal`: the latest completed checkpoint and the
     /// subtask's state in it.
-    pub(super) fn restore_point(
-        &self,
-        ordinal: u64,
-    ) -> (Option<CheckpointId>, Option<crate::checkpoint::TaskStateHandle>) {
-        let Some(latest) = self.checkpointing.as_ref().and_then(|c| c.coordinator.latest_completed()) else {
-            return (None, None);
-        };
+    pub(super) fn restore_point(&self, ordinal: u64) -> Option<RestoreSpec> {
+        let latest = self.checkpointing.as_ref().and_then(|c| c.coordinator.latest_completed())?;
         let subtask = self.executions.subtask(ordinal);
-        (Some(latest.checkpoint), latest.state_of(subtask.vertex, subtask.subtask).cloned())
+        Some(RestoreSpec {
+            checkpoint: latest.checkpoint,
+            location: latest.location.clone(),
+            states: latest.state_of(subtask.vertex, subtask.subtask).cloned().into_iter().collect(),
+        })
     }
 
     /// A restart restores from the latest completed checkpoint (recorded in the statistics).

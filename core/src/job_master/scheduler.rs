@@ -110,14 +110,13 @@ impl JobMaster {
         let location = Location { resource_id: held.resource_id, allocation: held.allocation };
         self.executions.set_location(ordinal, location);
         let vertex = self.plan.vertex(self.executions.subtask(ordinal).vertex);
-        let (restore_from, restore_state) = self.restore_point(ordinal);
+        let restore = self.restore_point(ordinal);
         let deployment = TaskDeployment {
             execution: self.executions.id(ordinal),
             allocation: held.allocation,
             vertex_name: vertex.name.clone(),
             parallelism: vertex.parallelism,
-            restore_from,
-            restore_state,
+            restore,
         };
         self.send_to_task_executor(held.resource_id, TaskExecutorMessage::DeployTask(deployment));
     }

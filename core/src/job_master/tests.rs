@@ -241,7 +241,7 @@ fn happy_path_deploys_in_bulk_and_finishes_freeing_every_slot() {
     cluster.offer(tm(1), 1);
     let deployments = cluster.deployments();
     assert_eq!(deployments.len(), 4);
-    assert!(deployments.iter().all(|deployment| deployment.restore_from.is_none() && deployment.parallelism == 2));
+    assert!(deployments.iter().all(|deployment| deployment.restore.is_none() && deployment.parallelism == 2));
     assert_eq!(cluster.count(ExecutionState::Deploying), 4);
 
     cluster.run_deployed();

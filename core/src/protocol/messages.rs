@@ -67,10 +67,21 @@ pub struct TaskDeployment {
     pub vertex_name: String,
     /// The vertex's parallelism.
     pub parallelism: u32,
-    /// The checkpoint to restore state from, if any.
-    pub restore_from: Option<CheckpointId>,
-    /// This subtask's state file in that checkpoint, if it had state.
-    pub restore_state: Option<TaskStateHandle>,
+    /// What to restore state from, if anything.
+    pub restore: Option<RestoreSpec>,
+}
+
+/// What a new attempt restores: a completed checkpoint (or savepoint) and the state files of it
+/// that the subtask reads.
+#[derive(Clone, Debug, Hash, PartialEq, Serialize, Deserialize)]
+pub struct RestoreSpec {
+    /// The checkpoint.
+    pub checkpoint: CheckpointId,
+    /// Its directory; the handles' file names are relative to it.
+    pub location: String,
+    /// The subtask's own state file; after a change of parallelism, every old subtask's file
+    /// whose key groups overlap the new subtask's. Empty when the subtask had no state.
+    pub states: Vec<TaskStateHandle>,
 }
 
 /// A job as clients submit it.

@@ -32,8 +32,7 @@ pub(super) fn deployment(execution: ExecutionId, allocation: AllocationId) -> Ta
         allocation,
         vertex_name: "map".to_string(),
         parallelism: 2,
-        restore_from: None,
-        restore_state: None,
+        restore: None,
     }
 }
 

@@ -55,7 +55,7 @@ pub fn run(job_id: JobId, plan: &JobPlan, config: &Config) -> Result<LocalOutcom
                 execution,
                 plan,
                 config,
-                restore: None,
+                restore: Vec::new(),
                 connectors: &mut connectors,
                 seed: (vertex.index.0 as u64) << 32 | subtask as u64,
                 wait_for_final_checkpoint: false,

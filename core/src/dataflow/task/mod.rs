@@ -96,8 +96,9 @@ pub struct TaskSetup<'a> {
     /// The configuration: buffer size, buffer timeout, checkpointing mode, watermark interval,
     /// network buffers (the bounds of the input queues and the output backlog).
     pub config: &'a Config,
-    /// The bytes of this task's state file in the checkpoint to restore, if any.
-    pub restore: Option<&'a [u8]>,
+    /// The state files to restore from (the bytes of each): none for a fresh start, this
+    /// subtask's own file, or after a change of parallelism every old file that overlaps it.
+    pub restore: Vec<&'a [u8]>,
     /// The driver's IO for sources and sinks (used while the chain is built).
     pub connectors: &'a mut dyn Connectors,
     /// Seed of the rebalance and shuffle partitioners.
@@ -309,8 +310,10 @@ impl TaskRunner {
             metrics: TaskMetrics::default(),
             clock: TimeAccount::default(),
         };
-        if let Some(bytes) = restore {
-            runner.restore(bytes)?;
+        match restore.as_slice() {
+            [] => {}
+            [bytes] => runner.restore(bytes)?,
+            files => return Err(RestoreError::Rescale(format!("{} state files for one subtask", files.len())).into()),
         }
         Ok(runner)
     }

@@ -66,6 +66,9 @@ pub enum RestoreError {
         /// The parallelism of the state.
         found: u32,
     },
+    /// The state files of a change of parallelism cannot be combined.
+    #[error("rescaling: {0}")]
+    Rescale(String),
     /// An operator refused its restored state.
     #[error("{0}")]
     Operator(#[from] OperatorError),

@@ -246,7 +246,7 @@ impl<'a> Cluster<'a> {
                     subtask,
                     attempt: AttemptNumber(self.attempt),
                 };
-                let restore = self.restore_states.get(&tasks.len()).map(Vec::as_slice);
+                let restore = self.restore_states.get(&tasks.len()).map(Vec::as_slice).into_iter().collect();
                 let setup = TaskSetup {
                     execution,
                     plan: self.plan,
@@ -548,7 +548,7 @@ fn corrupt_restore_bytes_are_a_typed_error() {
             execution: execution(subtask),
             plan: &plan,
             config: &config,
-            restore: Some(bytes),
+            restore: vec![bytes],
             connectors: &mut io,
             seed: 0,
             wait_for_final_checkpoint: true,
@@ -599,7 +599,7 @@ fn random_restore_bytes_never_panic() {
             execution,
             plan: &plan,
             config: &config,
-            restore: Some(&bytes),
+            restore: vec![bytes.as_slice()],
             connectors: &mut io,
             seed: 0,
             wait_for_final_checkpoint: false,
@@ -695,7 +695,7 @@ fn time_between_steps_counts_as_busy_idle_or_backpressured() {
         execution,
         plan: &plan,
         config: &config,
-        restore: None,
+        restore: Vec::new(),
         connectors: &mut io,
         seed: 0,
         wait_for_final_checkpoint: false,
@@ -772,7 +772,7 @@ fn run_pipeline(plan: &JobPlan, config: &Config) -> (u64, u64) {
             execution,
             plan,
             config,
-            restore: None,
+            restore: Vec::new(),
             connectors: io,
             seed: 0,
             wait_for_final_checkpoint: false,
