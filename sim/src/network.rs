@@ -19,12 +19,14 @@ pub struct Network {
     blocked: BTreeSet<(NodeIndex, NodeIndex)>,
     /// The latest arrival scheduled on each directed link, to keep links FIFO.
     last_arrival: BTreeMap<(NodeIndex, NodeIndex), Time>,
+    /// The same for data connections (separate TCP connections from the RPC ones).
+    data_last_arrival: BTreeMap<(NodeIndex, NodeIndex), Time>,
 }
 
 impl Network {
     /// A network with every link up.
     pub fn new(spec: NetworkSpec) -> Network {
-        Network { spec, blocked: BTreeSet::new(), last_arrival: BTreeMap::new() }
+        Network { spec, blocked: BTreeSet::new(), last_arrival: BTreeMap::new(), data_last_arrival: BTreeMap::new() }
     }
 
     /// The arrival times of the copies of one message sent at `now` from `from` to `to`: none
@@ -48,6 +50,16 @@ impl Network {
             arrivals.push(at);
         }
         arrivals
+    }
+
+    /// The arrival time of a data buffer sent at `now` on a TCP connection from `from` to `to`:
+    /// never lost nor duplicated, FIFO on the link, with the link's latency.
+    pub fn data_arrival(&mut self, rng: &mut Rng, now: Time, from: NodeIndex, to: NodeIndex) -> Time {
+        let mut at = now.after(Duration(self.spec.latency.0 + rng.below(self.spec.jitter.0 + 1)));
+        let last = self.data_last_arrival.entry((from, to)).or_insert(at);
+        at = at.max(*last);
+        *last = at;
+        at
     }
 
     /// Whether `from` cannot reach `to` now.

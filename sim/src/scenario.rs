@@ -45,6 +45,73 @@ pub struct Scenario {
     pub faults: Vec<FaultSpec>,
     /// Random faults drawn from the seed, if any.
     pub nemesis: Option<Nemesis>,
+    /// How real tasks run: the cost of a record, the input files.
+    pub data: DataSpec,
+}
+
+/// The data plane of real tasks (jobs with `tasks = "real"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataSpec {
+    /// Virtual CPU time a task spends per record it processes.
+    pub record_cost: Duration,
+    /// Files on the simulated storage when the run starts.
+    pub files: Vec<InputFile>,
+}
+
+/// A generated input file: `words` words from a vocabulary of `vocabulary` words, `per_line` a
+/// line, drawn from its own `seed` (not the run's), so every run reads the same text.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputFile {
+    /// Where it lies on the simulated storage.
+    pub path: String,
+    /// Words in the file.
+    pub words: u64,
+    /// Words per line.
+    #[serde(default = "eight")]
+    pub per_line: u64,
+    /// Distinct words.
+    #[serde(default = "hundred")]
+    pub vocabulary: u64,
+    /// Seed of the text.
+    #[serde(default = "one_u64")]
+    pub seed: u64,
+}
+
+fn eight() -> u64 {
+    8
+}
+fn hundred() -> u64 {
+    100
+}
+fn one_u64() -> u64 {
+    1
+}
+
+impl InputFile {
+    /// The file's bytes.
+    pub fn contents(&self) -> Vec<u8> {
+        let mut rng = Rng::new(self.seed);
+        let mut text = String::new();
+        for index in 0..self.words {
+            let word = rng.below(self.vocabulary.max(1));
+            text.push_str(&format!("w{word}"));
+            let line_end = (index + 1) % self.per_line.max(1) == 0 || index + 1 == self.words;
+            text.push(if line_end { '\n' } else { ' ' });
+        }
+        text.into_bytes()
+    }
+}
+
+/// What a job's committed output must be, compared with a run of the scenario without faults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputCheck {
+    /// The same lines, each as often: nothing lost, nothing duplicated.
+    ExactlyOnce,
+    /// Every line of the fault-free output at least once (duplicates allowed).
+    AtLeastOnce,
+    /// Not compared.
+    Unchecked,
 }
 
 /// Random faults: kinds, how often, how long, drawn from each run's seed.
@@ -121,6 +188,10 @@ pub struct JobSpec {
     pub min_restarts: Option<u32>,
     /// The least number of checkpoints the job must complete.
     pub min_checkpoints: Option<u32>,
+    /// Whether its tasks run the real operators (`tasks = "real"`) or the task model.
+    pub real_tasks: bool,
+    /// What its committed file-sink output must be (real tasks only).
+    pub output: OutputCheck,
 }
 
 /// A time or a range of times drawn from the seed.
@@ -169,6 +240,11 @@ pub enum FaultKind {
     },
     /// Every partition heals.
     Heal,
+    /// A disk fault damages one task state file of the newest completed checkpoint.
+    DamageCheckpoint {
+        /// Flip a byte or cut the file short.
+        damage: crate::disk::Damage,
+    },
 }
 
 /// One scheduled fault.
@@ -199,6 +275,16 @@ struct RawScenario {
     #[serde(default)]
     fault: Vec<RawFault>,
     nemesis: Option<RawNemesis>,
+    #[serde(default)]
+    data: RawData,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawData {
+    record_cost: Option<String>,
+    #[serde(default)]
+    file: Vec<InputFile>,
 }
 
 #[derive(Deserialize)]
@@ -244,6 +330,8 @@ struct RawJob {
     expect_restarts: Option<u32>,
     min_restarts: Option<u32>,
     min_checkpoints: Option<u32>,
+    tasks: Option<String>,
+    output: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -295,6 +383,10 @@ pub fn parse(
     let config = raw.config.iter().map(|(key, value)| (key.clone(), toml_text(value))).collect();
     let nemesis =
         raw.nemesis.as_ref().map(nemesis).transpose().map_err(|message| fail(format!("nemesis: {message}")))?;
+    let data = DataSpec {
+        record_cost: duration("data.record_cost", raw.data.record_cost.as_deref().unwrap_or("10 us")).map_err(fail)?,
+        files: raw.data.file.clone(),
+    };
     Ok(Scenario {
         name: raw.name,
         description: raw.description,
@@ -305,6 +397,7 @@ pub fn parse(
         jobs,
         faults,
         nemesis,
+        data,
     })
 }
 
@@ -462,6 +555,19 @@ fn job_spec(raw: &RawJob, read_job: &dyn Fn(&str) -> Result<String, String>) -> 
         expect_restarts: raw.expect_restarts,
         min_restarts: raw.min_restarts,
         min_checkpoints: raw.min_checkpoints,
+        real_tasks: match raw.tasks.as_deref() {
+            None | Some("modelled") => false,
+            Some("real") => true,
+            Some(other) => return Err(format!("`tasks`: unknown {other:?}; use real or modelled")),
+        },
+        output: match raw.output.as_deref() {
+            None | Some("exactly-once") => OutputCheck::ExactlyOnce,
+            Some("at-least-once") => OutputCheck::AtLeastOnce,
+            Some("unchecked") => OutputCheck::Unchecked,
+            Some(other) => {
+                return Err(format!("`output`: unknown {other:?}; use exactly-once, at-least-once or unchecked"));
+            }
+        },
     })
 }
 
@@ -488,12 +594,71 @@ fn fault_spec(raw: &RawFault, task_managers: u32) -> Result<FaultSpec, String> {
             FaultKind::Partition { peer, duration: optional("duration", &raw.duration)? }
         }
         "heal" => FaultKind::Heal,
-        other => return Err(format!("unknown fault kind {other:?}; use crash, isolate, partition or heal")),
+        "corrupt-checkpoint" => FaultKind::DamageCheckpoint { damage: crate::disk::Damage::Corrupt },
+        "truncate-checkpoint" => FaultKind::DamageCheckpoint { damage: crate::disk::Damage::Truncate },
+        other => {
+            return Err(format!(
+                "unknown fault kind {other:?}; use crash, isolate, partition, heal, corrupt-checkpoint or \
+                 truncate-checkpoint"
+            ));
+        }
     };
-    if kind != FaultKind::Heal {
+    if !matches!(kind, FaultKind::Heal | FaultKind::DamageCheckpoint { .. }) {
         check_node(&raw.node, task_managers)?;
     }
     Ok(FaultSpec { at, node: raw.node.clone(), kind })
+}
+
+fn render_time(spec: &TimeSpec) -> String {
+    let one = |duration: Duration| format!("{} us", duration.0);
+    if spec.low == spec.high { one(spec.low) } else { format!("{}..{}", one(spec.low), one(spec.high)) }
+}
+
+/// The faults as `[[fault]]` tables of a scenario file.
+pub fn render_faults(faults: &[FaultSpec]) -> String {
+    let mut text = String::new();
+    for fault in faults {
+        text.push_str("[[fault]]\n");
+        let (kind, extra) = match &fault.kind {
+            FaultKind::Crash { restart_after } => {
+                ("crash", restart_after.map(|t| format!("restart_after = \"{}\"\n", render_time(&t))))
+            }
+            FaultKind::Isolate { duration } => {
+                ("isolate", duration.map(|t| format!("duration = \"{}\"\n", render_time(&t))))
+            }
+            FaultKind::Partition { peer, duration } => {
+                let duration = duration.map(|t| format!("duration = \"{}\"\n", render_time(&t))).unwrap_or_default();
+                ("partition", Some(format!("peer = \"{peer}\"\n{duration}")))
+            }
+            FaultKind::Heal => ("heal", None),
+            FaultKind::DamageCheckpoint { damage: crate::disk::Damage::Corrupt } => ("corrupt-checkpoint", None),
+            FaultKind::DamageCheckpoint { damage: crate::disk::Damage::Truncate } => ("truncate-checkpoint", None),
+        };
+        text.push_str(&format!("kind = \"{kind}\"\nat = \"{}\"\n", render_time(&fault.at)));
+        if !matches!(fault.kind, FaultKind::Heal | FaultKind::DamageCheckpoint { .. }) {
+            text.push_str(&format!("node = \"{}\"\n", fault.node));
+        }
+        text.push_str(&extra.unwrap_or_default());
+        text.push('\n');
+    }
+    text
+}
+
+/// The scenario text without its `[nemesis]` and `[[fault]]` tables.
+pub fn without_faults(text: &str) -> String {
+    let mut kept = String::new();
+    let mut skipping = false;
+    for line in text.lines() {
+        let header = line.trim_start();
+        if header.starts_with('[') {
+            skipping = header.starts_with("[[fault]]") || header.starts_with("[nemesis]");
+        }
+        if !skipping {
+            kept.push_str(line);
+            kept.push('\n');
+        }
+    }
+    kept
 }
 
 #[cfg(test)]
@@ -551,54 +716,4 @@ restart_after = "10 s"
         let error = parse("s.toml", &format!("{base}bogus = 1\n"), &read).unwrap_err();
         assert!(error.to_string().contains("bogus"), "{error}");
     }
-}
-
-fn render_time(spec: &TimeSpec) -> String {
-    let one = |duration: Duration| format!("{} us", duration.0);
-    if spec.low == spec.high { one(spec.low) } else { format!("{}..{}", one(spec.low), one(spec.high)) }
-}
-
-/// The faults as `[[fault]]` tables of a scenario file.
-pub fn render_faults(faults: &[FaultSpec]) -> String {
-    let mut text = String::new();
-    for fault in faults {
-        text.push_str("[[fault]]\n");
-        let (kind, extra) = match &fault.kind {
-            FaultKind::Crash { restart_after } => {
-                ("crash", restart_after.map(|t| format!("restart_after = \"{}\"\n", render_time(&t))))
-            }
-            FaultKind::Isolate { duration } => {
-                ("isolate", duration.map(|t| format!("duration = \"{}\"\n", render_time(&t))))
-            }
-            FaultKind::Partition { peer, duration } => {
-                let duration = duration.map(|t| format!("duration = \"{}\"\n", render_time(&t))).unwrap_or_default();
-                ("partition", Some(format!("peer = \"{peer}\"\n{duration}")))
-            }
-            FaultKind::Heal => ("heal", None),
-        };
-        text.push_str(&format!("kind = \"{kind}\"\nat = \"{}\"\n", render_time(&fault.at)));
-        if fault.kind != FaultKind::Heal {
-            text.push_str(&format!("node = \"{}\"\n", fault.node));
-        }
-        text.push_str(&extra.unwrap_or_default());
-        text.push('\n');
-    }
-    text
-}
-
-/// The scenario text without its `[nemesis]` and `[[fault]]` tables.
-pub fn without_faults(text: &str) -> String {
-    let mut kept = String::new();
-    let mut skipping = false;
-    for line in text.lines() {
-        let header = line.trim_start();
-        if header.starts_with('[') {
-            skipping = header.starts_with("[[fault]]") || header.starts_with("[nemesis]");
-        }
-        if !skipping {
-            kept.push_str(line);
-            kept.push('\n');
-        }
-    }
-    kept
 }

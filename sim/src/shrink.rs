@@ -98,7 +98,7 @@ fn halved(fault: &FaultSpec) -> Option<FaultSpec> {
         FaultKind::Partition { peer, duration } => {
             FaultKind::Partition { peer: peer.clone(), duration: half(duration)? }
         }
-        FaultKind::Heal => return None,
+        FaultKind::Heal | FaultKind::DamageCheckpoint { .. } => return None,
     };
     Some(FaultSpec { kind, ..fault.clone() })
 }

@@ -5,6 +5,10 @@
 //! ends at the scenario's `run_for`, or once every job has ended and the cluster had time to
 //! clean up (a heartbeat timeout), whichever comes first.
 
+mod data;
+
+use crate::dataplane::{DataPlane, Packet};
+use crate::disk::{SharedDisk, lock};
 use crate::network::{Network, NodeIndex};
 use crate::report::{JobOutcome, RunReport, Violation};
 use crate::scenario::{FaultKind, FaultSpec, Scenario, TimeSpec};
@@ -19,7 +23,7 @@ use weir_core::job_manager::{self, JobManager};
 use weir_core::plan::execution::ExecutionGraph;
 use weir_core::protocol::{
     Address, ClientMessage, DispatcherMessage, Envelope, Event, JobStatus, JobSubmission, Message, Output, Role,
-    StorageReply, StorageRequest, TaskCheckpointReport, TaskCommand, TaskReport,
+    StorageReply, TaskCheckpointReport, TaskCommand, TaskReport,
 };
 use weir_core::rng::Rng;
 use weir_core::task_executor::{self, SlotState, TaskExecutor, TaskExecutorConfig};
@@ -37,7 +41,10 @@ enum Action {
     Wake { node: NodeIndex, incarnation: u32 },
     Report { node: NodeIndex, incarnation: u32, report: TaskReport },
     Ack { node: NodeIndex, incarnation: u32, report: TaskCheckpointReport },
-    Stored { incarnation: u32, reply: StorageReply },
+    Stored { incarnation: u32, reply: StorageReply, write: Option<(String, Vec<u8>)> },
+    Step { node: NodeIndex, incarnation: u32, execution: weir_core::protocol::ExecutionId },
+    Data { from: NodeIndex, to: NodeIndex, packet: Packet },
+    StateWritten { node: NodeIndex, incarnation: u32, path: String, bytes: Vec<u8>, report: TaskCheckpointReport },
     Submit { job: usize },
     Cancel { job: usize },
     Fault { fault: usize },
@@ -123,6 +130,12 @@ pub struct World<'s> {
     network: Network,
     nodes: Vec<Node>,
     tasks: Tasks,
+    /// Real tasks of jobs with `tasks = "real"`.
+    dataplane: DataPlane,
+    /// The shared storage: checkpoints, part files, input files.
+    disk: SharedDisk,
+    /// A fault-free run computing the reference output: no output comparison of its own.
+    reference_run: bool,
     jobs: Vec<ClientJob>,
     trace: TraceHasher,
     events: u64,
@@ -203,6 +216,17 @@ fn describe(action: &Action, nodes: &[Node]) -> String {
             envelope.message
         ),
         Action::Wake { node, .. } => format!("wake {}", node_name(nodes, *node)),
+        Action::Data { from, to, packet } => format!(
+            "data {} -> {} ({} -> {}, {} bytes)",
+            node_name(nodes, *from),
+            node_name(nodes, *to),
+            packet.producer,
+            packet.consumer,
+            packet.buffer.len_bytes()
+        ),
+        Action::StateWritten { node, path, .. } => format!("state file written on {}: {path}", node_name(nodes, *node)),
+        Action::Stored { reply, .. } => format!("metadata stored: {reply:?}"),
+        Action::Step { node, execution, .. } => format!("step {execution} on {}", node_name(nodes, *node)),
         Action::Report { node, report, .. } => {
             format!("task report on {}: {} {}", node_name(nodes, *node), report.execution, report.state)
         }
@@ -218,6 +242,7 @@ impl<'s> World<'s> {
         }
         cluster_config.set("taskmanager.numberOfTaskSlots", scenario.cluster.slots.to_string());
         let config = Config::from_raw(&cluster_config).map_err(|error| format!("scenario configuration: {error}"))?;
+        let disk = data::initial_disk(scenario);
         let mut world = World {
             scenario,
             explicit_faults: faults.is_some(),
@@ -233,6 +258,9 @@ impl<'s> World<'s> {
             network: Network::new(scenario.network.clone()),
             nodes: Vec::new(),
             tasks: Tasks::default(),
+            dataplane: DataPlane::new(disk.clone(), scenario.data.record_cost),
+            disk,
+            reference_run: false,
             jobs: Vec::new(),
             trace: TraceHasher::default(),
             events: 0,
@@ -353,7 +381,10 @@ impl<'s> World<'s> {
             Action::Report { node, incarnation, report } => {
                 let live = self.nodes[node].incarnation == incarnation
                     && matches!(self.nodes[node].machine, Machine::TaskManager(_));
-                if live && self.tasks.applies(node, &report) {
+                if live && self.is_real(report.execution.job) {
+                    self.trace.record(&report);
+                    self.feed(node, NodeInput::Report(report));
+                } else if live && self.tasks.applies(node, &report) {
                     self.trace.record(&report);
                     let follow = self.tasks.reported(self.now, &report, &mut self.rng);
                     self.schedule_reports(follow);
@@ -362,16 +393,25 @@ impl<'s> World<'s> {
             }
             Action::Ack { node, incarnation, report } => {
                 let live = self.nodes[node].incarnation == incarnation;
-                if live && self.tasks.ack_applies(node, &report) {
+                let real = self.is_real(report.execution.job);
+                if live && (real || self.tasks.ack_applies(node, &report)) {
                     self.trace.record(&report);
                     self.feed(node, NodeInput::Ack(report));
                 }
             }
-            Action::Stored { incarnation, reply } => {
+            Action::Stored { incarnation, reply, write } => {
                 if self.nodes[JOB_MANAGER].incarnation == incarnation {
+                    if let Some((path, bytes)) = write {
+                        lock(&self.disk).write(&path, bytes);
+                    }
                     self.trace.record(&reply);
                     self.feed(JOB_MANAGER, NodeInput::Stored(reply));
                 }
+            }
+            Action::Step { node, incarnation, execution } => self.step_task(node, incarnation, execution),
+            Action::Data { from, to, packet } => self.deliver_data(from, to, packet),
+            Action::StateWritten { node, incarnation, path, bytes, report } => {
+                self.state_written(node, incarnation, path, bytes, report)
             }
             Action::Submit { job } => self.submit(job),
             Action::Cancel { job } => self.cancel(job),
@@ -508,6 +548,15 @@ impl World<'_> {
     }
 
     fn task_command(&mut self, node: NodeIndex, command: TaskCommand) {
+        let job_id = match &command {
+            TaskCommand::Start(deployment) => deployment.execution.job,
+            TaskCommand::Cancel(execution)
+            | TaskCommand::TriggerCheckpoint { execution, .. }
+            | TaskCommand::NotifyCheckpoint { execution, .. } => execution.job,
+        };
+        if self.is_real(job_id) {
+            return self.real_task_command(node, command);
+        }
         let reports = match command {
             TaskCommand::Start(deployment) => self.tasks.start(self.now, node, deployment.execution, &mut self.rng),
             TaskCommand::Cancel(execution) => self.tasks.cancel(self.now, execution, &mut self.rng),
@@ -522,18 +571,6 @@ impl World<'_> {
             TaskCommand::NotifyCheckpoint { .. } => Vec::new(),
         };
         self.schedule_reports(reports);
-    }
-
-    /// The JobManager's storage: metadata writes become durable after a short, seeded delay.
-    fn storage(&mut self, request: StorageRequest) {
-        if let StorageRequest::WriteMetadata { job_id, checkpoint, .. } = request {
-            let at = self.now.after(Duration::from_millis(1 + self.rng.below(5)));
-            let incarnation = self.nodes[JOB_MANAGER].incarnation;
-            self.schedule(
-                at,
-                Action::Stored { incarnation, reply: StorageReply::MetadataWritten { job_id, checkpoint } },
-            );
-        }
     }
 
     fn schedule_reports(&mut self, reports: Vec<DueReport>) {
@@ -645,6 +682,7 @@ impl World<'_> {
         let spec = &self.scenario.jobs[job];
         let prepared = prepare(&self.cluster_config, spec.graph.clone(), &Default::default(), spec.parallelism);
         match prepared {
+            Ok((plan, config)) if spec.real_tasks => self.dataplane.add_job(job_id, plan, config),
             Ok((plan, _)) => {
                 let model = JobModel {
                     graph: ExecutionGraph::new(&plan),
@@ -687,6 +725,16 @@ impl World<'_> {
 
     fn fault(&mut self, fault: usize) {
         let spec = self.faults[fault].clone();
+        if let FaultKind::DamageCheckpoint { damage } = spec.kind {
+            self.record_plan(String::new(), spec.kind.clone());
+            let damaged = self.damage_newest_checkpoint(damage);
+            self.faults_fired.push(format!(
+                "{} {damage:?} {}",
+                self.now,
+                damaged.as_deref().unwrap_or("nothing (no checkpoint)")
+            ));
+            return;
+        }
         if spec.kind == FaultKind::Heal {
             self.record_plan(String::new(), FaultKind::Heal);
             self.faults_fired.push(format!("{} heal", self.now));
@@ -706,6 +754,7 @@ impl World<'_> {
                 entry.incarnation += 1;
                 entry.wake_at = None;
                 self.tasks.crash(node);
+                self.dataplane.crash(node);
                 let delay = restart_after.map(|delay| delay.draw(&mut self.rng));
                 self.record_plan(name.clone(), FaultKind::Crash { restart_after: delay.map(TimeSpec::fixed) });
                 if let Some(delay) = delay {
@@ -735,7 +784,7 @@ impl World<'_> {
                     self.schedule(self.now.after(duration), Action::Restore { a: node, b: Some(peer) });
                 }
             }
-            FaultKind::Heal => unreachable!("handled above"),
+            FaultKind::Heal | FaultKind::DamageCheckpoint { .. } => unreachable!("handled above"),
         }
     }
 }
@@ -803,6 +852,7 @@ impl World<'_> {
         if self.all_ended_at.is_some() {
             unmet.extend(self.leaked_slots());
         }
+        unmet.extend(self.output_checks());
         unmet
     }
 
