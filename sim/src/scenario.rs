@@ -188,6 +188,8 @@ pub struct JobSpec {
     pub min_restarts: Option<u32>,
     /// The least number of checkpoints the job must complete.
     pub min_checkpoints: Option<u32>,
+    /// The least number of checkpoints that must fail (expire, be declined) while it runs.
+    pub min_failed_checkpoints: Option<u32>,
     /// Whether its tasks run the real operators (`tasks = "real"`) or the task model.
     pub real_tasks: bool,
     /// What its committed file-sink output must be (real tasks only).
@@ -330,6 +332,7 @@ struct RawJob {
     expect_restarts: Option<u32>,
     min_restarts: Option<u32>,
     min_checkpoints: Option<u32>,
+    min_failed_checkpoints: Option<u32>,
     tasks: Option<String>,
     output: Option<String>,
 }
@@ -555,6 +558,7 @@ fn job_spec(raw: &RawJob, read_job: &dyn Fn(&str) -> Result<String, String>) -> 
         expect_restarts: raw.expect_restarts,
         min_restarts: raw.min_restarts,
         min_checkpoints: raw.min_checkpoints,
+        min_failed_checkpoints: raw.min_failed_checkpoints,
         real_tasks: match raw.tasks.as_deref() {
             None | Some("modelled") => false,
             Some("real") => true,

@@ -462,9 +462,15 @@ impl DataPlane {
         vec![report_at(now, task.node, execution, ExecutionState::Failed, Some(reason))]
     }
 
-    /// A TaskManager crashed: its tasks vanish without a word.
-    pub fn crash(&mut self, node: NodeIndex) {
+    /// A TaskManager crashed: its tasks vanish without a word, and the tasks elsewhere that
+    /// exchange data with them see their connections close and fail, as Flink's do.
+    pub fn crash(&mut self, now: Time, node: NodeIndex, name: &str) -> Vec<Effect> {
+        let jobs: std::collections::BTreeSet<JobId> =
+            self.tasks.iter().filter(|(_, task)| task.node == node).map(|(id, _)| id.job).collect();
         self.tasks.retain(|_, task| task.node != node);
+        let peers: Vec<ExecutionId> = self.tasks.keys().filter(|id| jobs.contains(&id.job)).copied().collect();
+        let reason = format!("the data connection to {name} closed: its TaskManager died");
+        peers.into_iter().flat_map(|peer| self.fail(now, peer, reason.clone())).collect()
     }
 
     /// The tasks of a job on `node`, for describing a node's state.

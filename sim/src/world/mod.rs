@@ -105,6 +105,8 @@ struct Node {
 struct ClientJob {
     /// Checkpoints completed, in order of completion.
     checkpoints: Vec<weir_core::ids::CheckpointId>,
+    /// Checkpoints that failed.
+    failed_checkpoints: u32,
     job_id: Option<JobId>,
     status: Option<JobStatus>,
     rejected: Option<String>,
@@ -299,6 +301,7 @@ impl<'s> World<'s> {
         for (job, spec) in self.scenario.jobs.iter().enumerate() {
             self.jobs.push(ClientJob {
                 checkpoints: Vec::new(),
+                failed_checkpoints: 0,
                 job_id: None,
                 status: None,
                 rejected: None,
@@ -603,6 +606,11 @@ impl World<'_> {
                 }
                 self.jobs[index].checkpoints.push(checkpoint);
             }
+            Event::CheckpointFailed { job_id, .. } => {
+                if let Some(job) = self.jobs.iter_mut().find(|job| job.job_id == Some(job_id)) {
+                    job.failed_checkpoints += 1;
+                }
+            }
             Event::RestartDecision { job_id, delay_ms: Some(_), .. } => {
                 if let Some(job) = self.jobs.iter_mut().find(|job| job.job_id == Some(job_id)) {
                     job.restarts += 1;
@@ -754,7 +762,8 @@ impl World<'_> {
                 entry.incarnation += 1;
                 entry.wake_at = None;
                 self.tasks.crash(node);
-                self.dataplane.crash(node);
+                let effects = self.dataplane.crash(self.now, node, &name);
+                self.apply(effects);
                 let delay = restart_after.map(|delay| delay.draw(&mut self.rng));
                 self.record_plan(name.clone(), FaultKind::Crash { restart_after: delay.map(TimeSpec::fixed) });
                 if let Some(delay) = delay {
@@ -841,6 +850,12 @@ impl World<'_> {
             {
                 let count = job.checkpoints.len();
                 unmet.push(format!("job {index} completed {count} checkpoints, expected at least {least}"));
+            }
+            if let Some(least) = spec.min_failed_checkpoints
+                && job.failed_checkpoints < least
+            {
+                let count = job.failed_checkpoints;
+                unmet.push(format!("job {index}: {count} checkpoints failed, expected at least {least}"));
             }
             if let Some(text) = &spec.expect_failure {
                 let failure = self.failure_of(job.job_id);
