@@ -32,6 +32,8 @@ pub struct Hello {
     pub role: PeerRole,
     /// Its name, for logs (a resource id or a host:port).
     pub name: String,
+    /// Where it accepts connections itself (host:port), so the listener can call back.
+    pub listen: Option<String>,
     /// The cluster token (`security.token`), when the caller has one.
     pub token: Option<String>,
 }
@@ -120,6 +122,7 @@ mod tests {
             version: PROTOCOL_VERSION,
             role: PeerRole::TaskManager,
             name: "tm-1".into(),
+            listen: Some("127.0.0.1:6124".into()),
             token: token.map(Into::into),
         }
     }

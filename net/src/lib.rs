@@ -4,9 +4,14 @@
 //! - [`codec`]: messages as bincode with a decode limit;
 //! - [`handshake`]: the first frame of every connection (protocol version, role, cluster token).
 //!
-//! These pieces are sans-IO and tested on their own; the tokio connections that use them live
-//! beside them as the daemons arrive.
+//! - [`connection`]: one TCP connection (tokio): handshake, then frames of messages;
+//! - [`rpc`]: a listener delivering envelopes, and outgoing connections per peer that reconnect
+//!   with backoff.
+//!
+//! The first three are sans-IO and tested on their own; the last two are tested over 127.0.0.1.
 
 pub mod codec;
+pub mod connection;
 pub mod frame;
 pub mod handshake;
+pub mod rpc;
