@@ -37,6 +37,16 @@ pub fn read_config_file(args: &ConfigArgs) -> Result<RawConfig, CliError> {
     RawConfig::from_toml_str(&text, &path.display().to_string()).map_err(|error| CliError::input(error.to_string()))
 }
 
+/// The cluster's raw configuration: the file, then `-D` (a job's own table is not included).
+pub fn load_raw_config(args: &ConfigArgs) -> Result<RawConfig, CliError> {
+    let mut raw = read_config_file(args)?;
+    for text in &args.overrides {
+        let (key, value) = RawConfig::parse_override(text).map_err(|error| CliError::input(error.to_string()))?;
+        raw.set(key, value);
+    }
+    Ok(raw)
+}
+
 /// Builds the typed configuration: file, then `job_config` (a job file's table), then `-D`.
 pub fn load_config(args: &ConfigArgs, job_config: Option<&RawConfig>) -> Result<Config, CliError> {
     let mut raw = read_config_file(args)?;

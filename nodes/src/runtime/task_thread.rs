@@ -1,0 +1,313 @@
+//! One task on its own thread, as Flink runs each task: the thread owns a `TaskRunner` (the same
+//! step function the simulator runs), reads its mailbox (buffers, triggers, notifications,
+//! cancel), steps the chain, sends buffers to their consumers through the [`Exchange`] under
+//! per-channel credit, writes its snapshots to checkpoint storage and reports to its
+//! TaskExecutor through a callback.
+
+use super::Clock;
+use super::connectors::LocalConnectors;
+use super::exchange::{Credit, Exchange, Mail, release};
+use super::storage::CheckpointStorage;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use weir_core::checkpoint::{DeclineReason, storage as format};
+use weir_core::config::Config;
+use weir_core::dataflow::buffer::Buffer;
+use weir_core::dataflow::partition::ChannelIndex;
+use weir_core::dataflow::task::{StepStatus, TaskMetrics, TaskOutput, TaskRunner, TaskSetup};
+use weir_core::ids::{CheckpointId, JobId, SubtaskIndex};
+use weir_core::plan::JobPlan;
+use weir_core::protocol::{
+    CheckpointOutcome, ExecutionId, ExecutionState, TaskCheckpointReport, TaskDeployment, TaskReport,
+};
+
+/// Records a task processes per step before it looks at its mailbox again.
+const STEP_BUDGET_RECORDS: usize = 64 * 1024;
+/// Longest sleep of an idle task between two looks at its mailbox.
+const IDLE_WAIT: Duration = Duration::from_millis(50);
+/// How long a producer waits for a credit before it looks at its mailbox (for a cancel).
+const CREDIT_WAIT: Duration = Duration::from_millis(5);
+
+/// What a task thread tells its TaskExecutor.
+#[derive(Debug)]
+pub enum TaskEvent {
+    /// A new state.
+    State(TaskReport),
+    /// A checkpoint answer.
+    Checkpoint(TaskCheckpointReport),
+}
+
+/// Checkpoint directories by (job, checkpoint), as the triggers named them; tasks that are not
+/// sources learn a checkpoint only from its barrier, so they look the directory up here.
+pub type Locations = Arc<Mutex<BTreeMap<(JobId, CheckpointId), String>>>;
+
+/// The latest metrics of every task thread of the process, for progress and summaries.
+pub type MetricsBoard = Arc<Mutex<BTreeMap<ExecutionId, TaskMetrics>>>;
+
+/// Everything a task thread needs.
+pub struct TaskContext {
+    /// What to run.
+    pub deployment: TaskDeployment,
+    /// The job's plan.
+    pub plan: Arc<JobPlan>,
+    /// The job's configuration.
+    pub config: Arc<Config>,
+    /// Where snapshots go.
+    pub storage: CheckpointStorage,
+    /// The process's running tasks.
+    pub exchange: Exchange,
+    /// Checkpoint directories.
+    pub locations: Locations,
+    /// The process clock.
+    pub clock: Clock,
+    /// Reports to the TaskExecutor.
+    pub report: Arc<dyn Fn(TaskEvent) + Send + Sync>,
+    /// Where the task publishes its metrics.
+    pub metrics: MetricsBoard,
+}
+
+/// Starts the task's thread; its mailbox is registered before this returns.
+pub fn spawn(context: TaskContext) -> Result<(), String> {
+    let (sender, mailbox) = channel();
+    let execution = context.deployment.execution;
+    context.exchange.register(execution, sender);
+    let exchange = context.exchange.clone();
+    let spawned = std::thread::Builder::new().name(format!("task {execution}")).spawn(move || {
+        let mut task = TaskThread::new(context, mailbox);
+        task.run();
+    });
+    spawned.map(|_| ()).map_err(|error| {
+        exchange.deregister(&execution);
+        format!("cannot start a thread for task {execution}: {error}")
+    })
+}
+
+struct TaskThread {
+    context: TaskContext,
+    execution: ExecutionId,
+    mailbox: Receiver<Mail>,
+    /// Mail read while waiting for credit, handled next.
+    stash: VecDeque<Mail>,
+    /// Buffers the task's input queues refused, per channel, with their credit.
+    waiting: BTreeMap<ChannelIndex, VecDeque<(Buffer, Arc<Credit>)>>,
+    /// Credit of each channel to a consumer.
+    credits: BTreeMap<ExecutionId, Arc<Credit>>,
+    cancelled: bool,
+}
+
+impl TaskThread {
+    fn new(context: TaskContext, mailbox: Receiver<Mail>) -> TaskThread {
+        let execution = context.deployment.execution;
+        TaskThread {
+            context,
+            execution,
+            mailbox,
+            stash: VecDeque::new(),
+            waiting: BTreeMap::new(),
+            credits: BTreeMap::new(),
+            cancelled: false,
+        }
+    }
+
+    fn state(&self, state: ExecutionState, error: Option<String>) {
+        (self.context.report)(TaskEvent::State(TaskReport { execution: self.execution, state, error }));
+    }
+
+    fn run(&mut self) {
+        self.state(ExecutionState::Initializing, None);
+        let mut runner = match self.build() {
+            Ok(runner) => runner,
+            Err(error) => {
+                self.context.exchange.deregister(&self.execution);
+                self.state(ExecutionState::Failed, Some(error));
+                return;
+            }
+        };
+        self.state(ExecutionState::Running, None);
+        let ended = self.drive(&mut runner);
+        self.context.exchange.deregister(&self.execution);
+        for (_, queue) in std::mem::take(&mut self.waiting) {
+            queue.into_iter().for_each(|(_, credit)| credit.give_back());
+        }
+        while let Ok(mail) = self.mailbox.try_recv() {
+            release(mail);
+        }
+        match ended {
+            Ended::Finished => self.state(ExecutionState::Finished, None),
+            Ended::Failed(error) => self.state(ExecutionState::Failed, Some(error)),
+            Ended::Canceled => self.state(ExecutionState::Canceled, None),
+        }
+    }
+
+    fn build(&self) -> Result<TaskRunner, String> {
+        let mut files = Vec::new();
+        if let Some(restore) = &self.context.deployment.restore {
+            for handle in &restore.states {
+                files.push(self.context.storage.read(&restore.location, &handle.file)?);
+            }
+        }
+        let mut connectors = LocalConnectors;
+        let setup = TaskSetup {
+            execution: self.execution,
+            plan: &self.context.plan,
+            config: &self.context.config,
+            restore: files.iter().map(Vec::as_slice).collect(),
+            connectors: &mut connectors,
+            seed: u64::from(self.execution.vertex.0) << 32 | u64::from(self.execution.subtask.0),
+            wait_for_final_checkpoint: self.context.config.checkpoint.interval.is_some(),
+        };
+        TaskRunner::new(setup).map_err(|error| error.to_string())
+    }
+
+    /// Runs the task until it ends.
+    fn drive(&mut self, runner: &mut TaskRunner) -> Ended {
+        loop {
+            self.read_mail(runner);
+            if self.cancelled {
+                runner.cancel();
+                return Ended::Canceled;
+            }
+            self.feed_waiting(runner);
+            let status = runner.step(self.context.clock.now(), STEP_BUDGET_RECORDS);
+            self.publish(runner);
+            if let Some(ended) = self.carry_out(runner) {
+                self.publish(runner);
+                return ended;
+            }
+            if status == StepStatus::Idle {
+                let wait = runner
+                    .poll_timeout()
+                    .map(|at| Duration::from_micros(at.0.saturating_sub(self.context.clock.now().0)))
+                    .unwrap_or(IDLE_WAIT)
+                    .min(IDLE_WAIT);
+                if !wait.is_zero() {
+                    self.wait_for_mail(wait);
+                }
+            }
+        }
+    }
+
+    fn publish(&self, runner: &TaskRunner) {
+        let mut board = self.context.metrics.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        board.insert(self.execution, runner.metrics());
+    }
+
+    fn wait_for_mail(&mut self, wait: Duration) {
+        if !self.stash.is_empty() {
+            return;
+        }
+        match self.mailbox.recv_timeout(wait) {
+            Ok(mail) => self.stash.push_back(mail),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => self.cancelled = true,
+        }
+    }
+
+    /// Handles every mail there is.
+    fn read_mail(&mut self, runner: &mut TaskRunner) {
+        while let Some(mail) = self.stash.pop_front().or_else(|| self.mailbox.try_recv().ok()) {
+            match mail {
+                Mail::Buffer { producer, edge, buffer, credit } => match runner.input_channel(edge, producer.subtask) {
+                    Some(channel) => self.waiting.entry(channel).or_default().push_back((buffer, credit)),
+                    None => credit.give_back(),
+                },
+                Mail::Trigger(barrier, location) => {
+                    self.remember_location(barrier.checkpoint, location);
+                    runner.trigger_checkpoint(barrier);
+                }
+                Mail::Notify(checkpoint, complete) => runner.notify_checkpoint(checkpoint, complete),
+                Mail::Cancel => self.cancelled = true,
+            }
+        }
+    }
+
+    fn remember_location(&self, checkpoint: CheckpointId, location: String) {
+        let mut locations = self.context.locations.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        locations.insert((self.execution.job, checkpoint), location);
+    }
+
+    fn feed_waiting(&mut self, runner: &mut TaskRunner) {
+        for (channel, queue) in self.waiting.iter_mut() {
+            while let Some((buffer, credit)) = queue.pop_front() {
+                match runner.push_buffer(*channel, buffer) {
+                    Ok(()) => credit.give_back(),
+                    Err(refused) => {
+                        queue.push_front((refused.item, credit));
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Carries out the task's outputs; `Some` once it ended.
+    fn carry_out(&mut self, runner: &mut TaskRunner) -> Option<Ended> {
+        while let Some(output) = runner.poll_output() {
+            match output {
+                TaskOutput::Buffer { edge, consumer, buffer } => {
+                    if !self.send(edge, consumer, buffer) {
+                        runner.cancel();
+                        return Some(Ended::Canceled);
+                    }
+                }
+                TaskOutput::Snapshot { checkpoint, bytes, metrics } => self.store_snapshot(checkpoint, &bytes, metrics),
+                TaskOutput::Decline { checkpoint, reason } => {
+                    self.checkpoint_report(checkpoint, CheckpointOutcome::Declined(reason));
+                }
+                TaskOutput::Finished => return Some(Ended::Finished),
+                TaskOutput::Failed { error } => return Some(Ended::Failed(error.to_string())),
+            }
+        }
+        None
+    }
+
+    /// Sends a buffer under the channel's credit; false when the task was cancelled meanwhile.
+    fn send(&mut self, edge: usize, consumer: SubtaskIndex, buffer: Buffer) -> bool {
+        let Some(target) = self.context.plan.edges.get(edge).map(|edge| edge.target) else { return true };
+        let consumer = ExecutionId { vertex: target, subtask: consumer, ..self.execution };
+        let credit = self.credits.entry(consumer).or_default().clone();
+        while !credit.take(CREDIT_WAIT) {
+            while let Ok(mail) = self.mailbox.try_recv() {
+                if matches!(mail, Mail::Cancel) {
+                    self.cancelled = true;
+                    return false;
+                }
+                self.stash.push_back(mail);
+            }
+        }
+        let mail = Mail::Buffer { producer: self.execution, edge, buffer, credit };
+        self.context.exchange.post(consumer, mail);
+        true
+    }
+
+    fn store_snapshot(&self, checkpoint: CheckpointId, bytes: &[u8], metrics: weir_core::checkpoint::AckMetrics) {
+        let job = self.execution.job;
+        let location = {
+            let locations = self.context.locations.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            locations.get(&(job, checkpoint)).cloned()
+        };
+        let location = location.unwrap_or_else(|| {
+            format::checkpoint_location(self.context.config.checkpoint.dir.as_deref(), job, checkpoint)
+        });
+        let vertex = self.context.plan.vertex(self.execution.vertex).id;
+        let file = format::state_file_name(vertex, self.execution.subtask, self.execution.attempt);
+        let outcome = match self.context.storage.write(&location, &file, bytes) {
+            Ok(()) => CheckpointOutcome::Acknowledged { state: Some(format::handle_for(file, bytes)), metrics },
+            Err(error) => CheckpointOutcome::Declined(DeclineReason::Io(error)),
+        };
+        self.checkpoint_report(checkpoint, outcome);
+    }
+
+    fn checkpoint_report(&self, checkpoint: CheckpointId, outcome: CheckpointOutcome) {
+        let report = TaskCheckpointReport { execution: self.execution, checkpoint, outcome };
+        (self.context.report)(TaskEvent::Checkpoint(report));
+    }
+}
+
+enum Ended {
+    Finished,
+    Failed(String),
+    Canceled,
+}
