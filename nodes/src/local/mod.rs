@@ -59,6 +59,7 @@ pub fn run(job_id: JobId, plan: &JobPlan, config: &Config) -> Result<LocalOutcom
                 connectors: &mut connectors,
                 seed: (vertex.index.0 as u64) << 32 | subtask as u64,
                 wait_for_final_checkpoint: false,
+                restore_finished: false,
             };
             let runner = TaskRunner::new(setup).map_err(|error| format!("task {execution}: {error}"))?;
             index_of.insert((vertex.index, SubtaskIndex(subtask)), tasks.len());

@@ -106,6 +106,9 @@ pub struct TaskSetup<'a> {
     /// With checkpointing: wait for a final checkpoint after the end of input before finishing
     /// (Flink's `execution.checkpointing.checkpoints-after-tasks-finish`).
     pub wait_for_final_checkpoint: bool,
+    /// The subtask had finished in the checkpoint restored ([`crate::protocol::RestoreSpec`]'s
+    /// `finished`; `restore` is then empty): the chain never runs, the input counts as ended.
+    pub restore_finished: bool,
 }
 
 /// What a step ended in.
@@ -234,6 +237,8 @@ pub struct TaskRunner {
     phase: Phase,
     /// The chain's `end_of_input` ran (now or before the restored snapshot).
     input_ended: bool,
+    /// Deployed as finished: the chain never runs, snapshots hold no operator state.
+    finished_on_restore: bool,
     wait_for_final_checkpoint: bool,
     /// The first checkpoint taken while waiting for the final one.
     final_checkpoint: Option<CheckpointId>,
@@ -254,7 +259,8 @@ pub struct TaskRunner {
 impl TaskRunner {
     /// Builds the chain of `setup.execution`, its gate and writers, and restores its state.
     pub fn new(setup: TaskSetup<'_>) -> Result<TaskRunner, TaskError> {
-        let TaskSetup { execution, plan, config, restore, connectors, seed, wait_for_final_checkpoint } = setup;
+        let TaskSetup { execution, plan, config, restore, connectors, seed, wait_for_final_checkpoint, restore_finished } =
+            setup;
         let (vertex, subtask) = (execution.vertex, execution.subtask);
         let job_vertex = match plan.vertices.get(vertex.index()) {
             Some(job_vertex) if subtask.0 < job_vertex.parallelism => job_vertex,
@@ -299,7 +305,8 @@ impl TaskRunner {
             outputs,
             row: Row::new(),
             phase: Phase::Running,
-            input_ended: false,
+            input_ended: restore_finished,
+            finished_on_restore: restore_finished,
             wait_for_final_checkpoint: wait_for_final_checkpoint && checkpointing,
             final_checkpoint: None,
             checkpoint_latest: None,
@@ -312,6 +319,7 @@ impl TaskRunner {
         };
         match restore.as_slice() {
             [] => {}
+            [_, ..] if restore_finished => return Err(RestoreError::FinishedWithState.into()),
             [bytes] => runner.restore(bytes)?,
             files => return Err(RestoreError::Rescale(format!("{} state files for one subtask", files.len())).into()),
         }
@@ -467,6 +475,8 @@ impl TaskRunner {
     fn on_gate_event(&mut self, output: GateOutput<()>) -> Result<Option<StepStatus>, TaskError> {
         match output {
             GateOutput::Record { .. } => unreachable!("records are handled by the caller"),
+            // A task deployed as finished never runs its chain.
+            GateOutput::Watermark(_) if self.finished_on_restore => {}
             GateOutput::Watermark(watermark) => self.chain.watermark(watermark, &mut self.outputs)?,
             GateOutput::Checkpoint { barrier, in_flight, in_flight_complete, alignment } => {
                 self.on_checkpoint(barrier, in_flight, in_flight_complete, alignment);
