@@ -25,6 +25,8 @@ pub mod stats;
 pub mod storage;
 
 #[cfg(test)]
+mod finished_tests;
+#[cfg(test)]
 mod proptests;
 #[cfg(test)]
 mod tests;
