@@ -321,9 +321,9 @@ pub enum TaskExecutorMessage {
         /// Why.
         reason: String,
     },
-    /// Inject a checkpoint barrier at a source task.
+    /// Inject a checkpoint barrier at a task where barriers start (a source, or one whose inputs all ended).
     TriggerCheckpoint {
-        /// The source attempt.
+        /// The attempt: a source, or a task all of whose producers finished.
         execution: ExecutionId,
         /// The barrier.
         barrier: Barrier,
