@@ -522,9 +522,12 @@ impl CheckpointCoordinator {
         let checkpoint = self.checkpoint_id_next;
         self.checkpoint_id_next = CheckpointId(checkpoint.0.checked_add(1).expect("checkpoint ids exhausted"));
         let deadline = self.now.after(self.settings.timeout);
-        let running: Vec<ExecutionId> = self.executions.iter().filter(|e| !self.finished.contains(e)).copied().collect();
-        let finished: BTreeSet<(VertexIndex, SubtaskIndex)> = self.finished.iter().map(|e| (e.vertex, e.subtask)).collect();
-        let sources: Vec<ExecutionId> = running.iter().filter(|e| self.starts_barriers(e, &finished)).copied().collect();
+        let running: Vec<ExecutionId> =
+            self.executions.iter().filter(|e| !self.finished.contains(e)).copied().collect();
+        let finished: BTreeSet<(VertexIndex, SubtaskIndex)> =
+            self.finished.iter().map(|e| (e.vertex, e.subtask)).collect();
+        let sources: Vec<ExecutionId> =
+            running.iter().filter(|e| self.starts_barriers(e, &finished)).copied().collect();
         let mut pending = PendingCheckpoint::new(checkpoint, kind, location.clone(), self.now, deadline, running);
         pending.request = request;
         pending.finished = finished;

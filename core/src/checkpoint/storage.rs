@@ -153,7 +153,10 @@ impl fmt::Display for StorageProblem {
             }
             StorageProblem::BadMagic { found } => write!(f, "not a weir checkpoint file: starts with {found:02x?}"),
             StorageProblem::UnsupportedVersion { found, supported } => {
-                write!(f, "unsupported format version {found} (this build reads {FORMAT_VERSION_OLDEST} to {supported})")
+                write!(
+                    f,
+                    "unsupported format version {found} (this build reads {FORMAT_VERSION_OLDEST} to {supported})"
+                )
             }
             StorageProblem::WrongKind { expected, found } => {
                 write!(f, "wrong kind of file: expected {expected:?}, found kind byte {found}")

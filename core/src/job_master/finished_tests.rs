@@ -67,7 +67,8 @@ fn acknowledge(cluster: &mut Cluster, view: ExecutionView, checkpoint: Checkpoin
     let resource_id = view.location.unwrap_or_else(|| panic!("deployed")).resource_id;
     let state = crate::checkpoint::TaskStateHandle { file: format!("state-{}", view.id), size_bytes: 10, crc32: 1 };
     let metrics = crate::checkpoint::AckMetrics::default();
-    let message = JobMasterMessage::AcknowledgeCheckpoint { execution: view.id, checkpoint, state: Some(state), metrics };
+    let message =
+        JobMasterMessage::AcknowledgeCheckpoint { execution: view.id, checkpoint, state: Some(state), metrics };
     cluster.message(Address::TaskExecutor(resource_id), message);
 }
 
@@ -103,7 +104,10 @@ fn after_the_sources_finish_checkpoints_start_at_the_maps_and_the_job_finishes()
     assert_eq!(notified(&cluster, checkpoint), [maps[0].id, maps[1].id], "the running tasks commit");
     let completed = cluster.jm.checkpoint_coordinator().and_then(|c| c.latest_completed().cloned());
     let completed = completed.unwrap_or_else(|| panic!("a completed checkpoint"));
-    assert!(completed.is_finished(VertexIndex(0), SubtaskIndex(0)) && completed.is_finished(VertexIndex(0), SubtaskIndex(1)));
+    assert!(
+        completed.is_finished(VertexIndex(0), SubtaskIndex(0))
+            && completed.is_finished(VertexIndex(0), SubtaskIndex(1))
+    );
     for map in maps {
         cluster.report(map, ExecutionState::Finished, None);
     }
@@ -131,7 +135,8 @@ fn a_restart_deploys_the_subtasks_finished_in_the_checkpoint_as_finished() {
     cluster.run_for(Duration::from_secs(2));
     cluster.offer(tm(0), 1);
     cluster.offer(tm(1), 1);
-    let deployments: Vec<TaskDeployment> = cluster.deployments()[deployed_before..].iter().map(|d| (*d).clone()).collect();
+    let deployments: Vec<TaskDeployment> =
+        cluster.deployments()[deployed_before..].iter().map(|d| (*d).clone()).collect();
     assert_eq!(deployments.len(), 4, "a full restart");
     for deployment in deployments {
         let restore = deployment.restore.unwrap_or_else(|| panic!("restores from checkpoint {checkpoint}"));

@@ -57,6 +57,8 @@ mod metrics;
 mod snapshot;
 
 #[cfg(test)]
+mod finished_tests;
+#[cfg(test)]
 mod proptests;
 #[cfg(test)]
 mod tests;
@@ -259,8 +261,16 @@ pub struct TaskRunner {
 impl TaskRunner {
     /// Builds the chain of `setup.execution`, its gate and writers, and restores its state.
     pub fn new(setup: TaskSetup<'_>) -> Result<TaskRunner, TaskError> {
-        let TaskSetup { execution, plan, config, restore, connectors, seed, wait_for_final_checkpoint, restore_finished } =
-            setup;
+        let TaskSetup {
+            execution,
+            plan,
+            config,
+            restore,
+            connectors,
+            seed,
+            wait_for_final_checkpoint,
+            restore_finished,
+        } = setup;
         let (vertex, subtask) = (execution.vertex, execution.subtask);
         let job_vertex = match plan.vertices.get(vertex.index()) {
             Some(job_vertex) if subtask.0 < job_vertex.parallelism => job_vertex,
