@@ -3,7 +3,8 @@
 //!
 //! The pieces:
 //! - [`CheckpointCoordinator`] (`coordinator.rs`, with `pending.rs` and `failures.rs`): triggers
-//!   periodic checkpoints and user savepoints at the sources, collects the tasks'
+//!   periodic checkpoints and user savepoints at the sources (and, once tasks finish, at the
+//!   running tasks whose producers all finished), collects the running tasks'
 //!   acknowledgements, asks the driver to persist `_metadata` and completes the checkpoint when it
 //!   is durable, subsumes and discards old checkpoints, counts failures against
 //!   `tolerable-failed-checkpoints`, and says what a restart restores from. The JobMaster owns

@@ -15,7 +15,8 @@
 //! magic "WEIR" | version u16 | kind u8 | payload length u64 | payload | crc32 u32
 //! ```
 //!
-//! integers little-endian, the crc32 (crc32fast, IEEE) over header and payload. Decoding checks,
+//! integers little-endian, the crc32 (crc32fast, IEEE) over header and payload. Version 2 (the one
+//! written) appends the finished subtasks to `_metadata`; version 1 files are still read. Decoding checks,
 //! in order, the magic, the version, the kind, the length against the file's size, the checksum,
 //! then decodes the payload, which must be canonical (sorted, no duplicates, no bytes left over)
 //! and consistent (every task of a known vertex, below its parallelism). Each failure is a typed

@@ -44,7 +44,10 @@
 //! first waits for a final checkpoint: it takes barriers triggered at it (its inputs have ended,
 //! so it is where the barrier starts) and finishes once one of them completes, so the last
 //! records an exactly-once sink wrote are committed. A snapshot records that the input had
-//! ended, so a restored task does not run `end_of_input` twice. An error fails the task: one
+//! ended, so a restored task does not run `end_of_input` twice. A subtask that had finished in
+//! the checkpoint restored ([`TaskSetup::restore_finished`]) never runs its chain: its input
+//! counts as ended, its snapshots hold no operator state (only that the input ended), a source
+//! emits nothing, and it finishes like any task whose input ended. An error fails the task: one
 //! `Failed` output, then nothing. After `cancel` nothing comes out at all.
 //!
 //! Invariants ([`TaskRunner::check_invariants`]): the writers have ended exactly when the task
