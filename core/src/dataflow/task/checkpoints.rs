@@ -68,9 +68,10 @@ impl TaskRunner {
             }
             return;
         }
-        if self.finished_on_restore {
-            // The chain never ran: nothing of it waits for a commit.
-        } else if let Err(error) = self.chain.notify_checkpoint_complete(checkpoint) {
+        // A task deployed as finished never ran its chain: nothing of it waits for a commit.
+        if !self.finished_on_restore
+            && let Err(error) = self.chain.notify_checkpoint_complete(checkpoint)
+        {
             self.fail(error.into());
             return;
         }
