@@ -12,6 +12,14 @@
 //! [`MAX_QUEUED_REQUESTS`]. Ids come from a counter that only grows; a request refused before it
 //! starts (tasks not running, no savepoint directory, queue full) uses no id.
 //!
+//! **Finished tasks** (Flink's checkpoints after tasks finish, FLIP-147). Checkpointing also runs
+//! while some tasks are FINISHED and the rest RUNNING ([`Input::TasksRunningOrFinished`]). A
+//! checkpoint is then triggered at every running task that is a source or all of whose producer
+//! subtasks (on every input edge) finished, since no barrier can reach it from upstream; it waits
+//! for the running tasks only and records the finished ones, without state. A task that finishes
+//! while a checkpoint still waits for its acknowledgement can no longer give it (a task
+//! acknowledges before it finishes): that checkpoint is aborted at once, not left to expire.
+//!
 //! **Completion.** When every task acknowledged, the coordinator asks the driver to persist
 //! `_metadata` ([`Output::PersistMetadata`]); the checkpoint completes on
 //! [`Input::MetadataPersisted`]: it joins the retained checkpoints (older ones beyond
@@ -42,7 +50,8 @@ use super::{
 };
 use crate::config::{CheckpointConfig, CheckpointRetention, CheckpointingMode};
 use crate::dataflow::BarrierKind;
-use crate::ids::{CheckpointId, JobId, VertexIndex};
+use crate::ids::{CheckpointId, JobId, SubtaskIndex, VertexIndex};
+use crate::plan::execution::{ExecutionEdge, ExecutionGraph};
 use crate::protocol::{ExecutionId, JobStatus};
 use crate::rng::Rng;
 use crate::time::{Duration, Time};
@@ -143,10 +152,14 @@ pub struct CheckpointCoordinator {
     pub(super) vertices: BTreeMap<VertexIndex, CheckpointVertex>,
     /// The current attempt of every subtask, sorted.
     pub(super) executions: Vec<ExecutionId>,
+    /// Those of the current attempts that are FINISHED.
+    pub(super) finished: BTreeSet<ExecutionId>,
+    /// The vertices' subtasks and the exchanges between them (who produces for whom).
+    graph: ExecutionGraph,
     rng: Rng,
     pub(super) now: Time,
     pub(super) checkpoint_id_next: CheckpointId,
-    /// Every task is RUNNING.
+    /// Every task is RUNNING or FINISHED, and not all are FINISHED.
     pub(super) tasks_running: bool,
     /// Periodic checkpointing is on (Flink's `periodicScheduling`).
     pub(super) scheduling: bool,
@@ -175,12 +188,15 @@ impl CheckpointCoordinator {
             setup.vertices.into_iter().map(|vertex| (vertex.index, vertex)).collect();
         assert!(vertices.values().any(|vertex| vertex.is_source), "a job has at least one source");
         let settings = Settings::from_config(config);
+        let graph = graph_of(&vertices, setup.edges);
         let mut coordinator = CheckpointCoordinator {
             job: setup.job,
             failures: FailureCounter::new(settings.tolerable_failed),
             settings,
             vertices,
             executions: Vec::new(),
+            finished: BTreeSet::new(),
+            graph,
             rng: Rng::new(setup.seed),
             now: Time::ZERO,
             checkpoint_id_next: setup.checkpoint_id_next,
@@ -219,7 +235,8 @@ impl CheckpointCoordinator {
         }
         match input {
             Input::Tick => self.on_tick(),
-            Input::TasksRunning(executions) => self.on_tasks_running(executions),
+            Input::TasksRunning(executions) => self.on_tasks_running(executions, Vec::new()),
+            Input::TasksRunningOrFinished { executions, finished } => self.on_tasks_running(executions, finished),
             Input::TasksNotRunning => self.on_tasks_not_running(),
             Input::Acknowledge { execution, checkpoint, state, metrics } => {
                 self.on_acknowledge(execution, checkpoint, state, metrics)
@@ -373,12 +390,28 @@ impl CheckpointCoordinator {
         }
     }
 
-    fn on_tasks_running(&mut self, executions: Vec<ExecutionId>) {
+    fn on_tasks_running(&mut self, executions: Vec<ExecutionId>, finished: Vec<ExecutionId>) {
         let executions = self.validated(executions);
+        let finished: BTreeSet<ExecutionId> = finished.into_iter().collect();
+        assert!(finished.iter().all(|e| executions.binary_search(e).is_ok()), "a finished task is not current");
         if executions != self.executions {
             // Checkpoints waiting for replaced attempts can never complete.
             self.abort_all(&FailureReason::JobFailover);
             self.executions = executions;
+        }
+        // A task acknowledges before it finishes: one that finished without can no longer.
+        let orphaned: Vec<CheckpointId> = self
+            .pending
+            .values()
+            .filter(|pending| pending.not_acknowledged.iter().any(|task| finished.contains(task)))
+            .map(|pending| pending.checkpoint)
+            .collect();
+        for checkpoint in orphaned {
+            self.abort(checkpoint, FailureReason::TasksNotRunning);
+        }
+        self.finished = finished;
+        if self.finished.len() == self.executions.len() {
+            return self.on_tasks_not_running(); // All finished: the job ends, nothing to take.
         }
         self.tasks_running = true;
         if !self.scheduling && self.settings.interval.is_some() && !self.stop_savepoint_in_progress() {
@@ -489,17 +522,37 @@ impl CheckpointCoordinator {
         let checkpoint = self.checkpoint_id_next;
         self.checkpoint_id_next = CheckpointId(checkpoint.0.checked_add(1).expect("checkpoint ids exhausted"));
         let deadline = self.now.after(self.settings.timeout);
-        let mut pending =
-            PendingCheckpoint::new(checkpoint, kind, location.clone(), self.now, deadline, self.executions.clone());
+        let running: Vec<ExecutionId> =
+            self.executions.iter().filter(|e| !self.finished.contains(e)).copied().collect();
+        let finished: BTreeSet<(VertexIndex, SubtaskIndex)> =
+            self.finished.iter().map(|e| (e.vertex, e.subtask)).collect();
+        let sources: Vec<ExecutionId> =
+            running.iter().filter(|e| self.starts_barriers(e, &finished)).copied().collect();
+        let mut pending = PendingCheckpoint::new(checkpoint, kind, location.clone(), self.now, deadline, running);
         pending.request = request;
-        let is_source = |execution: &&ExecutionId| self.vertices.get(&execution.vertex).is_some_and(|v| v.is_source);
-        let sources: Vec<ExecutionId> = self.executions.iter().filter(is_source).copied().collect();
+        pending.finished = finished;
         let settings = &self.settings;
         let alignment = Alignment::for_config(kind, settings.mode, settings.unaligned, settings.aligned_timeout);
         self.stats.on_triggered(&pending);
         self.pending.insert(checkpoint, pending);
         let timestamp = self.now;
         self.outputs.push_back(Output::TriggerAtSources { checkpoint, timestamp, kind, alignment, location, sources });
+    }
+
+    /// Whether a barrier starts at the running task `execution`: it is a source, or every
+    /// producer subtask on each of its input edges (at least one) finished.
+    fn starts_barriers(&self, execution: &ExecutionId, finished: &BTreeSet<(VertexIndex, SubtaskIndex)>) -> bool {
+        if self.vertices.get(&execution.vertex).is_some_and(|vertex| vertex.is_source) {
+            return true;
+        }
+        let mut inputs = self.graph.edges.iter().filter(|edge| edge.target == execution.vertex).peekable();
+        if inputs.peek().is_none() {
+            return false;
+        }
+        inputs.all(|edge| {
+            let mut producers = self.graph.producers(edge, execution.subtask);
+            producers.all(|producer| finished.contains(&(edge.source, SubtaskIndex(producer))))
+        })
     }
 
     fn on_acknowledge(
@@ -715,4 +768,20 @@ impl CheckpointCoordinator {
         }
         self.shut_down = true;
     }
+}
+
+/// The execution graph of `vertices` (indexed 0, 1, ..) joined by `edges`.
+fn graph_of(vertices: &BTreeMap<VertexIndex, CheckpointVertex>, edges: Vec<ExecutionEdge>) -> ExecutionGraph {
+    let mut offsets = vec![0u64];
+    for (position, vertex) in vertices.values().enumerate() {
+        assert_eq!(vertex.index.index(), position, "vertices are indexed 0, 1, ..");
+        offsets.push(offsets[position] + u64::from(vertex.parallelism));
+    }
+    let parallelism: Vec<u32> = vertices.values().map(|vertex| vertex.parallelism).collect();
+    for edge in &edges {
+        let of = |index: VertexIndex| parallelism.get(index.index()).copied();
+        assert_eq!(of(edge.source), Some(edge.source_parallelism), "edge {edge:?} from no such vertex");
+        assert_eq!(of(edge.target), Some(edge.target_parallelism), "edge {edge:?} to no such vertex");
+    }
+    ExecutionGraph { parallelism, offsets, edges }
 }

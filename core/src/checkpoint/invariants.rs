@@ -5,7 +5,9 @@
 //! - Periodic checkpoints pending: at most `max-concurrent-checkpoints`; all pending at most that
 //!   plus [`MAX_QUEUED_REQUESTS`] (forced savepoints); the queue within its bound.
 //! - Each pending checkpoint's acknowledged and awaited attempts partition its task list, its
-//!   deadline is trigger + timeout, it is finalizing exactly when nothing is awaited.
+//!   deadline is trigger + timeout, it is finalizing exactly when nothing is awaited; its tasks
+//!   are current attempts and with the subtasks it records as finished make up every subtask; it
+//!   awaits no task that finished. The finished tasks are current attempts.
 //! - Retained: at most `num-retained`, ascending ids, no stop-with-savepoint.
 //! - The periodic trigger is armed exactly while scheduling, and scheduling needs RUNNING tasks
 //!   and an interval; nothing is pending, queued or armed after shutdown.
@@ -22,10 +24,20 @@ impl CheckpointCoordinator {
     pub(super) fn check(&self) -> Result<(), String> {
         self.check_ids()?;
         self.check_bounds()?;
+        ensure(self.finished.iter().all(|task| self.executions.binary_search(task).is_ok()), || {
+            "a finished task is not a current attempt".to_string()
+        })?;
         for pending in self.pending.values() {
             pending.check(self.settings.timeout)?;
-            ensure(pending.tasks == self.executions, || {
+            ensure(pending.tasks.iter().all(|task| self.executions.binary_search(task).is_ok()), || {
                 format!("checkpoint {} waits for other attempts than the current ones", pending.checkpoint)
+            })?;
+            ensure(pending.not_acknowledged.is_disjoint(&self.finished), || {
+                format!("checkpoint {} waits for a task that finished", pending.checkpoint)
+            })?;
+            let subtasks = pending.tasks.len() + pending.finished.len();
+            ensure(subtasks == self.executions.len(), || {
+                format!("checkpoint {} covers {subtasks} of {} subtasks", pending.checkpoint, self.executions.len())
             })?;
         }
         self.check_scheduling()?;

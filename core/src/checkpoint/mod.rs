@@ -3,7 +3,8 @@
 //!
 //! The pieces:
 //! - [`CheckpointCoordinator`] (`coordinator.rs`, with `pending.rs` and `failures.rs`): triggers
-//!   periodic checkpoints and user savepoints at the sources, collects the tasks'
+//!   periodic checkpoints and user savepoints at the sources (and, once tasks finish, at the
+//!   running tasks whose producers all finished), collects the running tasks'
 //!   acknowledgements, asks the driver to persist `_metadata` and completes the checkpoint when it
 //!   is durable, subsumes and discards old checkpoints, counts failures against
 //!   `tolerable-failed-checkpoints`, and says what a restart restores from. The JobMaster owns
@@ -25,6 +26,8 @@ pub mod stats;
 pub mod storage;
 
 #[cfg(test)]
+mod finished_tests;
+#[cfg(test)]
 mod proptests;
 #[cfg(test)]
 mod tests;
@@ -36,10 +39,11 @@ use crate::config::CheckpointingMode;
 use crate::dataflow::{Barrier, BarrierKind};
 use crate::ids::{CheckpointId, Hex128, JobId, SubtaskIndex, VertexId, VertexIndex};
 use crate::plan::JobPlan;
+use crate::plan::execution::ExecutionEdge;
 use crate::protocol::{ExecutionId, JobStatus};
 use crate::time::{Duration, Time};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 /// Where one task's snapshot of one checkpoint lies: a file in the checkpoint's directory.
@@ -141,6 +145,9 @@ pub struct CoordinatorSetup {
     pub vertices: Vec<CheckpointVertex>,
     /// The current attempt of every subtask (replaced by [`Input::TasksRunning`]).
     pub executions: Vec<ExecutionId>,
+    /// The exchanges between the vertices (the execution graph's edges): a running task all of
+    /// whose producers finished is where a barrier starts.
+    pub edges: Vec<ExecutionEdge>,
     /// The id the next checkpoint gets: above every id ever used for this job (at least 1).
     pub checkpoint_id_next: CheckpointId,
     /// Completed checkpoints recovered from the HA store after a JobManager failover, any order.
@@ -164,6 +171,9 @@ pub struct CompletedCheckpoint {
     pub completed_at: Time,
     /// Every task's state, by (vertex, subtask), so a new attempt of a subtask finds its own.
     pub states: BTreeMap<(VertexIndex, SubtaskIndex), TaskStateHandle>,
+    /// The subtasks that had finished when it was triggered (no state): restored as finished.
+    #[serde(default)]
+    pub finished: BTreeSet<(VertexIndex, SubtaskIndex)>,
 }
 
 impl CompletedCheckpoint {
@@ -175,6 +185,11 @@ impl CompletedCheckpoint {
     /// The state a new attempt of `(vertex, subtask)` restores, if that subtask had state.
     pub fn state_of(&self, vertex: VertexIndex, subtask: SubtaskIndex) -> Option<&TaskStateHandle> {
         self.states.get(&(vertex, subtask))
+    }
+
+    /// Whether `(vertex, subtask)` had finished when it was taken (a new attempt starts finished).
+    pub fn is_finished(&self, vertex: VertexIndex, subtask: SubtaskIndex) -> bool {
+        self.finished.contains(&(vertex, subtask))
     }
 
     /// Bytes of state over all tasks.
@@ -199,6 +214,14 @@ impl CompletedCheckpoint {
             };
             states.insert((vertex.index, *subtask), handle.clone());
         }
+        let mut finished = BTreeSet::new();
+        for (vertex_id, subtask) in &metadata.finished {
+            let matching = vertices.iter().find(|v| v.id == *vertex_id && subtask.0 < v.parallelism);
+            let Some(vertex) = matching else {
+                return Err(storage::UnmatchedState { vertex: *vertex_id, subtask: *subtask });
+            };
+            finished.insert((vertex.index, *subtask));
+        }
         let kind = if metadata.is_savepoint {
             BarrierKind::Savepoint { stop: false, drain: false }
         } else {
@@ -211,6 +234,7 @@ impl CompletedCheckpoint {
             triggered_at: metadata.triggered_at,
             completed_at: metadata.triggered_at,
             states,
+            finished,
         })
     }
 }
@@ -221,7 +245,18 @@ pub enum Input {
     /// Time passed: fire the periodic trigger and expire overdue checkpoints.
     Tick,
     /// Every task is RUNNING, with these current attempts (one per subtask): checkpointing runs.
+    /// The same as [`Input::TasksRunningOrFinished`] with none finished.
     TasksRunning(Vec<ExecutionId>),
+    /// Every task is RUNNING or FINISHED, not all FINISHED (Flink's checkpoints after tasks
+    /// finish): checkpointing runs. Barriers start at every running task whose producers all
+    /// finished; only running tasks acknowledge; a checkpoint waiting for a task that finished
+    /// without acknowledging is aborted. Sent again whenever another task finishes.
+    TasksRunningOrFinished {
+        /// The current attempt of every subtask.
+        executions: Vec<ExecutionId>,
+        /// Those of them that are FINISHED.
+        finished: Vec<ExecutionId>,
+    },
     /// Not every task is RUNNING any more: periodic checkpointing stops, pending ones are aborted.
     TasksNotRunning,
     /// A task took its snapshot.
@@ -285,7 +320,8 @@ pub enum Input {
 /// What the coordinator asks of its driver, or reports.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Output {
-    /// Inject a barrier at these sources (the current attempts of every source subtask).
+    /// Inject a barrier at these tasks: every running source subtask, and every running task all
+    /// of whose producer subtasks finished (where the barrier starts once its inputs ended).
     TriggerAtSources {
         /// The checkpoint.
         checkpoint: CheckpointId,
@@ -297,7 +333,7 @@ pub enum Output {
         alignment: Alignment,
         /// The directory the tasks write their state files into.
         location: String,
-        /// The source attempts.
+        /// The attempts to trigger at (sources, and tasks whose producers all finished).
         sources: Vec<ExecutionId>,
     },
     /// Write `bytes` as `<location>/_metadata` (last, after fsync of the state files), then

@@ -3,7 +3,7 @@
 
 use super::{AckMetrics, CheckpointVertex, CompletedCheckpoint, SavepointRequestId, TaskStateHandle};
 use crate::dataflow::BarrierKind;
-use crate::ids::{CheckpointId, JobId, VertexIndex};
+use crate::ids::{CheckpointId, JobId, SubtaskIndex, VertexIndex};
 use crate::protocol::ExecutionId;
 use crate::time::{Duration, Time};
 use std::collections::{BTreeMap, BTreeSet};
@@ -31,6 +31,8 @@ pub(super) struct PendingCheckpoint {
     pub(super) deadline: Time,
     /// Every attempt it waits for, sorted (who is notified of completion or abortion).
     pub(super) tasks: Vec<ExecutionId>,
+    /// The subtasks that had finished when it was triggered: recorded as finished, no state.
+    pub(super) finished: BTreeSet<(VertexIndex, SubtaskIndex)>,
     pub(super) not_acknowledged: BTreeSet<ExecutionId>,
     pub(super) acknowledged: BTreeMap<ExecutionId, Option<TaskStateHandle>>,
     /// Every task acknowledged and `PersistMetadata` went out; waiting for `MetadataPersisted`.
@@ -60,6 +62,7 @@ impl PendingCheckpoint {
             deadline,
             not_acknowledged: tasks.iter().copied().collect(),
             tasks,
+            finished: BTreeSet::new(),
             acknowledged: BTreeMap::new(),
             finalizing: false,
             state_size_bytes: 0,
@@ -125,6 +128,7 @@ impl PendingCheckpoint {
             triggered_at: self.triggered_at,
             completed_at: now,
             states,
+            finished: self.finished.clone(),
         }
     }
 
@@ -153,6 +157,9 @@ impl PendingCheckpoint {
         if self.deadline != self.triggered_at.after(timeout) {
             return Err(format!("checkpoint {id}: deadline {} is not trigger + timeout", self.deadline));
         }
+        if self.tasks.iter().any(|task| self.finished.contains(&(task.vertex, task.subtask))) {
+            return Err(format!("checkpoint {id}: waits for a subtask it records as finished"));
+        }
         if self.request.is_some() != self.is_savepoint() {
             return Err(format!("checkpoint {id}: savepoint request {:?} for kind {:?}", self.request, self.kind));
         }
@@ -176,6 +183,8 @@ impl CompletedCheckpoint {
             .iter()
             .filter_map(|((vertex, subtask), state)| Some(((vertices.get(vertex)?.id, *subtask), state.clone())))
             .collect();
+        let finished =
+            self.finished.iter().filter_map(|(vertex, subtask)| Some((vertices.get(vertex)?.id, *subtask))).collect();
         let vertices = vertices
             .values()
             .map(|v| {
@@ -192,6 +201,7 @@ impl CompletedCheckpoint {
             triggered_at: self.triggered_at,
             vertices,
             tasks,
+            finished,
         }
     }
 }

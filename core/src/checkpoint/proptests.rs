@@ -7,6 +7,9 @@
 //! retained or any completed savepoint is ever discarded, completion is notified only after the
 //! metadata was persisted, an early tick does nothing, and every savepoint request is answered
 //! at most once; after a final shutdown every request is answered and every checkpoint ended.
+//! With some tasks FINISHED: barriers start at exactly the running sources and the running maps
+//! whose producers (both sources) finished, and a completed checkpoint holds state of running
+//! tasks only and records exactly the tasks finished when it was triggered.
 
 use super::tests::{executions, setup, state_of};
 use super::*;
@@ -52,6 +55,10 @@ enum Step {
     TasksRunning {
         new_attempt: bool,
     },
+    /// The tasks whose bit is set in `mask` are FINISHED, the others RUNNING.
+    TasksFinished {
+        mask: u8,
+    },
     Savepoint {
         request: u8,
         stop: bool,
@@ -91,6 +98,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => Just(Step::Failover),
         1 => Just(Step::TasksNotRunning),
         2 => any::<bool>().prop_map(|new_attempt| Step::TasksRunning { new_attempt }),
+        2 => (0u8..16).prop_map(|mask| Step::TasksFinished { mask }),
         2 => (0u8..6, prop::bool::weighted(0.2), any::<bool>(), any::<bool>())
             .prop_map(|(request, stop, drain, target)| Step::Savepoint { request, stop, drain, target }),
         10 => any::<usize>().prop_map(|pick| Step::Persist { pick }),
@@ -154,6 +162,11 @@ struct World {
     answered: BTreeMap<SavepointRequestId, u32>,
     /// A shutdown was fed: later input is ignored.
     shut_down: bool,
+    /// The attempts last reported RUNNING or FINISHED, and those of them FINISHED.
+    current: Vec<ExecutionId>,
+    finished: BTreeSet<ExecutionId>,
+    /// The subtasks finished when each checkpoint was triggered.
+    finished_at_trigger: BTreeMap<CheckpointId, BTreeSet<(VertexIndex, SubtaskIndex)>>,
 }
 
 impl World {
@@ -175,6 +188,9 @@ impl World {
             asked: BTreeMap::new(),
             answered: BTreeMap::new(),
             shut_down: false,
+            current: executions(0),
+            finished: BTreeSet::new(),
+            finished_at_trigger: BTreeMap::new(),
         }
     }
 
@@ -206,7 +222,8 @@ impl World {
             state: Some(state_of(execution, checkpoint)),
             metrics: AckMetrics::default(),
         };
-        executions(self.attempt).into_iter().map(ack).collect()
+        let running = executions(self.attempt).into_iter().filter(|execution| !self.finished.contains(execution));
+        running.map(ack).collect()
     }
 
     /// The input a step stands for, if it stands for one now.
@@ -250,6 +267,11 @@ impl World {
                 self.attempt += u32::from(new_attempt);
                 Input::TasksRunning(executions(self.attempt))
             }
+            Step::TasksFinished { mask } => {
+                let executions = executions(self.attempt);
+                let finished = executions.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, e)| *e);
+                Input::TasksRunningOrFinished { finished: finished.collect(), executions }
+            }
             Step::Savepoint { request, stop, drain, target } => Input::TriggerSavepoint {
                 request_id: SavepointRequestId(crate::ids::Hex128(u128::from(request))),
                 target: target.then(|| "/mine".to_string()),
@@ -288,6 +310,15 @@ impl World {
         if let Input::MetadataPersisted { checkpoint } = &input {
             self.persisted_fed.insert(*checkpoint);
         }
+        match &input {
+            Input::TasksRunning(executions) if !self.shut_down => {
+                (self.current, self.finished) = (executions.clone(), BTreeSet::new());
+            }
+            Input::TasksRunningOrFinished { executions, finished } if !self.shut_down => {
+                (self.current, self.finished) = (executions.clone(), finished.iter().copied().collect());
+            }
+            _ => {}
+        }
         let early = matches!(input, Input::Tick) && self.coordinator.poll_timeout().is_none_or(|due| due > self.now);
         self.inputs.push(input.clone());
         self.coordinator.handle(self.now, input);
@@ -306,7 +337,9 @@ impl World {
                 prop_assert!(self.last_trigger.is_none_or(|last| *checkpoint > last), "ids must strictly increase");
                 self.last_trigger = Some(*checkpoint);
                 self.triggered.insert(*checkpoint);
-                prop_assert!(sources.iter().all(|source| source.vertex == VertexIndex(0)));
+                self.check_trigger(sources)?;
+                let finished = self.finished.iter().map(|e| (e.vertex, e.subtask)).collect();
+                self.finished_at_trigger.insert(*checkpoint, finished);
                 if *kind == BarrierKind::Checkpoint {
                     self.periodic_in_flight.insert(*checkpoint);
                     prop_assert!(self.periodic_in_flight.len() <= self.max_concurrent, "max concurrent exceeded");
@@ -325,6 +358,8 @@ impl World {
             }
             Output::Completed(completed) => {
                 prop_assert!(self.triggered.contains(&completed.checkpoint) && self.ended.insert(completed.checkpoint));
+                prop_assert_eq!(Some(&completed.finished), self.finished_at_trigger.get(&completed.checkpoint));
+                prop_assert!(completed.states.keys().all(|subtask| !completed.finished.contains(subtask)));
                 self.periodic_in_flight.remove(&completed.checkpoint);
                 if completed.is_savepoint() {
                     self.savepoint_locations.insert(completed.location.clone());
@@ -341,6 +376,20 @@ impl World {
             }
             _ => {}
         }
+        Ok(())
+    }
+
+    /// Barriers start at every running source, and at every running map once both sources
+    /// (its producers, all-to-all) finished; nowhere else.
+    fn check_trigger(&self, sources: &[ExecutionId]) -> Result<(), TestCaseError> {
+        let current = &self.current;
+        let sources_finished = current.iter().filter(|e| e.vertex == VertexIndex(0)).all(|e| self.finished.contains(e));
+        let expected: Vec<ExecutionId> = current
+            .iter()
+            .filter(|e| !self.finished.contains(e) && (e.vertex == VertexIndex(0) || sources_finished))
+            .copied()
+            .collect();
+        prop_assert_eq!(sources, &expected[..], "triggered at {:?} with {:?} finished", sources, self.finished);
         Ok(())
     }
 

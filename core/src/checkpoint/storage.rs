@@ -15,7 +15,8 @@
 //! magic "WEIR" | version u16 | kind u8 | payload length u64 | payload | crc32 u32
 //! ```
 //!
-//! integers little-endian, the crc32 (crc32fast, IEEE) over header and payload. Decoding checks,
+//! integers little-endian, the crc32 (crc32fast, IEEE) over header and payload. Version 2 (the one
+//! written) appends the finished subtasks to `_metadata`; version 1 files are still read. Decoding checks,
 //! in order, the magic, the version, the kind, the length against the file's size, the checksum,
 //! then decodes the payload, which must be canonical (sorted, no duplicates, no bytes left over)
 //! and consistent (every task of a known vertex, below its parallelism). Each failure is a typed
@@ -29,7 +30,7 @@ use super::codec::{DecodeError, Reader, Writer};
 use crate::ids::Hex128;
 use crate::ids::{AttemptNumber, CheckpointId, JobId, OperatorIndex, SubtaskIndex, VertexId};
 use crate::time::Time;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 #[cfg(test)]
@@ -38,8 +39,10 @@ mod tests;
 
 /// The first four bytes of every weir checkpoint file.
 pub const MAGIC: [u8; 4] = *b"WEIR";
-/// The format version written; the only one read.
-pub const FORMAT_VERSION: u16 = 1;
+/// The format version written. Version 2 added the finished subtasks to `_metadata`.
+pub const FORMAT_VERSION: u16 = 2;
+/// The oldest format version read (version 1 metadata has no finished subtasks).
+pub const FORMAT_VERSION_OLDEST: u16 = 1;
 /// Bytes before the payload: magic, version, kind, payload length.
 pub const HEADER_BYTES: usize = 4 + 2 + 1 + 8;
 /// Bytes after the payload: the crc32.
@@ -99,7 +102,7 @@ pub enum StorageProblem {
     UnsupportedVersion {
         /// The version found.
         found: u16,
-        /// The version read.
+        /// The newest version read.
         supported: u16,
     },
     /// Another kind of file than the one asked for.
@@ -151,7 +154,10 @@ impl fmt::Display for StorageProblem {
             }
             StorageProblem::BadMagic { found } => write!(f, "not a weir checkpoint file: starts with {found:02x?}"),
             StorageProblem::UnsupportedVersion { found, supported } => {
-                write!(f, "unsupported format version {found} (this build reads version {supported})")
+                write!(
+                    f,
+                    "unsupported format version {found} (this build reads {FORMAT_VERSION_OLDEST} to {supported})"
+                )
             }
             StorageProblem::WrongKind { expected, found } => {
                 write!(f, "wrong kind of file: expected {expected:?}, found kind byte {found}")
@@ -243,6 +249,9 @@ pub struct CheckpointMetadata {
     pub vertices: BTreeMap<VertexId, VertexMetadata>,
     /// The state file of every task that had state, by (vertex, subtask).
     pub tasks: BTreeMap<(VertexId, SubtaskIndex), TaskStateHandle>,
+    /// The subtasks that had finished when it was taken: no state, restored as finished
+    /// (format version 2; none in version 1).
+    pub finished: BTreeSet<(VertexId, SubtaskIndex)>,
 }
 
 /// One operator's part of a task's state.
@@ -341,6 +350,11 @@ fn frame(kind: FileKind, payload: &[u8]) -> Vec<u8> {
 
 /// The payload of a frame of `kind`, after every check of the frame.
 fn unframe(kind: FileKind, bytes: &[u8]) -> Result<&[u8], StorageError> {
+    unframe_versioned(kind, bytes).map(|(_, payload)| payload)
+}
+
+/// The format version and payload of a frame of `kind`, after every check of the frame.
+fn unframe_versioned(kind: FileKind, bytes: &[u8]) -> Result<(u16, &[u8]), StorageError> {
     let fail = |problem| Err(StorageError::new(problem));
     let magic_present = bytes.len().min(MAGIC.len());
     if bytes[..magic_present] != MAGIC[..magic_present] {
@@ -351,7 +365,7 @@ fn unframe(kind: FileKind, bytes: &[u8]) -> Result<&[u8], StorageError> {
         return fail(StorageProblem::Truncated { expected_bytes: (HEADER_BYTES + TRAILER_BYTES) as u64, actual_bytes });
     }
     let version = u16::from_le_bytes([bytes[4], bytes[5]]);
-    if version != FORMAT_VERSION {
+    if !(FORMAT_VERSION_OLDEST..=FORMAT_VERSION).contains(&version) {
         return fail(StorageProblem::UnsupportedVersion { found: version, supported: FORMAT_VERSION });
     }
     if bytes[6] != kind.byte() {
@@ -373,7 +387,7 @@ fn unframe(kind: FileKind, bytes: &[u8]) -> Result<&[u8], StorageError> {
     if expected != actual {
         return fail(StorageProblem::ChecksumMismatch { expected, actual });
     }
-    Ok(&contents[HEADER_BYTES..])
+    Ok((version, &contents[HEADER_BYTES..]))
 }
 
 /// The crc32 stored in a frame's trailer (what a [`TaskStateHandle`] records), if the bytes are
@@ -409,12 +423,17 @@ pub fn encode_metadata(metadata: &CheckpointMetadata) -> Vec<u8> {
         writer.u64(handle.size_bytes);
         writer.u32(handle.crc32);
     }
+    writer.count(metadata.finished.len());
+    for (vertex, subtask) in &metadata.finished {
+        writer.u128(vertex.0.0);
+        writer.u32(subtask.0);
+    }
     frame(FileKind::Metadata, &writer.into_bytes())
 }
 
 /// Decodes `_metadata`, checking the frame and that the contents are canonical and consistent.
 pub fn decode_metadata(bytes: &[u8]) -> Result<CheckpointMetadata, StorageError> {
-    let payload = unframe(FileKind::Metadata, bytes)?;
+    let (version, payload) = unframe_versioned(FileKind::Metadata, bytes)?;
     let mut reader = Reader::new(payload);
     let job = JobId(Hex128(reader.u128("job id")?));
     let checkpoint = CheckpointId(reader.u64("checkpoint id")?);
@@ -422,8 +441,12 @@ pub fn decode_metadata(bytes: &[u8]) -> Result<CheckpointMetadata, StorageError>
     let triggered_at = Time(reader.u64("trigger time")?);
     let vertices = decode_vertices(&mut reader)?;
     let tasks = decode_task_handles(&mut reader, &vertices)?;
+    let finished = match version {
+        1 => BTreeSet::new(),
+        _ => decode_finished(&mut reader, &vertices, &tasks)?,
+    };
     reader.finish()?;
-    Ok(CheckpointMetadata { job, checkpoint, is_savepoint, triggered_at, vertices, tasks })
+    Ok(CheckpointMetadata { job, checkpoint, is_savepoint, triggered_at, vertices, tasks, finished })
 }
 
 fn decode_vertices(reader: &mut Reader) -> Result<BTreeMap<VertexId, VertexMetadata>, DecodeError> {
@@ -469,6 +492,34 @@ fn decode_task_handles(
         tasks.insert(key, handle);
     }
     Ok(tasks)
+}
+
+/// The finished subtasks: each of a known vertex, below its parallelism, ascending, and without
+/// state (a finished subtask has none).
+fn decode_finished(
+    reader: &mut Reader,
+    vertices: &BTreeMap<VertexId, VertexMetadata>,
+    tasks: &BTreeMap<(VertexId, SubtaskIndex), TaskStateHandle>,
+) -> Result<BTreeSet<(VertexId, SubtaskIndex)>, DecodeError> {
+    let count = reader.count(16 + 4, "finished subtask count")?;
+    let mut finished = BTreeSet::new();
+    for _ in 0..count {
+        let key = (VertexId(Hex128(reader.u128("vertex id")?)), SubtaskIndex(reader.u32("subtask")?));
+        let Some(vertex) = vertices.get(&key.0) else {
+            return Err(reader.error(format!("finished subtask of unknown vertex {}", key.0)));
+        };
+        if key.1.0 >= vertex.parallelism {
+            return Err(reader.error(format!("finished subtask {} of vertex {} beyond its parallelism", key.1, key.0)));
+        }
+        if tasks.contains_key(&key) {
+            return Err(reader.error(format!("finished subtask ({}, {}) has state", key.0, key.1)));
+        }
+        if finished.last().is_some_and(|last| *last >= key) {
+            return Err(reader.error(format!("finished subtask ({}, {}) out of order or repeated", key.0, key.1)));
+        }
+        finished.insert(key);
+    }
+    Ok(finished)
 }
 
 /// The bytes of a task's state file.

@@ -25,6 +25,7 @@ fn metadata() -> CheckpointMetadata {
         triggered_at: Time(1_700_000_000_000_000),
         vertices,
         tasks,
+        finished: BTreeSet::new(),
     }
 }
 
@@ -289,6 +290,7 @@ fn arb_metadata() -> impl Strategy<Value = CheckpointMetadata> {
                 triggered_at: Time(triggered_at),
                 vertices,
                 tasks,
+                finished: BTreeSet::new(),
             }
         })
 }

@@ -38,6 +38,17 @@ pub(super) fn vertices() -> Vec<CheckpointVertex> {
     vec![vertex(0, true), vertex(1, false)]
 }
 
+/// The source feeds the map all-to-all.
+pub(super) fn edges() -> Vec<crate::plan::execution::ExecutionEdge> {
+    vec![crate::plan::execution::ExecutionEdge {
+        source: VertexIndex(0),
+        target: VertexIndex(1),
+        source_parallelism: 2,
+        target_parallelism: 2,
+        pattern: crate::plan::DistributionPattern::AllToAll,
+    }]
+}
+
 pub(super) fn executions(attempt: u32) -> Vec<ExecutionId> {
     let mut all = Vec::new();
     for vertex in 0..2 {
@@ -58,6 +69,7 @@ pub(super) fn setup(seed: u64) -> CoordinatorSetup {
         job: JOB,
         vertices: vertices(),
         executions: executions(0),
+        edges: edges(),
         checkpoint_id_next: CheckpointId(1),
         recovered: Vec::new(),
         seed,
@@ -671,6 +683,7 @@ fn recovered_checkpoints_resume_the_counter_and_are_trimmed_to_num_retained() {
         triggered_at: Time(id),
         completed_at: Time(id),
         states: BTreeMap::new(),
+        finished: BTreeSet::new(),
     };
     let mut setup = setup(1);
     setup.recovered = vec![recovered(5), recovered(3)];

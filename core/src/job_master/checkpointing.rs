@@ -1,7 +1,8 @@
 //! The JobMaster's side of checkpointing: it owns the checkpoint coordinator, feeds it what the
-//! job does (all tasks RUNNING, acknowledgements, failover, the end) and carries out what it asks
-//! (barriers to the sources, notifications to every task, metadata to storage). On a restart,
-//! new attempts restore from the latest completed checkpoint.
+//! job does (all tasks RUNNING or FINISHED, with which finished; acknowledgements, failover, the
+//! end) and carries out what it asks (barriers to the sources and to tasks whose inputs finished,
+//! notifications to every task, metadata to storage). On a restart, new attempts restore from
+//! the latest completed checkpoint; a subtask it records as finished is deployed as finished.
 
 use super::JobMaster;
 use crate::checkpoint::{self, CheckpointCoordinator, CheckpointVertex, CoordinatorSetup};
@@ -16,8 +17,10 @@ use crate::protocol::{
 #[derive(Debug)]
 pub(super) struct Checkpointing {
     coordinator: CheckpointCoordinator,
-    /// Whether the coordinator was last told every task is RUNNING.
+    /// Whether the coordinator was last told every task is RUNNING or FINISHED.
     told_running: bool,
+    /// How many tasks were FINISHED when it was last told so.
+    told_finished: u32,
     /// Whether it was told the job ended.
     shut_down: bool,
 }
@@ -30,12 +33,13 @@ impl Checkpointing {
             job: job.job_id,
             vertices: CheckpointVertex::from_plan(&job.plan),
             executions: (0..job.executions.len()).map(|ordinal| job.executions.id(ordinal)).collect(),
+            edges: job.executions.graph().edges.clone(),
             checkpoint_id_next: CheckpointId(1),
             recovered: Vec::new(),
             seed,
         };
         let coordinator = CheckpointCoordinator::new(&config.checkpoint, setup);
-        Some(Checkpointing { coordinator, told_running: false, shut_down: false })
+        Some(Checkpointing { coordinator, told_running: false, told_finished: 0, shut_down: false })
     }
 
     /// The coordinator, for queries (REST statistics).
@@ -52,7 +56,8 @@ impl JobMaster {
         self.drain_coordinator();
     }
 
-    /// Tells the coordinator whether every task runs, and that the job ended; ticks it when due.
+    /// Tells the coordinator whether every task runs or finished (and which finished, whenever
+    /// another one does), and that the job ended; ticks it when due.
     pub(super) fn sync_checkpointing(&mut self, tick: bool) {
         let Some(checkpointing) = &self.checkpointing else { return };
         if checkpointing.shut_down {
@@ -65,17 +70,17 @@ impl JobMaster {
             }
             return;
         }
+        let finished = self.executions.count(ExecutionState::Finished);
+        let running = self.executions.count(ExecutionState::Running);
         let all_running = self.status == JobStatus::Running
-            && self.executions.count(ExecutionState::Running) as u64 == self.executions.len();
-        if all_running != checkpointing.told_running {
-            let input = if all_running {
-                let ids = (0..self.executions.len()).map(|ordinal| self.executions.id(ordinal)).collect();
-                checkpoint::Input::TasksRunning(ids)
-            } else {
-                checkpoint::Input::TasksNotRunning
-            };
+            && u64::from(running) + u64::from(finished) == self.executions.len()
+            && running > 0;
+        let news = all_running && finished != checkpointing.told_finished;
+        if all_running != checkpointing.told_running || news {
+            let input = if all_running { self.tasks_running_input() } else { checkpoint::Input::TasksNotRunning };
             if let Some(checkpointing) = &mut self.checkpointing {
                 checkpointing.told_running = all_running;
+                checkpointing.told_finished = if all_running { finished } else { 0 };
             }
             self.feed_coordinator(input);
         }
@@ -83,6 +88,17 @@ impl JobMaster {
             self.checkpointing.as_ref().and_then(|c| c.coordinator.poll_timeout()).is_some_and(|at| at <= self.now);
         if tick && due {
             self.feed_coordinator(checkpoint::Input::Tick);
+        }
+    }
+
+    /// Every current attempt, and which of them finished.
+    fn tasks_running_input(&self) -> checkpoint::Input {
+        let executions: Vec<_> = (0..self.executions.len()).map(|ordinal| self.executions.id(ordinal)).collect();
+        let is_finished = |ordinal: &u64| self.executions.state(*ordinal) == ExecutionState::Finished;
+        let finished: Vec<_> = (0..self.executions.len()).filter(is_finished).map(|o| self.executions.id(o)).collect();
+        match finished.is_empty() {
+            true => checkpoint::Input::TasksRunning(executions),
+            false => checkpoint::Input::TasksRunningOrFinished { executions, finished },
         }
     }
 
@@ -164,7 +180,7 @@ impl JobMaster {
     }
 
     /// The restore point of a new attempt of `ordinal`: the latest completed checkpoint and the
-    /// subtask's state in it.
+    /// subtask's state in it, or that the subtask had finished.
     pub(super) fn restore_point(&self, ordinal: u64) -> Option<RestoreSpec> {
         let latest = self.checkpointing.as_ref().and_then(|c| c.coordinator.latest_completed())?;
         let subtask = self.executions.subtask(ordinal);
@@ -172,6 +188,7 @@ impl JobMaster {
             checkpoint: latest.checkpoint,
             location: latest.location.clone(),
             states: latest.state_of(subtask.vertex, subtask.subtask).cloned().into_iter().collect(),
+            finished: latest.is_finished(subtask.vertex, subtask.subtask),
         })
     }
 

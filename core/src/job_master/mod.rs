@@ -35,6 +35,8 @@ mod scheduler;
 pub mod slots;
 
 #[cfg(test)]
+mod finished_tests;
+#[cfg(test)]
 mod proptests;
 #[cfg(test)]
 mod tests;

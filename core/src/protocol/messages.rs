@@ -82,6 +82,10 @@ pub struct RestoreSpec {
     /// The subtask's own state file; after a change of parallelism, every old subtask's file
     /// whose key groups overlap the new subtask's. Empty when the subtask had no state.
     pub states: Vec<TaskStateHandle>,
+    /// The subtask had finished in that checkpoint: it is deployed as finished (it does not run
+    /// its chain, waits for a final checkpoint, then ends its outputs). `states` is then empty.
+    #[serde(default)]
+    pub finished: bool,
 }
 
 /// A job as clients submit it.
@@ -317,9 +321,9 @@ pub enum TaskExecutorMessage {
         /// Why.
         reason: String,
     },
-    /// Inject a checkpoint barrier at a source task.
+    /// Inject a checkpoint barrier at a task where barriers start (a source, or one whose inputs all ended).
     TriggerCheckpoint {
-        /// The source attempt.
+        /// The attempt: a source, or a task all of whose producers finished.
         execution: ExecutionId,
         /// The barrier.
         barrier: Barrier,

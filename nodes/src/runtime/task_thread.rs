@@ -154,6 +154,7 @@ impl TaskThread {
             plan: &self.context.plan,
             config: &self.context.config,
             restore: files.iter().map(Vec::as_slice).collect(),
+            restore_finished: self.context.deployment.restore.as_ref().is_some_and(|restore| restore.finished),
             connectors: &mut connectors,
             seed: u64::from(self.execution.vertex.0) << 32 | u64::from(self.execution.subtask.0),
             wait_for_final_checkpoint: self.context.config.checkpoint.interval.is_some(),

@@ -236,6 +236,7 @@ impl DataPlane {
             plan: &job.plan,
             config: &job.config,
             restore: files.iter().map(Vec::as_slice).collect(),
+            restore_finished: deployment.restore.as_ref().is_some_and(|restore| restore.finished),
             connectors: &mut connectors,
             seed: u64::from(execution.vertex.0) << 32 | u64::from(execution.subtask.0),
             wait_for_final_checkpoint: job.config.checkpoint.interval.is_some(),

@@ -44,7 +44,10 @@
 //! first waits for a final checkpoint: it takes barriers triggered at it (its inputs have ended,
 //! so it is where the barrier starts) and finishes once one of them completes, so the last
 //! records an exactly-once sink wrote are committed. A snapshot records that the input had
-//! ended, so a restored task does not run `end_of_input` twice. An error fails the task: one
+//! ended, so a restored task does not run `end_of_input` twice. A subtask that had finished in
+//! the checkpoint restored ([`TaskSetup::restore_finished`]) never runs its chain: its input
+//! counts as ended, its snapshots hold no operator state (only that the input ended), a source
+//! emits nothing, and it finishes like any task whose input ended. An error fails the task: one
 //! `Failed` output, then nothing. After `cancel` nothing comes out at all.
 //!
 //! Invariants ([`TaskRunner::check_invariants`]): the writers have ended exactly when the task
@@ -56,6 +59,8 @@ mod checkpoints;
 mod metrics;
 mod snapshot;
 
+#[cfg(test)]
+mod finished_tests;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]
@@ -106,6 +111,9 @@ pub struct TaskSetup<'a> {
     /// With checkpointing: wait for a final checkpoint after the end of input before finishing
     /// (Flink's `execution.checkpointing.checkpoints-after-tasks-finish`).
     pub wait_for_final_checkpoint: bool,
+    /// The subtask had finished in the checkpoint restored ([`crate::protocol::RestoreSpec`]'s
+    /// `finished`; `restore` is then empty): the chain never runs, the input counts as ended.
+    pub restore_finished: bool,
 }
 
 /// What a step ended in.
@@ -234,6 +242,8 @@ pub struct TaskRunner {
     phase: Phase,
     /// The chain's `end_of_input` ran (now or before the restored snapshot).
     input_ended: bool,
+    /// Deployed as finished: the chain never runs, snapshots hold no operator state.
+    finished_on_restore: bool,
     wait_for_final_checkpoint: bool,
     /// The first checkpoint taken while waiting for the final one.
     final_checkpoint: Option<CheckpointId>,
@@ -254,7 +264,16 @@ pub struct TaskRunner {
 impl TaskRunner {
     /// Builds the chain of `setup.execution`, its gate and writers, and restores its state.
     pub fn new(setup: TaskSetup<'_>) -> Result<TaskRunner, TaskError> {
-        let TaskSetup { execution, plan, config, restore, connectors, seed, wait_for_final_checkpoint } = setup;
+        let TaskSetup {
+            execution,
+            plan,
+            config,
+            restore,
+            connectors,
+            seed,
+            wait_for_final_checkpoint,
+            restore_finished,
+        } = setup;
         let (vertex, subtask) = (execution.vertex, execution.subtask);
         let job_vertex = match plan.vertices.get(vertex.index()) {
             Some(job_vertex) if subtask.0 < job_vertex.parallelism => job_vertex,
@@ -299,7 +318,8 @@ impl TaskRunner {
             outputs,
             row: Row::new(),
             phase: Phase::Running,
-            input_ended: false,
+            input_ended: restore_finished,
+            finished_on_restore: restore_finished,
             wait_for_final_checkpoint: wait_for_final_checkpoint && checkpointing,
             final_checkpoint: None,
             checkpoint_latest: None,
@@ -312,6 +332,7 @@ impl TaskRunner {
         };
         match restore.as_slice() {
             [] => {}
+            [_, ..] if restore_finished => return Err(RestoreError::FinishedWithState.into()),
             [bytes] => runner.restore(bytes)?,
             files => return Err(RestoreError::Rescale(format!("{} state files for one subtask", files.len())).into()),
         }
@@ -467,6 +488,8 @@ impl TaskRunner {
     fn on_gate_event(&mut self, output: GateOutput<()>) -> Result<Option<StepStatus>, TaskError> {
         match output {
             GateOutput::Record { .. } => unreachable!("records are handled by the caller"),
+            // A task deployed as finished never runs its chain.
+            GateOutput::Watermark(_) if self.finished_on_restore => {}
             GateOutput::Watermark(watermark) => self.chain.watermark(watermark, &mut self.outputs)?,
             GateOutput::Checkpoint { barrier, in_flight, in_flight_complete, alignment } => {
                 self.on_checkpoint(barrier, in_flight, in_flight_complete, alignment);

@@ -69,6 +69,9 @@ pub enum RestoreError {
     /// The state files of a change of parallelism cannot be combined.
     #[error("rescaling: {0}")]
     Rescale(String),
+    /// State files were given for a subtask deployed as finished, which has none.
+    #[error("state files for a subtask that had finished")]
+    FinishedWithState,
     /// An operator refused its restored state.
     #[error("{0}")]
     Operator(#[from] OperatorError),

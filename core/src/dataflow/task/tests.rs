@@ -188,6 +188,8 @@ pub(super) struct Task {
 struct Pending {
     waiting: BTreeSet<usize>,
     states: BTreeMap<usize, Vec<u8>>,
+    /// Tasks finished when it was triggered, or that finished without acknowledging.
+    finished: BTreeSet<usize>,
 }
 
 /// Every task of a plan, connected by moving buffers; also the checkpoint coordinator.
@@ -203,6 +205,8 @@ pub(super) struct Cluster<'a> {
     pending: BTreeMap<CheckpointId, Pending>,
     /// The latest state of each task over the completed checkpoints (what a restore uses).
     pub(super) restore_states: BTreeMap<usize, Vec<u8>>,
+    /// Tasks the latest completed checkpoint records as finished: restored as finished.
+    pub(super) restore_finished: BTreeSet<usize>,
     pub(super) completed: Vec<CheckpointId>,
     /// Completed checkpoints whose notification is due at a round.
     notify_due: VecDeque<(u64, CheckpointId)>,
@@ -225,6 +229,7 @@ impl<'a> Cluster<'a> {
             checkpoint_next: 1,
             pending: BTreeMap::new(),
             restore_states: BTreeMap::new(),
+            restore_finished: BTreeSet::new(),
             completed: Vec::new(),
             notify_due: VecDeque::new(),
             notify_delay_rounds: 0,
@@ -246,7 +251,11 @@ impl<'a> Cluster<'a> {
                     subtask,
                     attempt: AttemptNumber(self.attempt),
                 };
-                let restore = self.restore_states.get(&tasks.len()).map(Vec::as_slice).into_iter().collect();
+                let restore_finished = self.restore_finished.contains(&tasks.len());
+                let restore = match restore_finished {
+                    true => Vec::new(),
+                    false => self.restore_states.get(&tasks.len()).map(Vec::as_slice).into_iter().collect(),
+                };
                 let setup = TaskSetup {
                     execution,
                     plan: self.plan,
@@ -255,6 +264,7 @@ impl<'a> Cluster<'a> {
                     connectors: &mut self.io,
                     seed: 3,
                     wait_for_final_checkpoint: true,
+                    restore_finished,
                 };
                 let runner = TaskRunner::new(setup).unwrap_or_else(|error| panic!("task {execution}: {error}"));
                 tasks.push(Task { vertex: vertex.index, subtask, runner, inbox: BTreeMap::new(), finished: false });
@@ -298,7 +308,11 @@ impl<'a> Cluster<'a> {
                 TaskOutput::Decline { checkpoint, .. } => self.abort(checkpoint),
                 TaskOutput::Finished => {
                     self.tasks[t].finished = true;
-                    self.pending.values_mut().for_each(|pending| _ = pending.waiting.remove(&t));
+                    for pending in self.pending.values_mut() {
+                        if pending.waiting.remove(&t) {
+                            pending.finished.insert(t);
+                        }
+                    }
                 }
                 TaskOutput::Failed { error } => panic!("task {t} failed: {error}"),
             }
@@ -335,6 +349,13 @@ impl<'a> Cluster<'a> {
             return;
         }
         let Some(done) = self.pending.remove(&checkpoint) else { return };
+        for t in done.states.keys() {
+            self.restore_finished.remove(t);
+        }
+        for t in &done.finished {
+            self.restore_states.remove(t);
+            self.restore_finished.insert(*t);
+        }
         self.restore_states.extend(done.states);
         self.completed.push(checkpoint);
         self.notify_due.push_back((self.round + self.notify_delay_rounds, checkpoint));
@@ -373,8 +394,9 @@ impl<'a> Cluster<'a> {
         }
         let checkpoint = CheckpointId(self.checkpoint_next);
         self.checkpoint_next += 1;
-        let waiting: BTreeSet<usize> = (0..self.tasks.len()).filter(|&t| !self.tasks[t].finished).collect();
-        self.pending.insert(checkpoint, Pending { waiting, states: BTreeMap::new() });
+        let (finished, waiting): (BTreeSet<usize>, BTreeSet<usize>) =
+            (0..self.tasks.len()).partition(|&t| self.tasks[t].finished);
+        self.pending.insert(checkpoint, Pending { waiting, states: BTreeMap::new(), finished });
         let barrier = Barrier { checkpoint, triggered_at: self.now, kind: BarrierKind::Checkpoint, unaligned: false };
         for t in 0..self.tasks.len() {
             if self.tasks[t].runner.accepts_trigger() {
@@ -552,6 +574,7 @@ fn corrupt_restore_bytes_are_a_typed_error() {
             connectors: &mut io,
             seed: 0,
             wait_for_final_checkpoint: true,
+            restore_finished: false,
         };
         TaskRunner::new(setup).map(|_| ())
     };
@@ -603,6 +626,7 @@ fn random_restore_bytes_never_panic() {
             connectors: &mut io,
             seed: 0,
             wait_for_final_checkpoint: false,
+            restore_finished: false,
         };
         assert!(TaskRunner::new(setup).is_err(), "{length} random bytes are not a state file");
     }
@@ -671,7 +695,7 @@ fn a_non_source_declines_a_trigger_and_a_subsumed_checkpoint() {
     assert!(!window.accepts_trigger());
     window.trigger_checkpoint(barrier(1));
     let declined = window.poll_output();
-    assert!(matches!(declined, Some(TaskOutput::Decline { reason: DeclineReason::SnapshotFailed(_), .. })));
+    assert!(matches!(declined, Some(TaskOutput::Decline { reason: DeclineReason::InputEndOfStream, .. })));
     let mut builder = crate::dataflow::buffer::BufferBuilder::new(64);
     assert!(builder.push(&StreamElement::Barrier(barrier(2))));
     window.push_buffer(ChannelIndex(0), builder.finish()).unwrap_or_else(|r| panic!("{r}"));
@@ -699,6 +723,7 @@ fn time_between_steps_counts_as_busy_idle_or_backpressured() {
         connectors: &mut io,
         seed: 0,
         wait_for_final_checkpoint: false,
+        restore_finished: false,
     };
     let mut source = TaskRunner::new(setup).unwrap_or_else(|error| panic!("{error}"));
     assert_eq!(source.step(Time(0), 10), StepStatus::Progress);
@@ -776,6 +801,7 @@ fn run_pipeline(plan: &JobPlan, config: &Config) -> (u64, u64) {
             connectors: io,
             seed: 0,
             wait_for_final_checkpoint: false,
+            restore_finished: false,
         };
         TaskRunner::new(setup).unwrap_or_else(|error| panic!("{error}"))
     };
