@@ -19,4 +19,4 @@ pub mod trace;
 pub mod world;
 
 pub use report::RunReport;
-pub use world::{run, run_logged, run_with_faults, states_at};
+pub use world::{fault_free_output, run, run_logged, run_with_faults, states_at};

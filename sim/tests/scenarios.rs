@@ -78,6 +78,41 @@ fn lossy_network() {
 }
 
 #[test]
+fn wordcount_crashes() {
+    run_all("wordcount-crashes");
+}
+
+#[test]
+fn windowed_sum_checkpoint_crashes() {
+    run_all("windowed-sum-checkpoint-crashes");
+}
+
+#[test]
+fn event_time_crash() {
+    run_all("event-time-crash");
+}
+
+#[test]
+fn at_least_once_crashes() {
+    run_all("at-least-once-crashes");
+}
+
+#[test]
+fn checkpoint_timeout() {
+    run_all("checkpoint-timeout");
+}
+
+#[test]
+fn tolerable_failures_exceeded() {
+    run_all("tolerable-failures-exceeded");
+}
+
+#[test]
+fn unaligned_checkpoint_crashes() {
+    run_all("unaligned-checkpoint-crashes");
+}
+
+#[test]
 fn every_scenario_file_has_a_test_and_parses() {
     let names: Vec<String> = scenario_files()
         .iter()

@@ -242,6 +242,12 @@ impl World<'_> {
     }
 }
 
+/// The committed output of each job of `scenario` run without faults (`None` for a job that did
+/// not finish or runs modelled tasks), computed once per process.
+pub fn fault_free_output(scenario: &Scenario) -> Result<Vec<Option<Vec<String>>>, String> {
+    reference_outputs(scenario).as_ref().clone()
+}
+
 /// The fault-free outputs of `scenario`, computed once per process.
 fn reference_outputs(scenario: &Scenario) -> Reference {
     let fingerprint = u128::from_le_bytes(

@@ -7,6 +7,8 @@
 
 mod data;
 
+pub use data::fault_free_output;
+
 use crate::dataplane::{DataPlane, Packet};
 use crate::disk::{SharedDisk, lock};
 use crate::network::{Network, NodeIndex};
