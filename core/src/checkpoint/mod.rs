@@ -21,6 +21,7 @@ mod coordinator;
 mod failures;
 mod invariants;
 mod pending;
+pub mod rescale;
 pub mod stats;
 pub mod storage;
 

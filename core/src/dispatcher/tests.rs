@@ -9,7 +9,7 @@ fn submission(job_id: Option<JobId>) -> JobSubmission {
     let env = StreamEnvironment::new("small");
     env.sequence(0, 9).map(&[("y", "x * 2")]).discard();
     let graph = env.build().expect("valid").graph;
-    JobSubmission { job_id, graph, parallelism: Some(2), config: BTreeMap::new() }
+    JobSubmission { job_id, graph, parallelism: Some(2), config: BTreeMap::new(), savepoint: None }
 }
 
 fn drain(dispatcher: &mut Dispatcher) -> Vec<DispatcherOutput> {

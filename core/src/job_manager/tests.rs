@@ -52,7 +52,7 @@ fn small_submission(parallelism: u32) -> JobSubmission {
     let env = StreamEnvironment::new("small");
     env.sequence(0, 9).discard();
     let graph = env.build().expect("valid").graph;
-    JobSubmission { job_id: None, graph, parallelism: Some(parallelism), config: Default::default() }
+    JobSubmission { job_id: None, graph, parallelism: Some(parallelism), config: Default::default(), savepoint: None }
 }
 
 #[test]

@@ -1,11 +1,12 @@
 //! The JobMaster's side of checkpointing: it owns the checkpoint coordinator, feeds it what the
 //! job does (all tasks RUNNING, acknowledgements, failover, the end) and carries out what it asks
 //! (barriers to the sources, notifications to every task, metadata to storage). On a restart,
-//! new attempts restore from the latest completed checkpoint.
+//! new attempts restore from the latest completed checkpoint (or the savepoint the job was
+//! submitted from, see `savepoints.rs`).
 
 use super::JobMaster;
 use crate::checkpoint::{self, CheckpointCoordinator, CheckpointVertex, CoordinatorSetup};
-use crate::config::Config;
+use crate::config::CheckpointConfig;
 use crate::ids::{CheckpointId, ResourceId};
 use crate::protocol::{
     Address, Event, ExecutionId, ExecutionState, JobStatus, Output, RestoreSpec, StorageReply, StorageRequest, TaskExecutorMessage,
@@ -22,24 +23,35 @@ pub(super) struct Checkpointing {
 }
 
 impl Checkpointing {
-    /// A coordinator when `execution.checkpointing.interval` is set, else none.
-    pub fn new(config: &Config, job: &JobMaster, seed: u64) -> Option<Checkpointing> {
-        config.checkpoint.interval?;
+    /// A coordinator when `execution.checkpointing.interval` is set, else none; its first
+    /// checkpoint gets `checkpoint_id_next` (above a savepoint the job restores from).
+    pub fn new(
+        config: &CheckpointConfig,
+        job: &JobMaster,
+        seed: u64,
+        checkpoint_id_next: CheckpointId,
+    ) -> Option<Checkpointing> {
+        config.interval?;
         let setup = CoordinatorSetup {
             job: job.job_id,
             vertices: CheckpointVertex::from_plan(&job.plan),
             executions: (0..job.executions.len()).map(|ordinal| job.executions.id(ordinal)).collect(),
-            checkpoint_id_next: CheckpointId(1),
+            checkpoint_id_next,
             recovered: Vec::new(),
             seed,
         };
-        let coordinator = CheckpointCoordinator::new(&config.checkpoint, setup);
+        let coordinator = CheckpointCoordinator::new(config, setup);
         Some(Checkpointing { coordinator, told_running: false, shut_down: false })
     }
 
     /// The coordinator, for queries (REST statistics).
     pub fn coordinator(&self) -> &CheckpointCoordinator {
         &self.coordinator
+    }
+
+    /// Drops an unreadable retained checkpoint (see `savepoints.rs`).
+    pub fn drop_retained(&mut self, checkpoint: CheckpointId) -> Option<checkpoint::CompletedCheckpoint> {
+        self.coordinator.drop_retained(checkpoint)
     }
 }
 
@@ -109,6 +121,7 @@ impl JobMaster {
             StorageReply::MetadataWriteFailed { checkpoint, error, .. } => {
                 checkpoint::Input::MetadataPersistFailed { checkpoint, error }
             }
+            StorageReply::MetadataRead { location, result, .. } => return self.on_metadata_read(location, result),
         };
         self.feed_coordinator(input);
     }
@@ -149,7 +162,7 @@ impl JobMaster {
             Out::Failed { checkpoint, reason } => {
                 self.event(Event::CheckpointFailed { job_id, checkpoint, reason: reason.to_string() });
             }
-            Out::SavepointDone { .. } => {}
+            Out::SavepointDone { request_id, result } => self.savepoint_done(request_id, result),
             Out::FailJob { reason } => self.fail_globally(reason.to_string()),
         }
     }
@@ -163,10 +176,11 @@ impl JobMaster {
     }
 
     /// The restore point of a new attempt of `ordinal`: the latest completed checkpoint and the
-    /// subtask's state in it.
+    /// subtask's state in it, else the savepoint the job was submitted from, else none.
     pub(super) fn restore_point(&self, ordinal: u64) -> Option<RestoreSpec> {
-        let latest = self.checkpointing.as_ref().and_then(|c| c.coordinator.latest_completed())?;
         let subtask = self.executions.subtask(ordinal);
+        let latest = self.checkpointing.as_ref().and_then(|c| c.coordinator.latest_completed());
+        let Some(latest) = latest else { return self.savepoint_restore_spec(subtask.vertex, subtask.subtask) };
         Some(RestoreSpec {
             checkpoint: latest.checkpoint,
             location: latest.location.clone(),

@@ -190,7 +190,7 @@ fn report(cluster: &Cluster, index: u16, state: u8, attempt: i8, sender: Option<
     Some(Input::Message {
         from: Address::TaskExecutor(from),
         epoch: EPOCH,
-        message: JobMasterMessage::TaskStateChanged { execution, state, error },
+        message: JobMasterMessage::TaskStateChanged { execution, state, error, unreadable_checkpoint: None },
     })
 }
 

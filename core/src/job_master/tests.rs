@@ -146,7 +146,12 @@ impl Cluster {
     pub fn report(&mut self, view: ExecutionView, state: ExecutionState, error: Option<&str>) {
         let location = view.location.expect("a reported attempt was deployed");
         let message =
-            JobMasterMessage::TaskStateChanged { execution: view.id, state, error: error.map(str::to_string) };
+            JobMasterMessage::TaskStateChanged {
+                execution: view.id,
+                state,
+                error: error.map(str::to_string),
+                unreadable_checkpoint: None,
+            };
         self.message(Address::TaskExecutor(location.resource_id), message);
     }
 
@@ -488,13 +493,13 @@ fn stale_attempt_and_misaddressed_reports_are_ignored() {
     let events = cluster.events.len();
     cluster.report(old, ExecutionState::Failed, Some("late news about attempt 0"));
     let wrong_sender =
-        JobMasterMessage::TaskStateChanged { execution: current.id, state: ExecutionState::Failed, error: None };
+        JobMasterMessage::TaskStateChanged { execution: current.id, state: ExecutionState::Failed, error: None, unreadable_checkpoint: None };
     cluster.message(Address::TaskExecutor(tm(9)), wrong_sender.clone());
     cluster.input(Input::Message { from: Address::TaskExecutor(tm(1)), epoch: Epoch(2), message: wrong_sender });
     let made_up = ExecutionId { subtask: SubtaskIndex(7), ..current.id };
     cluster.message(
         Address::TaskExecutor(tm(1)),
-        JobMasterMessage::TaskStateChanged { execution: made_up, state: ExecutionState::Failed, error: None },
+        JobMasterMessage::TaskStateChanged { execution: made_up, state: ExecutionState::Failed, error: None, unreadable_checkpoint: None },
     );
     assert_eq!((cluster.sent.len(), cluster.events.len()), (sent, events), "nothing happened");
     assert_eq!(cluster.view(1, 1).state, ExecutionState::Running);

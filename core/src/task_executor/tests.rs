@@ -95,7 +95,7 @@ impl Driver {
     }
 
     fn report(&mut self, execution: ExecutionId, state: ExecutionState) -> Vec<Output> {
-        self.step(self.now, Input::TaskReport(TaskReport { execution, state, error: None }))
+        self.step(self.now, Input::TaskReport(TaskReport { execution, state, error: None, unreadable_checkpoint: None }))
     }
 
     /// Slot `slot` allocated to `job` under `allocation` and accepted by its JobMaster.
@@ -159,7 +159,7 @@ fn task_states(outputs: &[Output]) -> Vec<(ExecutionId, ExecutionState, Option<S
     sends(outputs)
         .into_iter()
         .filter_map(|(_, message)| match message {
-            Message::JobMaster(JobMasterMessage::TaskStateChanged { execution, state, error }) => {
+            Message::JobMaster(JobMasterMessage::TaskStateChanged { execution, state, error, .. }) => {
                 Some((execution, state, error))
             }
             _ => None,
