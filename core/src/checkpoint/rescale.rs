@@ -5,8 +5,9 @@
 //! `dataflow::partition`) overlaps its own, and keeps only the groups in its range. Non-keyed
 //! operator state travels in the same files: the items of old subtask `i` are dealt out evenly
 //! among the new subtasks that read `i`'s file ([`share_of_items`]), so over all new subtasks
-//! every item is restored exactly once. At the same parallelism a subtask reads only its own
-//! file. The max parallelism (the number of key groups) never changes.
+//! every item is restored exactly once. A new subtask `k` also reads old subtask `j`'s file when
+//! `j mod p = k` (see [`reads`]). At the same parallelism a subtask reads only its own file. The
+//! max parallelism (the number of key groups) never changes.
 
 use crate::dataflow::partition::{key_group_range, subtask_of_key_group};
 use std::ops::Range;
@@ -27,12 +28,16 @@ pub fn readers_of(old_subtask: u32, old_parallelism: u32, new_parallelism: u32, 
     first..last + 1
 }
 
-/// Whether new subtask `new_subtask` reads old subtask `old_subtask`'s state file.
+/// Whether new subtask `new_subtask` reads old subtask `old_subtask`'s state file: its key groups
+/// overlap, or `old_subtask mod new_parallelism == new_subtask` (the subtask that cleans up what
+/// old subtask `old_subtask` left behind, such as a file sink's uncommitted parts, must see what
+/// its snapshot records).
 pub fn reads(old_subtask: u32, old_parallelism: u32, new_subtask: u32, new_parallelism: u32, max: u32) -> bool {
     if old_parallelism == new_parallelism {
         return old_subtask == new_subtask;
     }
-    readers_of(old_subtask, old_parallelism, new_parallelism, max).contains(&new_subtask)
+    old_subtask % new_parallelism == new_subtask
+        || readers_of(old_subtask, old_parallelism, new_parallelism, max).contains(&new_subtask)
 }
 
 /// The positions, among `count` items of old subtask `old_subtask`'s file, that new subtask
@@ -67,7 +72,9 @@ mod tests {
         assert_eq!(readers_of(0, 2, 3, 128), 0..2);
         assert_eq!(readers_of(1, 2, 3, 128), 1..3);
         assert_eq!(readers_of(2, 3, 2, 128), 1..2);
-        assert!(reads(0, 3, 0, 2, 128) && !reads(2, 3, 0, 2, 128));
+        assert!(reads(0, 3, 0, 2, 128) && !reads(0, 3, 1, 2, 128));
+        // Old subtask 2 leaves part files that subtask 2 mod 2 = 0 cleans up: it reads the file.
+        assert!(reads(2, 3, 0, 2, 128) && reads(2, 3, 1, 2, 128));
     }
 
     proptest! {

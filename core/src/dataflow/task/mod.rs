@@ -243,6 +243,11 @@ pub struct TaskRunner {
     pending: Option<PendingSnapshot>,
     /// Checkpoints up to this one were aborted by the coordinator: no decline for them.
     aborted_through: Option<CheckpointId>,
+    /// A stop-with-savepoint's barrier passed this task and the savepoint has not completed or
+    /// been aborted yet: a source emits nothing meanwhile. `(savepoint, drain)`.
+    stop_savepoint: Option<(CheckpointId, bool)>,
+    /// The stop-with-savepoint completed: the task ends without waiting for a final checkpoint.
+    stopped: bool,
     /// Snapshots and declines not yet polled.
     events: VecDeque<TaskOutput>,
     /// Closed output buffers at which the task stops consuming.
@@ -305,26 +310,46 @@ impl TaskRunner {
             checkpoint_latest: None,
             pending: None,
             aborted_through: None,
+            stop_savepoint: None,
+            stopped: false,
             events: VecDeque::new(),
             backlog_max_buffers,
             metrics: TaskMetrics::default(),
             clock: TimeAccount::default(),
         };
-        match restore.as_slice() {
-            [] => {}
-            [bytes] => runner.restore(bytes)?,
-            files => return Err(RestoreError::Rescale(format!("{} state files for one subtask", files.len())).into()),
-        }
+        runner.restore(&restore)?;
         Ok(runner)
     }
 
-    /// Restores the chain from a state file and replays its in-flight records.
-    fn restore(&mut self, bytes: &[u8]) -> Result<(), TaskError> {
-        let (snapshot, channel) = snapshot::decode(&self.identity, bytes)?;
-        self.chain.restore(std::slice::from_ref(&snapshot)).map_err(RestoreError::Operator)?;
-        self.input_ended = channel.input_ended;
-        self.checkpoint_latest = Some(snapshot.checkpoint);
-        for (input, row) in channel.in_flight {
+    /// Restores the chain from its state files and replays the in-flight records: the subtask's
+    /// own file, or after a change of parallelism the old subtasks' files that overlap it (the
+    /// chain keeps its key groups and its share of the items, see `Chain::restore`).
+    fn restore(&mut self, files: &[&[u8]]) -> Result<(), TaskError> {
+        let mut snapshots = Vec::with_capacity(files.len());
+        let mut channels = Vec::with_capacity(files.len());
+        for bytes in files {
+            let (snapshot, channel) = snapshot::decode(&self.identity, bytes)?;
+            snapshots.push(snapshot);
+            channels.push(channel);
+        }
+        let Some(checkpoint) = snapshots.first().map(|snapshot| snapshot.checkpoint) else { return Ok(()) };
+        if snapshots.iter().any(|snapshot| snapshot.checkpoint != checkpoint) {
+            return Err(RestoreError::Rescale("the state files are of different checkpoints".to_string()).into());
+        }
+        let own = matches!(snapshots.as_slice(), [only] if only.subtask == self.identity.subtask
+            && only.parallelism == self.identity.parallelism);
+        if !own && channels.iter().any(|channel| !channel.in_flight.is_empty()) {
+            let message = "in-flight records of an unaligned checkpoint cannot be rescaled; restore from a savepoint";
+            return Err(RestoreError::Rescale(message.to_string()).into());
+        }
+        self.chain.restore(&snapshots).map_err(RestoreError::Operator)?;
+        // After a rescale only a source whose every old subtask had ended stays ended; other tasks
+        // wait for the end of their inputs again (a record may still come from a new producer).
+        let all_ended = channels.iter().all(|channel| channel.input_ended);
+        self.input_ended = all_ended && (own || self.is_source);
+        self.checkpoint_latest = Some(checkpoint);
+        let in_flight = channels.into_iter().flat_map(|channel| channel.in_flight);
+        for (input, row) in in_flight {
             if input as usize >= self.chain.input_count() {
                 let message = format!("in-flight record of input {input} of {}", self.chain.input_count());
                 let operator = self.identity.operators[0];
@@ -425,6 +450,9 @@ impl TaskRunner {
         if self.input_ended {
             return self.end_input(); // Restored after its end.
         }
+        if self.stop_savepoint.is_some() {
+            return Ok(StepStatus::Idle); // Stopped at a stop-with-savepoint's barrier.
+        }
         let mut left = budget;
         while left > 0 {
             let chunk = left.min(SOURCE_CHUNK_RECORDS);
@@ -479,12 +507,19 @@ impl TaskRunner {
     }
 
     /// Every input has ended: flush the chain, then finish or wait for the final checkpoint.
-    fn end_input(&mut self) -> Result<StepStatus, TaskError> {
+    /// After a stop-with-savepoint (its barrier passed here, and the inputs end only once it
+    /// completed) the task finishes at once, and without `drain` the chain is not flushed:
+    /// what it holds is in the savepoint (Flink's stop without drain does not finish operators).
+    pub(super) fn end_input(&mut self) -> Result<StepStatus, TaskError> {
+        let stopping = self.stopped || self.stop_savepoint.is_some();
+        let drain = self.stop_savepoint.is_none_or(|(_, drain)| drain);
         if !self.input_ended {
-            self.chain.end_of_input(&mut self.outputs)?;
+            if !stopping || drain {
+                self.chain.end_of_input(&mut self.outputs)?;
+            }
             self.input_ended = true;
         }
-        if self.wait_for_final_checkpoint {
+        if self.wait_for_final_checkpoint && !stopping {
             for output in &mut self.outputs {
                 output.writer.flush_all();
             }
