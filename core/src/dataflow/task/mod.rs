@@ -59,6 +59,8 @@ mod snapshot;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]
+mod savepoint_tests;
+#[cfg(test)]
 mod tests;
 
 pub use channels::InputLayout;

@@ -2,6 +2,7 @@
 //! ([`Cluster`]) that also plays the checkpoint coordinator and can crash and restore every task.
 
 use super::*;
+use crate::checkpoint::rescale;
 use crate::checkpoint::storage::{self, TaskStateFile};
 use crate::dataflow::operators::{LineWriter, OperatorContext, PartStore, ReaderRequest, SinkIoError, SourceReader};
 use crate::dataflow::{Barrier, BarrierKind, StreamElement};
@@ -210,6 +211,8 @@ pub(super) struct Cluster<'a> {
     /// Producer tasks whose buffers are held back, and what they sent meanwhile.
     pub(super) held: BTreeSet<usize>,
     held_buffers: Vec<(usize, ChannelIndex, Buffer)>,
+    /// The plan `restore_states` were taken with, when it is not `plan` (a rescale).
+    restore_plan: Option<&'a JobPlan>,
 }
 
 impl<'a> Cluster<'a> {
@@ -230,9 +233,50 @@ impl<'a> Cluster<'a> {
             notify_delay_rounds: 0,
             held: BTreeSet::new(),
             held_buffers: Vec::new(),
+            restore_plan: None,
         };
         cluster.deploy();
         cluster
+    }
+
+    /// A cluster running `plan` (the same job at other parallelisms) restored from `old`'s latest
+    /// completed checkpoint: each new subtask gets the old state files the JobMaster would give it
+    /// (`checkpoint::rescale::reads`). The IO (the part files) carries over.
+    pub(super) fn rescaled(old: &Cluster<'a>, plan: &'a JobPlan) -> Cluster<'a> {
+        let mut cluster = Cluster {
+            plan,
+            config: old.config,
+            io: old.io.clone(),
+            tasks: Vec::new(),
+            now: old.now,
+            round: old.round,
+            attempt: old.attempt + 1,
+            checkpoint_next: old.checkpoint_next,
+            pending: BTreeMap::new(),
+            restore_states: old.restore_states.clone(),
+            completed: old.completed.clone(),
+            notify_due: VecDeque::new(),
+            notify_delay_rounds: 0,
+            held: BTreeSet::new(),
+            held_buffers: Vec::new(),
+            restore_plan: Some(old.restore_plan.unwrap_or(old.plan)),
+        };
+        cluster.deploy();
+        cluster
+    }
+
+    /// The state files task `(vertex, subtask)` restores from.
+    fn restore_files(&self, vertex: VertexIndex, subtask: SubtaskIndex) -> Vec<&[u8]> {
+        let Some(old_plan) = self.restore_plan else {
+            let own = self.index_of(vertex, subtask);
+            return self.restore_states.get(&own).map(Vec::as_slice).into_iter().collect();
+        };
+        let old = &old_plan.vertices[vertex.index()];
+        let new = &self.plan.vertices[vertex.index()];
+        let before: u32 = old_plan.vertices[..vertex.index()].iter().map(|v| v.parallelism).sum();
+        let reads = |i: &u32| rescale::reads(*i, old.parallelism, subtask.0, new.parallelism, old.max_parallelism);
+        let files = (0..old.parallelism).filter(reads);
+        files.filter_map(|i| self.restore_states.get(&((before + i) as usize)).map(Vec::as_slice)).collect()
     }
 
     /// Starts every task, from the restore states if there are any.
@@ -246,7 +290,8 @@ impl<'a> Cluster<'a> {
                     subtask,
                     attempt: AttemptNumber(self.attempt),
                 };
-                let restore = self.restore_states.get(&tasks.len()).map(Vec::as_slice).into_iter().collect();
+                let files: Vec<Vec<u8>> = self.restore_files(vertex.index, subtask).into_iter().map(<[u8]>::to_vec).collect();
+                let restore = files.iter().map(Vec::as_slice).collect();
                 let setup = TaskSetup {
                     execution,
                     plan: self.plan,
@@ -335,6 +380,9 @@ impl<'a> Cluster<'a> {
             return;
         }
         let Some(done) = self.pending.remove(&checkpoint) else { return };
+        if self.restore_plan.take().is_some() {
+            self.restore_states.clear(); // states of the old parallelism are not this plan's
+        }
         self.restore_states.extend(done.states);
         self.completed.push(checkpoint);
         self.notify_due.push_back((self.round + self.notify_delay_rounds, checkpoint));
@@ -368,6 +416,11 @@ impl<'a> Cluster<'a> {
 
     /// Triggers a checkpoint at every task that takes a trigger, if it can reach every task.
     pub(super) fn trigger(&mut self) -> Option<CheckpointId> {
+        self.trigger_kind(BarrierKind::Checkpoint)
+    }
+
+    /// Triggers a checkpoint or savepoint of `kind`, as [`Cluster::trigger`].
+    pub(super) fn trigger_kind(&mut self, kind: BarrierKind) -> Option<CheckpointId> {
         if !self.can_trigger() {
             return None;
         }
@@ -375,7 +428,7 @@ impl<'a> Cluster<'a> {
         self.checkpoint_next += 1;
         let waiting: BTreeSet<usize> = (0..self.tasks.len()).filter(|&t| !self.tasks[t].finished).collect();
         self.pending.insert(checkpoint, Pending { waiting, states: BTreeMap::new() });
-        let barrier = Barrier { checkpoint, triggered_at: self.now, kind: BarrierKind::Checkpoint, unaligned: false };
+        let barrier = Barrier { checkpoint, triggered_at: self.now, kind, unaligned: false };
         for t in 0..self.tasks.len() {
             if self.tasks[t].runner.accepts_trigger() {
                 self.tasks[t].runner.trigger_checkpoint(barrier);
