@@ -38,6 +38,8 @@ pub mod slots;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]
+mod savepoint_tests;
+#[cfg(test)]
 mod tests;
 
 use crate::config::Config;

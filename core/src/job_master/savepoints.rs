@@ -144,7 +144,7 @@ impl JobMaster {
                     location: None,
                 });
                 self.failure = Some(cause);
-                self.set_status(JobStatus::Failed);
+                self.end_before_start(JobStatus::Failed);
             }
         }
     }
@@ -154,9 +154,17 @@ impl JobMaster {
         let reading = matches!(self.savepoint, Some(SavepointRestore::Reading { .. }));
         if reading && self.status == JobStatus::Initializing {
             self.savepoint = None;
-            self.set_status(JobStatus::Canceled);
+            self.end_before_start(JobStatus::Canceled);
         }
         reading
+    }
+
+    /// Ends a job that never started: its attempts (all CREATED) are canceled.
+    fn end_before_start(&mut self, status: JobStatus) {
+        for ordinal in 0..self.executions.len() {
+            self.cancel_execution(ordinal);
+        }
+        self.set_status(status);
     }
 
     /// Matches the metadata's vertices with the plan's: every vertex with state must exist with
