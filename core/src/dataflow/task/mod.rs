@@ -207,6 +207,16 @@ pub enum TaskError {
     },
 }
 
+impl TaskError {
+    /// Whether the task failed because a state file it restores from cannot be read (corrupt,
+    /// truncated, of the wrong size or checksum). The driver then reports the checkpoint of its
+    /// `RestoreSpec` as `TaskReport::unreadable_checkpoint` (as it does when it cannot read the
+    /// file at all), so the JobMaster stops restoring that checkpoint.
+    pub fn is_unreadable_state(&self) -> bool {
+        matches!(self, TaskError::Restore(RestoreError::Storage(_)))
+    }
+}
+
 #[derive(Debug)]
 enum Phase {
     Running,

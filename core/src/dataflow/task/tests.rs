@@ -615,6 +615,19 @@ fn corrupt_restore_bytes_are_a_typed_error() {
     assert!(matches!(build(&good[..good.len() - 3], 0), Err(TaskError::Restore(RestoreError::Storage(_)))));
     assert!(matches!(build(b"not a state file", 0), Err(TaskError::Restore(RestoreError::Storage(_)))));
     assert!(matches!(build(&[], 0), Err(TaskError::Restore(RestoreError::Storage(_)))));
+    let unreadable = |bytes: &[u8]| TaskRunner::new(TaskSetup {
+        execution: execution(0),
+        plan: &plan,
+        config: &config,
+        restore: vec![bytes],
+        connectors: &mut cluster.io.clone(),
+        seed: 0,
+        wait_for_final_checkpoint: true,
+    })
+    .err()
+    .is_some_and(|error| error.is_unreadable_state());
+    assert!(unreadable(&flipped) && unreadable(&good[..9]), "a corrupt file is reported as unreadable state");
+    assert!(!unreadable(&good), "the intact file is readable");
     // A well-framed file whose contents are wrong: another subtask's, garbage operator state.
     let mut file = storage::decode_task_state(&good).unwrap_or_else(|error| panic!("{error}"));
     file.subtask = SubtaskIndex(0);
