@@ -275,8 +275,12 @@ impl Dispatcher {
             return;
         }
         let message = JobMasterMessage::TriggerSavepoint { request, client: from, target, stop, drain };
-        let envelope =
-            Envelope { from: Address::Dispatcher, to: Address::JobMaster(job_id), epoch: self.epoch, message: Message::JobMaster(message) };
+        let envelope = Envelope {
+            from: Address::Dispatcher,
+            to: Address::JobMaster(job_id),
+            epoch: self.epoch,
+            message: Message::JobMaster(message),
+        };
         self.outputs.push_back(DispatcherOutput::Out(Output::Send(envelope)));
     }
 

@@ -46,7 +46,9 @@ impl JobMaster {
                 self.lose_task_manager(resource_id, &reason, true);
             }
             JobMasterMessage::Cancel if from == Address::Dispatcher => self.cancel_job(),
-            JobMasterMessage::TriggerSavepoint { request, client, target, stop, drain } if from == Address::Dispatcher => {
+            JobMasterMessage::TriggerSavepoint { request, client, target, stop, drain }
+                if from == Address::Dispatcher =>
+            {
                 self.on_trigger_savepoint(request, client, target, stop, drain);
             }
             JobMasterMessage::AcknowledgeCheckpoint { execution, checkpoint, state, metrics }

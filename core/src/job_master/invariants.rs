@@ -78,7 +78,8 @@ fn check_deployed(job_master: &JobMaster) -> Result<(), String> {
 fn check_status(job_master: &JobMaster) -> Result<(), String> {
     let status = job_master.status;
     let reading = matches!(job_master.savepoint, Some(super::savepoints::SavepointRestore::Reading { .. }));
-    if matches!(status, JobStatus::Initializing | JobStatus::Created) && !(reading && status == JobStatus::Initializing) {
+    if matches!(status, JobStatus::Initializing | JobStatus::Created) && !(reading && status == JobStatus::Initializing)
+    {
         return Err(format!("the job is still {status} after construction"));
     }
     if reading && status != JobStatus::Initializing {

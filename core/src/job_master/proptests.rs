@@ -198,7 +198,7 @@ fn acknowledge(cluster: &Cluster, index: u16) -> Option<Input> {
         Message::TaskExecutor(TaskExecutorMessage::TriggerCheckpoint { barrier, .. }) => Some(barrier.checkpoint),
         _ => None,
     })?;
-    let checkpoint = CheckpointId(newest.0.saturating_sub(u64::from(index % 5 == 0)));
+    let checkpoint = CheckpointId(newest.0.saturating_sub(u64::from(index.is_multiple_of(5))));
     let views: Vec<ExecutionView> = cluster.jm.executions().collect();
     let view = pick(&views, index);
     let location = view.location?;
@@ -349,7 +349,8 @@ proptest! {
             let meta = VertexMetadata { parallelism: vertex.parallelism, max_parallelism: vertex.max_parallelism };
             metadata.vertices.insert(vertex.id, meta);
             for subtask in (0..vertex.parallelism).map(SubtaskIndex) {
-                let handle = crate::checkpoint::TaskStateHandle { file: format!("f{subtask}"), size_bytes: 1, crc32: 0 };
+                let file = format!("f{subtask}");
+                let handle = crate::checkpoint::TaskStateHandle { file, size_bytes: 1, crc32: 0 };
                 metadata.tasks.insert((vertex.id, subtask), handle);
             }
         }
@@ -368,7 +369,9 @@ proptest! {
         };
         let location = "/sp/x".to_string();
         let plan = two_vertex_plan(parallelism, true);
-        let jm = JobMaster::with_savepoint(super::tests::JOB, plan, &Config::default(), EPOCH, 1, Time::ZERO, Some(location.clone()));
+        let savepoint = Some(location.clone());
+        let config = Config::default();
+        let jm = JobMaster::with_savepoint(super::tests::JOB, plan, &config, EPOCH, 1, Time::ZERO, savepoint);
         let mut cluster = Cluster::with(jm);
         let job_id = super::tests::JOB;
         cluster.input(Input::Storage(StorageReply::MetadataRead { job_id, location, result }));

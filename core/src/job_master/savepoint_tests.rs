@@ -59,9 +59,10 @@ fn complete(cluster: &mut Cluster, checkpoint: CheckpointId) {
         };
         cluster.message(Address::TaskExecutor(tm(0)), ack);
     }
-    let written = cluster.stored.iter().any(|request| {
-        matches!(request, StorageRequest::WriteMetadata { checkpoint: c, .. } if *c == checkpoint)
-    });
+    let written = cluster
+        .stored
+        .iter()
+        .any(|request| matches!(request, StorageRequest::WriteMetadata { checkpoint: c, .. } if *c == checkpoint));
     assert!(written, "every task acknowledged: the metadata is written");
     cluster.input(Input::Storage(StorageReply::MetadataWritten { job_id: JOB, checkpoint }));
 }
@@ -285,7 +286,8 @@ fn an_unreadable_checkpoint_is_dropped_and_the_restart_restores_the_previous_one
     cluster.complete_cancellations();
     cluster.run_for(Duration::from_secs(1));
     cluster.offer(tm(0), 1);
-    let restores: Vec<CheckpointId> = cluster.deployments().iter().filter_map(|d| d.restore.as_ref()).map(|r| r.checkpoint).collect();
+    let restores: Vec<CheckpointId> =
+        cluster.deployments().iter().filter_map(|d| d.restore.as_ref()).map(|r| r.checkpoint).collect();
     assert_eq!(restores, [second, second]);
     let view = cluster.view(0, 0);
     let message = JobMasterMessage::TaskStateChanged {
@@ -295,9 +297,10 @@ fn an_unreadable_checkpoint_is_dropped_and_the_restart_restores_the_previous_one
         unreadable_checkpoint: Some(second),
     };
     cluster.message(Address::TaskExecutor(tm(0)), message);
-    let dropped = cluster.events.iter().any(|event| {
-        matches!(event, Event::CheckpointDropped { checkpoint, .. } if *checkpoint == second)
-    });
+    let dropped = cluster
+        .events
+        .iter()
+        .any(|event| matches!(event, Event::CheckpointDropped { checkpoint, .. } if *checkpoint == second));
     assert!(dropped, "an event says the checkpoint was dropped");
     let coordinator = cluster.jm.checkpoint_coordinator().unwrap_or_else(|| panic!("checkpointing is on"));
     assert_eq!(coordinator.latest_completed().map(|c| c.checkpoint), Some(first));
@@ -308,6 +311,7 @@ fn an_unreadable_checkpoint_is_dropped_and_the_restart_restores_the_previous_one
     cluster.complete_cancellations();
     cluster.run_for(Duration::from_secs(1));
     cluster.offer(tm(0), 1);
-    let restores: Vec<CheckpointId> = cluster.deployments().iter().filter_map(|d| d.restore.as_ref()).map(|r| r.checkpoint).collect();
+    let restores: Vec<CheckpointId> =
+        cluster.deployments().iter().filter_map(|d| d.restore.as_ref()).map(|r| r.checkpoint).collect();
     assert_eq!(&restores[2..], [first, first]);
 }

@@ -55,11 +55,7 @@ struct OldVertex {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) enum SavepointRestore {
     /// Waiting for `_metadata` of `location`; the job starts once it is read.
-    Reading {
-        location: String,
-        checkpoint_config: Box<CheckpointConfig>,
-        checkpoint_seed: u64,
-    },
+    Reading { location: String, checkpoint_config: Box<CheckpointConfig>, checkpoint_seed: u64 },
     /// Read: new attempts restore from it until a checkpoint of the job's own completes.
     Restoring(InitialRestore),
 }

@@ -496,14 +496,23 @@ fn stale_attempt_and_misaddressed_reports_are_ignored() {
     let events = cluster.events.len();
     cluster.report(old, ExecutionState::Failed, Some("late news about attempt 0"));
     let failed = ExecutionState::Failed;
-    let wrong_sender =
-        JobMasterMessage::TaskStateChanged { execution: current.id, state: failed, error: None, unreadable_checkpoint: None };
+    let wrong_sender = JobMasterMessage::TaskStateChanged {
+        execution: current.id,
+        state: failed,
+        error: None,
+        unreadable_checkpoint: None,
+    };
     cluster.message(Address::TaskExecutor(tm(9)), wrong_sender.clone());
     cluster.input(Input::Message { from: Address::TaskExecutor(tm(1)), epoch: Epoch(2), message: wrong_sender });
     let made_up = ExecutionId { subtask: SubtaskIndex(7), ..current.id };
     cluster.message(
         Address::TaskExecutor(tm(1)),
-        JobMasterMessage::TaskStateChanged { execution: made_up, state: ExecutionState::Failed, error: None, unreadable_checkpoint: None },
+        JobMasterMessage::TaskStateChanged {
+            execution: made_up,
+            state: ExecutionState::Failed,
+            error: None,
+            unreadable_checkpoint: None,
+        },
     );
     assert_eq!((cluster.sent.len(), cluster.events.len()), (sent, events), "nothing happened");
     assert_eq!(cluster.view(1, 1).state, ExecutionState::Running);

@@ -183,7 +183,8 @@ impl DirectCluster {
                 self.deployed += 1;
                 let id = from.unwrap_or_default();
                 for state in [ExecutionState::Initializing, ExecutionState::Running] {
-                    let report = TaskReport { execution: deployment.execution, state, error: None, unreadable_checkpoint: None };
+                    let report =
+                        TaskReport { execution: deployment.execution, state, error: None, unreadable_checkpoint: None };
                     self.reports.push_back((id, report));
                 }
             }

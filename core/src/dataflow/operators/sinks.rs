@@ -265,7 +265,8 @@ impl FileSink {
     /// parallelism, else when it is the first new subtask reading the old subtask's snapshot.
     fn commits_parts_of(&self, scalars: &SinkScalars) -> Result<bool, OperatorError> {
         let (old, old_parallelism) = (scalars.subtask, scalars.parallelism);
-        let (subtask, parallelism, max) = (self.context.subtask.0, self.context.parallelism, self.context.max_parallelism);
+        let (subtask, parallelism, max) =
+            (self.context.subtask.0, self.context.parallelism, self.context.max_parallelism);
         if old_parallelism == parallelism {
             return Ok(old == subtask);
         }

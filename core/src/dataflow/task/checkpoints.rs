@@ -95,10 +95,11 @@ impl TaskRunner {
     /// downstream, where each task finishes once its inputs end); others wait for their inputs.
     fn on_stopped(&mut self) {
         self.stopped = true;
-        if self.is_source && matches!(self.phase, Phase::Running) {
-            if let Err(error) = self.end_input() {
-                self.fail(error);
-            }
+        if self.is_source
+            && matches!(self.phase, Phase::Running)
+            && let Err(error) = self.end_input()
+        {
+            self.fail(error);
         }
     }
 

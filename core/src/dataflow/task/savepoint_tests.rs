@@ -132,7 +132,8 @@ fn rescale(from: &JobPlan, to: &JobPlan, kind: BarrierKind, (records, keys, wind
 #[test]
 fn rescaling_from_two_to_three_restores_every_key_and_every_source_record_once() {
     let job = (8_400, 7, 50); // 1,200 records per key: 24 whole windows each
-    let (two, three) = (windowed_sum(job.0, job.1, job.2, 2, SinkKind::File), windowed_sum(job.0, job.1, job.2, 3, SinkKind::File));
+    let (two, three) =
+        (windowed_sum(job.0, job.1, job.2, 2, SinkKind::File), windowed_sum(job.0, job.1, job.2, 3, SinkKind::File));
     rescale(&two, &three, BarrierKind::Checkpoint, job);
     rescale(&two, &three, BarrierKind::Savepoint { stop: false, drain: false }, job);
 }
@@ -140,7 +141,8 @@ fn rescaling_from_two_to_three_restores_every_key_and_every_source_record_once()
 #[test]
 fn rescaling_from_three_to_two_restores_every_key_and_every_source_record_once() {
     let job = (8_400, 7, 50);
-    let (three, two) = (windowed_sum(job.0, job.1, job.2, 3, SinkKind::File), windowed_sum(job.0, job.1, job.2, 2, SinkKind::File));
+    let (three, two) =
+        (windowed_sum(job.0, job.1, job.2, 3, SinkKind::File), windowed_sum(job.0, job.1, job.2, 2, SinkKind::File));
     rescale(&three, &two, BarrierKind::Checkpoint, job);
     rescale(&three, &two, BarrierKind::Savepoint { stop: false, drain: false }, job);
 }

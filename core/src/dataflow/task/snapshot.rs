@@ -218,7 +218,11 @@ pub(super) fn decode(identity: &TaskIdentity, bytes: &[u8]) -> Result<(ChainSnap
     if parallelism == identity.parallelism && file.subtask != identity.subtask && old_parallelism.is_some() {
         return Err(wrong_task()); // at the same parallelism a subtask reads its own file only
     }
-    let snapshot =
-        ChainSnapshot { checkpoint: file.checkpoint, subtask: file.subtask, parallelism, operators: operators.collect() };
+    let snapshot = ChainSnapshot {
+        checkpoint: file.checkpoint,
+        subtask: file.subtask,
+        parallelism,
+        operators: operators.collect(),
+    };
     Ok((snapshot, channel))
 }

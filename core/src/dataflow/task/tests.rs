@@ -290,7 +290,8 @@ impl<'a> Cluster<'a> {
                     subtask,
                     attempt: AttemptNumber(self.attempt),
                 };
-                let files: Vec<Vec<u8>> = self.restore_files(vertex.index, subtask).into_iter().map(<[u8]>::to_vec).collect();
+                let files: Vec<Vec<u8>> =
+                    self.restore_files(vertex.index, subtask).into_iter().map(<[u8]>::to_vec).collect();
                 let restore = files.iter().map(Vec::as_slice).collect();
                 let setup = TaskSetup {
                     execution,
@@ -615,17 +616,19 @@ fn corrupt_restore_bytes_are_a_typed_error() {
     assert!(matches!(build(&good[..good.len() - 3], 0), Err(TaskError::Restore(RestoreError::Storage(_)))));
     assert!(matches!(build(b"not a state file", 0), Err(TaskError::Restore(RestoreError::Storage(_)))));
     assert!(matches!(build(&[], 0), Err(TaskError::Restore(RestoreError::Storage(_)))));
-    let unreadable = |bytes: &[u8]| TaskRunner::new(TaskSetup {
-        execution: execution(0),
-        plan: &plan,
-        config: &config,
-        restore: vec![bytes],
-        connectors: &mut cluster.io.clone(),
-        seed: 0,
-        wait_for_final_checkpoint: true,
-    })
-    .err()
-    .is_some_and(|error| error.is_unreadable_state());
+    let unreadable = |bytes: &[u8]| {
+        TaskRunner::new(TaskSetup {
+            execution: execution(0),
+            plan: &plan,
+            config: &config,
+            restore: vec![bytes],
+            connectors: &mut cluster.io.clone(),
+            seed: 0,
+            wait_for_final_checkpoint: true,
+        })
+        .err()
+        .is_some_and(|error| error.is_unreadable_state())
+    };
     assert!(unreadable(&flipped) && unreadable(&good[..9]), "a corrupt file is reported as unreadable state");
     assert!(!unreadable(&good), "the intact file is readable");
     // A well-framed file whose contents are wrong: another subtask's, garbage operator state.
