@@ -10,9 +10,14 @@
 //! - **heartbeats** to the TaskExecutors holding its slots, and the loss of those that go silent;
 //! - **failover** ([`failover`], [`restart`]): restart sets (region or full), the restart strategy,
 //!   the RESTARTING phase, and failing the job when the strategy says so;
-//! - the **exception history** ([`exceptions`]) and the job status with its timestamps.
+//! - the **exception history** ([`exceptions`]) and the job status with its timestamps;
+//! - the **checkpoint coordinator** (`checkpointing.rs`), and **savepoints** (`savepoints.rs`):
+//!   client savepoint requests, stop-with-savepoint, submission from a savepoint (INITIALIZING
+//!   while its `_metadata` is read, at any parallelism), and dropping a checkpoint whose state a
+//!   task cannot read so the restart restores the previous one.
 //!
-//! Job status starts INITIALIZING and moves at once through CREATED to RUNNING, requesting slots.
+//! Job status starts INITIALIZING and moves at once through CREATED to RUNNING, requesting slots
+//! (a job submitted from a savepoint first waits for its metadata, then does the same, or fails).
 //! Messages from another epoch, or from a sender that is not the peer the message is about, are
 //! ignored; so are reports about attempts that are not current.
 //!

@@ -80,7 +80,8 @@ pub struct RestoreSpec {
     /// Its directory; the handles' file names are relative to it.
     pub location: String,
     /// The subtask's own state file; after a change of parallelism, every old subtask's file
-    /// whose key groups overlap the new subtask's. Empty when the subtask had no state.
+    /// that `checkpoint::rescale::reads` assigns to it (key groups overlap, or old subtask `j`
+    /// with `j mod p` = this subtask). Empty when the subtask had no state.
     pub states: Vec<TaskStateHandle>,
 }
 

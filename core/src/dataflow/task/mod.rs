@@ -36,6 +36,30 @@
 //! [`TaskRunner::notify_checkpoint`] tells the chain (exactly-once sinks commit) or aborts the
 //! checkpoint at the gate.
 //!
+//! # Stop-with-savepoint
+//!
+//! A savepoint barrier with `stop` (Flink's synchronous savepoint) stops a source right at the
+//! barrier: it emits nothing after it until the savepoint completes or is aborted. With `drain`
+//! the source first sends the maximum watermark through its chain, so every event-time window
+//! fires before the barrier and its output is in the savepoint. When the savepoint completes
+//! (`notify_checkpoint(.., true)`, after the chain committed what it covers) a source ends its
+//! input and finishes; every task the barrier passed then finishes as soon as its inputs end,
+//! without waiting for a final checkpoint, and without `drain` without running the chain's
+//! `end_of_input` (what the operators hold is in the savepoint, to be resumed). If the savepoint
+//! is aborted instead, sources resume emitting.
+//!
+//! # Restoring and rescaling
+//!
+//! [`TaskSetup::restore`] holds the subtask's own state file, or after a change of parallelism
+//! the old subtasks' files that `checkpoint::rescale::reads` assigns to it. Keyed state keeps the
+//! key groups of this subtask's range; each old subtask's items (source splits) are dealt out
+//! among the new subtasks that read its file so that every item is restored exactly once; scalars
+//! (watermarks, a sink's pending parts) are seen by every reader, and each operator merges them
+//! (the file sink commits an old subtask's parts in exactly one new subtask). In-flight records
+//! of an unaligned checkpoint cannot be rescaled (a typed error). A file that cannot be read is
+//! [`TaskError::is_unreadable_state`], which the driver reports so the checkpoint is not tried
+//! again.
+//!
 //! # End of input, cancellation and failure
 //!
 //! When every input channel ended (or a source is exhausted) the chain's `end_of_input` runs,
@@ -49,7 +73,8 @@
 //!
 //! Invariants ([`TaskRunner::check_invariants`]): the writers have ended exactly when the task
 //! finished; a task waiting for its final checkpoint has ended its input; nothing follows
-//! `Finished`, `Failed` or a cancel.
+//! `Finished`, `Failed` or a cancel; a task is only `stopped` by a stop-with-savepoint whose
+//! barrier passed it.
 
 mod channels;
 mod checkpoints;
@@ -661,6 +686,9 @@ impl TaskRunner {
         }
         if matches!(self.phase, Phase::AwaitingFinalCheckpoint) && !self.input_ended {
             return Err("waiting for the final checkpoint before the end of input".to_string());
+        }
+        if self.stopped && self.stop_savepoint.is_none() {
+            return Err("stopped without a stop-with-savepoint's barrier".to_string());
         }
         if self.pending.is_some() && !matches!(self.phase, Phase::Running) {
             return Err("an unaligned snapshot pending outside RUNNING".to_string());

@@ -109,22 +109,33 @@ fn drain_fires_every_event_time_window_before_the_savepoint_and_no_drain_keeps_t
 /// Runs `from` until a checkpoint of `kind` completed and some more, then restores the job at
 /// the other plan's parallelism and runs it to the end: every record and key counted once. The
 /// completion is not notified before the restore, so the restored sinks commit what it covers.
-fn rescale(from: &JobPlan, to: &JobPlan, kind: BarrierKind, (records, keys, window): (i64, i64, u64)) {
+fn rescale(from: &JobPlan, to: &JobPlan, kind: BarrierKind, job: (i64, i64, u64)) {
+    rescale_after(from, to, kind, job, (3, 6, 200, true));
+}
+
+/// [`rescale`] with the checkpoint triggered after `before` rounds, the restore `after` rounds
+/// later, `budget` records per step, and the completion notified late or at once.
+fn rescale_after(
+    from: &JobPlan,
+    to: &JobPlan,
+    kind: BarrierKind,
+    (records, keys, window): (i64, i64, u64),
+    (before, after, budget, late): (u64, u64, usize, bool),
+) {
     let config = test_config(true, false);
     let mut cluster = Cluster::new(from, &config, Io::default());
-    cluster.notify_delay_rounds = 1_000;
-    for _ in 0..3 {
-        cluster.round(200);
+    cluster.notify_delay_rounds = if late { 1_000 } else { 0 };
+    for _ in 0..before {
+        cluster.round(budget);
     }
     let checkpoint = cluster.trigger_kind(kind).unwrap_or_else(|| panic!("the sources take the trigger"));
-    for _ in 0..6 {
-        cluster.round(200);
+    for _ in 0..after {
+        cluster.round(budget);
     }
     assert!(cluster.completed.contains(&checkpoint), "the checkpoint completed");
-    assert!(!cluster.all_finished(), "work is left for the rescaled job");
     let mut rescaled = Cluster::rescaled(&cluster, to);
     drop(cluster);
-    rescaled.run_to_end(200, 50_000);
+    rescaled.run_to_end(budget, 50_000);
     assert_eq!(rescaled.io.parts.pending_count(), 0);
     assert_eq!(totals(committed_lines(&rescaled)), totals(expected_sums(records, keys, window)));
 }
@@ -154,4 +165,26 @@ fn rescaling_one_to_four_and_back_keeps_the_result() {
     let four = windowed_sum(job.0, job.1, job.2, 4, SinkKind::File);
     rescale(&one, &four, BarrierKind::Checkpoint, job);
     rescale(&four, &one, BarrierKind::Checkpoint, job);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 32, ..Default::default() })]
+
+    /// Any change of parallelism, after any progress, from a checkpoint or a savepoint whose
+    /// completion the old job may not have heard of: every key's windows and every record count once.
+    #[test]
+    fn any_rescale_counts_every_record_once(
+        from in 1..5u32,
+        to in 1..5u32,
+        before in 0..6u64,
+        after in 4..10u64,
+        budget in 40..400usize,
+        late in proptest::prelude::any::<bool>(),
+        savepoint in proptest::prelude::any::<bool>(),
+    ) {
+        let job = (42_000, 7, 50); // 6,000 records per key: 120 whole windows each
+        let (old, new) = (windowed_sum(job.0, job.1, job.2, from, SinkKind::File), windowed_sum(job.0, job.1, job.2, to, SinkKind::File));
+        let kind = if savepoint { BarrierKind::Savepoint { stop: false, drain: false } } else { BarrierKind::Checkpoint };
+        rescale_after(&old, &new, kind, job, (before, after, budget, late));
+    }
 }
