@@ -297,6 +297,27 @@ fn slot_request_is_offered_accepted_deployed_and_task_reports_reach_the_job_mast
 }
 
 #[test]
+fn a_task_that_cannot_read_its_state_names_the_checkpoint_to_its_job_master() {
+    let mut driver = Driver::registered(2);
+    let (job, allocation) = (job(1), allocation(1));
+    driver.accepted_slot(0, job, allocation);
+    let task = execution(job, 0, 0);
+    driver.running_task(task, allocation);
+    let checkpoint = Some(crate::ids::CheckpointId(4));
+    let error = Some("restore: state file: checksum mismatch".to_string());
+    let report =
+        TaskReport { execution: task, state: ExecutionState::Failed, error, unreadable_checkpoint: checkpoint };
+    let outputs = driver.step(driver.now, Input::TaskReport(report));
+    let forwarded = sends(&outputs).into_iter().find_map(|(_, message)| match message {
+        Message::JobMaster(JobMasterMessage::TaskStateChanged { unreadable_checkpoint, .. }) => {
+            Some(unreadable_checkpoint)
+        }
+        _ => None,
+    });
+    assert_eq!(forwarded, Some(checkpoint));
+}
+
+#[test]
 fn deploying_into_a_foreign_or_unknown_slot_fails_the_task_with_the_reason() {
     let mut driver = Driver::registered(3);
     let (ours, theirs) = (job(1), job(2));
