@@ -189,8 +189,10 @@ proptest::proptest! {
         savepoint in proptest::prelude::any::<bool>(),
     ) {
         let job = (42_000, 7, 50); // 6,000 records per key: 120 whole windows each
-        let (old, new) = (windowed_sum(job.0, job.1, job.2, from, SinkKind::File), windowed_sum(job.0, job.1, job.2, to, SinkKind::File));
-        let kind = if savepoint { BarrierKind::Savepoint { stop: false, drain: false } } else { BarrierKind::Checkpoint };
+        let old = windowed_sum(job.0, job.1, job.2, from, SinkKind::File);
+        let new = windowed_sum(job.0, job.1, job.2, to, SinkKind::File);
+        let plain_savepoint = BarrierKind::Savepoint { stop: false, drain: false };
+        let kind = if savepoint { plain_savepoint } else { BarrierKind::Checkpoint };
         rescale_after(&old, &new, kind, job, (before, after, budget, late));
     }
 }
