@@ -7,6 +7,7 @@
 use super::JobMaster;
 use crate::checkpoint::{self, CheckpointCoordinator, CheckpointVertex, CoordinatorSetup};
 use crate::config::CheckpointConfig;
+use crate::dataflow::BarrierKind;
 use crate::ids::{CheckpointId, ResourceId};
 use crate::protocol::{
     Address, Event, ExecutionId, ExecutionState, JobStatus, Output, RestoreSpec, StorageReply, StorageRequest,
@@ -21,6 +22,9 @@ pub(super) struct Checkpointing {
     told_running: bool,
     /// Whether it was told the job ended.
     shut_down: bool,
+    /// A stop-with-savepoint that completed: its notification is repeated to the tasks still
+    /// RUNNING every heartbeat round (a lost one would leave a source stopped for good).
+    pub(super) stop_completed: Option<CheckpointId>,
 }
 
 impl Checkpointing {
@@ -42,7 +46,7 @@ impl Checkpointing {
             seed,
         };
         let coordinator = CheckpointCoordinator::new(config, setup);
-        Some(Checkpointing { coordinator, told_running: false, shut_down: false })
+        Some(Checkpointing { coordinator, told_running: false, shut_down: false, stop_completed: None })
     }
 
     /// The coordinator, for queries (REST statistics).
@@ -157,6 +161,11 @@ impl JobMaster {
                 self.outputs.push_back(Output::Storage(StorageRequest::Delete { job_id, location }));
             }
             Out::Completed(completed) => {
+                if let (BarrierKind::Savepoint { stop: true, .. }, Some(checkpointing)) =
+                    (completed.kind, self.checkpointing.as_mut())
+                {
+                    checkpointing.stop_completed = Some(completed.checkpoint);
+                }
                 let is_savepoint = completed.is_savepoint();
                 self.event(Event::CheckpointCompleted { job_id, checkpoint: completed.checkpoint, is_savepoint });
             }
@@ -194,6 +203,20 @@ impl JobMaster {
         let now = self.now;
         if let Some(checkpointing) = &mut self.checkpointing {
             checkpointing.coordinator.restore_latest(now);
+            checkpointing.stop_completed = None; // the restarted attempts never stopped
         }
+    }
+
+    /// Repeats a completed stop-with-savepoint's notification to the tasks still RUNNING.
+    pub(super) fn repeat_stop_notification(&mut self) {
+        let Some(checkpoint) = self.checkpointing.as_ref().and_then(|c| c.stop_completed) else { return };
+        if self.status != JobStatus::Running {
+            return;
+        }
+        let running: Vec<ExecutionId> = (0..self.executions.len())
+            .filter(|&ordinal| self.executions.state(ordinal) == ExecutionState::Running)
+            .map(|ordinal| self.executions.id(ordinal))
+            .collect();
+        self.notify(checkpoint, running, true);
     }
 }

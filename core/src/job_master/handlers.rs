@@ -75,6 +75,7 @@ impl JobMaster {
                 self.send_to_task_executor(resource_id, heartbeat);
             }
             self.repeat_cancellations();
+            self.repeat_stop_notification();
             self.next_heartbeat = self.now.after(self.timing.heartbeat_interval);
         }
         let timeout = self.timing.heartbeat_timeout;

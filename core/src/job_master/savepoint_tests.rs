@@ -9,7 +9,7 @@ use crate::checkpoint::{AckMetrics, TaskStateHandle};
 use crate::config::FailoverStrategy;
 use crate::dataflow::BarrierKind;
 use crate::ids::{CheckpointId, Hex128};
-use crate::protocol::{ClientMessage, StorageRequest, TaskDeployment};
+use crate::protocol::{ClientMessage, ExecutionId, StorageRequest, TaskDeployment};
 
 const CLIENT: Address = Address::Client(5);
 
@@ -154,6 +154,24 @@ fn stop_with_savepoint_notifies_the_tasks_and_the_job_ends_finished() {
         }) if *checkpoint == savepoint)
     });
     assert_eq!(notified.count(), 4, "every task learns the stop-with-savepoint completed");
+    // One notification was lost: the task still RUNNING hears it again with the next heartbeat.
+    let views: Vec<ExecutionView> = cluster.jm.executions().collect();
+    for view in &views[1..] {
+        cluster.report(*view, ExecutionState::Finished, None);
+    }
+    let sent = cluster.sent.len();
+    cluster.run_for(Duration::from_secs(11));
+    let repeated: Vec<ExecutionId> = (cluster.sent[sent..].iter())
+        .filter_map(|envelope| match &envelope.message {
+            Message::TaskExecutor(TaskExecutorMessage::NotifyCheckpoint { execution, checkpoint, complete: true })
+                if *checkpoint == savepoint =>
+            {
+                Some(*execution)
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(!repeated.is_empty() && repeated.iter().all(|execution| *execution == views[0].id), "{repeated:?}");
     // The tasks finish (their sources stopped at the barrier).
     cluster.report_all(&[ExecutionState::Running], ExecutionState::Finished);
     cluster.assert_ended(JobStatus::Finished);

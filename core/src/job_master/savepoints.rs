@@ -6,6 +6,9 @@
 //! checkpoint coordinator with a [`SavepointRequestId`] that encodes the client and its request
 //! number, so the coordinator's `SavepointDone` is answered to the client without a table to
 //! bound. A job without checkpointing (no `execution.checkpointing.interval`) answers an error.
+//! Once a stop-with-savepoint completed, its notification is repeated every heartbeat round to
+//! the tasks still RUNNING (`checkpointing.rs`), so a lost one does not leave a source stopped;
+//! the tasks finish and the job ends FINISHED.
 //!
 //! **Restoring from a savepoint.** A job submitted with `savepoint: Some(dir)` stays
 //! INITIALIZING while the driver reads `<dir>/_metadata` ([`StorageRequest::ReadMetadata`]). A
