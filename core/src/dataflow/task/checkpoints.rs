@@ -150,6 +150,11 @@ impl TaskRunner {
         for output in &mut self.outputs {
             output.writer.emit_barrier(barrier);
         }
+        if self.stop_savepoint.is_some_and(|(savepoint, _)| savepoint < checkpoint) {
+            // A later barrier: that stop failed (the coordinator checkpoints again only then),
+            // even if its abort never arrived here. A stopped source resumes.
+            self.stop_savepoint = None;
+        }
         if let BarrierKind::Savepoint { stop: true, drain } = barrier.kind {
             self.stop_savepoint = Some((checkpoint, drain));
         }

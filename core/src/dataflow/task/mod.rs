@@ -46,7 +46,7 @@
 //! input and finishes; every task the barrier passed then finishes as soon as its inputs end,
 //! without waiting for a final checkpoint, and without `drain` without running the chain's
 //! `end_of_input` (what the operators hold is in the savepoint, to be resumed). If the savepoint
-//! is aborted instead, sources resume emitting.
+//! is aborted instead (or a later checkpoint's barrier arrives, the abort lost), sources resume.
 //!
 //! # Restoring and rescaling
 //!

@@ -3,7 +3,7 @@
 
 use super::tests::{Cluster, Io, SinkKind, expected_sums, test_config, totals, windowed_sum};
 use super::*;
-use crate::dataflow::BarrierKind;
+use crate::dataflow::{Barrier, BarrierKind};
 use crate::job::builder::StreamEnvironment;
 use crate::job::{FileFormat, TimeDomain, WindowAssigner};
 use crate::plan::{PlanOptions, plan};
@@ -57,6 +57,15 @@ fn a_stop_with_savepoint_that_is_aborted_lets_the_sources_resume() {
     source.notify_checkpoint(savepoint, false);
     assert_eq!(source.step(Time(6_000), 100), StepStatus::Progress, "the aborted stop resumes the source");
     assert_eq!(source.metrics().records_out, before + 100);
+    // If the abort is lost, the next checkpoint's barrier (triggered only after a failed stop)
+    // resumes the source as well.
+    let stop =
+        Barrier { checkpoint: CheckpointId(savepoint.0 + 1), triggered_at: Time(7_000), kind: STOP, unaligned: false };
+    source.trigger_checkpoint(stop);
+    assert_eq!(source.step(Time(7_000), 100), StepStatus::Idle);
+    let next = Barrier { checkpoint: CheckpointId(savepoint.0 + 2), kind: BarrierKind::Checkpoint, ..stop };
+    source.trigger_checkpoint(next);
+    assert_eq!(source.step(Time(8_000), 100), StepStatus::Progress, "a later checkpoint resumes the source");
 }
 
 /// sequence `0..records` → `ts = x` (ms), `k = x % 3`, `v = 1` → watermarks → key by `k` →
