@@ -72,7 +72,7 @@ pub struct Tasks {
 }
 
 fn report(execution: ExecutionId, state: ExecutionState) -> TaskReport {
-    TaskReport { execution, state, error: None }
+    TaskReport { execution, state, error: None, unreadable_checkpoint: None }
 }
 
 fn key(execution: &ExecutionId) -> SubtaskKey {

@@ -284,6 +284,15 @@ impl CheckpointCoordinator {
         Some(latest)
     }
 
+    /// Removes a retained checkpoint that turned out to be unreadable (a task could not read its
+    /// state file), so no restart restores it again; the previous retained one becomes the
+    /// latest. Its files are left in place for inspection (never discarded by the coordinator).
+    /// Returns it, or `None` if it is not retained (any more).
+    pub fn drop_retained(&mut self, checkpoint: CheckpointId) -> Option<CompletedCheckpoint> {
+        let position = self.retained.iter().position(|completed| completed.checkpoint == checkpoint)?;
+        self.retained.remove(position)
+    }
+
     /// Every retained checkpoint, oldest first.
     pub fn retained(&self) -> impl Iterator<Item = &CompletedCheckpoint> + '_ {
         self.retained.iter()

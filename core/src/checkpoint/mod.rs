@@ -13,7 +13,10 @@
 //!   [`stats::HISTORY_SIZE`] checkpoints, the latest of each kind, min/avg/max summaries).
 //! - [`storage`]: pure encode/decode of `_metadata` and task state files (framed, versioned,
 //!   checksummed), the directory layout, and the recovery rule that picks the newest valid
-//!   retained checkpoint and reports every corrupt one it skipped.
+//!   retained checkpoint and reports every corrupt one it skipped. `_metadata` records every
+//!   vertex's parallelism and max parallelism, so a job can restore it at another parallelism.
+//! - [`rescale`]: which old subtasks' state files a new subtask reads after a change of
+//!   parallelism, and its share of their non-keyed items.
 //!
 //! The types in this file are what the coordinator and its driver exchange.
 
@@ -22,6 +25,7 @@ mod coordinator;
 mod failures;
 mod invariants;
 mod pending;
+pub mod rescale;
 pub mod stats;
 pub mod storage;
 

@@ -57,6 +57,8 @@ pub struct JobStart {
     pub plan: Box<JobPlan>,
     /// The job's effective configuration.
     pub config: Box<Config>,
+    /// The savepoint (or retained checkpoint) directory to restore from, if any.
+    pub savepoint: Option<String>,
 }
 
 /// The Dispatcher's inputs.
@@ -139,6 +141,9 @@ impl Dispatcher {
                 Some(job) => self.reply(from, ClientMessage::Job { request, job: job.clone() }),
                 None => self.reply(from, ClientMessage::NotFound { request, job_id }),
             },
+            DispatcherMessage::TriggerSavepoint { request, job_id, target, stop, drain } => {
+                self.trigger_savepoint(from, request, job_id, target, stop, drain);
+            }
             DispatcherMessage::JobStatusChanged { job_id, status, tasks, failure } => {
                 if from == Address::JobMaster(job_id) {
                     self.job_status_changed(now, job_id, status, tasks, failure);
@@ -197,6 +202,10 @@ impl Dispatcher {
             Some(job_id) => job_id,
             None => self.fresh_job_id(),
         };
+        if submission.savepoint.as_deref().is_some_and(|path| path.trim().is_empty()) {
+            return Err("the savepoint path is empty".to_string());
+        }
+        let savepoint = submission.savepoint;
         let (plan, config) =
             prepare(&self.cluster_config, submission.graph, &submission.config, submission.parallelism)?;
         let summary = JobSummary {
@@ -209,7 +218,7 @@ impl Dispatcher {
             failure: None,
         };
         self.jobs.insert(job_id, summary);
-        Ok(JobStart { job_id, plan: Box::new(plan), config: Box::new(config) })
+        Ok(JobStart { job_id, plan: Box::new(plan), config: Box::new(config), savepoint })
     }
 
     fn fresh_job_id(&mut self) -> JobId {
@@ -237,6 +246,42 @@ impl Dispatcher {
             self.outputs.push_back(DispatcherOutput::Out(Output::Send(envelope)));
         }
         self.reply(from, ClientMessage::CancelAccepted { request, job_id });
+    }
+
+    /// Forwards a savepoint request to the job's JobMaster, which answers the client itself.
+    /// An unknown job is [`ClientMessage::NotFound`]; a job that has ended, or a request from
+    /// something that is not a client, is [`ClientMessage::Rejected`].
+    fn trigger_savepoint(
+        &mut self,
+        from: Address,
+        request: u64,
+        job_id: JobId,
+        target: Option<String>,
+        stop: bool,
+        drain: bool,
+    ) {
+        let Some(job) = self.jobs.get(&job_id) else {
+            self.reply(from, ClientMessage::NotFound { request, job_id });
+            return;
+        };
+        if !matches!(from, Address::Client(_)) {
+            let reason = "savepoints are triggered by clients".to_string();
+            self.reply(from, ClientMessage::Rejected { request, reason });
+            return;
+        }
+        if job.status.is_terminal() {
+            let reason = format!("job {job_id} is {}: no savepoint can be taken", job.status);
+            self.reply(from, ClientMessage::Rejected { request, reason });
+            return;
+        }
+        let message = JobMasterMessage::TriggerSavepoint { request, client: from, target, stop, drain };
+        let envelope = Envelope {
+            from: Address::Dispatcher,
+            to: Address::JobMaster(job_id),
+            epoch: self.epoch,
+            message: Message::JobMaster(message),
+        };
+        self.outputs.push_back(DispatcherOutput::Out(Output::Send(envelope)));
     }
 
     fn job_status_changed(

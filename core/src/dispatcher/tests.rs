@@ -9,7 +9,7 @@ fn submission(job_id: Option<JobId>) -> JobSubmission {
     let env = StreamEnvironment::new("small");
     env.sequence(0, 9).map(&[("y", "x * 2")]).discard();
     let graph = env.build().expect("valid").graph;
-    JobSubmission { job_id, graph, parallelism: Some(2), config: BTreeMap::new() }
+    JobSubmission { job_id, graph, parallelism: Some(2), config: BTreeMap::new(), savepoint: None }
 }
 
 fn drain(dispatcher: &mut Dispatcher) -> Vec<DispatcherOutput> {
@@ -214,4 +214,68 @@ proptest! {
             prop_assert!(dispatcher.check_invariants().is_ok());
         }
     }
+}
+
+fn trigger_savepoint(dispatcher: &mut Dispatcher, from: Address, job_id: JobId, stop: bool) -> Vec<DispatcherOutput> {
+    let target = Some("/savepoints".to_string());
+    let message = DispatcherMessage::TriggerSavepoint { request: 9, job_id, target, stop, drain: false };
+    dispatcher.handle(Time(2), Input::Message { from, message });
+    drain(dispatcher)
+}
+
+#[test]
+fn a_savepoint_request_goes_to_the_jobs_job_master_and_an_unknown_job_is_not_found() {
+    let mut dispatcher = session();
+    let unknown = JobId(Hex128(0xdead));
+    let outputs = trigger_savepoint(&mut dispatcher, CLIENT, unknown, false);
+    assert!(matches!(replies(&outputs)[..], [ClientMessage::NotFound { request: 9, job_id }] if job_id == unknown));
+
+    let outputs = submit(&mut dispatcher, 1, submission(None));
+    let [ClientMessage::Submitted { job_id, .. }] = replies(&outputs)[..] else { panic!("submitted") };
+    let outputs = trigger_savepoint(&mut dispatcher, CLIENT, job_id, true);
+    assert!(replies(&outputs).is_empty(), "the JobMaster answers, not the Dispatcher");
+    let forwarded = outputs.iter().find_map(|output| match output {
+        DispatcherOutput::Out(Output::Send(envelope)) => Some(envelope.clone()),
+        _ => None,
+    });
+    let Some(Envelope { to, message: Message::JobMaster(message), .. }) = forwarded else { panic!("forwarded") };
+    assert_eq!(to, Address::JobMaster(job_id));
+    let expected = JobMasterMessage::TriggerSavepoint {
+        request: 9,
+        client: CLIENT,
+        target: Some("/savepoints".to_string()),
+        stop: true,
+        drain: false,
+    };
+    assert_eq!(message, expected);
+
+    // An ended job, or a request that is not from a client, is rejected.
+    report(&mut dispatcher, job_id, JobStatus::Created);
+    report(&mut dispatcher, job_id, JobStatus::Running);
+    report(&mut dispatcher, job_id, JobStatus::Finished);
+    let outputs = trigger_savepoint(&mut dispatcher, CLIENT, job_id, false);
+    let rejected = |reason: &str| reason.contains("FINISHED");
+    assert!(matches!(&replies(&outputs)[..], [ClientMessage::Rejected { request: 9, reason }] if rejected(reason)));
+    let outputs = trigger_savepoint(&mut dispatcher, Address::ResourceManager, job_id, false);
+    let to_job_master = |output: &DispatcherOutput| {
+        matches!(output, DispatcherOutput::Out(Output::Send(Envelope { to: Address::JobMaster(_), .. })))
+    };
+    assert!(!outputs.iter().any(to_job_master));
+}
+
+#[test]
+fn a_submission_from_a_savepoint_carries_it_to_the_job_master_and_an_empty_path_is_refused() {
+    let mut dispatcher = session();
+    let mut from_savepoint = submission(None);
+    from_savepoint.savepoint = Some("/savepoints/savepoint-1".to_string());
+    let outputs = submit(&mut dispatcher, 1, from_savepoint);
+    let start = outputs.iter().find_map(|output| match output {
+        DispatcherOutput::StartJobMaster(start) => Some(start),
+        _ => None,
+    });
+    assert_eq!(start.and_then(|start| start.savepoint.as_deref()), Some("/savepoints/savepoint-1"));
+    let mut empty = submission(None);
+    empty.savepoint = Some("  ".to_string());
+    let outputs = submit(&mut dispatcher, 2, empty);
+    assert!(matches!(&replies(&outputs)[..], [ClientMessage::Rejected { request: 2, .. }]));
 }

@@ -174,7 +174,8 @@ impl JobManager {
 
     fn start_job_master(&mut self, now: Time, start: dispatcher::JobStart) {
         let seed = self.seeds.next_u64();
-        let job_master = JobMaster::new(start.job_id, *start.plan, &start.config, self.epoch, seed, now);
+        let job_master =
+            JobMaster::with_savepoint(start.job_id, *start.plan, &start.config, self.epoch, seed, now, start.savepoint);
         self.job_masters.insert(start.job_id, job_master);
     }
 }
@@ -207,10 +208,7 @@ impl Role for JobManager {
                 }
             }
             Input::Storage(reply) => {
-                let job_id = match &reply {
-                    crate::protocol::StorageReply::MetadataWritten { job_id, .. }
-                    | crate::protocol::StorageReply::MetadataWriteFailed { job_id, .. } => *job_id,
-                };
+                let job_id = reply.job_id();
                 if let Some(job_master) = self.job_masters.get_mut(&job_id) {
                     job_master.handle(now, job_master::Input::Storage(reply));
                 }

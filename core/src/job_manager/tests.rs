@@ -1,7 +1,9 @@
 use super::*;
 use crate::ids::{Hex128, ResourceId, SlotIndex};
 use crate::job::builder::StreamEnvironment;
-use crate::protocol::{DispatcherMessage, JobMasterMessage, JobSubmission, SlotOffer, SlotStatus, WorkerResources};
+use crate::protocol::{
+    DispatcherMessage, JobMasterMessage, JobStatus, JobSubmission, SlotOffer, SlotStatus, WorkerResources,
+};
 use proptest::prelude::*;
 
 const EPOCH: Epoch = Epoch(3);
@@ -52,7 +54,7 @@ fn small_submission(parallelism: u32) -> JobSubmission {
     let env = StreamEnvironment::new("small");
     env.sequence(0, 9).discard();
     let graph = env.build().expect("valid").graph;
-    JobSubmission { job_id: None, graph, parallelism: Some(parallelism), config: Default::default() }
+    JobSubmission { job_id: None, graph, parallelism: Some(parallelism), config: Default::default(), savepoint: None }
 }
 
 #[test]
@@ -189,4 +191,37 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn a_submission_from_a_savepoint_reads_its_metadata_through_the_driver_and_fails_clearly_without_it() {
+    let mut job_manager = job_manager();
+    let mut submission = small_submission(1);
+    submission.savepoint = Some("/sp/savepoint-1".to_string());
+    let submit = Envelope {
+        from: Address::Client(1),
+        to: Address::Dispatcher,
+        epoch: Epoch(0),
+        message: Message::Dispatcher(DispatcherMessage::Submit { request: 1, submission }),
+    };
+    job_manager.handle(Time(1), Input::Message(submit));
+    let outputs = drain(&mut job_manager);
+    let read = outputs.iter().find_map(|output| match output {
+        Output::Storage(crate::protocol::StorageRequest::ReadMetadata { job_id, location }) => {
+            Some((*job_id, location.clone()))
+        }
+        _ => None,
+    });
+    let Some((job_id, location)) = read else { panic!("the metadata is read first: {outputs:?}") };
+    assert_eq!(location, "/sp/savepoint-1");
+    assert_eq!(job_manager.dispatcher().jobs()[&job_id].status, JobStatus::Initializing);
+    job_manager.check_invariants().unwrap_or_else(|broken| panic!("{broken}"));
+    let reply = crate::protocol::StorageReply::MetadataRead { job_id, location, result: Err("not found".to_string()) };
+    job_manager.handle(Time(2), Input::Storage(reply));
+    drain(&mut job_manager);
+    let job = &job_manager.dispatcher().jobs()[&job_id];
+    assert_eq!(job.status, JobStatus::Failed);
+    assert!(job.failure.as_deref().is_some_and(|failure| failure.contains("not found")), "{:?}", job.failure);
+    assert!(job_manager.job_masters().is_empty());
+    job_manager.check_invariants().unwrap_or_else(|broken| panic!("{broken}"));
 }

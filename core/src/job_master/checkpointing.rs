@@ -2,11 +2,13 @@
 //! job does (all tasks RUNNING or FINISHED, with which finished; acknowledgements, failover, the
 //! end) and carries out what it asks (barriers to the sources and to tasks whose inputs finished,
 //! notifications to every task, metadata to storage). On a restart, new attempts restore from
-//! the latest completed checkpoint; a subtask it records as finished is deployed as finished.
+//! the latest completed checkpoint (or the savepoint the job was submitted from, see
+//! `savepoints.rs`); a subtask it records as finished is deployed as finished.
 
 use super::JobMaster;
 use crate::checkpoint::{self, CheckpointCoordinator, CheckpointVertex, CoordinatorSetup};
-use crate::config::Config;
+use crate::config::CheckpointConfig;
+use crate::dataflow::BarrierKind;
 use crate::ids::{CheckpointId, ResourceId};
 use crate::protocol::{
     Address, Event, ExecutionId, ExecutionState, JobStatus, Output, RestoreSpec, StorageReply, StorageRequest,
@@ -23,28 +25,48 @@ pub(super) struct Checkpointing {
     told_finished: u32,
     /// Whether it was told the job ended.
     shut_down: bool,
+    /// A stop-with-savepoint that completed: its notification is repeated to the tasks still
+    /// RUNNING every heartbeat round (a lost one would leave a source stopped for good).
+    pub(super) stop_completed: Option<CheckpointId>,
 }
 
 impl Checkpointing {
-    /// A coordinator when `execution.checkpointing.interval` is set, else none.
-    pub fn new(config: &Config, job: &JobMaster, seed: u64) -> Option<Checkpointing> {
-        config.checkpoint.interval?;
+    /// A coordinator when `execution.checkpointing.interval` is set, else none; its first
+    /// checkpoint gets `checkpoint_id_next` (above a savepoint the job restores from).
+    pub fn new(
+        config: &CheckpointConfig,
+        job: &JobMaster,
+        seed: u64,
+        checkpoint_id_next: CheckpointId,
+    ) -> Option<Checkpointing> {
+        config.interval?;
         let setup = CoordinatorSetup {
             job: job.job_id,
             vertices: CheckpointVertex::from_plan(&job.plan),
             executions: (0..job.executions.len()).map(|ordinal| job.executions.id(ordinal)).collect(),
             edges: job.executions.graph().edges.clone(),
-            checkpoint_id_next: CheckpointId(1),
+            checkpoint_id_next,
             recovered: Vec::new(),
             seed,
         };
-        let coordinator = CheckpointCoordinator::new(&config.checkpoint, setup);
-        Some(Checkpointing { coordinator, told_running: false, told_finished: 0, shut_down: false })
+        let coordinator = CheckpointCoordinator::new(config, setup);
+        Some(Checkpointing {
+            coordinator,
+            told_running: false,
+            told_finished: 0,
+            shut_down: false,
+            stop_completed: None,
+        })
     }
 
     /// The coordinator, for queries (REST statistics).
     pub fn coordinator(&self) -> &CheckpointCoordinator {
         &self.coordinator
+    }
+
+    /// Drops an unreadable retained checkpoint (see `savepoints.rs`).
+    pub fn drop_retained(&mut self, checkpoint: CheckpointId) -> Option<checkpoint::CompletedCheckpoint> {
+        self.coordinator.drop_retained(checkpoint)
     }
 }
 
@@ -126,6 +148,7 @@ impl JobMaster {
             StorageReply::MetadataWriteFailed { checkpoint, error, .. } => {
                 checkpoint::Input::MetadataPersistFailed { checkpoint, error }
             }
+            StorageReply::MetadataRead { location, result, .. } => return self.on_metadata_read(location, result),
         };
         self.feed_coordinator(input);
     }
@@ -160,13 +183,18 @@ impl JobMaster {
                 self.outputs.push_back(Output::Storage(StorageRequest::Delete { job_id, location }));
             }
             Out::Completed(completed) => {
+                if let (BarrierKind::Savepoint { stop: true, .. }, Some(checkpointing)) =
+                    (completed.kind, self.checkpointing.as_mut())
+                {
+                    checkpointing.stop_completed = Some(completed.checkpoint);
+                }
                 let is_savepoint = completed.is_savepoint();
                 self.event(Event::CheckpointCompleted { job_id, checkpoint: completed.checkpoint, is_savepoint });
             }
             Out::Failed { checkpoint, reason } => {
                 self.event(Event::CheckpointFailed { job_id, checkpoint, reason: reason.to_string() });
             }
-            Out::SavepointDone { .. } => {}
+            Out::SavepointDone { request_id, result } => self.savepoint_done(request_id, result),
             Out::FailJob { reason } => self.fail_globally(reason.to_string()),
         }
     }
@@ -180,10 +208,12 @@ impl JobMaster {
     }
 
     /// The restore point of a new attempt of `ordinal`: the latest completed checkpoint and the
-    /// subtask's state in it, or that the subtask had finished.
+    /// subtask's state in it (or that the subtask had finished), else the savepoint the job was
+    /// submitted from, else none.
     pub(super) fn restore_point(&self, ordinal: u64) -> Option<RestoreSpec> {
-        let latest = self.checkpointing.as_ref().and_then(|c| c.coordinator.latest_completed())?;
         let subtask = self.executions.subtask(ordinal);
+        let latest = self.checkpointing.as_ref().and_then(|c| c.coordinator.latest_completed());
+        let Some(latest) = latest else { return self.savepoint_restore_spec(subtask.vertex, subtask.subtask) };
         Some(RestoreSpec {
             checkpoint: latest.checkpoint,
             location: latest.location.clone(),
@@ -197,6 +227,20 @@ impl JobMaster {
         let now = self.now;
         if let Some(checkpointing) = &mut self.checkpointing {
             checkpointing.coordinator.restore_latest(now);
+            checkpointing.stop_completed = None; // the restarted attempts never stopped
         }
+    }
+
+    /// Repeats a completed stop-with-savepoint's notification to the tasks still RUNNING.
+    pub(super) fn repeat_stop_notification(&mut self) {
+        let Some(checkpoint) = self.checkpointing.as_ref().and_then(|c| c.stop_completed) else { return };
+        if self.status != JobStatus::Running {
+            return;
+        }
+        let running: Vec<ExecutionId> = (0..self.executions.len())
+            .filter(|&ordinal| self.executions.state(ordinal) == ExecutionState::Running)
+            .map(|ordinal| self.executions.id(ordinal))
+            .collect();
+        self.notify(checkpoint, running, true);
     }
 }

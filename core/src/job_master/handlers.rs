@@ -8,7 +8,7 @@
 use super::JobMaster;
 use super::scheduler::Failure;
 use super::slots::OfferVerdict;
-use crate::ids::{AllocationId, Epoch, ResourceId};
+use crate::ids::{AllocationId, CheckpointId, Epoch, ResourceId};
 use crate::protocol::{
     Address, Event, ExecutionId, ExecutionState, JobMasterMessage, ResourceManagerMessage, SlotOffer,
     TaskExecutorMessage,
@@ -33,8 +33,8 @@ impl JobMaster {
             JobMasterMessage::OfferSlots { resource_id, offers } if from_task_executor(resource_id) => {
                 self.on_offers(resource_id, offers);
             }
-            JobMasterMessage::TaskStateChanged { execution, state, error } => {
-                self.on_task_state(from, execution, state, error);
+            JobMasterMessage::TaskStateChanged { execution, state, error, unreadable_checkpoint } => {
+                self.on_task_state_report(from, execution, state, error, unreadable_checkpoint);
             }
             JobMasterMessage::TaskExecutorHeartbeat { resource_id, allocations, executions }
                 if from_task_executor(resource_id) =>
@@ -46,6 +46,11 @@ impl JobMaster {
                 self.lose_task_manager(resource_id, &reason, true);
             }
             JobMasterMessage::Cancel if from == Address::Dispatcher => self.cancel_job(),
+            JobMasterMessage::TriggerSavepoint { request, client, target, stop, drain }
+                if from == Address::Dispatcher =>
+            {
+                self.on_trigger_savepoint(request, client, target, stop, drain);
+            }
             JobMasterMessage::AcknowledgeCheckpoint { execution, checkpoint, state, metrics }
                 if self.runs_on(&execution, from) =>
             {
@@ -70,6 +75,7 @@ impl JobMaster {
                 self.send_to_task_executor(resource_id, heartbeat);
             }
             self.repeat_cancellations();
+            self.repeat_stop_notification();
             self.next_heartbeat = self.now.after(self.timing.heartbeat_interval);
         }
         let timeout = self.timing.heartbeat_timeout;
@@ -193,6 +199,35 @@ impl JobMaster {
             let error = format!("Task {id} is not deployed on TaskManager {resource_id}: its deployment was lost");
             self.on_task_state(from, id, ExecutionState::Failed, Some(error));
         }
+    }
+
+    /// A task's report; a failure to read its state of a checkpoint drops that checkpoint first,
+    /// so the restart the failure causes restores from an earlier one (see `savepoints.rs`).
+    fn on_task_state_report(
+        &mut self,
+        from: Address,
+        id: ExecutionId,
+        state: ExecutionState,
+        mut error: Option<String>,
+        unreadable: Option<CheckpointId>,
+    ) {
+        let Some(checkpoint) = unreadable.filter(|_| state == ExecutionState::Failed) else {
+            return self.on_task_state(from, id, state, error);
+        };
+        let current = self.executions.current(&id);
+        let deployed_there = current.and_then(|ordinal| self.executions.location(ordinal));
+        let live = current.is_some_and(|ordinal| !self.executions.state(ordinal).is_terminal());
+        if !live || deployed_there.is_none_or(|location| from != Address::TaskExecutor(location.resource_id)) {
+            return;
+        }
+        let (note, fail_job) = self.on_unreadable_checkpoint(checkpoint);
+        let mut text = error.take().unwrap_or_else(|| format!("Task {id} cannot read its state"));
+        text.push_str(&note);
+        if fail_job && let Some(ordinal) = current {
+            self.transition(ordinal, ExecutionState::Failed);
+            return self.fail_unrecoverably(ordinal, text);
+        }
+        self.on_task_state(from, id, state, Some(text));
     }
 
     fn on_task_state(&mut self, from: Address, id: ExecutionId, state: ExecutionState, error: Option<String>) {

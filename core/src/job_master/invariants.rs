@@ -77,8 +77,13 @@ fn check_deployed(job_master: &JobMaster) -> Result<(), String> {
 
 fn check_status(job_master: &JobMaster) -> Result<(), String> {
     let status = job_master.status;
-    if matches!(status, JobStatus::Initializing | JobStatus::Created) {
+    let reading = matches!(job_master.savepoint, Some(super::savepoints::SavepointRestore::Reading { .. }));
+    if matches!(status, JobStatus::Initializing | JobStatus::Created) && !(reading && status == JobStatus::Initializing)
+    {
         return Err(format!("the job is still {status} after construction"));
+    }
+    if reading && status != JobStatus::Initializing {
+        return Err(format!("the job is {status} while it reads the savepoint it restores from"));
     }
     if status.is_globally_terminal() {
         let pool = &job_master.pool;

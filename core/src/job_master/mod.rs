@@ -10,9 +10,14 @@
 //! - **heartbeats** to the TaskExecutors holding its slots, and the loss of those that go silent;
 //! - **failover** ([`failover`], [`restart`]): restart sets (region or full), the restart strategy,
 //!   the RESTARTING phase, and failing the job when the strategy says so;
-//! - the **exception history** ([`exceptions`]) and the job status with its timestamps.
+//! - the **exception history** ([`exceptions`]) and the job status with its timestamps;
+//! - the **checkpoint coordinator** (`checkpointing.rs`), and **savepoints** (`savepoints.rs`):
+//!   client savepoint requests, stop-with-savepoint, submission from a savepoint (INITIALIZING
+//!   while its `_metadata` is read, at any parallelism), and dropping a checkpoint whose state a
+//!   task cannot read so the restart restores the previous one.
 //!
-//! Job status starts INITIALIZING and moves at once through CREATED to RUNNING, requesting slots.
+//! Job status starts INITIALIZING and moves at once through CREATED to RUNNING, requesting slots
+//! (a job submitted from a savepoint first waits for its metadata, then does the same, or fails).
 //! Messages from another epoch, or from a sender that is not the peer the message is about, are
 //! ignored; so are reports about attempts that are not current.
 //!
@@ -31,6 +36,7 @@ pub mod failover;
 mod handlers;
 mod invariants;
 pub mod restart;
+mod savepoints;
 mod scheduler;
 pub mod slots;
 
@@ -38,6 +44,8 @@ pub mod slots;
 mod finished_tests;
 #[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod savepoint_tests;
 #[cfg(test)]
 mod tests;
 
@@ -114,6 +122,8 @@ pub struct JobMaster {
     restarts: u32,
     /// The checkpoint coordinator, when checkpointing is on.
     checkpointing: Option<checkpointing::Checkpointing>,
+    /// The savepoint the job was submitted from, while it is read and once it was.
+    savepoint: Option<savepoints::SavepointRestore>,
     /// Executions deployed to a TaskManager that its heartbeats did not report, since when.
     unreported: BTreeMap<crate::protocol::ExecutionId, Time>,
     next_heartbeat: Time,
@@ -124,6 +134,21 @@ pub struct JobMaster {
 impl JobMaster {
     /// A JobMaster for `plan` that starts scheduling at once (INITIALIZING → CREATED → RUNNING).
     pub fn new(job_id: JobId, plan: JobPlan, config: &Config, epoch: Epoch, seed: u64, now: Time) -> JobMaster {
+        JobMaster::with_savepoint(job_id, plan, config, epoch, seed, now, None)
+    }
+
+    /// A JobMaster for `plan`; with `savepoint` (a savepoint or retained checkpoint directory) it
+    /// stays INITIALIZING until the driver read its `_metadata`, then restores from it (see
+    /// `savepoints.rs`), else it starts at once.
+    pub fn with_savepoint(
+        job_id: JobId,
+        plan: JobPlan,
+        config: &Config,
+        epoch: Epoch,
+        seed: u64,
+        now: Time,
+        savepoint: Option<String>,
+    ) -> JobMaster {
         let graph = ExecutionGraph::new(&plan);
         let groups: Vec<&String> = plan.slots_per_group.keys().collect();
         let vertex_group: Vec<usize> = plan
@@ -164,14 +189,22 @@ impl JobMaster {
             restarts: 0,
             unreported: BTreeMap::new(),
             checkpointing: None,
+            savepoint: None,
             next_heartbeat: now.after(timing.heartbeat_interval),
             now,
             outputs: VecDeque::new(),
         };
         // Its own generator, so enabling checkpointing does not change the restart jitter.
         let checkpoint_seed = seed ^ 0x6368_6563_6b70_6f69;
-        job_master.checkpointing = checkpointing::Checkpointing::new(config, &job_master, checkpoint_seed);
-        job_master.start();
+        match savepoint {
+            Some(location) => job_master.read_savepoint(location, config.checkpoint.clone(), checkpoint_seed),
+            None => {
+                let first = crate::ids::CheckpointId(1);
+                job_master.checkpointing =
+                    checkpointing::Checkpointing::new(&config.checkpoint, &job_master, checkpoint_seed, first);
+                job_master.start();
+            }
+        }
         job_master
     }
 

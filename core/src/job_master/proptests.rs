@@ -7,7 +7,7 @@
 use super::tests::{Cluster, EPOCH, config, fixed_delay, tm, two_vertex_plan};
 use super::*;
 use crate::config::{FailoverStrategy, RestartStrategy};
-use crate::ids::{AllocationId, AttemptNumber, Hex128, SlotIndex};
+use crate::ids::{AllocationId, AttemptNumber, CheckpointId, Hex128, SlotIndex};
 use crate::protocol::{ExecutionId, SlotOffer};
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -25,6 +25,9 @@ enum Step {
     Cancel,
     Replay { pick: u16 },
     Tick { ms: u32 },
+    Savepoint { stop: bool, drain: bool, target: bool },
+    Acknowledge { pick: u16 },
+    Stored { ok: bool },
 }
 
 /// How a message step is delivered: as is, from a stale epoch, or from the wrong sender.
@@ -48,6 +51,10 @@ fn step() -> impl Strategy<Value = Step> {
         1 => any::<u16>().prop_map(|pick| Step::RequestFailed { pick }),
         1 => any::<u16>().prop_map(|pick| Step::Replay { pick }),
         4 => prop_oneof![0..2_000u32, 0..120_000u32].prop_map(|ms| Step::Tick { ms }),
+        1 => (any::<bool>(), any::<bool>(), any::<bool>())
+            .prop_map(|(stop, drain, target)| Step::Savepoint { stop, drain, target }),
+        3 => any::<u16>().prop_map(|pick| Step::Acknowledge { pick }),
+        1 => any::<bool>().prop_map(|ok| Step::Stored { ok }),
     ]
 }
 
@@ -162,9 +169,47 @@ fn input_for(cluster: &Cluster, step: &Step, history: &[Input]) -> Option<Input>
             )
         }
         Step::Cancel => message(Address::Dispatcher, JobMasterMessage::Cancel),
+        Step::Savepoint { stop, drain, target } => {
+            let target = target.then(|| "/savepoints".to_string());
+            let (stop, drain, client) = (*stop, *drain, Address::Client(1));
+            message(Address::Dispatcher, JobMasterMessage::TriggerSavepoint { request: 1, client, target, stop, drain })
+        }
+        Step::Acknowledge { pick: index } => acknowledge(cluster, *index),
+        Step::Stored { ok } => {
+            let checkpoint = cluster.stored.iter().rev().find_map(|request| match request {
+                crate::protocol::StorageRequest::WriteMetadata { checkpoint, .. } => Some(*checkpoint),
+                _ => None,
+            })?;
+            let job_id = super::tests::JOB;
+            Some(Input::Storage(match ok {
+                true => StorageReply::MetadataWritten { job_id, checkpoint },
+                false => StorageReply::MetadataWriteFailed { job_id, checkpoint, error: "disk full".to_string() },
+            }))
+        }
         Step::Replay { pick: index } => (!history.is_empty()).then(|| pick_input(history, *index)),
         Step::Tick { .. } => Some(Input::Tick),
     }
+}
+
+/// An acknowledgement of the newest triggered checkpoint (or of one before it) by a current
+/// attempt, from its TaskManager.
+fn acknowledge(cluster: &Cluster, index: u16) -> Option<Input> {
+    let newest = cluster.sent.iter().rev().find_map(|envelope| match &envelope.message {
+        Message::TaskExecutor(TaskExecutorMessage::TriggerCheckpoint { barrier, .. }) => Some(barrier.checkpoint),
+        _ => None,
+    })?;
+    let checkpoint = CheckpointId(newest.0.saturating_sub(u64::from(index.is_multiple_of(5))));
+    let views: Vec<ExecutionView> = cluster.jm.executions().collect();
+    let view = pick(&views, index);
+    let location = view.location?;
+    let file = format!("task-{}-{}-{}", view.id.vertex, view.id.subtask, view.id.attempt);
+    let state = Some(crate::checkpoint::TaskStateHandle { file, size_bytes: 10, crc32: 1 });
+    let metrics = crate::checkpoint::AckMetrics::default();
+    Some(Input::Message {
+        from: Address::TaskExecutor(location.resource_id),
+        epoch: EPOCH,
+        message: JobMasterMessage::AcknowledgeCheckpoint { execution: view.id, checkpoint, state, metrics },
+    })
 }
 
 fn pick_input(history: &[Input], index: u16) -> Input {
@@ -187,10 +232,12 @@ fn report(cluster: &Cluster, index: u16, state: u8, attempt: i8, sender: Option<
     };
     let state = ExecutionState::ALL[state as usize % ExecutionState::ALL.len()];
     let error = (state == ExecutionState::Failed).then(|| "random failure".to_string());
+    // Sometimes the task could not read its state of some checkpoint (real, dropped or never).
+    let unreadable_checkpoint = index.is_multiple_of(5).then_some(CheckpointId(u64::from(index % 4)));
     Some(Input::Message {
         from: Address::TaskExecutor(from),
         epoch: EPOCH,
-        message: JobMasterMessage::TaskStateChanged { execution, state, error },
+        message: JobMasterMessage::TaskStateChanged { execution, state, error, unreadable_checkpoint },
     })
 }
 
@@ -219,10 +266,16 @@ proptest! {
         restart in 0..4u8,
         steps in vec((step(), delivery()), 1..120),
         cancel_at in proptest::option::of(0..120usize),
+        checkpointing in any::<bool>(),
     ) {
         let failover = if full { FailoverStrategy::Full } else { FailoverStrategy::Region };
         let plan = two_vertex_plan(parallelism, all_to_all);
-        let mut cluster = Cluster::new(plan, &config(restart_strategy(restart), failover));
+        let mut config = config(restart_strategy(restart), failover);
+        if checkpointing {
+            config.checkpoint.interval = Some(Duration::from_secs(5));
+            config.checkpoint.timeout = Duration::from_secs(30);
+        }
+        let mut cluster = Cluster::new(plan, &config);
         let mut history = Vec::new();
         for (index, (step, delivery)) in steps.into_iter().enumerate() {
             if let Step::Tick { ms } = step {
@@ -265,6 +318,69 @@ proptest! {
         }
         heal(&mut cluster);
         prop_assert_eq!(cluster.jm.status(), JobStatus::Finished);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// Whatever the driver reads as the savepoint's metadata (random bytes, a valid file with a
+    /// flipped byte or cut short, or an IO error), the job starts or fails with a reason.
+    #[test]
+    fn a_job_from_any_savepoint_bytes_starts_or_fails_with_a_reason(
+        noise in vec(any::<u8>(), 0..200),
+        flip in proptest::option::of(any::<usize>()),
+        cut in proptest::option::of(any::<usize>()),
+        kind in 0..3u8,
+        old_parallelism in 1..4u32,
+        parallelism in 1..4u32,
+    ) {
+        use crate::checkpoint::storage::{CheckpointMetadata, VertexMetadata, encode_metadata};
+        let old = two_vertex_plan(old_parallelism, true);
+        let mut metadata = CheckpointMetadata {
+            job: JobId(Hex128(1)),
+            checkpoint: crate::ids::CheckpointId(9),
+            is_savepoint: true,
+            triggered_at: Time::ZERO,
+            vertices: BTreeMap::new(),
+            tasks: BTreeMap::new(),
+            finished: Default::default(),
+        };
+        for vertex in &old.vertices {
+            let meta = VertexMetadata { parallelism: vertex.parallelism, max_parallelism: vertex.max_parallelism };
+            metadata.vertices.insert(vertex.id, meta);
+            for subtask in (0..vertex.parallelism).map(SubtaskIndex) {
+                let file = format!("f{subtask}");
+                let handle = crate::checkpoint::TaskStateHandle { file, size_bytes: 1, crc32: 0 };
+                metadata.tasks.insert((vertex.id, subtask), handle);
+            }
+        }
+        let mut bytes = encode_metadata(&metadata);
+        if let Some(at) = flip {
+            let len = bytes.len();
+            bytes[at % len] ^= 0x20;
+        }
+        if let Some(at) = cut {
+            bytes.truncate(at % (bytes.len() + 1));
+        }
+        let result = match kind {
+            0 => Ok(bytes),
+            1 => Ok(noise),
+            _ => Err("permission denied".to_string()),
+        };
+        let location = "/sp/x".to_string();
+        let plan = two_vertex_plan(parallelism, true);
+        let savepoint = Some(location.clone());
+        let config = Config::default();
+        let jm = JobMaster::with_savepoint(super::tests::JOB, plan, &config, EPOCH, 1, Time::ZERO, savepoint);
+        let mut cluster = Cluster::with(jm);
+        let job_id = super::tests::JOB;
+        cluster.input(Input::Storage(StorageReply::MetadataRead { job_id, location, result }));
+        match cluster.jm.status() {
+            JobStatus::Running => prop_assert_eq!(kind, 0, "only a real metadata file starts the job"),
+            JobStatus::Failed => prop_assert!(cluster.jm.failure().is_some_and(|failure| failure.contains("/sp/x"))),
+            other => prop_assert!(false, "the job is {other}"),
+        }
     }
 }
 

@@ -272,6 +272,27 @@ impl JobMaster {
         self.on_failure(Failure { failed, cause, location });
     }
 
+    /// A failure no restart can help (the savepoint the job restores from is unreadable): it is
+    /// recorded, and the job fails without asking the restart strategy.
+    pub(super) fn fail_unrecoverably(&mut self, ordinal: u64, cause: String) {
+        if !matches!(self.status, JobStatus::Running | JobStatus::Restarting) {
+            return;
+        }
+        let mut cause = cause;
+        truncate(&mut cause, FAILURE_TEXT_MAX_BYTES);
+        let location = self.executions.location(ordinal).map(|location| location.resource_id);
+        let entry = ExceptionEntry {
+            timestamp_ms: self.now.as_millis(),
+            exception: cause.clone(),
+            task_name: Some(self.task_name(ordinal)),
+            location,
+        };
+        self.exceptions.push(entry);
+        self.event(Event::RestartDecision { job_id: self.job_id, delay_ms: None, cause: cause.clone() });
+        self.feed_coordinator(crate::checkpoint::Input::Failover);
+        self.fail_job(cause);
+    }
+
     /// The restart strategy gave up: FAILING, cancel everything, FAILED once all stopped.
     fn fail_job(&mut self, cause: String) {
         self.failure = Some(cause);
@@ -281,6 +302,9 @@ impl JobMaster {
     /// The Dispatcher asks to cancel: CANCELLING, cancel everything, CANCELED once all stopped.
     /// Ignored once the job is failing, cancelling or over.
     pub(super) fn cancel_job(&mut self) {
+        if self.cancel_while_reading() {
+            return;
+        }
         if matches!(self.status, JobStatus::Running | JobStatus::Restarting | JobStatus::Created) {
             self.stop_job(JobStatus::Cancelling);
         }

@@ -53,7 +53,11 @@ pub(super) struct Cluster {
 
 impl Cluster {
     pub fn new(plan: JobPlan, config: &Config) -> Cluster {
-        let jm = JobMaster::new(JOB, plan, config, EPOCH, 42, Time::ZERO);
+        Cluster::with(JobMaster::new(JOB, plan, config, EPOCH, 42, Time::ZERO))
+    }
+
+    /// The harness around a JobMaster made at time zero.
+    pub fn with(jm: JobMaster) -> Cluster {
         let mut cluster = Cluster {
             jm,
             now: Time::ZERO,
@@ -145,8 +149,12 @@ impl Cluster {
 
     pub fn report(&mut self, view: ExecutionView, state: ExecutionState, error: Option<&str>) {
         let location = view.location.expect("a reported attempt was deployed");
-        let message =
-            JobMasterMessage::TaskStateChanged { execution: view.id, state, error: error.map(str::to_string) };
+        let message = JobMasterMessage::TaskStateChanged {
+            execution: view.id,
+            state,
+            error: error.map(str::to_string),
+            unreadable_checkpoint: None,
+        };
         self.message(Address::TaskExecutor(location.resource_id), message);
     }
 
@@ -487,14 +495,24 @@ fn stale_attempt_and_misaddressed_reports_are_ignored() {
     let sent = cluster.sent.len();
     let events = cluster.events.len();
     cluster.report(old, ExecutionState::Failed, Some("late news about attempt 0"));
-    let wrong_sender =
-        JobMasterMessage::TaskStateChanged { execution: current.id, state: ExecutionState::Failed, error: None };
+    let failed = ExecutionState::Failed;
+    let wrong_sender = JobMasterMessage::TaskStateChanged {
+        execution: current.id,
+        state: failed,
+        error: None,
+        unreadable_checkpoint: None,
+    };
     cluster.message(Address::TaskExecutor(tm(9)), wrong_sender.clone());
     cluster.input(Input::Message { from: Address::TaskExecutor(tm(1)), epoch: Epoch(2), message: wrong_sender });
     let made_up = ExecutionId { subtask: SubtaskIndex(7), ..current.id };
     cluster.message(
         Address::TaskExecutor(tm(1)),
-        JobMasterMessage::TaskStateChanged { execution: made_up, state: ExecutionState::Failed, error: None },
+        JobMasterMessage::TaskStateChanged {
+            execution: made_up,
+            state: ExecutionState::Failed,
+            error: None,
+            unreadable_checkpoint: None,
+        },
     );
     assert_eq!((cluster.sent.len(), cluster.events.len()), (sent, events), "nothing happened");
     assert_eq!(cluster.view(1, 1).state, ExecutionState::Running);

@@ -4,7 +4,7 @@ use crate::checkpoint::{AckMetrics, DeclineReason, TaskStateHandle};
 use crate::dataflow::Barrier;
 use crate::ids::{AllocationId, AttemptNumber, CheckpointId, JobId, ResourceId, SlotIndex, SubtaskIndex, VertexIndex};
 use crate::job::JobGraph;
-use crate::protocol::{ExecutionState, JobStatus};
+use crate::protocol::{Address, ExecutionState, JobStatus};
 use crate::time::Time;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -80,7 +80,8 @@ pub struct RestoreSpec {
     /// Its directory; the handles' file names are relative to it.
     pub location: String,
     /// The subtask's own state file; after a change of parallelism, every old subtask's file
-    /// whose key groups overlap the new subtask's. Empty when the subtask had no state.
+    /// that `checkpoint::rescale::reads` assigns to it (key groups overlap, or old subtask `j`
+    /// with `j mod p` = this subtask). Empty when the subtask had no state.
     pub states: Vec<TaskStateHandle>,
     /// The subtask had finished in that checkpoint: it is deployed as finished (it does not run
     /// its chain, waits for a final checkpoint, then ends its outputs). `states` is then empty.
@@ -99,6 +100,9 @@ pub struct JobSubmission {
     pub parallelism: Option<u32>,
     /// Configuration keys for this job, above the cluster's.
     pub config: BTreeMap<String, String>,
+    /// A savepoint or retained checkpoint directory to restore the job from (Flink's
+    /// `execution.state-recovery.path`); its `_metadata` is read before the job starts.
+    pub savepoint: Option<String>,
 }
 
 /// A job as the Dispatcher reports it.
@@ -217,6 +221,9 @@ pub enum JobMasterMessage {
         state: ExecutionState,
         /// The failure, for FAILED.
         error: Option<String>,
+        /// For FAILED: the task could not read its state file of this checkpoint (corrupt or
+        /// missing), so restoring from it again is pointless.
+        unreadable_checkpoint: Option<CheckpointId>,
     },
     /// A TaskExecutor answers a heartbeat with the allocations and tasks it holds for this job,
     /// so a lost task state report or a lost deployment is noticed (Flink reconciles
@@ -238,6 +245,20 @@ pub enum JobMasterMessage {
     },
     /// The Dispatcher asks to cancel the job.
     Cancel,
+    /// The Dispatcher forwards a client's savepoint request; the answer goes to `client` as
+    /// [`ClientMessage::SavepointDone`].
+    TriggerSavepoint {
+        /// The client's request number.
+        request: u64,
+        /// The client to answer.
+        client: Address,
+        /// Target directory; `None` uses `execution.checkpointing.savepoint-dir`.
+        target: Option<String>,
+        /// Stop the job once the savepoint is taken (stop-with-savepoint).
+        stop: bool,
+        /// With `stop`: advance event time to the end first, so every window fires.
+        drain: bool,
+    },
     /// A task took its snapshot for a checkpoint.
     AcknowledgeCheckpoint {
         /// The attempt.
@@ -370,6 +391,21 @@ pub enum DispatcherMessage {
         /// The job.
         job_id: JobId,
     },
+    /// Take a savepoint of a job (`stop`: stop-with-savepoint, Flink's `POST
+    /// /jobs/:id/savepoints` and `/jobs/:id/stop`); answered with [`ClientMessage::SavepointDone`]
+    /// by the job's JobMaster, or [`ClientMessage::NotFound`] / [`ClientMessage::Rejected`].
+    TriggerSavepoint {
+        /// The client's request number, echoed in the reply.
+        request: u64,
+        /// The job.
+        job_id: JobId,
+        /// Target directory; `None` uses `execution.checkpointing.savepoint-dir`.
+        target: Option<String>,
+        /// Stop the job once the savepoint is taken.
+        stop: bool,
+        /// With `stop`: advance event time to the end first, so every window fires.
+        drain: bool,
+    },
     /// A JobMaster reports a status change of its job.
     JobStatusChanged {
         /// The job.
@@ -427,6 +463,15 @@ pub enum ClientMessage {
         request: u64,
         /// The id asked for.
         job_id: JobId,
+    },
+    /// A savepoint request ended: the savepoint's directory, or why it failed.
+    SavepointDone {
+        /// The request number.
+        request: u64,
+        /// The job.
+        job_id: JobId,
+        /// The savepoint's location, or the failure.
+        result: Result<String, String>,
     },
 }
 
@@ -497,6 +542,14 @@ pub enum StorageRequest {
         /// The encoded metadata file.
         bytes: Vec<u8>,
     },
+    /// Read `<location>/_metadata` (a savepoint or retained checkpoint a job is submitted from),
+    /// then answer [`StorageReply::MetadataRead`].
+    ReadMetadata {
+        /// The job.
+        job_id: JobId,
+        /// The savepoint's or checkpoint's directory.
+        location: String,
+    },
     /// Delete a checkpoint directory or a state file.
     Delete {
         /// The job.
@@ -525,6 +578,26 @@ pub enum StorageReply {
         /// The error.
         error: String,
     },
+    /// The bytes of `<location>/_metadata`, or why they could not be read.
+    MetadataRead {
+        /// The job.
+        job_id: JobId,
+        /// The directory asked for.
+        location: String,
+        /// The file's bytes, or the IO error (a missing file included).
+        result: Result<Vec<u8>, String>,
+    },
+}
+
+impl StorageReply {
+    /// The job the reply is about.
+    pub fn job_id(&self) -> JobId {
+        match self {
+            StorageReply::MetadataWritten { job_id, .. }
+            | StorageReply::MetadataWriteFailed { job_id, .. }
+            | StorageReply::MetadataRead { job_id, .. } => *job_id,
+        }
+    }
 }
 
 /// What a driver reports about a task it runs.
@@ -536,6 +609,9 @@ pub struct TaskReport {
     pub state: ExecutionState,
     /// The failure, for FAILED.
     pub error: Option<String>,
+    /// For FAILED: the checkpoint whose state file the task could not read (see
+    /// `TaskError::is_unreadable_state`); the JobMaster stops restoring from it.
+    pub unreadable_checkpoint: Option<CheckpointId>,
 }
 
 /// Observable facts, for traces, the REST API and the simulator's checks.
@@ -598,6 +674,16 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// A retained checkpoint was dropped because a task could not read its state: no restart
+    /// restores it again (the previous retained checkpoint, or none, is restored instead).
+    CheckpointDropped {
+        /// The job.
+        job_id: JobId,
+        /// The checkpoint.
+        checkpoint: CheckpointId,
+        /// Why.
+        reason: String,
+    },
     /// The ResourceManager wants `count` more TaskManagers (active resource managers act on it).
     WorkersNeeded {
         /// How many.
@@ -648,6 +734,7 @@ kinds!(JobMasterMessage {
     TaskExecutorHeartbeat,
     DisconnectTaskExecutor,
     Cancel,
+    TriggerSavepoint,
     AcknowledgeCheckpoint,
     DeclineCheckpoint,
 });
@@ -666,5 +753,5 @@ kinds!(TaskExecutorMessage {
     TriggerCheckpoint,
     NotifyCheckpoint,
 });
-kinds!(DispatcherMessage { Submit, Cancel, List, Status, JobStatusChanged });
-kinds!(ClientMessage { Submitted, Rejected, CancelAccepted, Jobs, Job, NotFound });
+kinds!(DispatcherMessage { Submit, Cancel, List, Status, TriggerSavepoint, JobStatusChanged });
+kinds!(ClientMessage { Submitted, Rejected, CancelAccepted, Jobs, Job, NotFound, SavepointDone });

@@ -95,7 +95,7 @@ impl TaskExecutor {
                     // So that a late copy of this deployment cannot start what the JobMaster saw fail.
                     self.ended.record(execution, ExecutionState::Failed);
                 }
-                self.report_to_job_master(execution, ExecutionState::Failed, Some(error.to_string()));
+                self.report_to_job_master(execution, ExecutionState::Failed, Some(error.to_string()), None);
             }
         }
     }
@@ -132,7 +132,7 @@ impl TaskExecutor {
 
     pub(super) fn on_task_report(&mut self, report: TaskReport) {
         use ExecutionState::*;
-        let TaskReport { execution, state, error } = report;
+        let TaskReport { execution, state, error, unreadable_checkpoint } = report;
         if !matches!(state, Initializing | Running | Finished | Canceled | Failed) {
             return; // Not a state a running task reports.
         }
@@ -146,7 +146,7 @@ impl TaskExecutor {
         if state.is_terminal() {
             self.ended.record(execution, state);
         }
-        self.report_to_job_master(execution, state, error);
+        self.report_to_job_master(execution, state, error, unreadable_checkpoint);
     }
 
     pub(super) fn on_cancel_task(&mut self, execution: ExecutionId) {
@@ -160,7 +160,7 @@ impl TaskExecutor {
                 // Not here (any more, or not yet): so that a late deployment does not start it.
                 let state = self.ended.get(execution).unwrap_or(ExecutionState::Canceled);
                 self.ended.record(execution, state);
-                self.report_to_job_master(execution, state, None);
+                self.report_to_job_master(execution, state, None, None);
             }
         }
     }
@@ -230,8 +230,15 @@ impl TaskExecutor {
         self.send(Address::JobMaster(execution.job), Message::JobMaster(message));
     }
 
-    fn report_to_job_master(&mut self, execution: ExecutionId, state: ExecutionState, error: Option<String>) {
-        let message = JobMasterMessage::TaskStateChanged { execution, state, error };
+    fn report_to_job_master(
+        &mut self,
+        execution: ExecutionId,
+        state: ExecutionState,
+        error: Option<String>,
+        unreadable_checkpoint: Option<crate::ids::CheckpointId>,
+    ) {
+        let unreadable_checkpoint = unreadable_checkpoint.filter(|_| state == ExecutionState::Failed);
+        let message = JobMasterMessage::TaskStateChanged { execution, state, error, unreadable_checkpoint };
         self.send(Address::JobMaster(execution.job), Message::JobMaster(message));
     }
 

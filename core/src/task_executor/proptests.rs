@@ -209,7 +209,12 @@ impl Run {
             Step::Report { pick, fallback, state } => {
                 let tasks: Vec<ExecutionId> = self.executor.tasks().into_keys().collect();
                 let execution = tasks.get(pick % tasks.len().max(1)).copied().unwrap_or(fallback);
-                Input::TaskReport(TaskReport { execution, state, error: Some("boom".to_string()) })
+                Input::TaskReport(TaskReport {
+                    execution,
+                    state,
+                    error: Some("boom".to_string()),
+                    unreadable_checkpoint: None,
+                })
             }
             Step::Replay { back } if !self.delivered.is_empty() => {
                 let (from, epoch, message) =

@@ -89,7 +89,10 @@ impl Driver {
     }
 
     fn report(&mut self, execution: ExecutionId, state: ExecutionState) -> Vec<Output> {
-        self.step(self.now, Input::TaskReport(TaskReport { execution, state, error: None }))
+        self.step(
+            self.now,
+            Input::TaskReport(TaskReport { execution, state, error: None, unreadable_checkpoint: None }),
+        )
     }
 
     /// Slot `slot` allocated to `job` under `allocation` and accepted by its JobMaster.
@@ -153,7 +156,7 @@ fn task_states(outputs: &[Output]) -> Vec<(ExecutionId, ExecutionState, Option<S
     sends(outputs)
         .into_iter()
         .filter_map(|(_, message)| match message {
-            Message::JobMaster(JobMasterMessage::TaskStateChanged { execution, state, error }) => {
+            Message::JobMaster(JobMasterMessage::TaskStateChanged { execution, state, error, .. }) => {
                 Some((execution, state, error))
             }
             _ => None,
@@ -291,6 +294,27 @@ fn slot_request_is_offered_accepted_deployed_and_task_reports_reach_the_job_mast
     }
     assert!(driver.executor.tasks().is_empty(), "a finished task leaves its slot");
     assert_eq!(driver.executor.slots()[0].state, SlotState::Allocated { allocation, job, accepted: true });
+}
+
+#[test]
+fn a_task_that_cannot_read_its_state_names_the_checkpoint_to_its_job_master() {
+    let mut driver = Driver::registered(2);
+    let (job, allocation) = (job(1), allocation(1));
+    driver.accepted_slot(0, job, allocation);
+    let task = execution(job, 0, 0);
+    driver.running_task(task, allocation);
+    let checkpoint = Some(crate::ids::CheckpointId(4));
+    let error = Some("restore: state file: checksum mismatch".to_string());
+    let report =
+        TaskReport { execution: task, state: ExecutionState::Failed, error, unreadable_checkpoint: checkpoint };
+    let outputs = driver.step(driver.now, Input::TaskReport(report));
+    let forwarded = sends(&outputs).into_iter().find_map(|(_, message)| match message {
+        Message::JobMaster(JobMasterMessage::TaskStateChanged { unreadable_checkpoint, .. }) => {
+            Some(unreadable_checkpoint)
+        }
+        _ => None,
+    });
+    assert_eq!(forwarded, Some(checkpoint));
 }
 
 #[test]

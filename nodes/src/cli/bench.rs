@@ -103,7 +103,7 @@ fn run_schedule(tasks: u32) -> Result<ScheduleReport, CliError> {
     let mut cluster = DirectCluster::new(raw, task_managers)?;
     cluster.settle();
     let submitted = Instant::now();
-    let submission = JobSubmission { job_id: None, graph, parallelism: None, config: BTreeMap::new() };
+    let submission = JobSubmission { job_id: None, graph, parallelism: None, config: BTreeMap::new(), savepoint: None };
     let message = Message::Dispatcher(DispatcherMessage::Submit { request: 1, submission });
     cluster.queue.push_back(Envelope { from: Address::Client(1), to: Address::Dispatcher, epoch: Epoch(0), message });
     let marks = cluster.run_until_running(tasks as u64);
@@ -183,7 +183,8 @@ impl DirectCluster {
                 self.deployed += 1;
                 let id = from.unwrap_or_default();
                 for state in [ExecutionState::Initializing, ExecutionState::Running] {
-                    let report = TaskReport { execution: deployment.execution, state, error: None };
+                    let report =
+                        TaskReport { execution: deployment.execution, state, error: None, unreadable_checkpoint: None };
                     self.reports.push_back((id, report));
                 }
             }

@@ -141,7 +141,8 @@ impl LocalCluster {
             stable_hash128(&[b"local-job", graph.name.as_bytes(), &self.seed.to_le_bytes(), &count.to_le_bytes()]);
         let job_id = JobId(Hex128(bits));
         self.plans.insert(job_id, (Arc::new(plan), Arc::new(config)));
-        let submission = JobSubmission { job_id: Some(job_id), graph, parallelism, config: job_config };
+        let submission =
+            JobSubmission { job_id: Some(job_id), graph, parallelism, config: job_config, savepoint: None };
         let message = Message::Dispatcher(DispatcherMessage::Submit { request: 0, submission });
         self.in_flight.push_back(Envelope { from: CLIENT, to: Address::Dispatcher, epoch: Epoch(0), message });
         self.drain_all();
@@ -320,6 +321,11 @@ impl LocalCluster {
                 };
                 self.job_manager.handle(self.clock.now(), job_manager::Input::Storage(reply));
             }
+            StorageRequest::ReadMetadata { job_id, location } => {
+                let result = self.storage.read(&location, METADATA_FILE);
+                let reply = StorageReply::MetadataRead { job_id, location, result };
+                self.job_manager.handle(self.clock.now(), job_manager::Input::Storage(reply));
+            }
             StorageRequest::Delete { location, .. } => {
                 if let Err(error) = self.storage.delete(&location) {
                     eprintln!("warning: {error}");
@@ -353,6 +359,7 @@ impl LocalCluster {
                         execution,
                         state: weir_core::protocol::ExecutionState::Failed,
                         error: Some(error),
+                        unreadable_checkpoint: None,
                     };
                     let _ =
                         self.sender.send(ControlMail::Task { task_manager: index, event: TaskEvent::State(report) });

@@ -112,16 +112,21 @@ impl TaskThread {
     }
 
     fn state(&self, state: ExecutionState, error: Option<String>) {
-        (self.context.report)(TaskEvent::State(TaskReport { execution: self.execution, state, error }));
+        let report = TaskReport { execution: self.execution, state, error, unreadable_checkpoint: None };
+        (self.context.report)(TaskEvent::State(report));
     }
 
     fn run(&mut self) {
         self.state(ExecutionState::Initializing, None);
         let mut runner = match self.build() {
             Ok(runner) => runner,
-            Err(error) => {
+            Err((error, unreadable)) => {
                 self.context.exchange.deregister(&self.execution);
-                self.state(ExecutionState::Failed, Some(error));
+                let restored = self.context.deployment.restore.as_ref().map(|restore| restore.checkpoint);
+                let unreadable_checkpoint = restored.filter(|_| unreadable);
+                let state = ExecutionState::Failed;
+                let report = TaskReport { execution: self.execution, state, error: Some(error), unreadable_checkpoint };
+                (self.context.report)(TaskEvent::State(report));
                 return;
             }
         };
@@ -141,11 +146,12 @@ impl TaskThread {
         }
     }
 
-    fn build(&self) -> Result<TaskRunner, String> {
+    /// The task's runner, or why it cannot run and whether that is unreadable restored state.
+    fn build(&self) -> Result<TaskRunner, (String, bool)> {
         let mut files = Vec::new();
         if let Some(restore) = &self.context.deployment.restore {
             for handle in &restore.states {
-                files.push(self.context.storage.read(&restore.location, &handle.file)?);
+                files.push(self.context.storage.read(&restore.location, &handle.file).map_err(|e| (e, true))?);
             }
         }
         let mut connectors = LocalConnectors;
@@ -159,7 +165,7 @@ impl TaskThread {
             seed: u64::from(self.execution.vertex.0) << 32 | u64::from(self.execution.subtask.0),
             wait_for_final_checkpoint: self.context.config.checkpoint.interval.is_some(),
         };
-        TaskRunner::new(setup).map_err(|error| error.to_string())
+        TaskRunner::new(setup).map_err(|error| (error.to_string(), error.is_unreadable_state()))
     }
 
     /// Runs the task until it ends.

@@ -200,8 +200,12 @@ impl DataPlane {
         let mut effects = vec![report_at(initializing, node, execution, ExecutionState::Initializing, None)];
         let runner = match self.build(deployment) {
             Ok(runner) => runner,
-            Err(error) => {
-                effects.push(report_at(running, node, execution, ExecutionState::Failed, Some(error)));
+            Err((error, unreadable)) => {
+                let mut failed = report_at(running, node, execution, ExecutionState::Failed, Some(error));
+                if let (Effect::Report { report, .. }, true) = (&mut failed, unreadable) {
+                    report.unreadable_checkpoint = deployment.restore.as_ref().map(|restore| restore.checkpoint);
+                }
+                effects.push(failed);
                 return effects;
             }
         };
@@ -216,9 +220,12 @@ impl DataPlane {
         effects
     }
 
-    fn build(&mut self, deployment: &TaskDeployment) -> Result<TaskRunner, String> {
+    /// The task's runner, or why it cannot run and whether that is unreadable restored state.
+    fn build(&mut self, deployment: &TaskDeployment) -> Result<TaskRunner, (String, bool)> {
         let execution = deployment.execution;
-        let Some(job) = self.jobs.get(&execution.job) else { return Err("the simulator does not know the job".into()) };
+        let Some(job) = self.jobs.get(&execution.job) else {
+            return Err(("the simulator does not know the job".into(), false));
+        };
         let mut files = Vec::new();
         if let Some(restore) = &deployment.restore {
             let disk = lock(&self.disk);
@@ -226,7 +233,7 @@ impl DataPlane {
                 let path = format!("{}/{}", restore.location, handle.file);
                 match disk.read(&path) {
                     Some(bytes) => files.push(bytes.to_vec()),
-                    None => return Err(format!("restore: state file {path} is missing")),
+                    None => return Err((format!("restore: state file {path} is missing"), true)),
                 }
             }
         }
@@ -241,7 +248,7 @@ impl DataPlane {
             seed: u64::from(execution.vertex.0) << 32 | u64::from(execution.subtask.0),
             wait_for_final_checkpoint: job.config.checkpoint.interval.is_some(),
         };
-        TaskRunner::new(setup).map_err(|error| error.to_string())
+        TaskRunner::new(setup).map_err(|error| (error.to_string(), error.is_unreadable_state()))
     }
 
     /// Drops what waits for attempts of the same subtask older than `execution`.
@@ -488,5 +495,5 @@ fn report_at(
     state: ExecutionState,
     error: Option<String>,
 ) -> Effect {
-    Effect::Report { at, node, report: TaskReport { execution, state, error } }
+    Effect::Report { at, node, report: TaskReport { execution, state, error, unreadable_checkpoint: None } }
 }

@@ -168,6 +168,17 @@ impl World<'_> {
                 let reply = StorageReply::MetadataWritten { job_id, checkpoint };
                 self.schedule(at, Action::Stored { incarnation, reply, write: Some((path, bytes)) });
             }
+            StorageRequest::ReadMetadata { job_id, location } => {
+                let at = self.now.after(Duration::from_millis(1 + self.rng.below(5)));
+                let incarnation = self.nodes[JOB_MANAGER].incarnation;
+                let path = format!("{}/{}", location.trim_end_matches('/'), storage::METADATA_FILE);
+                let result = match lock(&self.disk).read(&path) {
+                    Some(bytes) => Ok(bytes.to_vec()),
+                    None => Err(format!("{path}: no such file")),
+                };
+                let reply = StorageReply::MetadataRead { job_id, location, result };
+                self.schedule(at, Action::Stored { incarnation, reply, write: None });
+            }
             StorageRequest::Delete { location, .. } => lock(&self.disk).remove_tree(&location),
         }
     }

@@ -655,6 +655,7 @@ impl World<'_> {
             graph: spec.graph.clone(),
             parallelism: spec.parallelism,
             config: Default::default(),
+            savepoint: None,
         };
         let envelope = self.client_envelope(DispatcherMessage::Submit { request: job as u64, submission });
         self.send(CLIENT_NODE, envelope);

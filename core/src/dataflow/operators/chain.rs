@@ -15,6 +15,7 @@ use super::{
     Collector, LineWriter, Operator, OperatorContext, OperatorError, OperatorErrorKind, OperatorMetrics,
     OperatorSnapshot, PartStore, PollStatus, RestoredState, SourceReader,
 };
+use crate::checkpoint::rescale::share_of_items;
 use crate::config::Config;
 use crate::dataflow::EventTime;
 use crate::expr::{self, AggregateSpec, Expr};
@@ -147,6 +148,7 @@ pub struct Chain {
     outputs: Vec<OutputEdge>,
     subtask: SubtaskIndex,
     parallelism: u32,
+    max_parallelism: u32,
 }
 
 impl std::fmt::Debug for Chain {
@@ -311,8 +313,11 @@ impl Chain {
     /// Restores every operator from the snapshots of a checkpoint, before any other input.
     ///
     /// `snapshots` are chain snapshots of the checkpoint; each operator finds its state by uid.
-    /// At the same parallelism this subtask's own snapshot suffices; after a rescale the
-    /// snapshots of every old subtask are needed. An operator without state starts empty.
+    /// At the same parallelism this subtask's own snapshot suffices; after a rescale those of
+    /// every old subtask whose key groups overlap this one's (`checkpoint::rescale`; more are
+    /// allowed): keyed state is filtered by key group, the items of each old subtask are dealt
+    /// out evenly among the new subtasks that read its snapshot, and scalars of all are shown.
+    /// An operator without state starts empty.
     pub fn restore(&mut self, snapshots: &[ChainSnapshot]) -> Result<(), OperatorError> {
         for node in &mut self.nodes {
             let parts: Vec<(&ChainSnapshot, &OperatorSnapshot)> = snapshots
@@ -322,19 +327,20 @@ impl Chain {
             if parts.is_empty() {
                 continue;
             }
-            let restored = redistribute(&node.uid, &parts, self.subtask, self.parallelism)?;
+            let own = (self.subtask, self.parallelism, self.max_parallelism);
+            let restored = redistribute(&node.uid, &parts, own)?;
             node.operator.restore(&restored)?;
         }
         Ok(())
     }
 }
 
-/// The state of operator `uid` for subtask `subtask` of `parallelism`, from the old subtasks'.
+/// The state of operator `uid` for subtask `subtask` of `parallelism` (and `max_parallelism` key
+/// groups), from the old subtasks'.
 fn redistribute<'a>(
     uid: &str,
     parts: &[(&'a ChainSnapshot, &'a OperatorSnapshot)],
-    subtask: SubtaskIndex,
-    parallelism: u32,
+    (subtask, parallelism, max_parallelism): (SubtaskIndex, u32, u32),
 ) -> Result<RestoredState<'a>, OperatorError> {
     let fail = |message: String| OperatorError::new(uid, OperatorErrorKind::Snapshot(message));
     let old_parallelism = parts[0].0.parallelism;
@@ -353,15 +359,18 @@ fn redistribute<'a>(
         return Ok(state);
     }
     let subtasks: BTreeSet<u32> = parts.iter().map(|(chain, _)| chain.subtask.0).collect();
-    if subtasks.len() != parts.len() || subtasks != (0..old_parallelism).collect() {
-        let message = format!("the state of subtasks {subtasks:?} of {old_parallelism} does not cover every subtask");
-        return Err(fail(message));
+    let in_range = subtasks.last().is_none_or(|&last| last < old_parallelism);
+    if subtasks.len() != parts.len() || !in_range || old_parallelism == 0 || old_parallelism > max_parallelism {
+        return Err(fail(format!("the state of subtasks {subtasks:?} of {old_parallelism} cannot be combined")));
     }
     let mut ordered: Vec<&(&ChainSnapshot, &OperatorSnapshot)> = parts.iter().collect();
     ordered.sort_by_key(|(chain, _)| chain.subtask);
-    let items: Vec<&[u8]> = ordered.iter().flat_map(|(_, s)| s.items.iter().map(Vec::as_slice)).collect();
-    let (index, count, total) = (subtask.0 as usize, parallelism as usize, items.len());
-    let mine = items[index * total / count..(index + 1) * total / count].to_vec();
+    let mut mine = Vec::new();
+    for (chain, state) in &ordered {
+        let (old, count) = (chain.subtask.0, state.items.len());
+        let share = share_of_items(count, old, old_parallelism, subtask.0, parallelism, max_parallelism);
+        mine.extend(state.items[share].iter().map(Vec::as_slice));
+    }
     Ok(RestoredState {
         keyed: ordered.iter().filter_map(|(_, s)| s.keyed.as_ref()).collect(),
         items: mine,
@@ -405,7 +414,8 @@ pub fn build_chain(
         let edges = (outputs.iter().enumerate()).filter(|(_, out)| out.source_operator == operator).map(|(k, _)| k);
         nodes.push(Node { uid: context.uid.clone(), operator: built, chained, edges: edges.collect() });
     }
-    Ok(Chain { nodes, inputs: inputs.len(), outputs, subtask, parallelism: job_vertex.parallelism })
+    let (parallelism, max_parallelism) = (job_vertex.parallelism, job_vertex.max_parallelism);
+    Ok(Chain { nodes, inputs: inputs.len(), outputs, subtask, parallelism, max_parallelism })
 }
 
 /// One operator being built, with what it needs from the plan.

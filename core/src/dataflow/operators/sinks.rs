@@ -209,6 +209,9 @@ struct PendingPart {
 struct SinkScalars {
     checkpoint: CheckpointId,
     pending: Vec<PendingPart>,
+    /// The subtask that took the snapshot, and its parallelism then (for a rescale).
+    subtask: u32,
+    parallelism: u32,
 }
 
 /// The subtask index in a part name `part-<subtask>-<n>`.
@@ -256,6 +259,22 @@ impl FileSink {
 
     fn io(&self, error: SinkIoError) -> OperatorError {
         self.context.error(OperatorErrorKind::Io(error.message))
+    }
+
+    /// Whether this subtask commits the parts a snapshot records: its own at the same
+    /// parallelism, else when it is the first new subtask reading the old subtask's snapshot.
+    fn commits_parts_of(&self, scalars: &SinkScalars) -> Result<bool, OperatorError> {
+        let (old, old_parallelism) = (scalars.subtask, scalars.parallelism);
+        let (subtask, parallelism, max) =
+            (self.context.subtask.0, self.context.parallelism, self.context.max_parallelism);
+        if old_parallelism == parallelism {
+            return Ok(old == subtask);
+        }
+        if old >= old_parallelism || old_parallelism > max || parallelism > max {
+            let message = format!("a snapshot of subtask {old} of {old_parallelism} with {max} key groups");
+            return Err(self.context.error(OperatorErrorKind::Snapshot(message)));
+        }
+        Ok(crate::checkpoint::rescale::readers_of(old, old_parallelism, parallelism, max).start == subtask)
     }
 
     /// Whether this subtask owns the part `name` (written by subtask `j`, owned by `j mod p`).
@@ -324,7 +343,8 @@ impl Operator for FileSink {
             part.checkpoint = Some(checkpoint);
         }
         self.part_number = self.part_number.max(checkpoint.0 + 1);
-        let scalars = SinkScalars { checkpoint, pending: self.pending.clone() };
+        let (subtask, parallelism) = (self.context.subtask.0, self.context.parallelism);
+        let scalars = SinkScalars { checkpoint, pending: self.pending.clone(), subtask, parallelism };
         Ok(OperatorSnapshot { keyed: None, items: Vec::new(), scalars: Some(encode_state(&self.context, &scalars)?) })
     }
 
@@ -333,18 +353,26 @@ impl Operator for FileSink {
     }
 
     /// Commits the parts the snapshot records as pending and discards the other pending parts
-    /// this subtask owns.
+    /// this subtask owns. After a rescale the parts one old subtask recorded are committed by the
+    /// first new subtask that reads its snapshot (`checkpoint::rescale::readers_of`), so exactly
+    /// once; leftovers of writer `j` are discarded by subtask `j mod p`, which reads old subtask
+    /// `j`'s snapshot and so spares the parts it records.
     fn restore(&mut self, state: &RestoredState<'_>) -> Result<(), OperatorError> {
         let mut last = CheckpointId(0);
+        let mut recorded = Vec::new();
         for bytes in &state.scalars {
             let scalars: SinkScalars = decode_state(&self.context, bytes)?;
             last = last.max(scalars.checkpoint);
-            let context = &self.context;
-            self.pending.extend(scalars.pending.into_iter().filter(|part| FileSink::owns(context, &part.name)));
+            if self.commits_parts_of(&scalars)? {
+                self.pending.extend(scalars.pending);
+            } else {
+                recorded.extend(scalars.pending.into_iter().map(|part| part.name));
+            }
         }
         self.commit_where(|_| true)?;
         let leftovers = self.store.pending_parts().map_err(|error| self.io(error))?;
-        for name in leftovers.iter().filter(|name| FileSink::owns(&self.context, name)) {
+        let discard = |name: &&String| FileSink::owns(&self.context, name) && !recorded.contains(name);
+        for name in leftovers.iter().filter(discard) {
             self.store.discard(name).map_err(|error| self.io(error))?;
         }
         self.part_number = last.0 + 1;

@@ -8,7 +8,7 @@ use crate::checkpoint::{AckMetrics, DeclineReason};
 use crate::dataflow::gate::InFlight;
 use crate::dataflow::operators::{ChainSnapshot, OperatorSnapshot};
 use crate::dataflow::state::encode_to_vec;
-use crate::dataflow::{Barrier, StreamElement};
+use crate::dataflow::{Barrier, BarrierKind, EventTime, StreamElement};
 use crate::ids::CheckpointId;
 use crate::row::Row;
 use crate::time::Duration;
@@ -44,6 +44,14 @@ impl TaskRunner {
         if self.checkpoint_latest.is_some_and(|latest| checkpoint <= latest) {
             return; // A trigger repeated or overtaken: that checkpoint is settled here.
         }
+        if let BarrierKind::Savepoint { stop: true, drain: true } = barrier.kind
+            && matches!(self.phase, Phase::Running)
+        {
+            // Drain: event time ends before the barrier, so every window fires into the savepoint.
+            if let Err(error) = self.chain.watermark(EventTime::MAX, &mut self.outputs) {
+                return self.fail(error.into());
+            }
+        }
         self.snapshot(barrier, Vec::new(), true, Duration::ZERO);
         if matches!(self.phase, Phase::AwaitingFinalCheckpoint) {
             // Every snapshot from now on holds the same state: the first to complete ends the task.
@@ -58,7 +66,11 @@ impl TaskRunner {
         if !self.is_live() {
             return;
         }
+        let is_stop = self.stop_savepoint.is_some_and(|(savepoint, _)| savepoint == checkpoint);
         if !complete {
+            if is_stop {
+                self.stop_savepoint = None; // The stop failed: sources resume.
+            }
             self.aborted_through = self.aborted_through.max(Some(checkpoint));
             if let Some(gate) = self.gate.as_mut() {
                 gate.abort(checkpoint);
@@ -76,8 +88,22 @@ impl TaskRunner {
             return;
         }
         let is_final = self.final_checkpoint.is_some_and(|final_checkpoint| checkpoint >= final_checkpoint);
-        if matches!(self.phase, Phase::AwaitingFinalCheckpoint) && is_final {
+        if matches!(self.phase, Phase::AwaitingFinalCheckpoint) && (is_final || is_stop) {
             self.finish();
+        } else if is_stop {
+            self.on_stopped();
+        }
+    }
+
+    /// The stop-with-savepoint completed: a source ends its input now (the end flows
+    /// downstream, where each task finishes once its inputs end); others wait for their inputs.
+    fn on_stopped(&mut self) {
+        self.stopped = true;
+        if self.is_source
+            && matches!(self.phase, Phase::Running)
+            && let Err(error) = self.end_input()
+        {
+            self.fail(error);
         }
     }
 
@@ -130,6 +156,14 @@ impl TaskRunner {
         };
         for output in &mut self.outputs {
             output.writer.emit_barrier(barrier);
+        }
+        if self.stop_savepoint.is_some_and(|(savepoint, _)| savepoint < checkpoint) {
+            // A later barrier: that stop failed (the coordinator checkpoints again only then),
+            // even if its abort never arrived here. A stopped source resumes.
+            self.stop_savepoint = None;
+        }
+        if let BarrierKind::Savepoint { stop: true, drain } = barrier.kind {
+            self.stop_savepoint = Some((checkpoint, drain));
         }
         let chain = match chain {
             Ok(chain) => chain,

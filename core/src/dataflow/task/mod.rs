@@ -36,6 +36,30 @@
 //! [`TaskRunner::notify_checkpoint`] tells the chain (exactly-once sinks commit) or aborts the
 //! checkpoint at the gate.
 //!
+//! # Stop-with-savepoint
+//!
+//! A savepoint barrier with `stop` (Flink's synchronous savepoint) stops a source right at the
+//! barrier: it emits nothing after it until the savepoint completes or is aborted. With `drain`
+//! the source first sends the maximum watermark through its chain, so every event-time window
+//! fires before the barrier and its output is in the savepoint. When the savepoint completes
+//! (`notify_checkpoint(.., true)`, after the chain committed what it covers) a source ends its
+//! input and finishes; every task the barrier passed then finishes as soon as its inputs end,
+//! without waiting for a final checkpoint, and without `drain` without running the chain's
+//! `end_of_input` (what the operators hold is in the savepoint, to be resumed). If the savepoint
+//! is aborted instead (or a later checkpoint's barrier arrives, the abort lost), sources resume.
+//!
+//! # Restoring and rescaling
+//!
+//! [`TaskSetup::restore`] holds the subtask's own state file, or after a change of parallelism
+//! the old subtasks' files that `checkpoint::rescale::reads` assigns to it. Keyed state keeps the
+//! key groups of this subtask's range; each old subtask's items (source splits) are dealt out
+//! among the new subtasks that read its file so that every item is restored exactly once; scalars
+//! (watermarks, a sink's pending parts) are seen by every reader, and each operator merges them
+//! (the file sink commits an old subtask's parts in exactly one new subtask). In-flight records
+//! of an unaligned checkpoint cannot be rescaled (a typed error). A file that cannot be read is
+//! [`TaskError::is_unreadable_state`], which the driver reports so the checkpoint is not tried
+//! again.
+//!
 //! # End of input, cancellation and failure
 //!
 //! When every input channel ended (or a source is exhausted) the chain's `end_of_input` runs,
@@ -52,7 +76,8 @@
 //!
 //! Invariants ([`TaskRunner::check_invariants`]): the writers have ended exactly when the task
 //! finished; a task waiting for its final checkpoint has ended its input; nothing follows
-//! `Finished`, `Failed` or a cancel.
+//! `Finished`, `Failed` or a cancel; a task is only `stopped` by a stop-with-savepoint whose
+//! barrier passed it.
 
 mod channels;
 mod checkpoints;
@@ -63,6 +88,8 @@ mod snapshot;
 mod finished_tests;
 #[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod savepoint_tests;
 #[cfg(test)]
 mod tests;
 
@@ -213,6 +240,16 @@ pub enum TaskError {
     },
 }
 
+impl TaskError {
+    /// Whether the task failed because a state file it restores from cannot be read (corrupt,
+    /// truncated, of the wrong size or checksum). The driver then reports the checkpoint of its
+    /// `RestoreSpec` as `TaskReport::unreadable_checkpoint` (as it does when it cannot read the
+    /// file at all), so the JobMaster stops restoring that checkpoint.
+    pub fn is_unreadable_state(&self) -> bool {
+        matches!(self, TaskError::Restore(RestoreError::Storage(_)))
+    }
+}
+
 #[derive(Debug)]
 enum Phase {
     Running,
@@ -253,6 +290,11 @@ pub struct TaskRunner {
     pending: Option<PendingSnapshot>,
     /// Checkpoints up to this one were aborted by the coordinator: no decline for them.
     aborted_through: Option<CheckpointId>,
+    /// A stop-with-savepoint's barrier passed this task and the savepoint has not completed or
+    /// been aborted yet: a source emits nothing meanwhile. `(savepoint, drain)`.
+    stop_savepoint: Option<(CheckpointId, bool)>,
+    /// The stop-with-savepoint completed: the task ends without waiting for a final checkpoint.
+    stopped: bool,
     /// Snapshots and declines not yet polled.
     events: VecDeque<TaskOutput>,
     /// Closed output buffers at which the task stops consuming.
@@ -325,27 +367,49 @@ impl TaskRunner {
             checkpoint_latest: None,
             pending: None,
             aborted_through: None,
+            stop_savepoint: None,
+            stopped: false,
             events: VecDeque::new(),
             backlog_max_buffers,
             metrics: TaskMetrics::default(),
             clock: TimeAccount::default(),
         };
-        match restore.as_slice() {
-            [] => {}
-            [_, ..] if restore_finished => return Err(RestoreError::FinishedWithState.into()),
-            [bytes] => runner.restore(bytes)?,
-            files => return Err(RestoreError::Rescale(format!("{} state files for one subtask", files.len())).into()),
+        if restore_finished && !restore.is_empty() {
+            return Err(RestoreError::FinishedWithState.into());
         }
+        runner.restore(&restore)?;
         Ok(runner)
     }
 
-    /// Restores the chain from a state file and replays its in-flight records.
-    fn restore(&mut self, bytes: &[u8]) -> Result<(), TaskError> {
-        let (snapshot, channel) = snapshot::decode(&self.identity, bytes)?;
-        self.chain.restore(std::slice::from_ref(&snapshot)).map_err(RestoreError::Operator)?;
-        self.input_ended = channel.input_ended;
-        self.checkpoint_latest = Some(snapshot.checkpoint);
-        for (input, row) in channel.in_flight {
+    /// Restores the chain from its state files and replays the in-flight records: the subtask's
+    /// own file, or after a change of parallelism the old subtasks' files that overlap it (the
+    /// chain keeps its key groups and its share of the items, see `Chain::restore`).
+    fn restore(&mut self, files: &[&[u8]]) -> Result<(), TaskError> {
+        let mut snapshots = Vec::with_capacity(files.len());
+        let mut channels = Vec::with_capacity(files.len());
+        for bytes in files {
+            let (snapshot, channel) = snapshot::decode(&self.identity, bytes)?;
+            snapshots.push(snapshot);
+            channels.push(channel);
+        }
+        let Some(checkpoint) = snapshots.first().map(|snapshot| snapshot.checkpoint) else { return Ok(()) };
+        if snapshots.iter().any(|snapshot| snapshot.checkpoint != checkpoint) {
+            return Err(RestoreError::Rescale("the state files are of different checkpoints".to_string()).into());
+        }
+        let own = matches!(snapshots.as_slice(), [only] if only.subtask == self.identity.subtask
+            && only.parallelism == self.identity.parallelism);
+        if !own && channels.iter().any(|channel| !channel.in_flight.is_empty()) {
+            let message = "in-flight records of an unaligned checkpoint cannot be rescaled; restore from a savepoint";
+            return Err(RestoreError::Rescale(message.to_string()).into());
+        }
+        self.chain.restore(&snapshots).map_err(RestoreError::Operator)?;
+        // After a rescale only a source whose every old subtask had ended stays ended; other tasks
+        // wait for the end of their inputs again (a record may still come from a new producer).
+        let all_ended = channels.iter().all(|channel| channel.input_ended);
+        self.input_ended = all_ended && (own || self.is_source);
+        self.checkpoint_latest = Some(checkpoint);
+        let in_flight = channels.into_iter().flat_map(|channel| channel.in_flight);
+        for (input, row) in in_flight {
             if input as usize >= self.chain.input_count() {
                 let message = format!("in-flight record of input {input} of {}", self.chain.input_count());
                 let operator = self.identity.operators[0];
@@ -446,6 +510,9 @@ impl TaskRunner {
         if self.input_ended {
             return self.end_input(); // Restored after its end.
         }
+        if self.stop_savepoint.is_some() {
+            return Ok(StepStatus::Idle); // Stopped at a stop-with-savepoint's barrier.
+        }
         let mut left = budget;
         while left > 0 {
             let chunk = left.min(SOURCE_CHUNK_RECORDS);
@@ -502,12 +569,19 @@ impl TaskRunner {
     }
 
     /// Every input has ended: flush the chain, then finish or wait for the final checkpoint.
-    fn end_input(&mut self) -> Result<StepStatus, TaskError> {
+    /// After a stop-with-savepoint (its barrier passed here, and the inputs end only once it
+    /// completed) the task finishes at once, and without `drain` the chain is not flushed:
+    /// what it holds is in the savepoint (Flink's stop without drain does not finish operators).
+    pub(super) fn end_input(&mut self) -> Result<StepStatus, TaskError> {
+        let stopping = self.stopped || self.stop_savepoint.is_some();
+        let drain = self.stop_savepoint.is_none_or(|(_, drain)| drain);
         if !self.input_ended {
-            self.chain.end_of_input(&mut self.outputs)?;
+            if !stopping || drain {
+                self.chain.end_of_input(&mut self.outputs)?;
+            }
             self.input_ended = true;
         }
-        if self.wait_for_final_checkpoint {
+        if self.wait_for_final_checkpoint && !stopping {
             for output in &mut self.outputs {
                 output.writer.flush_all();
             }
@@ -637,6 +711,9 @@ impl TaskRunner {
         }
         if matches!(self.phase, Phase::AwaitingFinalCheckpoint) && !self.input_ended {
             return Err("waiting for the final checkpoint before the end of input".to_string());
+        }
+        if self.stopped && self.stop_savepoint.is_none() {
+            return Err("stopped without a stop-with-savepoint's barrier".to_string());
         }
         if self.pending.is_some() && !matches!(self.phase, Phase::Running) {
             return Err("an unaligned snapshot pending outside RUNNING".to_string());

@@ -56,8 +56,9 @@ pub enum RestoreError {
         /// The decoder's message.
         message: String,
     },
-    /// The state was taken at another parallelism (rescaling needs every old subtask's file).
-    #[error("operator {operator}: state of parallelism {found}, the vertex now runs at {parallelism}")]
+    /// The operators of one state file disagree on the parallelism it was taken at, or name a
+    /// parallelism its subtask does not fit.
+    #[error("operator {operator}: state of parallelism {found} is inconsistent (the vertex now runs at {parallelism})")]
     Rescaled {
         /// The operator.
         operator: OperatorIndex,
@@ -165,17 +166,21 @@ pub(super) fn encode(
     Ok(storage::encode_task_state(&file))
 }
 
-/// The chain snapshot and channel state in the state file `bytes` of this task.
+/// The chain snapshot and channel state in the state file `bytes` of this task, or after a
+/// change of parallelism of another (old) subtask of its vertex: the snapshot names the subtask
+/// and the parallelism it was taken at.
 pub(super) fn decode(identity: &TaskIdentity, bytes: &[u8]) -> Result<(ChainSnapshot, ChannelState), RestoreError> {
     let file = storage::decode_task_state(bytes)?;
-    if file.vertex != identity.vertex || file.subtask != identity.subtask {
-        return Err(RestoreError::WrongTask {
-            vertex: identity.vertex,
-            subtask: identity.subtask,
-            found_vertex: file.vertex,
-            found_subtask: file.subtask,
-        });
+    let wrong_task = || RestoreError::WrongTask {
+        vertex: identity.vertex,
+        subtask: identity.subtask,
+        found_vertex: file.vertex,
+        found_subtask: file.subtask,
+    };
+    if file.vertex != identity.vertex {
+        return Err(wrong_task());
     }
+    let mut old_parallelism = None;
     let mut states = vec![OperatorSnapshot::default(); identity.operators.len()];
     let mut present = vec![false; identity.operators.len()];
     let mut channel = ChannelState::default();
@@ -193,13 +198,11 @@ pub(super) fn decode(identity: &TaskIdentity, bytes: &[u8]) -> Result<(ChainSnap
             channel = decode_exact(&part.channel_state).map_err(undecodable("channel state"))?;
         }
         let image: OperatorImage = decode_exact(&part.operator_state).map_err(undecodable("operator state"))?;
-        if image.parallelism != identity.parallelism {
-            return Err(RestoreError::Rescaled {
-                operator,
-                parallelism: identity.parallelism,
-                found: image.parallelism,
-            });
+        if old_parallelism.is_some_and(|old| old != image.parallelism) || image.parallelism <= file.subtask.0 {
+            let found = image.parallelism;
+            return Err(RestoreError::Rescaled { operator, parallelism: identity.parallelism, found });
         }
+        old_parallelism = Some(image.parallelism);
         let keyed = match image.keyed {
             Some((max_parallelism, key_group_range)) => {
                 let groups = part.keyed.into_iter().map(|(key_group, bytes)| KeyGroupSnapshot { key_group, bytes });
@@ -213,10 +216,15 @@ pub(super) fn decode(identity: &TaskIdentity, bytes: &[u8]) -> Result<(ChainSnap
     }
     let operators = identity.uids.iter().zip(states).zip(present);
     let operators = operators.filter(|(_, present)| *present).map(|((uid, state), _)| (uid.clone(), state));
+    // A file without operators holds nothing; its parallelism does not matter.
+    let parallelism = old_parallelism.unwrap_or(identity.parallelism);
+    if parallelism == identity.parallelism && file.subtask != identity.subtask && old_parallelism.is_some() {
+        return Err(wrong_task()); // at the same parallelism a subtask reads its own file only
+    }
     let snapshot = ChainSnapshot {
         checkpoint: file.checkpoint,
-        subtask: identity.subtask,
-        parallelism: identity.parallelism,
+        subtask: file.subtask,
+        parallelism,
         operators: operators.collect(),
     };
     Ok((snapshot, channel))

@@ -2,6 +2,7 @@
 //! ([`Cluster`]) that also plays the checkpoint coordinator and can crash and restore every task.
 
 use super::*;
+use crate::checkpoint::rescale;
 use crate::checkpoint::storage::{self, TaskStateFile};
 use crate::dataflow::operators::{LineWriter, OperatorContext, PartStore, ReaderRequest, SinkIoError, SourceReader};
 use crate::dataflow::{Barrier, BarrierKind, StreamElement};
@@ -214,6 +215,8 @@ pub(super) struct Cluster<'a> {
     /// Producer tasks whose buffers are held back, and what they sent meanwhile.
     pub(super) held: BTreeSet<usize>,
     held_buffers: Vec<(usize, ChannelIndex, Buffer)>,
+    /// The plan `restore_states` were taken with, when it is not `plan` (a rescale).
+    restore_plan: Option<&'a JobPlan>,
 }
 
 impl<'a> Cluster<'a> {
@@ -235,9 +238,51 @@ impl<'a> Cluster<'a> {
             notify_delay_rounds: 0,
             held: BTreeSet::new(),
             held_buffers: Vec::new(),
+            restore_plan: None,
         };
         cluster.deploy();
         cluster
+    }
+
+    /// A cluster running `plan` (the same job at other parallelisms) restored from `old`'s latest
+    /// completed checkpoint: each new subtask gets the old state files the JobMaster would give it
+    /// (`checkpoint::rescale::reads`). The IO (the part files) carries over.
+    pub(super) fn rescaled(old: &Cluster<'a>, plan: &'a JobPlan) -> Cluster<'a> {
+        let mut cluster = Cluster {
+            plan,
+            config: old.config,
+            io: old.io.clone(),
+            tasks: Vec::new(),
+            now: old.now,
+            round: old.round,
+            attempt: old.attempt + 1,
+            checkpoint_next: old.checkpoint_next,
+            pending: BTreeMap::new(),
+            restore_states: old.restore_states.clone(),
+            restore_finished: old.restore_finished.clone(),
+            completed: old.completed.clone(),
+            notify_due: VecDeque::new(),
+            notify_delay_rounds: 0,
+            held: BTreeSet::new(),
+            held_buffers: Vec::new(),
+            restore_plan: Some(old.restore_plan.unwrap_or(old.plan)),
+        };
+        cluster.deploy();
+        cluster
+    }
+
+    /// The state files task `(vertex, subtask)` restores from.
+    fn restore_files(&self, vertex: VertexIndex, subtask: SubtaskIndex) -> Vec<&[u8]> {
+        let Some(old_plan) = self.restore_plan else {
+            let own = self.index_of(vertex, subtask);
+            return self.restore_states.get(&own).map(Vec::as_slice).into_iter().collect();
+        };
+        let old = &old_plan.vertices[vertex.index()];
+        let new = &self.plan.vertices[vertex.index()];
+        let before: u32 = old_plan.vertices[..vertex.index()].iter().map(|v| v.parallelism).sum();
+        let reads = |i: &u32| rescale::reads(*i, old.parallelism, subtask.0, new.parallelism, old.max_parallelism);
+        let files = (0..old.parallelism).filter(reads);
+        files.filter_map(|i| self.restore_states.get(&((before + i) as usize)).map(Vec::as_slice)).collect()
     }
 
     /// Starts every task, from the restore states if there are any.
@@ -252,10 +297,11 @@ impl<'a> Cluster<'a> {
                     attempt: AttemptNumber(self.attempt),
                 };
                 let restore_finished = self.restore_finished.contains(&tasks.len());
-                let restore = match restore_finished {
+                let files: Vec<Vec<u8>> = match restore_finished {
                     true => Vec::new(),
-                    false => self.restore_states.get(&tasks.len()).map(Vec::as_slice).into_iter().collect(),
+                    false => self.restore_files(vertex.index, subtask).into_iter().map(<[u8]>::to_vec).collect(),
                 };
+                let restore = files.iter().map(Vec::as_slice).collect();
                 let setup = TaskSetup {
                     execution,
                     plan: self.plan,
@@ -349,6 +395,10 @@ impl<'a> Cluster<'a> {
             return;
         }
         let Some(done) = self.pending.remove(&checkpoint) else { return };
+        if self.restore_plan.take().is_some() {
+            self.restore_states.clear(); // states of the old parallelism are not this plan's
+            self.restore_finished.clear();
+        }
         for t in done.states.keys() {
             self.restore_finished.remove(t);
         }
@@ -389,6 +439,11 @@ impl<'a> Cluster<'a> {
 
     /// Triggers a checkpoint at every task that takes a trigger, if it can reach every task.
     pub(super) fn trigger(&mut self) -> Option<CheckpointId> {
+        self.trigger_kind(BarrierKind::Checkpoint)
+    }
+
+    /// Triggers a checkpoint or savepoint of `kind`, as [`Cluster::trigger`].
+    pub(super) fn trigger_kind(&mut self, kind: BarrierKind) -> Option<CheckpointId> {
         if !self.can_trigger() {
             return None;
         }
@@ -397,7 +452,7 @@ impl<'a> Cluster<'a> {
         let (finished, waiting): (BTreeSet<usize>, BTreeSet<usize>) =
             (0..self.tasks.len()).partition(|&t| self.tasks[t].finished);
         self.pending.insert(checkpoint, Pending { waiting, states: BTreeMap::new(), finished });
-        let barrier = Barrier { checkpoint, triggered_at: self.now, kind: BarrierKind::Checkpoint, unaligned: false };
+        let barrier = Barrier { checkpoint, triggered_at: self.now, kind, unaligned: false };
         for t in 0..self.tasks.len() {
             if self.tasks[t].runner.accepts_trigger() {
                 self.tasks[t].runner.trigger_checkpoint(barrier);
@@ -585,6 +640,22 @@ fn corrupt_restore_bytes_are_a_typed_error() {
     assert!(matches!(build(&good[..good.len() - 3], 0), Err(TaskError::Restore(RestoreError::Storage(_)))));
     assert!(matches!(build(b"not a state file", 0), Err(TaskError::Restore(RestoreError::Storage(_)))));
     assert!(matches!(build(&[], 0), Err(TaskError::Restore(RestoreError::Storage(_)))));
+    let unreadable = |bytes: &[u8]| {
+        TaskRunner::new(TaskSetup {
+            execution: execution(0),
+            plan: &plan,
+            config: &config,
+            restore: vec![bytes],
+            connectors: &mut cluster.io.clone(),
+            seed: 0,
+            wait_for_final_checkpoint: true,
+            restore_finished: false,
+        })
+        .err()
+        .is_some_and(|error| error.is_unreadable_state())
+    };
+    assert!(unreadable(&flipped) && unreadable(&good[..9]), "a corrupt file is reported as unreadable state");
+    assert!(!unreadable(&good), "the intact file is readable");
     // A well-framed file whose contents are wrong: another subtask's, garbage operator state.
     let mut file = storage::decode_task_state(&good).unwrap_or_else(|error| panic!("{error}"));
     file.subtask = SubtaskIndex(0);
