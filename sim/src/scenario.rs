@@ -190,6 +190,8 @@ pub struct JobSpec {
     pub min_checkpoints: Option<u32>,
     /// The least number of checkpoints that must fail (expire, be declined) while it runs.
     pub min_failed_checkpoints: Option<u32>,
+    /// The least number of checkpoints the JobMaster must drop as unreadable (disk faults).
+    pub min_dropped_checkpoints: Option<u32>,
     /// Whether its tasks run the real operators (`tasks = "real"`) or the task model.
     pub real_tasks: bool,
     /// What its committed file-sink output must be (real tasks only).
@@ -333,6 +335,7 @@ struct RawJob {
     min_restarts: Option<u32>,
     min_checkpoints: Option<u32>,
     min_failed_checkpoints: Option<u32>,
+    min_dropped_checkpoints: Option<u32>,
     tasks: Option<String>,
     output: Option<String>,
 }
@@ -559,6 +562,7 @@ fn job_spec(raw: &RawJob, read_job: &dyn Fn(&str) -> Result<String, String>) -> 
         min_restarts: raw.min_restarts,
         min_checkpoints: raw.min_checkpoints,
         min_failed_checkpoints: raw.min_failed_checkpoints,
+        min_dropped_checkpoints: raw.min_dropped_checkpoints,
         real_tasks: match raw.tasks.as_deref() {
             None | Some("modelled") => false,
             Some("real") => true,
@@ -607,7 +611,8 @@ fn fault_spec(raw: &RawFault, task_managers: u32) -> Result<FaultSpec, String> {
             ));
         }
     };
-    if !matches!(kind, FaultKind::Heal | FaultKind::DamageCheckpoint { .. }) {
+    let damage_alone = matches!(kind, FaultKind::DamageCheckpoint { .. }) && raw.node.is_empty();
+    if kind != FaultKind::Heal && !damage_alone {
         check_node(&raw.node, task_managers)?;
     }
     Ok(FaultSpec { at, node: raw.node.clone(), kind })

@@ -113,6 +113,11 @@ fn unaligned_checkpoint_crashes() {
 }
 
 #[test]
+fn corrupt_checkpoint() {
+    run_all("corrupt-checkpoint");
+}
+
+#[test]
 fn every_scenario_file_has_a_test_and_parses() {
     let names: Vec<String> = scenario_files()
         .iter()

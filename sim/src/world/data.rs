@@ -183,6 +183,20 @@ impl World<'_> {
         }
     }
 
+    /// Damages the checkpoint whose `_metadata` was just written when a damage fault is armed:
+    /// the disk fault hits every checkpoint that completes right after it, so the damaged one
+    /// is the one a restart restores.
+    pub(super) fn damage_if_armed(&mut self) {
+        let Some((until, damage)) = self.damage_armed else { return };
+        if self.now > until {
+            self.damage_armed = None;
+            return;
+        }
+        if let Some(path) = self.damage_newest_checkpoint(damage) {
+            self.faults_fired.push(format!("{} {damage:?} {path}", self.now));
+        }
+    }
+
     /// Damages one task state file of the newest checkpoint that has `_metadata`; its path.
     pub(super) fn damage_newest_checkpoint(&mut self, damage: Damage) -> Option<String> {
         let mut disk = lock(&self.disk);

@@ -109,6 +109,8 @@ struct ClientJob {
     checkpoints: Vec<weir_core::ids::CheckpointId>,
     /// Checkpoints that failed.
     failed_checkpoints: u32,
+    /// Checkpoints dropped as unreadable.
+    dropped_checkpoints: u32,
     job_id: Option<JobId>,
     status: Option<JobStatus>,
     rejected: Option<String>,
@@ -140,6 +142,9 @@ pub struct World<'s> {
     disk: SharedDisk,
     /// A fault-free run computing the reference output: no output comparison of its own.
     reference_run: bool,
+    /// A checkpoint damage that also hits checkpoints completing until this time (those whose
+    /// acknowledgements were all in when the fault struck), with its kind.
+    damage_armed: Option<(Time, crate::disk::Damage)>,
     jobs: Vec<ClientJob>,
     trace: TraceHasher,
     events: u64,
@@ -265,6 +270,7 @@ impl<'s> World<'s> {
             dataplane: DataPlane::new(disk.clone(), scenario.data.record_cost),
             disk,
             reference_run: false,
+            damage_armed: None,
             jobs: Vec::new(),
             trace: TraceHasher::default(),
             events: 0,
@@ -304,6 +310,7 @@ impl<'s> World<'s> {
             self.jobs.push(ClientJob {
                 checkpoints: Vec::new(),
                 failed_checkpoints: 0,
+                dropped_checkpoints: 0,
                 job_id: None,
                 status: None,
                 rejected: None,
@@ -408,6 +415,7 @@ impl<'s> World<'s> {
                 if self.nodes[JOB_MANAGER].incarnation == incarnation {
                     if let Some((path, bytes)) = write {
                         lock(&self.disk).write(&path, bytes);
+                        self.damage_if_armed();
                     }
                     self.trace.record(&reply);
                     self.feed(JOB_MANAGER, NodeInput::Stored(reply));
@@ -608,6 +616,11 @@ impl World<'_> {
                 }
                 self.jobs[index].checkpoints.push(checkpoint);
             }
+            Event::CheckpointDropped { job_id, .. } => {
+                if let Some(job) = self.jobs.iter_mut().find(|job| job.job_id == Some(job_id)) {
+                    job.dropped_checkpoints += 1;
+                }
+            }
             Event::CheckpointFailed { job_id, .. } => {
                 if let Some(job) = self.jobs.iter_mut().find(|job| job.job_id == Some(job_id)) {
                     job.failed_checkpoints += 1;
@@ -739,11 +752,18 @@ impl World<'_> {
         if let FaultKind::DamageCheckpoint { damage } = spec.kind {
             self.record_plan(String::new(), spec.kind.clone());
             let damaged = self.damage_newest_checkpoint(damage);
+            self.damage_armed = Some((self.now.after(Duration::from_millis(100)), damage));
             self.faults_fired.push(format!(
                 "{} {damage:?} {}",
                 self.now,
                 damaged.as_deref().unwrap_or("nothing (no checkpoint)")
             ));
+            if !spec.node.is_empty() {
+                // The node crashes at once, so the damaged checkpoint is the one restored.
+                let restart_after = Some(TimeSpec::fixed(Duration::from_millis(500)));
+                self.faults.push(FaultSpec { at: spec.at, node: spec.node, kind: FaultKind::Crash { restart_after } });
+                self.fault(self.faults.len() - 1);
+            }
             return;
         }
         if spec.kind == FaultKind::Heal {
@@ -859,6 +879,12 @@ impl World<'_> {
             {
                 let count = job.failed_checkpoints;
                 unmet.push(format!("job {index}: {count} checkpoints failed, expected at least {least}"));
+            }
+            if let Some(least) = spec.min_dropped_checkpoints
+                && job.dropped_checkpoints < least
+            {
+                let count = job.dropped_checkpoints;
+                unmet.push(format!("job {index}: {count} unreadable checkpoints dropped, expected at least {least}"));
             }
             if let Some(text) = &spec.expect_failure {
                 let failure = self.failure_of(job.job_id);
