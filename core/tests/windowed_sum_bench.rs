@@ -17,18 +17,18 @@
 // A benchmark reads clocks and `/proc`; the core it measures does not.
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
+use std::collections::VecDeque;
 use std::hint::black_box;
 use std::time::Instant;
-use std::collections::VecDeque;
 use weir_core::config::Config;
 use weir_core::dataflow::EventTime;
 use weir_core::dataflow::buffer::Buffer;
-use weir_core::dataflow::partition::ChannelIndex;
-use weir_core::dataflow::task::{StepStatus, TaskOutput, TaskRunner, TaskSetup};
 use weir_core::dataflow::operators::{
     Chain, ChainOptions, Collector, Connectors, LineWriter, OperatorContext, OperatorError, PartStore, PollStatus,
     ReaderRequest, SourceReader, build_chain,
 };
+use weir_core::dataflow::partition::ChannelIndex;
+use weir_core::dataflow::task::{StepStatus, TaskOutput, TaskRunner, TaskSetup};
 use weir_core::expr::stable_hash;
 use weir_core::ids::{AttemptNumber, Hex128, JobId, SubtaskIndex};
 use weir_core::job::WindowAssigner;

@@ -8,7 +8,8 @@ use crate::checkpoint::{self, CheckpointCoordinator, CheckpointVertex, Coordinat
 use crate::config::Config;
 use crate::ids::{CheckpointId, ResourceId};
 use crate::protocol::{
-    Address, Event, ExecutionId, ExecutionState, JobStatus, Output, RestoreSpec, StorageReply, StorageRequest, TaskExecutorMessage,
+    Address, Event, ExecutionId, ExecutionState, JobStatus, Output, RestoreSpec, StorageReply, StorageRequest,
+    TaskExecutorMessage,
 };
 
 /// Checkpointing state of one JobMaster.

@@ -56,7 +56,7 @@ pub use writer::{RecordWriter, WriterMetrics};
 use super::{Barrier, BarrierKind, EventTime, StreamElement};
 use crate::config::TaskManagerConfig;
 use crate::ids::CheckpointId;
-use crate::row::{Row, Value};
+use crate::row::{Row, RowBatch, Value};
 use crate::time::Time;
 use std::sync::Arc;
 
@@ -166,7 +166,11 @@ impl BufferBuilder {
             if self.bytes.capacity() == 0 {
                 self.bytes.reserve_exact(self.capacity_bytes);
             }
-            self.encode_record(row);
+            if row.len() < 0x80 && row.iter().all(is_small_int) {
+                self.encode_small_int_record(row);
+            } else {
+                self.encode_record(row);
+            }
             debug_assert_eq!(self.bytes.len() - start, record_len(row), "record_len agrees with the encoder");
             return true;
         }
@@ -177,6 +181,66 @@ impl BufferBuilder {
         self.encode_record(row);
         debug_assert_eq!(self.bytes.len() - start, needed, "record_len agrees with the encoder");
         true
+    }
+
+    /// Appends the rows of `rows` from row `from` on while they fit and the builder is not
+    /// full; returns how many it appended (at least one when the builder was empty).
+    #[inline]
+    pub fn push_records(&mut self, rows: &RowBatch, from: usize) -> usize {
+        let mut pushed = self.push_small_int_records(rows, from);
+        for index in from + pushed..rows.len() {
+            if !self.push_record(rows.row(index)) {
+                break;
+            }
+            pushed += 1;
+            if self.is_full() {
+                break;
+            }
+        }
+        pushed
+    }
+
+    /// The rows from `from` on that are small ints (see `encode_small_int_record`) and surely
+    /// fit, in one tight loop; returns how many it appended.
+    #[inline]
+    fn push_small_int_records(&mut self, rows: &RowBatch, from: usize) -> usize {
+        let width = rows.width();
+        if width >= 0x80 || from >= rows.len() {
+            return 0;
+        }
+        if self.bytes.capacity() == 0 {
+            self.bytes.reserve_exact(self.capacity_bytes);
+        }
+        // A record of small ints takes at most 2 + 3 bytes a field.
+        let room = self.capacity_bytes.saturating_sub(self.bytes.len()) / (2 + 3 * width);
+        let end = rows.len().min(from + room);
+        let mut index = from;
+        while index < end {
+            let row = rows.row(index);
+            if !row.iter().all(is_small_int) {
+                break;
+            }
+            self.encode_small_int_record(row);
+            index += 1;
+        }
+        index - from
+    }
+
+    /// [`BufferBuilder::encode_record`] for a row of fewer than 128 ints of one or two varint
+    /// bytes (the usual row): the same bytes, written a fixed-size piece at a time.
+    #[inline(always)]
+    fn encode_small_int_record(&mut self, row: &[Value]) {
+        self.bytes.extend_from_slice(&[TAG_RECORD, row.len() as u8]);
+        for value in row {
+            let Value::Int(x) = value else { unreachable!("checked by is_small_int") };
+            let zigzagged = zigzag(*x);
+            if zigzagged < 0x80 {
+                self.bytes.extend_from_slice(&[VALUE_INT, zigzagged as u8]);
+            } else {
+                self.bytes.extend_from_slice(&[VALUE_INT, zigzagged as u8 | 0x80, (zigzagged >> 7) as u8]);
+            }
+        }
+        self.elements += 1;
     }
 
     #[inline(always)]
@@ -404,7 +468,13 @@ impl<'a> BufferReader<'a> {
             row.clear();
             row.resize(count, Value::Null);
         }
-        for slot in row.iter_mut() {
+        self.fields(row)
+    }
+
+    /// A record's values into `slots`, in place (see [`BufferReader::record`]).
+    #[inline(always)]
+    fn fields(&mut self, slots: &mut [Value]) -> Step<()> {
+        for slot in slots.iter_mut() {
             match self.small_int() {
                 Some(x) => match slot {
                     Value::Int(old) => *old = x,
@@ -414,6 +484,54 @@ impl<'a> BufferReader<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Decodes the records from here on into `batch`, appending (an empty batch takes the width
+    /// of the first record), and stops before anything but a record, before a record of another
+    /// width, at the end of the bytes or after `max_records`. Returns how many it appended.
+    ///
+    /// A record that does not decode ends the batch before it when records were appended, so
+    /// they are delivered and the next call reports the error; with none appended it is the
+    /// error, and the reader is exhausted (as [`BufferReader::next_into`]).
+    #[inline]
+    pub fn next_records_into(&mut self, batch: &mut RowBatch, max_records: usize) -> Result<usize, DecodeError> {
+        let mut appended = 0;
+        while appended < max_records && self.bytes.get(self.position) == Some(&TAG_RECORD) {
+            let start = self.position;
+            self.position += 1;
+            let fields = match self.length("field count") {
+                Ok(fields) => fields,
+                Err(error) => return self.stop_batch(start, appended, error),
+            };
+            if batch.is_empty() {
+                batch.start(fields);
+            } else if fields != batch.width() {
+                self.position = start;
+                break;
+            }
+            if let Err(error) = self.fields(batch.push_slots()) {
+                batch.truncate(batch.len() - 1);
+                return self.stop_batch(start, appended, error);
+            }
+            appended += 1;
+        }
+        Ok(appended)
+    }
+
+    /// Ends a batch at a record that does not decode (see [`BufferReader::next_records_into`]).
+    #[cold]
+    fn stop_batch(
+        &mut self,
+        record_start: usize,
+        appended: usize,
+        error: Box<DecodeError>,
+    ) -> Result<usize, DecodeError> {
+        if appended > 0 {
+            self.position = record_start;
+            return Ok(appended);
+        }
+        self.position = self.bytes.len();
+        Err(*error)
     }
 
     /// Any element but a record, whose tag is at the current position.
@@ -638,6 +756,12 @@ fn put_varint(out: &mut Vec<u8>, mut value: u64) {
 #[inline]
 fn record_len(row: &[Value]) -> usize {
     1 + varint_len(row.len() as u64) + row.iter().map(|value| value_len(value, 0)).sum::<usize>()
+}
+
+/// An int whose zigzag varint takes one or two bytes (|x| < 8192).
+#[inline(always)]
+fn is_small_int(value: &Value) -> bool {
+    matches!(value, Value::Int(x) if zigzag(*x) < 1 << 14)
 }
 
 #[inline(always)]

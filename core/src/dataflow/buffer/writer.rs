@@ -18,7 +18,7 @@ use super::{Buffer, BufferBuilder};
 use crate::dataflow::partition::{ChannelChoice, ChannelIndex, ChannelSelector};
 use crate::dataflow::{Barrier, EventTime, StreamElement};
 use crate::expr::EvalError;
-use crate::row::Value;
+use crate::row::{RowBatch, Value};
 use crate::time::{Duration, Time};
 use std::collections::VecDeque;
 
@@ -78,6 +78,32 @@ impl RecordWriter {
             }
         }
         self.metrics.records_out += 1;
+        Ok(())
+    }
+
+    /// Sends the rows of `rows` in order, as many [`RecordWriter::emit`] calls would; with a
+    /// single channel they are encoded in one pass, buffer by buffer.
+    #[inline]
+    pub fn emit_batch(&mut self, now: Time, rows: &RowBatch) -> Result<(), EvalError> {
+        assert!(!self.ended, "a record after the end of input");
+        if self.builders.len() > 1 || self.buffer_timeout == Duration::ZERO {
+            for row in rows.iter() {
+                self.emit(now, row)?;
+            }
+            return Ok(());
+        }
+        // One channel: every partitioner sends every record to it.
+        let mut done = 0;
+        while done < rows.len() {
+            if self.builders[0].is_empty() {
+                self.opened_at[0] = now;
+            }
+            done += self.builders[0].push_records(rows, done);
+            if done < rows.len() || self.builders[0].is_full() {
+                self.flush(0);
+            }
+        }
+        self.metrics.records_out += rows.len() as u64;
         Ok(())
     }
 

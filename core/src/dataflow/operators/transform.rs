@@ -11,22 +11,27 @@
 use super::{Collector, Operator, OperatorContext, OperatorError, OperatorErrorKind, OperatorSnapshot};
 use super::{RestoredState, decode_state, encode_state, millis};
 use crate::dataflow::{EVENT_TIME_MIN, EventTime};
-use crate::expr::Expr;
+use crate::expr::{Expr, IntKernel};
 use crate::ids::CheckpointId;
-use crate::row::{Row, Value};
+use crate::row::{Row, RowBatch, Value};
 use crate::time::{Duration, Time};
 
 /// Computes new fields from each record.
 pub(crate) struct Map {
     context: OperatorContext,
     fields: Vec<Expr>,
+    /// Per field, its int kernel if it has one.
+    kernels: Vec<Option<IntKernel>>,
     output: Row,
+    /// The output of a batch, its slots reused from batch to batch.
+    batch: RowBatch,
 }
 
 impl Map {
     pub(crate) fn new(context: OperatorContext, fields: Vec<Expr>) -> Map {
         let output = vec![Value::Null; fields.len()];
-        Map { context, fields, output }
+        let kernels = fields.iter().map(Expr::int_kernel).collect();
+        Map { context, fields, kernels, output, batch: RowBatch::new() }
     }
 }
 
@@ -37,6 +42,28 @@ impl Operator for Map {
             super::put(slot, field.eval(row)).map_err(|error| self.context.error(error))?;
         }
         out.collect(&self.output)
+    }
+
+    /// One output batch for the input batch; on a failing record the rows before it still go
+    /// out, as they would one by one. Fields that are `field op int-literal` over an int are
+    /// computed by their kernel, the rest by `eval`.
+    fn process_batch(&mut self, _input: usize, rows: &RowBatch, out: &mut dyn Collector) -> Result<(), OperatorError> {
+        self.batch.start(self.fields.len());
+        for row in rows.iter() {
+            let slots = self.batch.push_slots();
+            for ((slot, field), kernel) in slots.iter_mut().zip(&self.fields).zip(&self.kernels) {
+                let result = match (kernel, kernel.and_then(|kernel| row.get(kernel.position()))) {
+                    (Some(kernel), Some(Value::Int(x))) => kernel.apply(*x).map(|y| super::put_int(slot, y)),
+                    _ => super::put(slot, field.eval(row)),
+                };
+                if let Err(error) = result {
+                    self.batch.truncate(self.batch.len() - 1);
+                    out.collect_batch(&self.batch)?;
+                    return Err(self.context.error(error));
+                }
+            }
+        }
+        out.collect_batch(&self.batch)
     }
 }
 
