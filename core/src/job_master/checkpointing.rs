@@ -8,8 +8,7 @@ use crate::checkpoint::{self, CheckpointCoordinator, CheckpointVertex, Coordinat
 use crate::config::Config;
 use crate::ids::{CheckpointId, ResourceId};
 use crate::protocol::{
-    Address, Event, ExecutionId, ExecutionState, JobStatus, Output, RestoreSpec, StorageReply, StorageRequest,
-    TaskExecutorMessage,
+    Address, Event, ExecutionId, ExecutionState, JobStatus, Output, RestoreSpec, StorageReply, StorageRequest, TaskExecutorMessage,
 };
 
 /// Checkpointing state of one JobMaster.
