@@ -312,7 +312,7 @@ mod tests {
 
     #[test]
     fn values_order_totally_even_with_nan() {
-        let mut values = vec![Value::Float(f64::NAN), Value::Int(2), Value::Null, Value::Float(1.0)];
+        let mut values = [Value::Float(f64::NAN), Value::Int(2), Value::Null, Value::Float(1.0)];
         values.sort();
         assert_eq!(values[0], Value::Null);
         assert_eq!(values[1], Value::Int(2));

@@ -501,7 +501,7 @@ impl<'a> BufferReader<'a> {
             self.position += 1;
             let fields = match self.length("field count") {
                 Ok(fields) => fields,
-                Err(error) => return self.stop_batch(start, appended, error),
+                Err(error) => return self.stop_batch(start, appended, *error),
             };
             if batch.is_empty() {
                 batch.start(fields);
@@ -511,7 +511,7 @@ impl<'a> BufferReader<'a> {
             }
             if let Err(error) = self.fields(batch.push_slots()) {
                 batch.truncate(batch.len() - 1);
-                return self.stop_batch(start, appended, error);
+                return self.stop_batch(start, appended, *error);
             }
             appended += 1;
         }
@@ -524,14 +524,14 @@ impl<'a> BufferReader<'a> {
         &mut self,
         record_start: usize,
         appended: usize,
-        error: Box<DecodeError>,
+        error: DecodeError,
     ) -> Result<usize, DecodeError> {
         if appended > 0 {
             self.position = record_start;
             return Ok(appended);
         }
         self.position = self.bytes.len();
-        Err(*error)
+        Err(error)
     }
 
     /// Any element but a record, whose tag is at the current position.
