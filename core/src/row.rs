@@ -207,6 +207,30 @@ impl RowBatch {
         &mut self.values[start..end]
     }
 
+    /// Field `field` of every row, in order (nothing for a field beyond the width).
+    #[inline]
+    pub fn column(&self, field: usize) -> impl Iterator<Item = &Value> + '_ {
+        let rows = if field < self.width { self.len } else { 0 };
+        self.values.get(field..).unwrap_or(&[]).iter().step_by(self.width.max(1)).take(rows)
+    }
+
+    /// Field `field` of every row, to overwrite in place.
+    #[inline]
+    pub fn column_mut(&mut self, field: usize) -> impl Iterator<Item = &mut Value> + '_ {
+        let rows = if field < self.width { self.len } else { 0 };
+        self.values.get_mut(field..).unwrap_or(&mut []).iter_mut().step_by(self.width.max(1)).take(rows)
+    }
+
+    /// Sets the number of rows to `rows`, new rows holding whatever slots an earlier batch left
+    /// (or `null`), to be overwritten.
+    #[inline]
+    pub fn set_len(&mut self, rows: usize) {
+        if self.values.len() < rows * self.width {
+            self.values.resize(rows * self.width, Value::Null);
+        }
+        self.len = rows;
+    }
+
     /// Appends a copy of `row`, which must have the batch's width.
     pub fn push(&mut self, row: &[Value]) {
         assert_eq!(row.len(), self.width, "a row of {} fields in a batch of {}", row.len(), self.width);
@@ -333,6 +357,11 @@ mod tests {
         batch.start(2);
         assert!(batch.is_empty());
         assert_eq!(batch.push_slots(), &[Value::Int(1), Value::str("a")], "the old slots come back for reuse");
+        batch.set_len(1);
+        assert_eq!(batch.column(1).collect::<Vec<_>>(), [&Value::str("a")]);
+        batch.column_mut(0).for_each(|value| *value = Value::Int(7));
+        assert_eq!(batch.row(0), &[Value::Int(7), Value::str("a")]);
+        assert_eq!(batch.column(2).count(), 0, "no field beyond the width");
         batch.truncate(0);
         batch.start(0);
         batch.push(&[]);

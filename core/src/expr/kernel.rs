@@ -45,6 +45,25 @@ impl IntKernel {
             (op, _) => ops::arith_int(op, x, self.literal),
         }
     }
+
+    /// [`IntKernel::apply`] over many ints, into `out` (cleared first); stops at the first
+    /// error. The operator is chosen once for the whole run.
+    pub fn apply_all(&self, xs: &[i64], out: &mut Vec<i64>) -> Result<(), EvalError> {
+        out.clear();
+        let literal = self.literal;
+        match (self.op, self.divisor) {
+            (ArithOp::Rem, Some(divisor)) => {
+                out.extend(xs.iter().map(|&x| x.wrapping_sub(divisor.quotient(x).wrapping_mul(literal))));
+            }
+            (ArithOp::Div, Some(divisor)) => out.extend(xs.iter().map(|&x| divisor.quotient(x))),
+            _ => {
+                for &x in xs {
+                    out.push(self.apply(x)?);
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Signed division by a constant `d ≥ 2` as a multiplication: `q = (mulhs(n, magic) + n?) >> shift`,
@@ -137,7 +156,13 @@ mod tests {
         fn kernels_equal_checked_arithmetic(n in any::<i64>(), d in any::<i64>(), small in -5000i64..5000) {
             for op in [ArithOp::Add, ArithOp::Sub, ArithOp::Mul, ArithOp::Div, ArithOp::Rem] {
                 for literal in [d, small, d >> 40] {
-                    prop_assert_eq!(IntKernel::new(op, 0, literal).apply(n), ops::arith_int(op, n, literal));
+                    let kernel = IntKernel::new(op, 0, literal);
+                    prop_assert_eq!(kernel.apply(n), ops::arith_int(op, n, literal));
+                    let mut out = Vec::new();
+                    let all = kernel.apply_all(&[n, small, d], &mut out);
+                    let one_by_one: Result<Vec<i64>, EvalError> =
+                        [n, small, d].iter().map(|&x| ops::arith_int(op, x, literal)).collect();
+                    prop_assert_eq!(all.map(|()| out), one_by_one);
                 }
             }
         }

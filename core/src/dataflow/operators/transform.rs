@@ -22,6 +22,11 @@ pub(crate) struct Map {
     fields: Vec<Expr>,
     /// Per field, its int kernel if it has one.
     kernels: Vec<Option<IntKernel>>,
+    /// Every field's kernel, when every field has one.
+    all_kernels: Option<Vec<IntKernel>>,
+    /// Scratch of the column path: one field's ints in, one result column out.
+    column_in: Vec<i64>,
+    column_out: Vec<i64>,
     output: Row,
     /// The output of a batch, its slots reused from batch to batch.
     batch: RowBatch,
@@ -30,8 +35,10 @@ pub(crate) struct Map {
 impl Map {
     pub(crate) fn new(context: OperatorContext, fields: Vec<Expr>) -> Map {
         let output = vec![Value::Null; fields.len()];
-        let kernels = fields.iter().map(Expr::int_kernel).collect();
-        Map { context, fields, kernels, output, batch: RowBatch::new() }
+        let kernels: Vec<Option<IntKernel>> = fields.iter().map(Expr::int_kernel).collect();
+        let all_kernels = kernels.iter().copied().collect();
+        let (column_in, column_out) = (Vec::new(), Vec::new());
+        Map { context, fields, kernels, all_kernels, output, batch: RowBatch::new(), column_in, column_out }
     }
 }
 
@@ -48,6 +55,9 @@ impl Operator for Map {
     /// out, as they would one by one. Fields that are `field op int-literal` over an int are
     /// computed by their kernel, the rest by `eval`.
     fn process_batch(&mut self, _input: usize, rows: &RowBatch, out: &mut dyn Collector) -> Result<(), OperatorError> {
+        if self.by_columns(rows) {
+            return out.collect_batch(&self.batch);
+        }
         self.batch.start(self.fields.len());
         for row in rows.iter() {
             let slots = self.batch.push_slots();
@@ -64,6 +74,34 @@ impl Operator for Map {
             }
         }
         out.collect_batch(&self.batch)
+    }
+}
+
+impl Map {
+    /// The output batch computed column by column, when every field has an int kernel and
+    /// every field it reads is an int; `false` (and the batch to be redone row by row) on
+    /// anything else, an error included, so errors come in row order from the row path.
+    fn by_columns(&mut self, rows: &RowBatch) -> bool {
+        let Some(kernels) = &self.all_kernels else { return false };
+        self.batch.start(self.fields.len());
+        self.batch.set_len(rows.len());
+        let (inputs, results) = (&mut self.column_in, &mut self.column_out);
+        for (field, kernel) in kernels.iter().enumerate() {
+            inputs.clear();
+            for value in rows.column(kernel.position()) {
+                match value {
+                    Value::Int(x) => inputs.push(*x),
+                    _ => return false,
+                }
+            }
+            if inputs.len() != rows.len() || kernel.apply_all(inputs, results).is_err() {
+                return false;
+            }
+            for (slot, &y) in self.batch.column_mut(field).zip(results.iter()) {
+                super::put_int(slot, y);
+            }
+        }
+        true
     }
 }
 
