@@ -66,6 +66,11 @@ pub const SEGMENT_BYTES_DEFAULT: usize = 32 * 1024;
 /// Deepest nesting of lists inside a value that encodes and decodes (a list of ints is depth 1).
 pub const LIST_DEPTH_MAX: usize = 64;
 
+/// Widest row of small ints that encodes and decodes through a 16-byte window (2 + 3 · 4 = 14).
+const NARROW_FIELDS_MAX: usize = 4;
+/// The window's size.
+const NARROW_WINDOW_BYTES: usize = 16;
+
 const TAG_RECORD: u8 = 1;
 const TAG_WATERMARK: u8 = 2;
 const TAG_BARRIER: u8 = 3;
@@ -211,6 +216,9 @@ impl BufferBuilder {
         if self.bytes.capacity() == 0 {
             self.bytes.reserve_exact(self.capacity_bytes);
         }
+        if (1..=NARROW_FIELDS_MAX).contains(&width) {
+            return self.push_narrow_int_records(rows, from);
+        }
         // A record of small ints takes at most 2 + 3 bytes a field.
         let room = self.capacity_bytes.saturating_sub(self.bytes.len()) / (2 + 3 * width);
         let end = rows.len().min(from + room);
@@ -221,6 +229,44 @@ impl BufferBuilder {
                 break;
             }
             self.encode_small_int_record(row);
+            index += 1;
+        }
+        index - from
+    }
+
+    /// Rows of at most [`NARROW_FIELDS_MAX`] small ints: each record is put together in a
+    /// 16-byte window on the stack and appended whole, then cut to its length (so the loop
+    /// keeps nothing in memory it must reload); the window's slack is kept free in the bytes'
+    /// capacity.
+    #[inline]
+    fn push_narrow_int_records(&mut self, rows: &RowBatch, from: usize) -> usize {
+        let width = rows.width();
+        let limit = self.capacity_bytes.min(self.bytes.capacity().saturating_sub(NARROW_WINDOW_BYTES));
+        let room = limit.saturating_sub(self.bytes.len()) / (2 + 3 * width);
+        let end = rows.len().min(from + room);
+        let mut index = from;
+        while index < end {
+            // The window lives in a register: bytes written to a stack array one at a time and
+            // read back as one 16-byte word would stall store forwarding.
+            let mut window = u128::from(TAG_RECORD) | (width as u128) << 8;
+            let mut length = 2;
+            for value in rows.row(index) {
+                let zigzagged = match value {
+                    Value::Int(x) if zigzag(*x) < 1 << 14 => zigzag(*x),
+                    _ => return index - from,
+                };
+                let encoded = if zigzagged < 0x80 {
+                    u128::from(VALUE_INT) | u128::from(zigzagged) << 8
+                } else {
+                    u128::from(VALUE_INT) | u128::from(zigzagged & 0x7f | 0x80) << 8 | u128::from(zigzagged >> 7) << 16
+                };
+                window |= encoded << (8 * length);
+                length += if zigzagged < 0x80 { 2 } else { 3 };
+            }
+            let start = self.bytes.len();
+            self.bytes.extend_from_slice(&window.to_le_bytes());
+            self.bytes.truncate(start + length);
+            self.elements += 1;
             index += 1;
         }
         index - from
@@ -497,6 +543,10 @@ impl<'a> BufferReader<'a> {
     pub fn next_records_into(&mut self, batch: &mut RowBatch, max_records: usize) -> Result<usize, DecodeError> {
         let mut appended = 0;
         while appended < max_records && self.bytes.get(self.position) == Some(&TAG_RECORD) {
+            if self.narrow_int_record(batch) {
+                appended += 1;
+                continue;
+            }
             let start = self.position;
             self.position += 1;
             let fields = match self.length("field count") {
@@ -518,14 +568,50 @@ impl<'a> BufferReader<'a> {
         Ok(appended)
     }
 
+    /// A record of at most [`NARROW_FIELDS_MAX`] small ints at the current position, of the
+    /// batch's width (any when the batch is empty), read from one 16-byte window into a new row
+    /// of `batch`; `false`, with nothing changed, for anything else (the general path decides).
+    #[inline(always)]
+    fn narrow_int_record(&mut self, batch: &mut RowBatch) -> bool {
+        let start = self.position;
+        let Some(window) = self.bytes.get(start..start + NARROW_WINDOW_BYTES) else { return false };
+        let width = usize::from(window[1]);
+        let fits = if batch.is_empty() { (1..=NARROW_FIELDS_MAX).contains(&width) } else { width == batch.width() };
+        if window[0] != TAG_RECORD || !fits || width > NARROW_FIELDS_MAX {
+            return false;
+        }
+        let (mut ints, mut length) = ([0i64; NARROW_FIELDS_MAX], 2);
+        for int in ints.iter_mut().take(width) {
+            let (tag, low, high) = (window[length], window[length + 1], window[length + 2]);
+            if tag != VALUE_INT {
+                return false;
+            }
+            if low < 0x80 {
+                *int = unzigzag(u64::from(low));
+                length += 2;
+            } else if high < 0x80 {
+                *int = unzigzag(u64::from(low & 0x7f) | u64::from(high) << 7);
+                length += 3;
+            } else {
+                return false;
+            }
+        }
+        if batch.is_empty() {
+            batch.start(width);
+        }
+        for (slot, &x) in batch.push_slots().iter_mut().zip(&ints) {
+            match slot {
+                Value::Int(old) => *old = x,
+                other => *other = Value::Int(x),
+            }
+        }
+        self.position = start + length;
+        true
+    }
+
     /// Ends a batch at a record that does not decode (see [`BufferReader::next_records_into`]).
     #[cold]
-    fn stop_batch(
-        &mut self,
-        record_start: usize,
-        appended: usize,
-        error: DecodeError,
-    ) -> Result<usize, DecodeError> {
+    fn stop_batch(&mut self, record_start: usize, appended: usize, error: DecodeError) -> Result<usize, DecodeError> {
         if appended > 0 {
             self.position = record_start;
             return Ok(appended);

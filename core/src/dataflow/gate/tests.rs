@@ -698,7 +698,9 @@ fn outputs_of(script: &Script, mode: AlignmentMode, timeout: Option<Duration>, b
         let mut polled = 0;
         while polled < limit {
             let output: Result<Option<GateOutput<Vec<Row>>>, GateError> = match batched {
-                false => driver.gate.poll(driver.now).map(|output| output.map(|output| output.map_row(|row| vec![row]))),
+                false => {
+                    driver.gate.poll(driver.now).map(|output| output.map(|output| output.map_row(|row| vec![row])))
+                }
                 true => driver.gate.poll_batch(driver.now, &mut batch, limit - polled).map(|output| {
                     output.map(|output| output.map_row(|()| batch.iter().map(<[Value]>::to_vec).collect()))
                 }),

@@ -256,7 +256,11 @@ fn count_window_job(key: &str, size: u64, parallelism: u32) -> JobPlan {
 
 /// What a window chain gave for `rows` fed in batches cut at `cuts` (record by record without
 /// cuts): its output, its error, and its snapshot when it did not fail.
-fn feed_window(plan: &JobPlan, rows: &[Row], cuts: Option<&[usize]>) -> (Vec<Row>, Option<String>, Option<ChainSnapshot>) {
+fn feed_window(
+    plan: &JobPlan,
+    rows: &[Row],
+    cuts: Option<&[usize]>,
+) -> (Vec<Row>, Option<String>, Option<ChainSnapshot>) {
     let options = ChainOptions::default();
     let mut chain = build_chain(plan, vertex_of(plan, "window"), SubtaskIndex(0), &options, &mut TestIo::default())
         .unwrap_or_else(|error| panic!("{error}"));
