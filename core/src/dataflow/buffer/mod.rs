@@ -166,6 +166,13 @@ impl BufferBuilder {
     #[inline]
     pub fn push_record(&mut self, row: &[Value]) -> bool {
         let start = self.bytes.len();
+        let slack = self.bytes.capacity().saturating_sub(NARROW_WINDOW_BYTES);
+        if start + 2 + 3 * NARROW_FIELDS_MAX <= self.capacity_bytes.min(slack)
+            && let Some((window, length)) = narrow_window(row)
+        {
+            self.append_window(window, length);
+            return true;
+        }
         // Rows of scalars (at most 11 bytes a value) that surely fit are encoded in one pass.
         if start + 11 * (row.len() + 1) <= self.capacity_bytes && row.iter().all(is_scalar) {
             if self.bytes.capacity() == 0 {
@@ -246,30 +253,22 @@ impl BufferBuilder {
         let end = rows.len().min(from + room);
         let mut index = from;
         while index < end {
-            // The window lives in a register: bytes written to a stack array one at a time and
-            // read back as one 16-byte word would stall store forwarding.
-            let mut window = u128::from(TAG_RECORD) | (width as u128) << 8;
-            let mut length = 2;
-            for value in rows.row(index) {
-                let zigzagged = match value {
-                    Value::Int(x) if zigzag(*x) < 1 << 14 => zigzag(*x),
-                    _ => return index - from,
-                };
-                let encoded = if zigzagged < 0x80 {
-                    u128::from(VALUE_INT) | u128::from(zigzagged) << 8
-                } else {
-                    u128::from(VALUE_INT) | u128::from(zigzagged & 0x7f | 0x80) << 8 | u128::from(zigzagged >> 7) << 16
-                };
-                window |= encoded << (8 * length);
-                length += if zigzagged < 0x80 { 2 } else { 3 };
-            }
-            let start = self.bytes.len();
-            self.bytes.extend_from_slice(&window.to_le_bytes());
-            self.bytes.truncate(start + length);
-            self.elements += 1;
+            let Some((window, length)) = narrow_window(rows.row(index)) else { break };
+            self.append_window(window, length);
             index += 1;
         }
         index - from
+    }
+
+    /// Appends a record encoded by [`narrow_window`]; the bytes' capacity has the window's
+    /// slack (checked by the callers).
+    #[inline(always)]
+    fn append_window(&mut self, window: u128, length: usize) {
+        debug_assert!(self.bytes.capacity() - self.bytes.len() >= NARROW_WINDOW_BYTES);
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(&window.to_le_bytes());
+        self.bytes.truncate(start + length);
+        self.elements += 1;
     }
 
     /// [`BufferBuilder::encode_record`] for a row of fewer than 128 ints of one or two varint
@@ -842,6 +841,33 @@ fn put_varint(out: &mut Vec<u8>, mut value: u64) {
 #[inline]
 fn record_len(row: &[Value]) -> usize {
     1 + varint_len(row.len() as u64) + row.iter().map(|value| value_len(value, 0)).sum::<usize>()
+}
+
+/// A record of one to [`NARROW_FIELDS_MAX`] small ints (see [`is_small_int`]) encoded in a
+/// 16-byte little-endian window, and its length; `None` for any other row. The window lives in
+/// a register: bytes written to a stack array one at a time and read back as one 16-byte word
+/// would stall store forwarding.
+#[inline(always)]
+fn narrow_window(row: &[Value]) -> Option<(u128, usize)> {
+    if !(1..=NARROW_FIELDS_MAX).contains(&row.len()) {
+        return None;
+    }
+    let mut window = u128::from(TAG_RECORD) | (row.len() as u128) << 8;
+    let mut length = 2;
+    for value in row {
+        let zigzagged = match value {
+            Value::Int(x) if zigzag(*x) < 1 << 14 => zigzag(*x),
+            _ => return None,
+        };
+        let encoded = if zigzagged < 0x80 {
+            u128::from(VALUE_INT) | u128::from(zigzagged) << 8
+        } else {
+            u128::from(VALUE_INT) | u128::from(zigzagged & 0x7f | 0x80) << 8 | u128::from(zigzagged >> 7) << 16
+        };
+        window |= encoded << (8 * length);
+        length += if zigzagged < 0x80 { 2 } else { 3 };
+    }
+    Some((window, length))
 }
 
 /// An int whose zigzag varint takes one or two bytes (|x| < 8192).
