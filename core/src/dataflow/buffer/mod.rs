@@ -41,8 +41,12 @@
 //! # Cost
 //!
 //! [`BufferReader::next_into`] decodes into a caller's reusable [`Row`], so int, float, bool and
-//! null rows decode without allocating; strings allocate their `Arc<str>`. Builders allocate
-//! their bytes once per buffer, or never when buffers are given back with
+//! null rows decode without allocating; strings allocate their `Arc<str>`. The data plane moves
+//! records in batches: [`BufferReader::next_records_into`] decodes a run of records into a
+//! [`RowBatch`] and [`BufferBuilder::push_records`] / [`RecordWriter::emit_batch`] encode one.
+//! Rows of one to four ints below 8192 in magnitude (the usual keyed pair) take a fast path
+//! both ways, through one 16-byte window, with the same bytes as the general encoder. Builders
+//! allocate their bytes once per buffer, or never when buffers are given back with
 //! [`BufferBuilder::recycle`] / [`RecordWriter::recycle`]. Benchmark:
 //! `cargo test -p weir-core --release --lib dataflow::buffer::tests::bench -- --ignored --nocapture`.
 

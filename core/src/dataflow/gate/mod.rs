@@ -52,8 +52,11 @@
 //! back ([`Refused`]), so a blocked channel backpressures its producer exactly as Flink's credits
 //! do. In-flight copies exist only during unaligned checkpoints; those made after the trigger are
 //! held until the last barrier arrives, so their size is what the producers send before their
-//! barriers (Flink spills them to checkpoint storage as they come; weir keeps them in memory). [`InputGate::poll_into`]
-//! decodes buffers straight into the caller's row: int rows pass the gate without allocating.
+//! barriers (Flink spills them to checkpoint storage as they come; weir keeps them in memory).
+//! [`InputGate::poll_into`] decodes buffers straight into the caller's row, and
+//! [`InputGate::poll_batch`] a run of records of one buffer into the caller's [`RowBatch`] (in
+//! the order `poll_into` would give them, one output for the run): int rows pass the gate
+//! without allocating.
 
 mod barriers;
 #[cfg(test)]

@@ -4,9 +4,11 @@
 //! codecs run only in `snapshot` and `restore`. Each state is a `Table` of one concrete type
 //! behind [`ErasedTable`], so the backend holds states of any types; a typed handle reaches its
 //! table through a `TypeId` recorded at registration (the one `unsafe` cast of the core, in
-//! place of `Any`'s downcast, whose virtual call costs a stall per record). A key's group (its stable hash, which
-//! costs more than the rest of a lookup) is computed when state is first stored for it and
-//! kept in its entries; a record whose key already has state does not hash it again.
+//! place of `Any`'s downcast, whose virtual call costs a stall per record). A key's group (its
+//! stable hash, which costs more than the rest of a lookup) is computed when state is first
+//! stored for it and kept in its entries; a record whose key already has state does not hash it
+//! again. [`HeapKeyedStateBackend::for_each_entry`] serves a batch of keys in two passes (every
+//! lookup, then every value), so that the lookups' cache misses overlap.
 
 use super::table::{Entry, Probe, Table, probe_hash};
 use super::{

@@ -9,8 +9,9 @@
 //!   [`TaskRunner::trigger_checkpoint`] (at a source), [`TaskRunner::notify_checkpoint`] and
 //!   [`TaskRunner::cancel`];
 //! - [`TaskRunner::step`]`(now, budget)` runs the chain: a source is polled for up to `budget`
-//!   records, any other task drains its gate for up to `budget` records (records into the chain,
-//!   watermarks, checkpoint barriers, the end of input); processing-time timers due at `now` fire
+//!   records, any other task drains its gate for up to `budget` records (records into the chain
+//!   in batches of up to 256, watermarks, checkpoint barriers, the end of input), checking the
+//!   output backlog after each batch; processing-time timers due at `now` fire
 //!   and writers whose buffer timeout passed are flushed. The [`StepStatus`] says whether to step
 //!   again, wait for input, drain the outputs first, or stop;
 //! - outputs: [`TaskRunner::poll_output`] until `None` ([`TaskOutput`]: buffers per output edge and
