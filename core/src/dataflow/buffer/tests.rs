@@ -519,3 +519,34 @@ proptest! {
         prop_assert_eq!(decoded, rows);
     }
 }
+
+#[test]
+fn a_key_that_fails_in_a_batch_stops_it_after_the_rows_before_it_as_row_by_row() {
+    let schema = Schema::new([("k", Type::Int), ("v", Type::Int)]);
+    let key = compile("10 / k", &schema).unwrap_or_else(|error| panic!("{error}"));
+    let spec = |key| SelectorSpec {
+        producer: SubtaskIndex(0),
+        producer_parallelism: 1,
+        consumer_parallelism: 3,
+        max_parallelism: 128,
+        key: Some(key),
+        seed: 1,
+    };
+    let hash = Partitioner::Hash { key: "10 / k".into() };
+    let new = || ChannelSelector::new(&hash, spec(key.clone())).unwrap_or_else(|error| panic!("{error}"));
+    let (mut single, mut batched) =
+        (RecordWriter::new(new(), 64, Duration::MAX), RecordWriter::new(new(), 64, Duration::MAX));
+    let mut batch = RowBatch::new();
+    batch.start(2);
+    for k in [1, 2, 0, 3] {
+        batch.push(&[Value::Int(k), Value::Int(k)]);
+    }
+    let one_by_one = batch.iter().try_for_each(|row| single.emit(Time(0), row));
+    let error = batched.emit_batch(Time(0), &batch);
+    assert_eq!(one_by_one, error);
+    assert!(error.is_err(), "10 / 0 fails");
+    assert_eq!(batched.metrics().records_out, 2, "the rows before the failing one were sent");
+    single.flush_all();
+    batched.flush_all();
+    assert_eq!(drain(&mut single), drain(&mut batched));
+}
