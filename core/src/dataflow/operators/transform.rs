@@ -86,13 +86,18 @@ impl Map {
         self.batch.start(self.fields.len());
         self.batch.set_len(rows.len());
         let (inputs, results) = (&mut self.column_in, &mut self.column_out);
+        let mut gathered = None;
         for (field, kernel) in kernels.iter().enumerate() {
-            inputs.clear();
-            for value in rows.column(kernel.position()) {
-                match value {
-                    Value::Int(x) => inputs.push(*x),
-                    _ => return false,
+            // Kernels over the field just gathered (`x % 1000`, `x % 101`) reuse its ints.
+            if gathered != Some(kernel.position()) {
+                inputs.clear();
+                for value in rows.column(kernel.position()) {
+                    match value {
+                        Value::Int(x) => inputs.push(*x),
+                        _ => return false,
+                    }
                 }
+                gathered = Some(kernel.position());
             }
             if inputs.len() != rows.len() || kernel.apply_all(inputs, results).is_err() {
                 return false;
