@@ -177,7 +177,8 @@ impl HeapKeyedStateBackend {
     ///
     /// A key outside this subtask's key groups ends the batch: the keys before it are visited,
     /// then its error, through `fail`, is returned. `visit` failing stops the batch with that
-    /// error.
+    /// error; the keys after it may have been given fresh values already (an operator error
+    /// fails the task, whose state is then thrown away for the last checkpoint's).
     pub fn for_each_entry<T: StateType, E>(
         &mut self,
         (state, at): (ValueState<T>, Namespace),
