@@ -550,3 +550,30 @@ fn a_key_that_fails_in_a_batch_stops_it_after_the_rows_before_it_as_row_by_row()
     batched.flush_all();
     assert_eq!(drain(&mut single), drain(&mut batched));
 }
+
+proptest! {
+    #[test]
+    fn the_narrow_int_paths_write_and_read_the_general_encoding(
+        row in prop::collection::vec(
+            prop_oneof![(-8192i64..=8192).prop_map(Value::Int), any::<i64>().prop_map(Value::Int), Just(Value::Null)],
+            1..=5,
+        ),
+    ) {
+        let mut general = BufferBuilder::new(1 << 16);
+        let mut batch = RowBatch::new();
+        batch.start(row.len());
+        for _ in 0..3 {
+            general.encode_record(&row);
+            batch.push(&row);
+        }
+        let mut fast = BufferBuilder::new(1 << 16);
+        prop_assert_eq!(fast.push_records(&batch, 0), 3);
+        prop_assert!(fast.push_record(&row));
+        general.encode_record(&row);
+        let (general, fast) = (general.finish(), fast.finish());
+        prop_assert_eq!(general.bytes(), fast.bytes(), "the same bytes");
+        let mut decoded = RowBatch::new();
+        prop_assert_eq!(general.reader().next_records_into(&mut decoded, 10), Ok(4));
+        prop_assert!(decoded.iter().all(|decoded| decoded == row.as_slice()));
+    }
+}
