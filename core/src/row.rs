@@ -3,6 +3,11 @@
 //! A row is a `Vec<Value>` whose meaning comes from a [`Schema`] known at planning time, so
 //! expressions resolve field names to positions once, not per record. Values are a small closed
 //! set of types; `Float` compares and hashes by its bit pattern so rows can be keys.
+//!
+//! A [`RowBatch`] holds many rows of one width back to back in one vector: the data plane moves
+//! records between the gate, the operators and the writers in batches, so per-record calls
+//! through trait objects happen once per batch. Its slots are reused: an int written over an
+//! int slot of an earlier batch neither allocates nor drops anything.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -132,6 +137,113 @@ impl Schema {
     }
 }
 
+/// Rows of one width stored one after another, with their slots kept for reuse (see the module
+/// doc). Invariant: the first `len · width` values are the rows; values beyond them are stale
+/// slots of earlier batches, kept so the next rows overwrite them in place.
+#[derive(Clone, Debug, Default)]
+pub struct RowBatch {
+    values: Vec<Value>,
+    width: usize,
+    len: usize,
+}
+
+impl RowBatch {
+    /// An empty batch of rows of no fields (the first [`RowBatch::start`] sets the width).
+    pub fn new() -> RowBatch {
+        RowBatch::default()
+    }
+
+    /// Empties the batch for rows of `width` fields; slots are kept when the width is the same.
+    #[inline]
+    pub fn start(&mut self, width: usize) {
+        self.len = 0;
+        if width != self.width {
+            self.values.clear();
+            self.width = width;
+        }
+    }
+
+    /// Number of rows.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the batch holds no row.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Fields per row.
+    #[inline]
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
+    /// Row `index`; panics beyond [`RowBatch::len`].
+    #[inline]
+    pub fn row(&self, index: usize) -> &[Value] {
+        assert!(index < self.len, "row {index} of {}", self.len);
+        &self.values[index * self.width..(index + 1) * self.width]
+    }
+
+    /// The rows in order.
+    #[inline]
+    pub fn iter(&self) -> impl Iterator<Item = &[Value]> + '_ {
+        let width = self.width;
+        (0..self.len).map(move |index| &self.values[index * width..(index + 1) * width])
+    }
+
+    /// Appends a row and returns its slots to fill: they hold whatever an earlier batch left
+    /// there (or `null`), to be overwritten in place.
+    #[inline]
+    pub fn push_slots(&mut self) -> &mut [Value] {
+        let (start, end) = (self.len * self.width, (self.len + 1) * self.width);
+        if self.values.len() < end {
+            self.values.resize(end, Value::Null);
+        }
+        self.len += 1;
+        &mut self.values[start..end]
+    }
+
+    /// Field `field` of every row, in order (nothing for a field beyond the width).
+    #[inline]
+    pub fn column(&self, field: usize) -> impl Iterator<Item = &Value> + '_ {
+        let rows = if field < self.width { self.len } else { 0 };
+        self.values.get(field..).unwrap_or(&[]).iter().step_by(self.width.max(1)).take(rows)
+    }
+
+    /// Field `field` of every row, to overwrite in place.
+    #[inline]
+    pub fn column_mut(&mut self, field: usize) -> impl Iterator<Item = &mut Value> + '_ {
+        let rows = if field < self.width { self.len } else { 0 };
+        self.values.get_mut(field..).unwrap_or(&mut []).iter_mut().step_by(self.width.max(1)).take(rows)
+    }
+
+    /// Sets the number of rows to `rows`, new rows holding whatever slots an earlier batch left
+    /// (or `null`), to be overwritten.
+    #[inline]
+    pub fn set_len(&mut self, rows: usize) {
+        if self.values.len() < rows * self.width {
+            self.values.resize(rows * self.width, Value::Null);
+        }
+        self.len = rows;
+    }
+
+    /// Appends a copy of `row`, which must have the batch's width.
+    pub fn push(&mut self, row: &[Value]) {
+        assert_eq!(row.len(), self.width, "a row of {} fields in a batch of {}", row.len(), self.width);
+        self.push_slots().clone_from_slice(row);
+    }
+
+    /// Keeps the first `len` rows (no-op when there are not more).
+    #[inline]
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+}
+
 impl Value {
     /// The value's dynamic type.
     pub fn ty(&self) -> Type {
@@ -224,12 +336,36 @@ mod tests {
 
     #[test]
     fn values_order_totally_even_with_nan() {
-        let mut values = vec![Value::Float(f64::NAN), Value::Int(2), Value::Null, Value::Float(1.0)];
+        let mut values = [Value::Float(f64::NAN), Value::Int(2), Value::Null, Value::Float(1.0)];
         values.sort();
         assert_eq!(values[0], Value::Null);
         assert_eq!(values[1], Value::Int(2));
         assert_eq!(values[2], Value::Float(1.0));
         assert_eq!(Value::Float(f64::NAN), Value::Float(f64::NAN));
+    }
+
+    #[test]
+    fn a_batch_reuses_its_slots_and_keeps_rows_apart() {
+        let mut batch = RowBatch::new();
+        batch.start(2);
+        batch.push(&[Value::Int(1), Value::str("a")]);
+        batch.push_slots().clone_from_slice(&[Value::Int(2), Value::Null]);
+        assert_eq!(
+            batch.iter().collect::<Vec<_>>(),
+            vec![&[Value::Int(1), Value::str("a")][..], &[Value::Int(2), Value::Null]]
+        );
+        batch.start(2);
+        assert!(batch.is_empty());
+        assert_eq!(batch.push_slots(), &[Value::Int(1), Value::str("a")], "the old slots come back for reuse");
+        batch.set_len(1);
+        assert_eq!(batch.column(1).collect::<Vec<_>>(), [&Value::str("a")]);
+        batch.column_mut(0).for_each(|value| *value = Value::Int(7));
+        assert_eq!(batch.row(0), &[Value::Int(7), Value::str("a")]);
+        assert_eq!(batch.column(2).count(), 0, "no field beyond the width");
+        batch.truncate(0);
+        batch.start(0);
+        batch.push(&[]);
+        assert_eq!((batch.len(), batch.width(), batch.row(0).len()), (1, 0, 0));
     }
 
     #[test]

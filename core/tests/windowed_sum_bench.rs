@@ -1,6 +1,12 @@
-//! Throughput of the windowed-sum operator chains in one thread, without buffers between them:
-//! `[sequence -> map]` feeds `[window(count 1000, sum) -> discard]` directly through its
-//! output edge, as one task would feed the next if they shared a thread.
+//! Throughput of the windowed-sum job in one thread: `[sequence -> map]` feeds
+//! `[window(count 1000, sum) -> discard]` over a hash edge.
+//!
+//! - `bench_task_runners_p1` / `bench_task_runners_p2`: the job's `TaskRunner`s driven by their
+//!   step function, buffers moved between them as a driver would (the goal's measure); at
+//!   parallelism 2 there are two runners per chain, still on one thread, so the ratio to
+//!   parallelism 1 shows what the hash edge and the extra channels cost.
+//! - the others: the chains alone, without buffers between them (the source chain's edge calls
+//!   the window chain directly), and their parts.
 //!
 //! This lives outside `core/src` because it reads a clock, which the core must not.
 //! Run with:
@@ -11,18 +17,24 @@
 // A benchmark reads clocks and `/proc`; the core it measures does not.
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
+use std::collections::VecDeque;
 use std::hint::black_box;
 use std::time::Instant;
+use weir_core::config::Config;
 use weir_core::dataflow::EventTime;
+use weir_core::dataflow::buffer::Buffer;
 use weir_core::dataflow::operators::{
     Chain, ChainOptions, Collector, Connectors, LineWriter, OperatorContext, OperatorError, PartStore, PollStatus,
     ReaderRequest, SourceReader, build_chain,
 };
+use weir_core::dataflow::partition::ChannelIndex;
+use weir_core::dataflow::task::{StepStatus, TaskOutput, TaskRunner, TaskSetup};
 use weir_core::expr::stable_hash;
-use weir_core::ids::SubtaskIndex;
+use weir_core::ids::{AttemptNumber, Hex128, JobId, SubtaskIndex};
 use weir_core::job::WindowAssigner;
 use weir_core::job::builder::StreamEnvironment;
 use weir_core::plan::{JobPlan, PlanOptions, plan};
+use weir_core::protocol::ExecutionId;
 use weir_core::row::Value;
 use weir_core::time::Time;
 
@@ -97,8 +109,12 @@ impl Collector for Count {
 }
 
 fn windowed_sum(records: i64) -> JobPlan {
+    windowed_sum_at(records, 1)
+}
+
+fn windowed_sum_at(records: i64, parallelism: u32) -> JobPlan {
     let env = StreamEnvironment::new("windowed-sum");
-    env.set_parallelism(1);
+    env.set_parallelism(parallelism);
     env.sequence(0, records - 1)
         .uid("numbers")
         .map(&[("k", "x % 1000"), ("v", "x % 101")])
@@ -141,6 +157,108 @@ fn measure(label: &str, mut work: impl FnMut() -> u64) {
     let rate = records as f64 / best / 1e6;
     let ns = best * 1e9 / records as f64;
     println!("{label:<48} {records:>10} records {best:6.3} s CPU {rate:7.2} M records/s {ns:6.1} ns/record");
+}
+
+/// One task of the driven job and the buffers waiting for its input channels.
+struct Driven {
+    runner: TaskRunner,
+    inbox: VecDeque<(ChannelIndex, Buffer)>,
+    done: bool,
+}
+
+/// Every task of `plan`, built from the default configuration without checkpoints.
+fn task_runners(plan: &JobPlan, config: &Config) -> Vec<Driven> {
+    let mut tasks = Vec::new();
+    for vertex in &plan.vertices {
+        for subtask in (0..vertex.parallelism).map(SubtaskIndex) {
+            let execution =
+                ExecutionId { job: JobId(Hex128(1)), vertex: vertex.index, subtask, attempt: AttemptNumber(0) };
+            let setup = TaskSetup {
+                execution,
+                plan,
+                config,
+                restore: Vec::new(),
+                connectors: &mut NoIo,
+                seed: 0,
+                wait_for_final_checkpoint: false,
+            };
+            let runner = TaskRunner::new(setup).expect("task");
+            tasks.push(Driven { runner, inbox: VecDeque::new(), done: false });
+        }
+    }
+    tasks
+}
+
+/// Drives every task to its end on this thread, as a driver would: step each task, move its
+/// buffers to the consumer's input channel (holding them while the channel is full). Returns
+/// the records that entered the window tasks.
+fn drive(plan: &JobPlan, config: &Config) -> u64 {
+    let mut tasks = task_runners(plan, config);
+    let first_task: Vec<usize> = plan
+        .vertices
+        .iter()
+        .scan(0, |next, vertex| {
+            let first = *next;
+            *next += vertex.parallelism as usize;
+            Some(first)
+        })
+        .collect();
+    while tasks.iter().any(|task| !task.done) {
+        for index in 0..tasks.len() {
+            let task = &mut tasks[index];
+            while let Some((channel, buffer)) = task.inbox.pop_front() {
+                if let Err(refused) = task.runner.push_buffer(channel, buffer) {
+                    task.inbox.push_front((channel, refused.item));
+                    break;
+                }
+            }
+            if !task.done {
+                let status = task.runner.step(Time::ZERO, 1 << 16);
+                task.done = matches!(status, StepStatus::Finished);
+                assert!(!matches!(status, StepStatus::Failed | StepStatus::Canceled), "task {index}: {status:?}");
+            }
+            let producer = task.runner.execution().subtask;
+            while let Some(output) = tasks[index].runner.poll_output() {
+                let TaskOutput::Buffer { edge, consumer, buffer } = output else { continue };
+                let target = &mut tasks[first_task[plan.edges[edge].target.index()] + consumer.index()];
+                let channel = target.runner.input_channel(edge, producer).expect("a channel");
+                target.inbox.push_back((channel, buffer));
+            }
+        }
+    }
+    let windows = first_task[plan.vertices.len() - 1]..tasks.len();
+    tasks[windows].iter().map(|task| task.runner.metrics().records_in).sum()
+}
+
+fn bench_task_runners(parallelism: u32) {
+    let plan = windowed_sum_at(RECORDS, parallelism);
+    let mut config = Config::default();
+    config.checkpoint.interval = None;
+    let label = format!("task runners, p={parallelism}: sequence -> map => window");
+    measure(&label, || {
+        let records_in = drive(&plan, &config);
+        assert_eq!(records_in, RECORDS as u64, "every record reached a window task");
+        records_in
+    });
+}
+
+#[test]
+#[ignore = "benchmark: run in release with --ignored --nocapture"]
+fn bench_task_runners_p1() {
+    bench_task_runners(1);
+}
+
+#[test]
+#[ignore = "benchmark: run in release with --ignored --nocapture"]
+fn bench_task_runners_p2() {
+    bench_task_runners(2);
+}
+
+#[test]
+fn the_driven_task_runners_deliver_every_record_at_parallelism_2() {
+    let plan = windowed_sum_at(200_000, 2);
+    let config = Config::default();
+    assert_eq!(drive(&plan, &config), 200_000);
 }
 
 #[test]

@@ -32,7 +32,7 @@ use crate::job::Partitioner;
 use crate::plan::DistributionPattern;
 use crate::plan::execution::{ExecutionEdge, ExecutionGraph};
 use crate::rng::Rng;
-use crate::row::Value;
+use crate::row::{RowBatch, Value};
 use std::fmt;
 use std::ops::Range;
 
@@ -336,6 +336,27 @@ impl ChannelSelector {
         };
         debug_assert!(channel < channels);
         Ok(ChannelChoice::One(ChannelIndex(channel)))
+    }
+}
+
+impl ChannelSelector {
+    /// The channel of each row of `rows`, in order, into `channels` (cleared first), as
+    /// [`ChannelSelector::select`] row by row would choose them; `None` for broadcast (every
+    /// row goes everywhere). A key that cannot be computed stops the choice there: `channels`
+    /// holds the rows before it and the error is returned beside it.
+    pub fn select_batch(&mut self, rows: &RowBatch, channels: &mut Vec<u32>) -> Option<Result<(), EvalError>> {
+        channels.clear();
+        if matches!(self.strategy, Strategy::Broadcast) {
+            return None;
+        }
+        for row in rows.iter() {
+            match self.select(row) {
+                Ok(ChannelChoice::One(channel)) => channels.push(channel.0),
+                Ok(ChannelChoice::All) => unreachable!("only broadcast sends everywhere"),
+                Err(error) => return Some(Err(error)),
+            }
+        }
+        Some(Ok(()))
     }
 }
 

@@ -117,7 +117,9 @@
 //! Fields and constants are lent, not cloned (a string field costs no reference-count
 //! traffic); int, float and bool arithmetic and comparisons never allocate; subtrees without
 //! fields are computed once at compile time; `field op int-literal` (`x % 1000`, `v > 10`, also
-//! `10 < v`) is a single node; conditions are answered without building intermediate values.
+//! `10 < v`) is a single node, which operators over many int rows apply as an [`IntKernel`]
+//! (division by a literal as a multiplication); conditions are answered without building
+//! intermediate values.
 //! Strings are allocated only for results that are new strings (`lower` of a word that is
 //! already lower case returns the word itself). Run the micro-benchmark with
 //! `cargo test -p weir-core --release --lib expr::tests::bench -- --ignored --nocapture`.
@@ -133,6 +135,7 @@ pub mod aggregate;
 mod check;
 mod error;
 mod functions;
+mod kernel;
 mod lexer;
 mod node;
 mod ops;
@@ -143,6 +146,7 @@ mod tests;
 
 pub use aggregate::{Accumulator, AccumulatorState, AggregateKind, AggregateSpec, compile_aggregate};
 pub use error::{EvalError, ExprError};
+pub use kernel::IntKernel;
 pub use ops::stable_hash;
 
 use crate::row::{Schema, Type, Value};
@@ -234,6 +238,14 @@ impl Expr {
     pub fn field(&self) -> Option<usize> {
         match self.compiled.root {
             Node::Field(position) => Some(position),
+            _ => None,
+        }
+    }
+
+    /// The expression as an [`IntKernel`] when it is `field op int-literal` arithmetic.
+    pub fn int_kernel(&self) -> Option<IntKernel> {
+        match self.compiled.root {
+            Node::FieldArithInt { op, position, literal } => Some(IntKernel::new(op, position, literal)),
             _ => None,
         }
     }

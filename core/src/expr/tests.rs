@@ -974,7 +974,7 @@ fn printer_parenthesizes_by_precedence() {
 /// Run: `cargo test -p weir-core --release --lib expr::tests::bench -- --ignored --nocapture`.
 #[test]
 #[ignore = "micro-benchmark; run in release with --ignored --nocapture"]
-#[allow(clippy::disallowed_methods)]
+#[allow(clippy::disallowed_methods, clippy::disallowed_types)]
 fn bench_field_rem_literal_ns_per_eval() {
     use std::hint::black_box;
     use std::time::Instant;

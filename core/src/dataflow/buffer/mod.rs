@@ -41,8 +41,12 @@
 //! # Cost
 //!
 //! [`BufferReader::next_into`] decodes into a caller's reusable [`Row`], so int, float, bool and
-//! null rows decode without allocating; strings allocate their `Arc<str>`. Builders allocate
-//! their bytes once per buffer, or never when buffers are given back with
+//! null rows decode without allocating; strings allocate their `Arc<str>`. The data plane moves
+//! records in batches: [`BufferReader::next_records_into`] decodes a run of records into a
+//! [`RowBatch`] and [`BufferBuilder::push_records`] / [`RecordWriter::emit_batch`] encode one.
+//! Rows of one to four ints below 8192 in magnitude (the usual keyed pair) take a fast path
+//! both ways, through one 16-byte window, with the same bytes as the general encoder. Builders
+//! allocate their bytes once per buffer, or never when buffers are given back with
 //! [`BufferBuilder::recycle`] / [`RecordWriter::recycle`]. Benchmark:
 //! `cargo test -p weir-core --release --lib dataflow::buffer::tests::bench -- --ignored --nocapture`.
 
@@ -56,7 +60,7 @@ pub use writer::{RecordWriter, WriterMetrics};
 use super::{Barrier, BarrierKind, EventTime, StreamElement};
 use crate::config::TaskManagerConfig;
 use crate::ids::CheckpointId;
-use crate::row::{Row, Value};
+use crate::row::{Row, RowBatch, Value};
 use crate::time::Time;
 use std::sync::Arc;
 
@@ -65,6 +69,11 @@ pub const SEGMENT_BYTES_DEFAULT: usize = 32 * 1024;
 
 /// Deepest nesting of lists inside a value that encodes and decodes (a list of ints is depth 1).
 pub const LIST_DEPTH_MAX: usize = 64;
+
+/// Widest row of small ints that encodes and decodes through a 16-byte window (2 + 3 · 4 = 14).
+const NARROW_FIELDS_MAX: usize = 4;
+/// The window's size.
+const NARROW_WINDOW_BYTES: usize = 16;
 
 const TAG_RECORD: u8 = 1;
 const TAG_WATERMARK: u8 = 2;
@@ -161,12 +170,23 @@ impl BufferBuilder {
     #[inline]
     pub fn push_record(&mut self, row: &[Value]) -> bool {
         let start = self.bytes.len();
+        let slack = self.bytes.capacity().saturating_sub(NARROW_WINDOW_BYTES);
+        if start + 2 + 3 * NARROW_FIELDS_MAX <= self.capacity_bytes.min(slack)
+            && let Some((window, length)) = narrow_window(row)
+        {
+            self.append_window(window, length);
+            return true;
+        }
         // Rows of scalars (at most 11 bytes a value) that surely fit are encoded in one pass.
         if start + 11 * (row.len() + 1) <= self.capacity_bytes && row.iter().all(is_scalar) {
             if self.bytes.capacity() == 0 {
                 self.bytes.reserve_exact(self.capacity_bytes);
             }
-            self.encode_record(row);
+            if row.len() < 0x80 && row.iter().all(is_small_int) {
+                self.encode_small_int_record(row);
+            } else {
+                self.encode_record(row);
+            }
             debug_assert_eq!(self.bytes.len() - start, record_len(row), "record_len agrees with the encoder");
             return true;
         }
@@ -177,6 +197,99 @@ impl BufferBuilder {
         self.encode_record(row);
         debug_assert_eq!(self.bytes.len() - start, needed, "record_len agrees with the encoder");
         true
+    }
+
+    /// Appends the rows of `rows` from row `from` on while they fit and the builder is not
+    /// full; returns how many it appended (at least one when the builder was empty).
+    #[inline]
+    pub fn push_records(&mut self, rows: &RowBatch, from: usize) -> usize {
+        let mut pushed = self.push_small_int_records(rows, from);
+        for index in from + pushed..rows.len() {
+            if !self.push_record(rows.row(index)) {
+                break;
+            }
+            pushed += 1;
+            if self.is_full() {
+                break;
+            }
+        }
+        pushed
+    }
+
+    /// The rows from `from` on that are small ints (see `encode_small_int_record`) and surely
+    /// fit, in one tight loop; returns how many it appended.
+    #[inline]
+    fn push_small_int_records(&mut self, rows: &RowBatch, from: usize) -> usize {
+        let width = rows.width();
+        if width >= 0x80 || from >= rows.len() {
+            return 0;
+        }
+        if self.bytes.capacity() == 0 {
+            self.bytes.reserve_exact(self.capacity_bytes);
+        }
+        if (1..=NARROW_FIELDS_MAX).contains(&width) {
+            return self.push_narrow_int_records(rows, from);
+        }
+        // A record of small ints takes at most 2 + 3 bytes a field.
+        let room = self.capacity_bytes.saturating_sub(self.bytes.len()) / (2 + 3 * width);
+        let end = rows.len().min(from + room);
+        let mut index = from;
+        while index < end {
+            let row = rows.row(index);
+            if !row.iter().all(is_small_int) {
+                break;
+            }
+            self.encode_small_int_record(row);
+            index += 1;
+        }
+        index - from
+    }
+
+    /// Rows of at most [`NARROW_FIELDS_MAX`] small ints: each record is put together in a
+    /// 16-byte window on the stack and appended whole, then cut to its length (so the loop
+    /// keeps nothing in memory it must reload); the window's slack is kept free in the bytes'
+    /// capacity.
+    #[inline]
+    fn push_narrow_int_records(&mut self, rows: &RowBatch, from: usize) -> usize {
+        let width = rows.width();
+        let limit = self.capacity_bytes.min(self.bytes.capacity().saturating_sub(NARROW_WINDOW_BYTES));
+        let room = limit.saturating_sub(self.bytes.len()) / (2 + 3 * width);
+        let end = rows.len().min(from + room);
+        let mut index = from;
+        while index < end {
+            let Some((window, length)) = narrow_window(rows.row(index)) else { break };
+            self.append_window(window, length);
+            index += 1;
+        }
+        index - from
+    }
+
+    /// Appends a record encoded by [`narrow_window`]; the bytes' capacity has the window's
+    /// slack (checked by the callers).
+    #[inline(always)]
+    fn append_window(&mut self, window: u128, length: usize) {
+        debug_assert!(self.bytes.capacity() - self.bytes.len() >= NARROW_WINDOW_BYTES);
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(&window.to_le_bytes());
+        self.bytes.truncate(start + length);
+        self.elements += 1;
+    }
+
+    /// [`BufferBuilder::encode_record`] for a row of fewer than 128 ints of one or two varint
+    /// bytes (the usual row): the same bytes, written a fixed-size piece at a time.
+    #[inline(always)]
+    fn encode_small_int_record(&mut self, row: &[Value]) {
+        self.bytes.extend_from_slice(&[TAG_RECORD, row.len() as u8]);
+        for value in row {
+            let Value::Int(x) = value else { unreachable!("checked by is_small_int") };
+            let zigzagged = zigzag(*x);
+            if zigzagged < 0x80 {
+                self.bytes.extend_from_slice(&[VALUE_INT, zigzagged as u8]);
+            } else {
+                self.bytes.extend_from_slice(&[VALUE_INT, zigzagged as u8 | 0x80, (zigzagged >> 7) as u8]);
+            }
+        }
+        self.elements += 1;
     }
 
     #[inline(always)]
@@ -404,7 +517,13 @@ impl<'a> BufferReader<'a> {
             row.clear();
             row.resize(count, Value::Null);
         }
-        for slot in row.iter_mut() {
+        self.fields(row)
+    }
+
+    /// A record's values into `slots`, in place (see [`BufferReader::record`]).
+    #[inline(always)]
+    fn fields(&mut self, slots: &mut [Value]) -> Step<()> {
+        for slot in slots.iter_mut() {
             match self.small_int() {
                 Some(x) => match slot {
                     Value::Int(old) => *old = x,
@@ -414,6 +533,94 @@ impl<'a> BufferReader<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Decodes the records from here on into `batch`, appending (an empty batch takes the width
+    /// of the first record), and stops before anything but a record, before a record of another
+    /// width, at the end of the bytes or after `max_records`. Returns how many it appended.
+    ///
+    /// A record that does not decode ends the batch before it when records were appended, so
+    /// they are delivered and the next call reports the error; with none appended it is the
+    /// error, and the reader is exhausted (as [`BufferReader::next_into`]).
+    #[inline]
+    pub fn next_records_into(&mut self, batch: &mut RowBatch, max_records: usize) -> Result<usize, DecodeError> {
+        let mut appended = 0;
+        while appended < max_records && self.bytes.get(self.position) == Some(&TAG_RECORD) {
+            if self.narrow_int_record(batch) {
+                appended += 1;
+                continue;
+            }
+            let start = self.position;
+            self.position += 1;
+            let fields = match self.length("field count") {
+                Ok(fields) => fields,
+                Err(error) => return self.stop_batch(start, appended, *error),
+            };
+            if batch.is_empty() {
+                batch.start(fields);
+            } else if fields != batch.width() {
+                self.position = start;
+                break;
+            }
+            if let Err(error) = self.fields(batch.push_slots()) {
+                batch.truncate(batch.len() - 1);
+                return self.stop_batch(start, appended, *error);
+            }
+            appended += 1;
+        }
+        Ok(appended)
+    }
+
+    /// A record of at most [`NARROW_FIELDS_MAX`] small ints at the current position, of the
+    /// batch's width (any when the batch is empty), read from one 16-byte window into a new row
+    /// of `batch`; `false`, with nothing changed, for anything else (the general path decides).
+    #[inline(always)]
+    fn narrow_int_record(&mut self, batch: &mut RowBatch) -> bool {
+        let start = self.position;
+        let Some(window) = self.bytes.get(start..start + NARROW_WINDOW_BYTES) else { return false };
+        let width = usize::from(window[1]);
+        let fits = if batch.is_empty() { (1..=NARROW_FIELDS_MAX).contains(&width) } else { width == batch.width() };
+        if window[0] != TAG_RECORD || !fits || width > NARROW_FIELDS_MAX {
+            return false;
+        }
+        let (mut ints, mut length) = ([0i64; NARROW_FIELDS_MAX], 2);
+        for int in ints.iter_mut().take(width) {
+            let (tag, low, high) = (window[length], window[length + 1], window[length + 2]);
+            if tag != VALUE_INT {
+                return false;
+            }
+            if low < 0x80 {
+                *int = unzigzag(u64::from(low));
+                length += 2;
+            } else if high < 0x80 {
+                *int = unzigzag(u64::from(low & 0x7f) | u64::from(high) << 7);
+                length += 3;
+            } else {
+                return false;
+            }
+        }
+        if batch.is_empty() {
+            batch.start(width);
+        }
+        for (slot, &x) in batch.push_slots().iter_mut().zip(&ints) {
+            match slot {
+                Value::Int(old) => *old = x,
+                other => *other = Value::Int(x),
+            }
+        }
+        self.position = start + length;
+        true
+    }
+
+    /// Ends a batch at a record that does not decode (see [`BufferReader::next_records_into`]).
+    #[cold]
+    fn stop_batch(&mut self, record_start: usize, appended: usize, error: DecodeError) -> Result<usize, DecodeError> {
+        if appended > 0 {
+            self.position = record_start;
+            return Ok(appended);
+        }
+        self.position = self.bytes.len();
+        Err(error)
     }
 
     /// Any element but a record, whose tag is at the current position.
@@ -638,6 +845,39 @@ fn put_varint(out: &mut Vec<u8>, mut value: u64) {
 #[inline]
 fn record_len(row: &[Value]) -> usize {
     1 + varint_len(row.len() as u64) + row.iter().map(|value| value_len(value, 0)).sum::<usize>()
+}
+
+/// A record of one to [`NARROW_FIELDS_MAX`] small ints (see [`is_small_int`]) encoded in a
+/// 16-byte little-endian window, and its length; `None` for any other row. The window lives in
+/// a register: bytes written to a stack array one at a time and read back as one 16-byte word
+/// would stall store forwarding.
+#[inline(always)]
+fn narrow_window(row: &[Value]) -> Option<(u128, usize)> {
+    if !(1..=NARROW_FIELDS_MAX).contains(&row.len()) {
+        return None;
+    }
+    let mut window = u128::from(TAG_RECORD) | (row.len() as u128) << 8;
+    let mut length = 2;
+    for value in row {
+        let zigzagged = match value {
+            Value::Int(x) if zigzag(*x) < 1 << 14 => zigzag(*x),
+            _ => return None,
+        };
+        let encoded = if zigzagged < 0x80 {
+            u128::from(VALUE_INT) | u128::from(zigzagged) << 8
+        } else {
+            u128::from(VALUE_INT) | u128::from(zigzagged & 0x7f | 0x80) << 8 | u128::from(zigzagged >> 7) << 16
+        };
+        window |= encoded << (8 * length);
+        length += if zigzagged < 0x80 { 2 } else { 3 };
+    }
+    Some((window, length))
+}
+
+/// An int whose zigzag varint takes one or two bytes (|x| < 8192).
+#[inline(always)]
+fn is_small_int(value: &Value) -> bool {
+    matches!(value, Value::Int(x) if zigzag(*x) < 1 << 14)
 }
 
 #[inline(always)]

@@ -3,7 +3,7 @@ use crate::dataflow::partition::{ChannelSelector, SelectorSpec};
 use crate::expr::compile;
 use crate::ids::SubtaskIndex;
 use crate::job::Partitioner;
-use crate::row::{Schema, Type};
+use crate::row::{RowBatch, Schema, Type};
 use crate::time::Duration;
 use proptest::prelude::*;
 
@@ -426,4 +426,154 @@ fn bench_encode_decode_ns_per_record() {
         }
         sum
     });
+}
+
+fn batch_row_strategy() -> impl Strategy<Value = Vec<Value>> {
+    let value = prop_oneof![
+        6 => (-9000i64..9000).prop_map(Value::Int),
+        1 => any::<i64>().prop_map(Value::Int),
+        1 => Just(Value::str("text")),
+        1 => Just(Value::Float(0.5)),
+        1 => Just(Value::Null),
+    ];
+    prop::collection::vec(value, 1..=3)
+}
+
+/// The rows cut into batches: a new batch at each change of width and at each cut.
+fn batches_of(rows: &[Vec<Value>], cuts: &[usize]) -> Vec<RowBatch> {
+    let mut batches: Vec<RowBatch> = Vec::new();
+    for (index, row) in rows.iter().enumerate() {
+        let same_width = batches.last().is_some_and(|batch| batch.width() == row.len());
+        if !same_width || cuts.contains(&index) {
+            let mut batch = RowBatch::new();
+            batch.start(row.len());
+            batches.push(batch);
+        }
+        if let Some(batch) = batches.last_mut() {
+            batch.push(row);
+        }
+    }
+    batches
+}
+
+proptest! {
+    #[test]
+    fn a_batch_writes_the_same_buffers_as_its_rows_one_by_one(
+        rows in prop::collection::vec(batch_row_strategy(), 0..200),
+        cuts in prop::collection::vec(0usize..200, 0..8),
+        partitioner in prop_oneof![
+            Just((Partitioner::Forward, 1)),
+            Just((Partitioner::Hash { key: "k".into() }, 1)),
+            Just((Partitioner::Hash { key: "k".into() }, 3)),
+            Just((Partitioner::Rebalance, 2)),
+        ],
+        capacity in prop_oneof![Just(8usize), Just(40), Just(1024)],
+        timeout in prop_oneof![Just(Duration::ZERO), Just(Duration::from_millis(1)), Just(Duration::MAX)],
+    ) {
+        let (partitioner, consumers) = partitioner;
+        let mut single = RecordWriter::new(selector(partitioner.clone(), consumers), capacity, timeout);
+        let mut batched = RecordWriter::new(selector(partitioner, consumers), capacity, timeout);
+        let mut index = 0;
+        for batch in batches_of(&rows, &cuts) {
+            let now = Time(index as u64 * 300);
+            for row in batch.iter() {
+                prop_assert!(single.emit(now, row).is_ok());
+            }
+            prop_assert!(batched.emit_batch(now, &batch).is_ok());
+            index += batch.len();
+            single.flush_due(Time(index as u64 * 300));
+            batched.flush_due(Time(index as u64 * 300));
+        }
+        single.flush_all();
+        batched.flush_all();
+        prop_assert_eq!(single.metrics(), batched.metrics());
+        let (single, batched) = (drain(&mut single), drain(&mut batched));
+        let records = |buffers: &[(u32, Vec<StreamElement>)]| -> Vec<(u32, StreamElement)> {
+            buffers.iter().flat_map(|(channel, elements)| elements.iter().map(|e| (*channel, e.clone()))).collect()
+        };
+        prop_assert_eq!(records(&single), records(&batched), "the same records to the same channels, in order");
+        prop_assert_eq!(single.len(), batched.len(), "as many buffers");
+    }
+
+    #[test]
+    fn a_reader_decodes_a_buffer_into_batches_as_it_does_record_by_record(
+        rows in prop::collection::vec(batch_row_strategy(), 0..100),
+        max_records in 1usize..20,
+    ) {
+        let elements: Vec<StreamElement> = rows.iter().cloned().map(StreamElement::Record).collect();
+        let buffer = encode(&elements);
+        let mut reader = buffer.reader();
+        let (mut batch, mut decoded) = (RowBatch::new(), Vec::new());
+        loop {
+            batch.truncate(0);
+            let appended = reader.next_records_into(&mut batch, max_records);
+            prop_assert!(appended.is_ok());
+            let appended = appended.unwrap_or(0);
+            if appended == 0 {
+                break;
+            }
+            prop_assert!(appended <= max_records && appended == batch.len());
+            decoded.extend(batch.iter().map(<[Value]>::to_vec));
+        }
+        prop_assert!(reader.is_done());
+        prop_assert_eq!(decoded, rows);
+    }
+}
+
+#[test]
+fn a_key_that_fails_in_a_batch_stops_it_after_the_rows_before_it_as_row_by_row() {
+    let schema = Schema::new([("k", Type::Int), ("v", Type::Int)]);
+    let key = compile("10 / k", &schema).unwrap_or_else(|error| panic!("{error}"));
+    let spec = |key| SelectorSpec {
+        producer: SubtaskIndex(0),
+        producer_parallelism: 1,
+        consumer_parallelism: 3,
+        max_parallelism: 128,
+        key: Some(key),
+        seed: 1,
+    };
+    let hash = Partitioner::Hash { key: "10 / k".into() };
+    let new = || ChannelSelector::new(&hash, spec(key.clone())).unwrap_or_else(|error| panic!("{error}"));
+    let (mut single, mut batched) =
+        (RecordWriter::new(new(), 64, Duration::MAX), RecordWriter::new(new(), 64, Duration::MAX));
+    let mut batch = RowBatch::new();
+    batch.start(2);
+    for k in [1, 2, 0, 3] {
+        batch.push(&[Value::Int(k), Value::Int(k)]);
+    }
+    let one_by_one = batch.iter().try_for_each(|row| single.emit(Time(0), row));
+    let error = batched.emit_batch(Time(0), &batch);
+    assert_eq!(one_by_one, error);
+    assert!(error.is_err(), "10 / 0 fails");
+    assert_eq!(batched.metrics().records_out, 2, "the rows before the failing one were sent");
+    single.flush_all();
+    batched.flush_all();
+    assert_eq!(drain(&mut single), drain(&mut batched));
+}
+
+proptest! {
+    #[test]
+    fn the_narrow_int_paths_write_and_read_the_general_encoding(
+        row in prop::collection::vec(
+            prop_oneof![(-8192i64..=8192).prop_map(Value::Int), any::<i64>().prop_map(Value::Int), Just(Value::Null)],
+            1..=5,
+        ),
+    ) {
+        let mut general = BufferBuilder::new(1 << 16);
+        let mut batch = RowBatch::new();
+        batch.start(row.len());
+        for _ in 0..3 {
+            general.encode_record(&row);
+            batch.push(&row);
+        }
+        let mut fast = BufferBuilder::new(1 << 16);
+        prop_assert_eq!(fast.push_records(&batch, 0), 3);
+        prop_assert!(fast.push_record(&row));
+        general.encode_record(&row);
+        let (general, fast) = (general.finish(), fast.finish());
+        prop_assert_eq!(general.bytes(), fast.bytes(), "the same bytes");
+        let mut decoded = RowBatch::new();
+        prop_assert_eq!(general.reader().next_records_into(&mut decoded, 10), Ok(4));
+        prop_assert!(decoded.iter().all(|decoded| decoded == row.as_slice()));
+    }
 }

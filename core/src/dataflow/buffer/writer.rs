@@ -18,7 +18,7 @@ use super::{Buffer, BufferBuilder};
 use crate::dataflow::partition::{ChannelChoice, ChannelIndex, ChannelSelector};
 use crate::dataflow::{Barrier, EventTime, StreamElement};
 use crate::expr::EvalError;
-use crate::row::Value;
+use crate::row::{RowBatch, Value};
 use crate::time::{Duration, Time};
 use std::collections::VecDeque;
 
@@ -46,6 +46,8 @@ pub struct RecordWriter {
     buffer_timeout: Duration,
     metrics: WriterMetrics,
     ended: bool,
+    /// Scratch: the channel of each row of a batch.
+    channels: Vec<u32>,
 }
 
 impl RecordWriter {
@@ -62,6 +64,7 @@ impl RecordWriter {
             buffer_timeout,
             metrics: WriterMetrics::default(),
             ended: false,
+            channels: Vec::new(),
         }
     }
 
@@ -79,6 +82,48 @@ impl RecordWriter {
         }
         self.metrics.records_out += 1;
         Ok(())
+    }
+
+    /// Sends the rows of `rows` in order, as many [`RecordWriter::emit`] calls would; with a
+    /// single channel they are encoded in one pass, buffer by buffer.
+    #[inline]
+    pub fn emit_batch(&mut self, now: Time, rows: &RowBatch) -> Result<(), EvalError> {
+        assert!(!self.ended, "a record after the end of input");
+        if self.builders.len() > 1 || self.buffer_timeout == Duration::ZERO {
+            return self.emit_batch_by_channel(now, rows);
+        }
+        // One channel: every partitioner sends every record to it.
+        let mut done = 0;
+        while done < rows.len() {
+            if self.builders[0].is_empty() {
+                self.opened_at[0] = now;
+            }
+            done += self.builders[0].push_records(rows, done);
+            if done < rows.len() || self.builders[0].is_full() {
+                self.flush(0);
+            }
+        }
+        self.metrics.records_out += rows.len() as u64;
+        Ok(())
+    }
+
+    /// [`RecordWriter::emit_batch`] over several channels: every row's channel first (their
+    /// key hashes overlap), then the rows into their channels' buffers, in order.
+    fn emit_batch_by_channel(&mut self, now: Time, rows: &RowBatch) -> Result<(), EvalError> {
+        let mut channels = std::mem::take(&mut self.channels);
+        let Some(chosen) = self.selector.select_batch(rows, &mut channels) else {
+            self.channels = channels;
+            for row in rows.iter() {
+                self.emit(now, row)?;
+            }
+            return Ok(());
+        };
+        for (row, &channel) in rows.iter().zip(&channels) {
+            self.push_to(now, channel as usize, |builder| builder.push_record(row));
+        }
+        self.metrics.records_out += channels.len() as u64;
+        self.channels = channels;
+        chosen
     }
 
     /// Sends a watermark to every channel, after the records already emitted.

@@ -52,8 +52,11 @@
 //! back ([`Refused`]), so a blocked channel backpressures its producer exactly as Flink's credits
 //! do. In-flight copies exist only during unaligned checkpoints; those made after the trigger are
 //! held until the last barrier arrives, so their size is what the producers send before their
-//! barriers (Flink spills them to checkpoint storage as they come; weir keeps them in memory). [`InputGate::poll_into`]
-//! decodes buffers straight into the caller's row: int rows pass the gate without allocating.
+//! barriers (Flink spills them to checkpoint storage as they come; weir keeps them in memory).
+//! [`InputGate::poll_into`] decodes buffers straight into the caller's row, and
+//! [`InputGate::poll_batch`] a run of records of one buffer into the caller's [`RowBatch`] (in
+//! the order `poll_into` would give them, one output for the run): int rows pass the gate
+//! without allocating.
 
 mod barriers;
 #[cfg(test)]
@@ -64,7 +67,7 @@ use super::partition::ChannelIndex;
 use super::{Barrier, BarrierKind, EVENT_TIME_MIN, EventTime, StreamElement};
 use crate::config::{CheckpointConfig, CheckpointingMode};
 use crate::ids::CheckpointId;
-use crate::row::Row;
+use crate::row::{Row, RowBatch};
 use crate::time::{Duration, Time};
 use std::collections::VecDeque;
 use std::fmt;
@@ -432,6 +435,78 @@ impl InputGate {
                 ElementKind::EndOfInput => self.on_end(now, channel)?,
             }
         }
+    }
+
+    /// As [`InputGate::poll_into`], but a `Record` output stands for up to `max_records`
+    /// records of `channel`, now in `batch` (its slots reused): the records that follow one
+    /// another in one buffer, up to the next element that is not a record or a record of
+    /// another width. The order of everything is that of `poll_into`. While an unaligned
+    /// checkpoint copies in-flight records the batches hold one record each.
+    pub fn poll_batch(
+        &mut self,
+        now: Time,
+        batch: &mut RowBatch,
+        max_records: usize,
+    ) -> Result<Option<GateOutput<()>>, GateError> {
+        assert!(max_records > 0, "a batch holds at least one record");
+        assert!(now >= self.now_last, "time went backwards: {now} after {}", self.now_last);
+        self.now_last = now;
+        self.check_aligned_timeout(now);
+        loop {
+            if let Some(output) = self.outputs.pop_front() {
+                return Ok(Some(output));
+            }
+            let Some(&channel) = self.readable.front() else { return Ok(None) };
+            let record = GateOutput::Record { channel: ChannelIndex(channel as u32), row: () };
+            if !matches!(self.pending, Pending::Capturing { .. }) {
+                let read = self.read_records(channel, batch, max_records)?;
+                if read > 0 {
+                    self.metrics.records_in += read as u64;
+                    return Ok(Some(record));
+                }
+            }
+            let mut row = std::mem::take(&mut self.scratch);
+            let read = self.read(channel, &mut row);
+            if let Ok(ElementKind::Record) = read {
+                self.metrics.records_in += 1;
+                self.capture(channel, || StreamElement::Record(row.clone()));
+                batch.start(row.len());
+                batch.push(&row);
+            }
+            self.scratch = row;
+            match read? {
+                ElementKind::Record => return Ok(Some(record)),
+                ElementKind::Watermark(time) => self.on_watermark(channel, time),
+                ElementKind::Barrier(barrier) => self.on_barrier(now, channel, barrier),
+                ElementKind::EndOfInput => self.on_end(now, channel)?,
+            }
+        }
+    }
+
+    /// Reads the records at the front of `channel`'s front buffer into `batch`; zero when
+    /// something else is at the front.
+    #[inline]
+    fn read_records(&mut self, channel: usize, batch: &mut RowBatch, max_records: usize) -> Result<usize, GateError> {
+        let state = &mut self.channels[channel];
+        debug_assert!(state.listed && !state.blocked && !state.ended);
+        let Some(Segment::Buffer { bytes, offset }) = state.queue.front_mut() else { return Ok(0) };
+        let mut reader = BufferReader::at(bytes, *offset);
+        batch.truncate(0);
+        let read = match reader.next_records_into(batch, max_records) {
+            Ok(read) => read,
+            Err(error) => {
+                state.queue.pop_front();
+                self.after_segment(channel);
+                return Err(GateError::Decode { channel: ChannelIndex(channel as u32), error });
+            }
+        };
+        *offset = reader.position();
+        state.read += read as u64;
+        if read > 0 && reader.is_done() {
+            state.queue.pop_front();
+            self.after_segment(channel);
+        }
+        Ok(read)
     }
 
     /// As [`InputGate::poll_into`], with each record in a row of its own (allocates per record).

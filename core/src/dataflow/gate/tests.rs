@@ -1,6 +1,6 @@
 use super::*;
 use crate::dataflow::buffer::BufferBuilder;
-use crate::row::Value;
+use crate::row::{RowBatch, Value};
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -637,5 +637,145 @@ proptest! {
     #[test]
     fn at_least_once_delivers_every_record_once_and_checkpoints_after_their_records(script in script_strategy()) {
         run(&script, AlignmentMode::AtLeastOnce, None)?;
+    }
+}
+
+// ---- Batches: `poll_batch` is `poll_into` with runs of records taken at once ----
+
+#[test]
+fn a_batch_is_the_run_of_records_up_to_the_next_event_or_width_change() {
+    let mut gate = InputGate::new(1, AlignmentMode::ExactlyOnce);
+    let wide = StreamElement::Record(vec![Value::Int(0), Value::Int(9), Value::str("w")]);
+    let elements = [record(0, 1), record(0, 2), record(0, 3), StreamElement::Watermark(5), record(0, 4), wide];
+    gate.push_buffer(ch(0), encode(&elements)).unwrap_or_else(|refused| panic!("{refused}"));
+    let mut batch = RowBatch::new();
+    let mut poll = |max| gate.poll_batch(Time(0), &mut batch, max).unwrap_or_else(|error| panic!("{error}"));
+    let record = Some(GateOutput::Record { channel: ch(0), row: () });
+    assert_eq!(poll(2), record);
+    assert_eq!(poll(8), record);
+    assert_eq!(poll(8), Some(GateOutput::Watermark(5)));
+    assert_eq!(poll(8), record);
+    assert_eq!(poll(8), record);
+    assert_eq!(poll(8), None);
+    let mut batch = RowBatch::new();
+    let mut gate = InputGate::new(1, AlignmentMode::ExactlyOnce);
+    gate.push_buffer(ch(0), encode(&elements)).unwrap_or_else(|refused| panic!("{refused}"));
+    let mut sizes = Vec::new();
+    while let Some(output) = gate.poll_batch(Time(0), &mut batch, 2).unwrap_or_else(|error| panic!("{error}")) {
+        if let GateOutput::Record { .. } = output {
+            sizes.push((batch.len(), batch.width(), batch.row(0)[1].clone()));
+        }
+    }
+    let expected = [(2, 2, Value::Int(1)), (1, 2, Value::Int(3)), (1, 2, Value::Int(4)), (1, 3, Value::Int(9))];
+    assert_eq!(sizes, expected);
+    assert_eq!(gate.metrics().records_in, 5);
+}
+
+#[test]
+fn a_corrupt_record_after_good_ones_ends_the_batch_and_fails_the_next_poll() {
+    let mut bytes = encode(&[record(0, 1), record(0, 2)]).into_bytes();
+    bytes.extend_from_slice(&[1, 1, 99]);
+    let mut gate = InputGate::new(1, AlignmentMode::ExactlyOnce);
+    gate.push_buffer(ch(0), Buffer::from_parts(bytes, 3)).unwrap_or_else(|refused| panic!("{refused}"));
+    push_all(&mut gate, 0, [record(0, 3)]);
+    let mut batch = RowBatch::new();
+    let output = gate.poll_batch(Time(0), &mut batch, 100);
+    assert_eq!(output, Ok(Some(GateOutput::Record { channel: ch(0), row: () })));
+    assert_eq!(batch.iter().collect::<Vec<_>>(), [&[Value::Int(0), Value::Int(1)], &[Value::Int(0), Value::Int(2)]]);
+    let error = DecodeError::UnknownTag { offset: 14, what: "value", tag: 99 };
+    assert_eq!(gate.poll_batch(Time(0), &mut batch, 100), Err(GateError::Decode { channel: ch(0), error }));
+    assert_eq!(gate.poll_batch(Time(0), &mut batch, 100), Ok(Some(GateOutput::Record { channel: ch(0), row: () })));
+    assert_eq!(batch.iter().collect::<Vec<_>>(), [&[Value::Int(0), Value::Int(3)]]);
+}
+
+/// Every output of a run of `script`, polled one at a time (`poll`) or in batches of at most the
+/// outputs still allowed (`poll_batch`, a batch counted as its records), a batch as its records.
+fn outputs_of(script: &Script, mode: AlignmentMode, timeout: Option<Duration>, batched: bool) -> Vec<GateOutput> {
+    let gate = InputGate::new(script.channels.len(), mode).with_aligned_timeout(timeout).with_queue_limit(1_000);
+    let mut driver = Driver { gate, next: vec![0; script.channels.len()], now: Time::ZERO };
+    let (mut outputs, mut batch) = (Vec::new(), RowBatch::new());
+    let mut poll = |driver: &mut Driver, limit: usize, outputs: &mut Vec<GateOutput>| {
+        let mut polled = 0;
+        while polled < limit {
+            let output: Result<Option<GateOutput<Vec<Row>>>, GateError> = match batched {
+                false => {
+                    driver.gate.poll(driver.now).map(|output| output.map(|output| output.map_row(|row| vec![row])))
+                }
+                true => driver.gate.poll_batch(driver.now, &mut batch, limit - polled).map(|output| {
+                    output.map(|output| output.map_row(|()| batch.iter().map(<[Value]>::to_vec).collect()))
+                }),
+            };
+            match output.unwrap_or_else(|error| panic!("{error}")) {
+                None => break,
+                Some(GateOutput::Record { channel, row }) => {
+                    polled += row.len();
+                    outputs.extend(row.into_iter().map(|row| GateOutput::Record { channel, row }));
+                }
+                Some(output) => {
+                    polled += 1;
+                    outputs.push(output.map_row(|_| Row::new()));
+                }
+            }
+        }
+        polled
+    };
+    for op in &script.ops {
+        match *op {
+            Op::Push(channel) => driver.push(script, channel, 1, false),
+            Op::PushBuffer(channel, count) => driver.push(script, channel, count, true),
+            Op::Poll(limit) => drop(poll(&mut driver, limit, &mut outputs)),
+            Op::Abort(checkpoint) => driver.gate.abort(CheckpointId(checkpoint)),
+            Op::Tick(micros) => driver.now = driver.now.after(Duration(micros)),
+        }
+    }
+    for _ in 0..1_000 {
+        for channel in 0..script.channels.len() {
+            driver.push(script, channel, usize::MAX, true);
+        }
+        if poll(&mut driver, usize::MAX, &mut outputs) == 0 {
+            match driver.gate.pending_checkpoint() {
+                Some(checkpoint) => driver.gate.abort(checkpoint),
+                None => break,
+            }
+        }
+    }
+    outputs
+}
+
+/// Scripts whose records differ in width and hold strings now and then.
+fn mixed_width_script_strategy() -> impl Strategy<Value = Script> {
+    script_strategy().prop_map(|mut script| {
+        for element in script.channels.iter_mut().flatten() {
+            if let StreamElement::Record(row) = element
+                && let Some(Value::Int(seq)) = row.get(1).cloned()
+            {
+                match seq % 4 {
+                    0 => row.push(Value::str("wide")),
+                    1 => row.push(Value::Int(seq * 1_000_000_007)),
+                    _ => {}
+                }
+            }
+        }
+        script
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn batches_deliver_what_single_polls_deliver_in_the_same_order(
+        script in mixed_width_script_strategy(),
+        mode in prop_oneof![
+            Just((AlignmentMode::ExactlyOnce, None)),
+            Just((AlignmentMode::ExactlyOnce, Some(Duration(1_500)))),
+            Just((AlignmentMode::Unaligned, None)),
+            Just((AlignmentMode::AtLeastOnce, None)),
+        ],
+    ) {
+        let (mode, timeout) = mode;
+        let single = outputs_of(&script, mode, timeout, false);
+        let batched = outputs_of(&script, mode, timeout, true);
+        prop_assert_eq!(single, batched);
     }
 }

@@ -355,6 +355,20 @@ impl Keys {
         Keys { selectors: keys.iter().map(Selector::new).collect() }
     }
 
+    /// The key of `row` when it is an int field of it, read in place: the per-batch path
+    /// builds the key from the payload rather than moving a `Value` returned through memory
+    /// (see `put`).
+    #[inline(always)]
+    pub(crate) fn int_field(&self, input: usize, row: &[Value]) -> Option<i64> {
+        match (self.selectors.get(input), row) {
+            (Some(Selector::Field(position)), row) => match row.get(*position) {
+                Some(Value::Int(x)) => Some(*x),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     /// The key of `row`, which arrived on input `input`.
     #[inline]
     pub(crate) fn key(&self, context: &OperatorContext, input: usize, row: &[Value]) -> Result<Value, OperatorError> {

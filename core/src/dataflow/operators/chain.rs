@@ -22,7 +22,7 @@ use crate::expr::{self, AggregateSpec, Expr};
 use crate::ids::{CheckpointId, OperatorIndex, SubtaskIndex, VertexIndex};
 use crate::job::{OperatorKind, Partitioner};
 use crate::plan::{JobEdge, JobPlan};
-use crate::row::{Schema, Type, Value};
+use crate::row::{RowBatch, Schema, Type, Value};
 use crate::time::{Duration, Time};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -203,6 +203,18 @@ impl<E: Collector> Collector for Downstream<'_, E> {
         Ok(())
     }
 
+    #[inline]
+    fn collect_batch(&mut self, rows: &RowBatch) -> Result<(), OperatorError> {
+        for &next in self.chained {
+            let (operator, mut down) = split_node(self.nodes, self.offset, next, self.edges);
+            operator.process_batch(0, rows, &mut down)?;
+        }
+        for &edge in self.edges_out {
+            self.edges[edge].collect_batch(rows)?;
+        }
+        Ok(())
+    }
+
     fn emit_watermark(&mut self, watermark: EventTime) -> Result<(), OperatorError> {
         for &next in self.chained {
             let (operator, mut down) = split_node(self.nodes, self.offset, next, self.edges);
@@ -257,6 +269,19 @@ impl Chain {
         debug_assert!(input < self.inputs.max(1) && edges.len() == self.outputs.len());
         let (operator, mut down) = split_node(&mut self.nodes, 0, 0, edges);
         operator.process_input(input, row, &mut down)
+    }
+
+    /// Feeds the records of `rows`, which arrived in this order on input `input`, to the head.
+    #[inline]
+    pub fn process_batch<E: Collector>(
+        &mut self,
+        input: usize,
+        rows: &RowBatch,
+        edges: &mut [E],
+    ) -> Result<(), OperatorError> {
+        debug_assert!(input < self.inputs.max(1) && edges.len() == self.outputs.len());
+        let (operator, mut down) = split_node(&mut self.nodes, 0, 0, edges);
+        operator.process_batch(input, rows, &mut down)
     }
 
     /// Feeds a watermark (already the minimum over the inputs) to the head.

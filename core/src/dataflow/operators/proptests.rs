@@ -14,6 +14,7 @@ use crate::ids::{CheckpointId, SubtaskIndex};
 use crate::job::builder::StreamEnvironment;
 use crate::job::{FileFormat, TimeDomain, WindowAssigner};
 use crate::plan::JobPlan;
+use crate::row::{Row, RowBatch};
 use crate::time::{Duration, Time};
 use proptest::prelude::*;
 use std::collections::BTreeSet;
@@ -234,5 +235,77 @@ proptest! {
         if matches!(shape.assigner, WindowAssigner::Count { size } if size == 1) {
             prop_assert_eq!(uninterrupted.lines().count() as u64, shape.records, "every record is a window");
         }
+    }
+}
+
+/// `generator(k, v) -> key_by(key) -> count window(size) -> rebalance -> discard` at
+/// `parallelism`, so that subtask 0 refuses the keys of the other subtasks.
+fn count_window_job(key: &str, size: u64, parallelism: u32) -> JobPlan {
+    let env = StreamEnvironment::new("batches");
+    env.set_parallelism(parallelism);
+    env.generator(Some(10), &[("k", "i % 7"), ("v", "i")])
+        .uid("events")
+        .key_by(key)
+        .window(WindowAssigner::Count { size })
+        .aggregate(&[("total", "sum(v)"), ("n", "count()"), ("first", "first(v)")])
+        .uid("window")
+        .rebalance()
+        .discard();
+    planned(&env.build().unwrap())
+}
+
+/// What a window chain gave for `rows` fed in batches cut at `cuts` (record by record without
+/// cuts): its output, its error, and its snapshot when it did not fail.
+fn feed_window(
+    plan: &JobPlan,
+    rows: &[Row],
+    cuts: Option<&[usize]>,
+) -> (Vec<Row>, Option<String>, Option<ChainSnapshot>) {
+    let options = ChainOptions::default();
+    let mut chain = build_chain(plan, vertex_of(plan, "window"), SubtaskIndex(0), &options, &mut TestIo::default())
+        .unwrap_or_else(|error| panic!("{error}"));
+    let mut edges = vec![Sink::default()];
+    let mut result = Ok(());
+    match cuts {
+        None => {
+            for row in rows {
+                result = chain.process(0, row, &mut edges);
+                if result.is_err() {
+                    break;
+                }
+            }
+        }
+        Some(cuts) => {
+            let mut batch = RowBatch::new();
+            let mut start = 0;
+            while start < rows.len() && result.is_ok() {
+                let end = cuts.iter().copied().filter(|&cut| cut > start).min().unwrap_or(rows.len()).min(rows.len());
+                batch.start(2);
+                rows[start..end].iter().for_each(|row| batch.push(row));
+                result = chain.process_batch(0, &batch, &mut edges);
+                start = end;
+            }
+        }
+    }
+    let snapshot = result.is_ok().then(|| chain.snapshot(CheckpointId(1)).unwrap());
+    (std::mem::take(&mut edges[0].rows), result.err().map(|error| error.to_string()), snapshot)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    #[test]
+    fn a_count_window_fed_batches_does_what_it_does_fed_records(
+        rows in prop::collection::vec((-2i64..6, -100i64..100), 0..120),
+        cuts in prop::collection::vec(0usize..120, 0..10),
+        key in prop_oneof![Just("k"), Just("100 / k"), Just("str(k)")],
+        size in 1u64..5,
+        parallelism in 1u32..3,
+    ) {
+        let plan = count_window_job(key, size, parallelism);
+        let rows: Vec<Row> = rows.into_iter().map(|(k, v)| vec![Value::Int(k), Value::Int(v)]).collect();
+        let records = feed_window(&plan, &rows, None);
+        let batches = feed_window(&plan, &rows, Some(&cuts));
+        prop_assert_eq!(records, batches);
     }
 }

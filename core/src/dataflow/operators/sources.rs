@@ -15,7 +15,7 @@ use super::{RestoredState, SourceOperator, decode_state, encode_state};
 use crate::expr::Expr;
 use crate::ids::CheckpointId;
 use crate::job::{Column, FileFormat};
-use crate::row::{Row, Type, Value};
+use crate::row::{Row, RowBatch, Type, Value};
 use crate::time::Time;
 use serde::{Deserialize, Serialize};
 
@@ -104,16 +104,35 @@ impl RateLimiter {
 pub(crate) trait IndexRows: Send {
     /// Emits the record of `index`.
     fn emit(&mut self, index: i128, out: &mut dyn Collector) -> Result<(), OperatorError>;
+
+    /// Emits the records of the `count` indexes `first, first + stride, ...`, in order.
+    fn emit_run(
+        &mut self,
+        first: i128,
+        stride: i128,
+        count: usize,
+        out: &mut dyn Collector,
+    ) -> Result<(), OperatorError> {
+        for step in 0..count {
+            self.emit(first + stride * step as i128, out)?;
+        }
+        Ok(())
+    }
 }
+
+/// Rows a sequence emits per batch: enough to pay the calls once for many records, few enough
+/// that a batch and the batches made from it downstream stay in the first-level cache.
+const SEQUENCE_BATCH_ROWS: usize = 256;
 
 /// The sequence's record: `x = index`.
 pub(crate) struct SequenceRows {
     row: Row,
+    batch: RowBatch,
 }
 
 impl SequenceRows {
     pub(crate) fn new() -> SequenceRows {
-        SequenceRows { row: vec![Value::Int(0)] }
+        SequenceRows { row: vec![Value::Int(0)], batch: RowBatch::new() }
     }
 }
 
@@ -123,6 +142,30 @@ impl IndexRows for SequenceRows {
         // The splits lie inside `from..=to`, so the index fits.
         super::put_int(&mut self.row[0], index as i64);
         out.collect(&self.row)
+    }
+
+    /// In batches of [`SEQUENCE_BATCH_ROWS`].
+    fn emit_run(
+        &mut self,
+        first: i128,
+        stride: i128,
+        count: usize,
+        out: &mut dyn Collector,
+    ) -> Result<(), OperatorError> {
+        let mut next = first;
+        let mut left = count;
+        while left > 0 {
+            let size = left.min(SEQUENCE_BATCH_ROWS);
+            self.batch.start(1);
+            for _ in 0..size {
+                // The splits lie inside `from..=to`, so the index fits.
+                super::put_int(&mut self.batch.push_slots()[0], next as i64);
+                next += stride;
+            }
+            out.collect_batch(&self.batch)?;
+            left -= size;
+        }
+        Ok(())
     }
 }
 
@@ -208,16 +251,15 @@ impl<R: IndexRows> IndexSource<R> {
             let cursor = self.cursor % self.splits.len();
             let run = if self.splits.len() == 1 { budget - emitted } else { 1 };
             let split = &mut self.splits[cursor];
-            let (mut next, stride, end) = (split.next, split.stride, split.end.unwrap_or(i128::MAX));
-            let mut taken = 0;
-            while taken < run && next < end {
-                // A failed emit fails the task, which restores from a checkpoint: the position
-                // kept here no longer matters then.
-                self.rows.emit(next, out)?;
-                next += stride;
-                taken += 1;
-            }
-            split.next = next;
+            let (next, stride, end) = (split.next, split.stride, split.end.unwrap_or(i128::MAX));
+            // Indexes left below `end`: ceil((end - next) / stride), the stride being positive
+            // (written so that an unbounded split's `end` of i128::MAX cannot overflow).
+            let available = if next < end { (end - next - 1) / stride + 1 } else { 0 };
+            let taken = usize::try_from(available).unwrap_or(usize::MAX).min(run);
+            // A failed emit fails the task, which restores from a checkpoint: the position kept
+            // here no longer matters then.
+            self.rows.emit_run(next, stride, taken, out)?;
+            split.next = next + stride * taken as i128;
             emitted += taken;
             if split.is_done() {
                 self.splits.remove(cursor);

@@ -11,22 +11,34 @@
 use super::{Collector, Operator, OperatorContext, OperatorError, OperatorErrorKind, OperatorSnapshot};
 use super::{RestoredState, decode_state, encode_state, millis};
 use crate::dataflow::{EVENT_TIME_MIN, EventTime};
-use crate::expr::Expr;
+use crate::expr::{Expr, IntKernel};
 use crate::ids::CheckpointId;
-use crate::row::{Row, Value};
+use crate::row::{Row, RowBatch, Value};
 use crate::time::{Duration, Time};
 
 /// Computes new fields from each record.
 pub(crate) struct Map {
     context: OperatorContext,
     fields: Vec<Expr>,
+    /// Per field, its int kernel if it has one.
+    kernels: Vec<Option<IntKernel>>,
+    /// Every field's kernel, when every field has one.
+    all_kernels: Option<Vec<IntKernel>>,
+    /// Scratch of the column path: one field's ints in, one result column out.
+    column_in: Vec<i64>,
+    column_out: Vec<i64>,
     output: Row,
+    /// The output of a batch, its slots reused from batch to batch.
+    batch: RowBatch,
 }
 
 impl Map {
     pub(crate) fn new(context: OperatorContext, fields: Vec<Expr>) -> Map {
         let output = vec![Value::Null; fields.len()];
-        Map { context, fields, output }
+        let kernels: Vec<Option<IntKernel>> = fields.iter().map(Expr::int_kernel).collect();
+        let all_kernels = kernels.iter().copied().collect();
+        let (column_in, column_out) = (Vec::new(), Vec::new());
+        Map { context, fields, kernels, all_kernels, output, batch: RowBatch::new(), column_in, column_out }
     }
 }
 
@@ -37,6 +49,64 @@ impl Operator for Map {
             super::put(slot, field.eval(row)).map_err(|error| self.context.error(error))?;
         }
         out.collect(&self.output)
+    }
+
+    /// One output batch for the input batch; on a failing record the rows before it still go
+    /// out, as they would one by one. Fields that are `field op int-literal` over an int are
+    /// computed by their kernel, the rest by `eval`.
+    fn process_batch(&mut self, _input: usize, rows: &RowBatch, out: &mut dyn Collector) -> Result<(), OperatorError> {
+        if self.by_columns(rows) {
+            return out.collect_batch(&self.batch);
+        }
+        self.batch.start(self.fields.len());
+        for row in rows.iter() {
+            let slots = self.batch.push_slots();
+            for ((slot, field), kernel) in slots.iter_mut().zip(&self.fields).zip(&self.kernels) {
+                let result = match (kernel, kernel.and_then(|kernel| row.get(kernel.position()))) {
+                    (Some(kernel), Some(Value::Int(x))) => kernel.apply(*x).map(|y| super::put_int(slot, y)),
+                    _ => super::put(slot, field.eval(row)),
+                };
+                if let Err(error) = result {
+                    self.batch.truncate(self.batch.len() - 1);
+                    out.collect_batch(&self.batch)?;
+                    return Err(self.context.error(error));
+                }
+            }
+        }
+        out.collect_batch(&self.batch)
+    }
+}
+
+impl Map {
+    /// The output batch computed column by column, when every field has an int kernel and
+    /// every field it reads is an int; `false` (and the batch to be redone row by row) on
+    /// anything else, an error included, so errors come in row order from the row path.
+    fn by_columns(&mut self, rows: &RowBatch) -> bool {
+        let Some(kernels) = &self.all_kernels else { return false };
+        self.batch.start(self.fields.len());
+        self.batch.set_len(rows.len());
+        let (inputs, results) = (&mut self.column_in, &mut self.column_out);
+        let mut gathered = None;
+        for (field, kernel) in kernels.iter().enumerate() {
+            // Kernels over the field just gathered (`x % 1000`, `x % 101`) reuse its ints.
+            if gathered != Some(kernel.position()) {
+                inputs.clear();
+                for value in rows.column(kernel.position()) {
+                    match value {
+                        Value::Int(x) => inputs.push(*x),
+                        _ => return false,
+                    }
+                }
+                gathered = Some(kernel.position());
+            }
+            if inputs.len() != rows.len() || kernel.apply_all(inputs, results).is_err() {
+                return false;
+            }
+            for (slot, &y) in self.batch.column_mut(field).zip(results.iter()) {
+                super::put_int(slot, y);
+            }
+        }
+        true
     }
 }
 

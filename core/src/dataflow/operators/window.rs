@@ -33,7 +33,7 @@ use crate::dataflow::{EVENT_TIME_MIN, EventTime};
 use crate::expr::{AggregateSpec, EvalError, Expr};
 use crate::ids::CheckpointId;
 use crate::job::{TimeDomain, WindowAssigner};
-use crate::row::{Row, Value};
+use crate::row::{Row, RowBatch, Value};
 use crate::time::{Duration, Time};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -210,6 +210,8 @@ pub(crate) struct WindowOperator {
     /// Scratch: the windows of the record being processed.
     windows: Vec<TimeWindow>,
     namespaces: Vec<Namespace>,
+    /// Scratch: the keys of a batch's rows.
+    batch_keys: Vec<Value>,
 }
 
 impl WindowOperator {
@@ -254,6 +256,7 @@ impl WindowOperator {
             output: vec![Value::Null; width],
             windows: Vec::new(),
             namespaces: Vec::new(),
+            batch_keys: Vec::new(),
         }
     }
 
@@ -313,6 +316,39 @@ impl WindowOperator {
         contents.reset(aggregates);
         self.output[0] = self.backend.current_key().clone();
         out.collect(&self.output)
+    }
+
+    /// Count windows over a batch: `keys` are the keys of the first rows of `rows` (all of
+    /// them unless a key failed), added in order as [`WindowOperator::add_counted`] does.
+    fn add_counted_batch(
+        &mut self,
+        rows: &RowBatch,
+        keys: &[Value],
+        size: u64,
+        out: &mut dyn Collector,
+    ) -> Result<(), OperatorError> {
+        let (aggregates, keeps_rows, context) = (&self.aggregates, self.keeps_rows, &self.context);
+        let output = &mut self.output;
+        let (mut arrivals, mut index) = (self.arrivals, 0);
+        let new = || Contents::new(aggregates, keeps_rows);
+        let add = |key: &Value, contents: &mut Contents| {
+            let row = rows.row(index);
+            index += 1;
+            arrivals += 1;
+            contents.add(aggregates, row, arrivals).map_err(|error| context.error(error))?;
+            if contents.count < size {
+                return Ok(());
+            }
+            let slots = &mut output[1..1 + aggregates.len()];
+            contents.results(aggregates, slots).map_err(|error| context.error(error))?;
+            contents.reset(aggregates);
+            output[0] = key.clone();
+            out.collect(output)
+        };
+        let fail = |error: StateError| context.error(error);
+        let result = self.backend.for_each_entry((self.contents, Namespace::Global), keys, new, add, fail);
+        self.arrivals = arrivals;
+        result
     }
 
     /// Adds the row to `window` of the current key, creating it (and its timers) if needed,
@@ -515,6 +551,42 @@ impl Operator for WindowOperator {
                 self.add_assigned(row, timestamp, out)
             }
         }
+    }
+
+    /// Count windows take a batch in two passes over keyed state (see
+    /// [`HeapKeyedStateBackend::for_each_entry`]); other windows record by record.
+    fn process_batch(&mut self, input: usize, rows: &RowBatch, out: &mut dyn Collector) -> Result<(), OperatorError> {
+        let Assigner::Count { size } = self.assigner else {
+            for row in rows.iter() {
+                self.process_input(input, row, out)?;
+            }
+            return Ok(());
+        };
+        // The keys go into slots kept from batch to batch, an int written over an int in
+        // place (see `put`): pushing a fresh `Value` copies it through memory and stalls.
+        let mut keys = std::mem::take(&mut self.batch_keys);
+        let (mut count, mut key_error) = (0, None);
+        for row in rows.iter() {
+            if keys.len() == count {
+                keys.push(Value::Null);
+            }
+            if let Some(x) = self.keys.int_field(input, row) {
+                super::put_int(&mut keys[count], x);
+            } else {
+                match self.keys.key(&self.context, input, row) {
+                    Ok(key) => keys[count] = key,
+                    Err(error) => {
+                        key_error = Some(error);
+                        break;
+                    }
+                }
+            }
+            count += 1;
+        }
+        let result = self.add_counted_batch(rows, &keys[..count], size, out);
+        self.batch_keys = keys;
+        result?;
+        key_error.map_or(Ok(()), Err)
     }
 
     fn on_watermark(&mut self, watermark: EventTime, out: &mut dyn Collector) -> Result<(), OperatorError> {

@@ -4,9 +4,11 @@
 //! codecs run only in `snapshot` and `restore`. Each state is a `Table` of one concrete type
 //! behind [`ErasedTable`], so the backend holds states of any types; a typed handle reaches its
 //! table through a `TypeId` recorded at registration (the one `unsafe` cast of the core, in
-//! place of `Any`'s downcast, whose virtual call costs a stall per record). A key's group (its stable hash, which
-//! costs more than the rest of a lookup) is computed when state is first stored for it and
-//! kept in its entries; a record whose key already has state does not hash it again.
+//! place of `Any`'s downcast, whose virtual call costs a stall per record). A key's group (its
+//! stable hash, which costs more than the rest of a lookup) is computed when state is first
+//! stored for it and kept in its entries; a record whose key already has state does not hash it
+//! again. [`HeapKeyedStateBackend::for_each_entry`] serves a batch of keys in two passes (every
+//! lookup, then every value), so that the lookups' cache misses overlap.
 
 use super::table::{Entry, Probe, Table, probe_hash};
 use super::{
@@ -99,6 +101,8 @@ pub struct HeapKeyedStateBackend {
     tables: Vec<Box<dyn ErasedTable>>,
     /// `TypeId` of the concrete table behind each entry of `tables`, fixed at registration.
     table_types: Vec<TypeId>,
+    /// Scratch of [`HeapKeyedStateBackend::for_each_entry`]: slab positions of a batch's keys.
+    positions: Vec<u32>,
 }
 
 impl std::fmt::Debug for HeapKeyedStateBackend {
@@ -118,7 +122,8 @@ impl HeapKeyedStateBackend {
         assert!(max_parallelism > 0, "max parallelism must be positive");
         assert!(range.end <= max_parallelism, "range {range:?} beyond {max_parallelism} key groups");
         let current = CurrentKey { key: Value::Null, probe: probe_hash(&Value::Null), key_group: None };
-        HeapKeyedStateBackend { max_parallelism, range, current, tables: Vec::new(), table_types: Vec::new() }
+        let (tables, table_types, positions) = (Vec::new(), Vec::new(), Vec::new());
+        HeapKeyedStateBackend { max_parallelism, range, current, tables, table_types, positions }
     }
 
     fn register<T: StateType>(&mut self, name: &str, table: Table<T>) -> u32 {
@@ -163,6 +168,54 @@ impl HeapKeyedStateBackend {
         let groups = KeyGroups { max_parallelism: self.max_parallelism, range: self.range };
         let CurrentKey { key, probe, key_group } = &mut self.current;
         (table, Probe { hash: *probe, key }, GroupOf { key, cached: key_group, groups })
+    }
+
+    /// The value of `state` at `at` for each key of `keys` in turn, created by `init` when
+    /// absent, handed to `visit` with its key: the same as `set_current_key` and `entry` key by
+    /// key, but every key is looked up first, so that the lookups' memory accesses overlap
+    /// instead of waiting one after another. The last key is current afterwards.
+    ///
+    /// A key outside this subtask's key groups ends the batch: the keys before it are visited,
+    /// then its error, through `fail`, is returned. `visit` failing stops the batch with that
+    /// error; the keys after it may have been given fresh values already (an operator error
+    /// fails the task, whose state is then thrown away for the last checkpoint's).
+    pub fn for_each_entry<T: StateType, E>(
+        &mut self,
+        (state, at): (ValueState<T>, Namespace),
+        keys: &[Value],
+        mut init: impl FnMut() -> T,
+        mut visit: impl FnMut(&Value, &mut T) -> Result<(), E>,
+        fail: impl Fn(StateError) -> E,
+    ) -> Result<(), E> {
+        let mut positions = std::mem::take(&mut self.positions);
+        positions.clear();
+        let groups = self.groups();
+        let (table, _, _) = self.table_mut::<T>(state.id);
+        let mut failure = None;
+        for key in keys {
+            let probe = Probe { hash: probe_hash(key), key };
+            match table.locate(probe, at, || groups.owned(key), &mut init) {
+                Ok(position) => positions.push(position as u32),
+                Err(error) => {
+                    failure = Some(error);
+                    break;
+                }
+            }
+        }
+        let (mut result, mut visited) = (Ok(()), 0);
+        for (key, &position) in keys.iter().zip(&positions) {
+            visited += 1;
+            result = visit(key, table.value_at(position as usize, at, &mut init));
+            if result.is_err() {
+                break;
+            }
+        }
+        self.positions = positions;
+        if visited > 0 {
+            self.set_current_key(keys[visited - 1].clone()).map_err(&fail)?;
+        }
+        result?;
+        failure.map_or(Ok(()), |error| Err(fail(error)))
     }
 
     fn restore_group(&mut self, key_group: u32, bytes: &[u8]) -> StateResult<()> {

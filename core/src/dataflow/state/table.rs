@@ -34,7 +34,7 @@ impl<T> Namespaced<T> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn position(&self, at: Namespace) -> Result<usize, usize> {
         match self.entries() {
             [(only, _)] if *only == at => Ok(0),
@@ -165,7 +165,7 @@ impl<T> Table<T> {
     }
 
     /// The slab position of `key`'s entry.
-    #[inline]
+    #[inline(always)]
     fn find(&self, hash: u64, key: &Value) -> Option<usize> {
         if self.index.is_empty() {
             return None;
@@ -273,6 +273,29 @@ impl<T> Table<T> {
                 Ok(value)
             }
         }
+    }
+
+    /// The slab position of the key's entry, created with `init` at `at` when the key has none
+    /// (`key_group` is asked only then). Positions stay valid until an entry is removed.
+    #[inline]
+    pub(super) fn locate(
+        &mut self,
+        probe: Probe<'_>,
+        at: Namespace,
+        key_group: impl FnOnce() -> StateResult<u32>,
+        init: impl FnOnce() -> T,
+    ) -> StateResult<usize> {
+        match self.find(probe.hash, probe.key) {
+            Some(position) => Ok(position),
+            None => Ok(self.add(probe, key_group()?, Namespaced::One((at, init())))),
+        }
+    }
+
+    /// The value at `at` of the entry at slab position `position` (from [`Table::locate`]),
+    /// created by `init` when absent.
+    #[inline]
+    pub(super) fn value_at(&mut self, position: usize, at: Namespace, init: impl FnOnce() -> T) -> &mut T {
+        self.entries[position].values.get_or_insert_with(at, init)
     }
 
     /// Sets the value; `key_group` is asked only for a new key.

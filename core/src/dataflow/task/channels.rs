@@ -16,7 +16,7 @@ use crate::ids::{SubtaskIndex, VertexIndex};
 use crate::job::Partitioner;
 use crate::plan::JobPlan;
 use crate::plan::execution::ExecutionGraph;
-use crate::row::Value;
+use crate::row::{RowBatch, Value};
 use crate::time::{Duration, Time};
 use std::ops::Range;
 
@@ -104,6 +104,14 @@ impl Collector for EdgeOutput {
     #[inline]
     fn collect(&mut self, row: &[Value]) -> Result<(), OperatorError> {
         match self.writer.emit(self.now, row) {
+            Ok(()) => Ok(()),
+            Err(error) => Err(OperatorError::new(&self.operator, OperatorErrorKind::Eval(error))),
+        }
+    }
+
+    #[inline]
+    fn collect_batch(&mut self, rows: &RowBatch) -> Result<(), OperatorError> {
+        match self.writer.emit_batch(self.now, rows) {
             Ok(()) => Ok(()),
             Err(error) => Err(OperatorError::new(&self.operator, OperatorErrorKind::Eval(error))),
         }

@@ -9,8 +9,9 @@
 //!   [`TaskRunner::trigger_checkpoint`] (at a source), [`TaskRunner::notify_checkpoint`] and
 //!   [`TaskRunner::cancel`];
 //! - [`TaskRunner::step`]`(now, budget)` runs the chain: a source is polled for up to `budget`
-//!   records, any other task drains its gate for up to `budget` records (records into the chain,
-//!   watermarks, checkpoint barriers, the end of input); processing-time timers due at `now` fire
+//!   records, any other task drains its gate for up to `budget` records (records into the chain
+//!   in batches of up to 256, watermarks, checkpoint barriers, the end of input), checking the
+//!   output backlog after each batch; processing-time timers due at `now` fire
 //!   and writers whose buffer timeout passed are flushed. The [`StepStatus`] says whether to step
 //!   again, wait for input, drain the outputs first, or stop;
 //! - outputs: [`TaskRunner::poll_output`] until `None` ([`TaskOutput`]: buffers per output edge and
@@ -106,7 +107,7 @@ use crate::dataflow::partition::ChannelIndex;
 use crate::ids::{CheckpointId, SubtaskIndex, VertexIndex};
 use crate::plan::JobPlan;
 use crate::protocol::ExecutionId;
-use crate::row::Row;
+use crate::row::RowBatch;
 use crate::time::Time;
 use channels::{EdgeOutput, WriterSettings, build_outputs};
 use checkpoints::PendingSnapshot;
@@ -116,7 +117,7 @@ use std::collections::VecDeque;
 
 /// Records a source emits per poll of its chain; the output backlog is checked between polls.
 const SOURCE_CHUNK_RECORDS: usize = 4096;
-/// Records read from the gate between two checks of the output backlog.
+/// Records read from the gate between two checks of the output backlog: the most in one batch.
 const BACKLOG_CHECK_RECORDS: usize = 256;
 
 /// Everything a task is built from.
@@ -274,8 +275,8 @@ pub struct TaskRunner {
     /// `None` for a source.
     gate: Option<InputGate>,
     outputs: Vec<EdgeOutput>,
-    /// The record the gate decoded last.
-    row: Row,
+    /// The records the gate decoded last (a batch, its slots reused).
+    batch: RowBatch,
     phase: Phase,
     /// The chain's `end_of_input` ran (now or before the restored snapshot).
     input_ended: bool,
@@ -358,7 +359,7 @@ impl TaskRunner {
             layout,
             gate,
             outputs,
-            row: Row::new(),
+            batch: RowBatch::new(),
             phase: Phase::Running,
             input_ended: restore_finished,
             finished_on_restore: restore_finished,
@@ -532,7 +533,10 @@ impl TaskRunner {
         let mut left = budget;
         while left > 0 {
             let Some(gate) = self.gate.as_mut() else { unreachable!("a task that is not a source has a gate") };
-            let Some(output) = gate.poll_into(now, &mut self.row)? else { return Ok(StepStatus::Idle) };
+            let max_records = left.min(BACKLOG_CHECK_RECORDS);
+            let Some(output) = gate.poll_batch(now, &mut self.batch, max_records)? else {
+                return Ok(StepStatus::Idle);
+            };
             let GateOutput::Record { channel, row: () } = output else {
                 match self.on_gate_event(output)? {
                     Some(status) => return Ok(status),
@@ -542,9 +546,9 @@ impl TaskRunner {
             if self.input_ended {
                 return Err(TaskError::RecordAfterEnd { channel });
             }
-            self.chain.process(self.layout.input_of(channel), &self.row, &mut self.outputs)?;
-            left -= 1;
-            if left.is_multiple_of(BACKLOG_CHECK_RECORDS) && self.backlog_full() {
+            self.chain.process_batch(self.layout.input_of(channel), &self.batch, &mut self.outputs)?;
+            left -= self.batch.len();
+            if self.backlog_full() {
                 return Ok(StepStatus::Blocked);
             }
         }
