@@ -181,6 +181,7 @@ fn task_runners(plan: &JobPlan, config: &Config) -> Vec<Driven> {
                 connectors: &mut NoIo,
                 seed: 0,
                 wait_for_final_checkpoint: false,
+                restore_finished: false,
             };
             let runner = TaskRunner::new(setup).expect("task");
             tasks.push(Driven { runner, inbox: VecDeque::new(), done: false });
