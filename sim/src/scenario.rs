@@ -178,6 +178,11 @@ pub struct JobSpec {
     pub source_runtime: Option<Duration>,
     /// When to cancel it, if at all.
     pub cancel_at: Option<TimeSpec>,
+    /// When to stop it with a savepoint (under `/savepoints`), if at all.
+    pub stop_with_savepoint_at: Option<TimeSpec>,
+    /// Submit it from the savepoint of that earlier job's stop, once taken (instead of at
+    /// `submit_at`).
+    pub from_savepoint_of: Option<usize>,
     /// The status the job must end in.
     pub expect_status: Option<JobStatus>,
     /// A text the job's failure must contain.
@@ -329,6 +334,8 @@ struct RawJob {
     parallelism: Option<u32>,
     source_runtime: Option<String>,
     cancel_at: Option<String>,
+    stop_with_savepoint_at: Option<String>,
+    from_savepoint_of: Option<usize>,
     expect: Option<String>,
     expect_failure: Option<String>,
     expect_restarts: Option<u32>,
@@ -380,6 +387,9 @@ pub fn parse(
     let mut jobs = Vec::new();
     for (position, job) in raw.job.iter().enumerate() {
         jobs.push(job_spec(job, read_job).map_err(|message| fail(format!("job[{position}]: {message}")))?);
+        if job.from_savepoint_of.is_some_and(|root| root >= position) {
+            return Err(fail(format!("job[{position}]: `from_savepoint_of` must name an earlier job")));
+        }
     }
     let mut faults = Vec::new();
     for (position, fault) in raw.fault.iter().enumerate() {
@@ -556,6 +566,8 @@ fn job_spec(raw: &RawJob, read_job: &dyn Fn(&str) -> Result<String, String>) -> 
         parallelism: raw.parallelism,
         source_runtime,
         cancel_at: optional("cancel_at", &raw.cancel_at)?,
+        stop_with_savepoint_at: optional("stop_with_savepoint_at", &raw.stop_with_savepoint_at)?,
+        from_savepoint_of: raw.from_savepoint_of,
         expect_status,
         expect_failure: raw.expect_failure.clone(),
         expect_restarts: raw.expect_restarts,

@@ -118,6 +118,11 @@ fn corrupt_checkpoint() {
 }
 
 #[test]
+fn stop_savepoint_rescale() {
+    run_all("stop-savepoint-rescale");
+}
+
+#[test]
 fn every_scenario_file_has_a_test_and_parses() {
     let names: Vec<String> = scenario_files()
         .iter()

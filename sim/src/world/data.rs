@@ -289,10 +289,16 @@ fn reference_outputs(scenario: &Scenario) -> Reference {
     computed
 }
 
+/// Runs the scenario without faults, without stops and without the jobs resubmitted from a
+/// stop's savepoint: such a job's reference is its first job's uninterrupted output.
 fn compute_reference(scenario: &Scenario) -> Result<Vec<Option<Vec<String>>>, String> {
     let mut quiet = scenario.clone();
     quiet.faults.clear();
     quiet.nemesis = None;
+    quiet.jobs.retain(|job| job.from_savepoint_of.is_none());
+    for job in &mut quiet.jobs {
+        job.stop_with_savepoint_at = None;
+    }
     let mut world = World::new(&quiet, 0, Some(Vec::new()))?;
     world.reference_run = true;
     world.run_to_end();
@@ -300,7 +306,20 @@ fn compute_reference(scenario: &Scenario) -> Result<Vec<Option<Vec<String>>>, St
         let first = &world.violations[0];
         return Err(format!("the fault-free reference run broke an invariant: {}", first.message));
     }
-    Ok(world.outputs())
+    let quiet_outputs = world.outputs();
+    let mut quiet_index = Vec::new();
+    let mut kept = 0;
+    for job in &scenario.jobs {
+        quiet_index.push(kept);
+        kept += usize::from(job.from_savepoint_of.is_none());
+    }
+    let root = |mut job: usize| {
+        while let Some(earlier) = scenario.jobs[job].from_savepoint_of {
+            job = earlier;
+        }
+        job
+    };
+    Ok((0..scenario.jobs.len()).map(|job| quiet_outputs.get(quiet_index[root(job)]).cloned().flatten()).collect())
 }
 
 fn counts(lines: &[String]) -> BTreeMap<&str, i64> {

@@ -35,6 +35,8 @@ use weir_core::time::{Duration, Time};
 const JOB_MANAGER: NodeIndex = 0;
 /// The scenario's client address.
 const CLIENT: Address = Address::Client(0);
+/// How often the client asks for a stop-with-savepoint (every 2 s) before it gives up.
+const STOP_ATTEMPTS: u32 = 20;
 
 /// Something that happens at a virtual time.
 #[derive(Debug)]
@@ -49,6 +51,7 @@ enum Action {
     StateWritten { node: NodeIndex, incarnation: u32, path: String, bytes: Vec<u8>, report: TaskCheckpointReport },
     Submit { job: usize },
     Cancel { job: usize },
+    StopWithSavepoint { job: usize, attempt: u32 },
     Fault { fault: usize },
     Restart { node: NodeIndex },
     Restore { a: NodeIndex, b: Option<NodeIndex> },
@@ -111,6 +114,8 @@ struct ClientJob {
     failed_checkpoints: u32,
     /// Checkpoints dropped as unreadable.
     dropped_checkpoints: u32,
+    /// The savepoint its stop-with-savepoint took.
+    savepoint: Option<String>,
     job_id: Option<JobId>,
     status: Option<JobStatus>,
     rejected: Option<String>,
@@ -311,13 +316,20 @@ impl<'s> World<'s> {
                 checkpoints: Vec::new(),
                 failed_checkpoints: 0,
                 dropped_checkpoints: 0,
+                savepoint: None,
                 job_id: None,
                 status: None,
                 rejected: None,
                 restarts: 0,
             });
             let at = spec.submit_at.draw(&mut self.rng);
-            self.schedule(Time::ZERO.after(at), Action::Submit { job });
+            if spec.from_savepoint_of.is_none() {
+                self.schedule(Time::ZERO.after(at), Action::Submit { job });
+            }
+            if let Some(stop) = spec.stop_with_savepoint_at {
+                let at = stop.draw(&mut self.rng);
+                self.schedule(Time::ZERO.after(at), Action::StopWithSavepoint { job, attempt: 0 });
+            }
             if let Some(cancel) = spec.cancel_at {
                 let at = cancel.draw(&mut self.rng);
                 self.schedule(Time::ZERO.after(at), Action::Cancel { job });
@@ -428,6 +440,7 @@ impl<'s> World<'s> {
             }
             Action::Submit { job } => self.submit(job),
             Action::Cancel { job } => self.cancel(job),
+            Action::StopWithSavepoint { job, attempt } => self.stop_with_savepoint(job, attempt),
             Action::Fault { fault } => self.fault(fault),
             Action::Restart { node } => {
                 self.faults_fired.push(format!("{} restart {}", self.now, self.nodes[node].name));
@@ -668,7 +681,7 @@ impl World<'_> {
             graph: spec.graph.clone(),
             parallelism: spec.parallelism,
             config: Default::default(),
-            savepoint: None,
+            savepoint: spec.from_savepoint_of.and_then(|root| self.jobs[root].savepoint.clone()),
         };
         let envelope = self.client_envelope(DispatcherMessage::Submit { request: job as u64, submission });
         self.send(CLIENT_NODE, envelope);
@@ -681,8 +694,41 @@ impl World<'_> {
         }
     }
 
+    /// Asks the Dispatcher to stop `job` with a savepoint; retried while the job cannot take one
+    /// yet (not running, a checkpoint failed), as a user would.
+    fn stop_with_savepoint(&mut self, job: usize, attempt: u32) {
+        let Some(job_id) = self.jobs[job].job_id else {
+            self.schedule(self.now.after(Duration::from_millis(500)), Action::StopWithSavepoint { job, attempt });
+            return;
+        };
+        if self.jobs[job].status.is_some_and(JobStatus::is_terminal) || attempt >= STOP_ATTEMPTS {
+            return;
+        }
+        let target = Some("/savepoints".to_string());
+        let message =
+            DispatcherMessage::TriggerSavepoint { request: job as u64, job_id, target, stop: true, drain: false };
+        let envelope = self.client_envelope(message);
+        self.send(CLIENT_NODE, envelope);
+        let retry = self.now.after(Duration::from_secs(2));
+        self.schedule(retry, Action::StopWithSavepoint { job, attempt: attempt + 1 });
+    }
+
     fn client_received(&mut self, message: ClientMessage) {
         match message {
+            ClientMessage::SavepointDone { request, result: Ok(location), .. } => {
+                let job = request as usize;
+                if self.jobs.get(job).is_none_or(|client_job| client_job.savepoint.is_some()) {
+                    return;
+                }
+                self.jobs[job].savepoint = Some(location);
+                let next = self.now.after(Duration::from_millis(100));
+                let dependents: Vec<usize> = (0..self.scenario.jobs.len())
+                    .filter(|&other| self.scenario.jobs[other].from_savepoint_of == Some(job))
+                    .collect();
+                for dependent in dependents {
+                    self.schedule(next, Action::Submit { job: dependent });
+                }
+            }
             ClientMessage::Submitted { request, job_id } => {
                 let Some(job) = self.jobs.get_mut(request as usize) else { return };
                 job.job_id = Some(job_id);
