@@ -89,10 +89,10 @@ fn long_functions(text: &str) -> Vec<(usize, usize)> {
         }
         let indent = line.len() - trimmed.len();
         let closing = " ".repeat(indent) + "}";
-        if let Some(end) = lines[start..].iter().position(|l| l.trim_end() == closing) {
-            if end + 1 > FUNCTION_LINES_MAX {
-                found.push((start + 1, end + 1));
-            }
+        if let Some(end) = lines[start..].iter().position(|l| l.trim_end() == closing)
+            && end + 1 > FUNCTION_LINES_MAX
+        {
+            found.push((start + 1, end + 1));
         }
     }
     found

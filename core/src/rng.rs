@@ -83,6 +83,6 @@ mod tests {
             let u = rng.unit();
             assert!((0.0..1.0).contains(&u));
         }
-        assert_eq!(rng.between(i64::MIN, i64::MAX).checked_add(0).is_some(), true);
+        assert!(rng.between(i64::MIN, i64::MAX).checked_add(0).is_some());
     }
 }

@@ -130,7 +130,7 @@ impl Dispatcher {
     pub fn handle(&mut self, now: Time, input: Input) {
         let Input::Message { from, message } = input;
         match message {
-            DispatcherMessage::Submit { request, submission } => self.submit(now, from, request, submission),
+            DispatcherMessage::Submit { request, submission } => self.submit(now, from, request, *submission),
             DispatcherMessage::Cancel { request, job_id } => self.cancel(from, request, job_id),
             DispatcherMessage::List { request } => {
                 let mut jobs: Vec<JobSummary> = self.jobs.values().cloned().collect();

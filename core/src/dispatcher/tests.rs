@@ -29,7 +29,7 @@ fn replies(outputs: &[DispatcherOutput]) -> Vec<ClientMessage> {
 }
 
 fn submit(dispatcher: &mut Dispatcher, request: u64, submission: JobSubmission) -> Vec<DispatcherOutput> {
-    let message = DispatcherMessage::Submit { request, submission };
+    let message = DispatcherMessage::Submit { request, submission: Box::new(submission) };
     dispatcher.handle(Time(1), Input::Message { from: CLIENT, message });
     drain(dispatcher)
 }
@@ -193,7 +193,7 @@ proptest! {
         for (step, (kind, pick, status)) in ops.into_iter().enumerate() {
             let job_id = known[pick as usize % known.len()];
             let message = match kind {
-                0 => DispatcherMessage::Submit { request: step as u64, submission: submission(None) },
+                0 => DispatcherMessage::Submit { request: step as u64, submission: Box::new(submission(None)) },
                 1 => DispatcherMessage::Cancel { request: step as u64, job_id },
                 2 => DispatcherMessage::List { request: step as u64 },
                 3 => DispatcherMessage::Status { request: step as u64, job_id },

@@ -129,7 +129,7 @@ fn offers_to_a_job_that_is_gone_are_refused_so_the_slots_are_freed() {
 fn a_submitted_job_gets_a_job_master_that_asks_for_slots() {
     let mut job_manager = job_manager();
     let submission = small_submission(2);
-    let message = Message::Dispatcher(DispatcherMessage::Submit { request: 1, submission });
+    let message = Message::Dispatcher(DispatcherMessage::Submit { request: 1, submission: Box::new(submission) });
     let envelope = Envelope { from: Address::Client(1), to: Address::Dispatcher, epoch: Epoch(0), message };
     job_manager.handle(Time(1), Input::Message(envelope));
     drain(&mut job_manager);
@@ -161,12 +161,13 @@ proptest! {
                     }),
                 }),
                 3 => {
-                    let submission = small_submission(1);
+                    let submission = Box::new(small_submission(1));
+                    let submit = DispatcherMessage::Submit { request: n as u64, submission };
                     Input::Message(Envelope {
                         from: Address::Client(1),
                         to: Address::Dispatcher,
                         epoch: Epoch(0),
-                        message: Message::Dispatcher(DispatcherMessage::Submit { request: n as u64, submission }),
+                        message: Message::Dispatcher(submit),
                     })
                 }
                 4 => Input::Message(Envelope {
@@ -202,7 +203,7 @@ fn a_submission_from_a_savepoint_reads_its_metadata_through_the_driver_and_fails
         from: Address::Client(1),
         to: Address::Dispatcher,
         epoch: Epoch(0),
-        message: Message::Dispatcher(DispatcherMessage::Submit { request: 1, submission }),
+        message: Message::Dispatcher(DispatcherMessage::Submit { request: 1, submission: Box::new(submission) }),
     };
     job_manager.handle(Time(1), Input::Message(submit));
     let outputs = drain(&mut job_manager);

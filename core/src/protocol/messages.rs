@@ -369,8 +369,9 @@ pub enum DispatcherMessage {
     Submit {
         /// The client's request number, echoed in the reply.
         request: u64,
-        /// The job.
-        submission: JobSubmission,
+        /// The job (boxed: a job graph is large, and every envelope is as large as its largest
+        /// message).
+        submission: Box<JobSubmission>,
     },
     /// Cancel a job.
     Cancel {

@@ -104,7 +104,7 @@ fn run_schedule(tasks: u32) -> Result<ScheduleReport, CliError> {
     cluster.settle();
     let submitted = Instant::now();
     let submission = JobSubmission { job_id: None, graph, parallelism: None, config: BTreeMap::new(), savepoint: None };
-    let message = Message::Dispatcher(DispatcherMessage::Submit { request: 1, submission });
+    let message = Message::Dispatcher(DispatcherMessage::Submit { request: 1, submission: Box::new(submission) });
     cluster.queue.push_back(Envelope { from: Address::Client(1), to: Address::Dispatcher, epoch: Epoch(0), message });
     let marks = cluster.run_until_running(tasks as u64);
     let total_ms = elapsed_ms(submitted);

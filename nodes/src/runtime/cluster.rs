@@ -143,7 +143,7 @@ impl LocalCluster {
         self.plans.insert(job_id, (Arc::new(plan), Arc::new(config)));
         let submission =
             JobSubmission { job_id: Some(job_id), graph, parallelism, config: job_config, savepoint: None };
-        let message = Message::Dispatcher(DispatcherMessage::Submit { request: 0, submission });
+        let message = Message::Dispatcher(DispatcherMessage::Submit { request: 0, submission: Box::new(submission) });
         self.in_flight.push_back(Envelope { from: CLIENT, to: Address::Dispatcher, epoch: Epoch(0), message });
         self.drain_all();
         loop {

@@ -683,7 +683,8 @@ impl World<'_> {
             config: Default::default(),
             savepoint: spec.from_savepoint_of.and_then(|root| self.jobs[root].savepoint.clone()),
         };
-        let envelope = self.client_envelope(DispatcherMessage::Submit { request: job as u64, submission });
+        let envelope =
+            self.client_envelope(DispatcherMessage::Submit { request: job as u64, submission: Box::new(submission) });
         self.send(CLIENT_NODE, envelope);
     }
 
