@@ -123,6 +123,11 @@ fn stop_savepoint_rescale() {
 }
 
 #[test]
+fn real_nemesis_crashes() {
+    run_all("real-nemesis-crashes");
+}
+
+#[test]
 fn every_scenario_file_has_a_test_and_parses() {
     let names: Vec<String> = scenario_files()
         .iter()
