@@ -122,7 +122,7 @@
 //! intermediate values.
 //! Strings are allocated only for results that are new strings (`lower` of a word that is
 //! already lower case returns the word itself). Run the micro-benchmark with
-//! `cargo test -p weir-core --release --lib expr::tests::bench -- --ignored --nocapture`.
+//! `cargo test -p weir-tests --release --test expr_bench -- --ignored --nocapture`.
 //!
 //! # Serialization
 //!

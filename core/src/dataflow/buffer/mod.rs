@@ -47,8 +47,8 @@
 //! Rows of one to four ints below 8192 in magnitude (the usual keyed pair) take a fast path
 //! both ways, through one 16-byte window, with the same bytes as the general encoder. Builders
 //! allocate their bytes once per buffer, or never when buffers are given back with
-//! [`BufferBuilder::recycle`] / [`RecordWriter::recycle`]. Benchmark:
-//! `cargo test -p weir-core --release --lib dataflow::buffer::tests::bench -- --ignored --nocapture`.
+//! [`BufferBuilder::recycle`] / [`RecordWriter::recycle`]. Their cost shows in the windowed-sum
+//! benchmark: `cargo test -p weir-tests --release --test windowed_sum_bench -- --ignored --nocapture`.
 
 mod writer;
 

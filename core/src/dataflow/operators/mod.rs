@@ -36,7 +36,7 @@
 //! write into scratch rows they keep, plain field references are read in place, `count`,
 //! `sum` and `avg` are folded inline (other aggregates through `expr`'s accumulators), and an
 //! int or float replaces one in place (`put`) instead of moving a whole `Value`, which on
-//! this path stalls store forwarding. The benchmark is `core/tests/windowed_sum_bench.rs`.
+//! this path stalls store forwarding. The benchmark is `tests/windowed_sum_bench.rs`.
 
 mod aggregate;
 mod chain;

@@ -8,9 +8,9 @@
 //! - the others: the chains alone, without buffers between them (the source chain's edge calls
 //!   the window chain directly), and their parts.
 //!
-//! This lives outside `core/src` because it reads a clock, which the core must not.
-//! Run with:
-//! `cargo test -p weir-core --release --test windowed_sum_bench -- --ignored --nocapture`
+//! This lives outside `core/` because it reads a clock and `/proc`, which nothing in the core
+//! may do, tests included (`tests/tidy.rs` checks). Run with:
+//! `cargo test -p weir-tests --release --test windowed_sum_bench -- --ignored --nocapture`
 //! (the figures are the best of three runs, in CPU time of the running thread, so that other
 //! processes sharing the machine do not count).
 
