@@ -1,12 +1,12 @@
-//! Operators' IO inside the simulator: file sources and file sinks on the simulated storage,
-//! print sinks into a list of lines. Sockets do not exist here.
+//! Operators' IO inside the simulator: file sources and file sinks on the simulated storage.
+//! Print sinks' lines are counted and dropped (only file sinks' committed output is checked).
+//! Sockets do not exist here.
 //!
 //! Part files follow the same two-phase protocol as on a real disk (`nodes/src/local`): a part
 //! is appended under a hidden pending name (`.pending-<part>`) and made visible by a rename on
 //! commit, so the visible parts of a sink directory are exactly its committed output.
 
 use crate::disk::{SharedDisk, lock};
-use std::sync::{Arc, Mutex};
 use weir_core::dataflow::operators::{
     Connectors, LineWriter, OperatorContext, PartStore, ReadOutcome, ReaderError, ReaderRequest, SinkIoError,
     SourceReader,
@@ -15,15 +15,10 @@ use weir_core::dataflow::operators::{
 /// Hidden prefix of a part that is not committed.
 pub const PENDING_PREFIX: &str = ".pending-";
 
-/// Lines print sinks wrote, in order.
-pub type Printed = Arc<Mutex<Vec<String>>>;
-
 /// The connectors of every simulated task.
 pub struct SimConnectors {
     /// The shared storage.
     pub disk: SharedDisk,
-    /// Where print sinks write.
-    pub printed: Printed,
 }
 
 impl Connectors for SimConnectors {
@@ -43,7 +38,7 @@ impl Connectors for SimConnectors {
     }
 
     fn line_writer(&mut self, _: &OperatorContext) -> Result<Box<dyn LineWriter>, String> {
-        Ok(Box::new(PrintedLines { printed: self.printed.clone() }))
+        Ok(Box::new(DroppedLines))
     }
 
     fn part_store(&mut self, _: &OperatorContext, directory: &str) -> Result<Box<dyn PartStore>, String> {
@@ -70,13 +65,11 @@ impl SourceReader for DiskReader {
     }
 }
 
-struct PrintedLines {
-    printed: Printed,
-}
+/// A print sink's output: nothing in the simulation reads it.
+struct DroppedLines;
 
-impl LineWriter for PrintedLines {
-    fn write_line(&mut self, line: &str) -> Result<(), SinkIoError> {
-        self.printed.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(line.to_string());
+impl LineWriter for DroppedLines {
+    fn write_line(&mut self, _line: &str) -> Result<(), SinkIoError> {
         Ok(())
     }
 }

@@ -24,7 +24,7 @@ pub mod connectors;
 
 use crate::disk::{SharedDisk, lock};
 use crate::network::NodeIndex;
-use connectors::{Printed, SimConnectors};
+use connectors::SimConnectors;
 use std::collections::{BTreeMap, VecDeque};
 use weir_core::checkpoint::storage;
 use weir_core::config::Config;
@@ -136,7 +136,6 @@ pub struct DataPlane {
     /// Checkpoint directories, as the triggers named them.
     locations: BTreeMap<(JobId, CheckpointId), String>,
     disk: SharedDisk,
-    printed: Printed,
     record_cost: Duration,
 }
 
@@ -150,7 +149,6 @@ impl DataPlane {
             outstanding: BTreeMap::new(),
             locations: BTreeMap::new(),
             disk,
-            printed: Default::default(),
             record_cost,
         }
     }
@@ -173,11 +171,6 @@ impl DataPlane {
     /// The node a task runs on.
     pub fn node_of(&self, execution: &ExecutionId) -> Option<NodeIndex> {
         self.tasks.get(execution).map(|task| task.node)
-    }
-
-    /// Lines the print sinks wrote.
-    pub fn printed(&self) -> Vec<String> {
-        self.printed.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
     /// The directories the file sinks of `job_id` write.
@@ -237,7 +230,7 @@ impl DataPlane {
                 }
             }
         }
-        let mut connectors = SimConnectors { disk: self.disk.clone(), printed: self.printed.clone() };
+        let mut connectors = SimConnectors { disk: self.disk.clone() };
         let setup = TaskSetup {
             execution,
             plan: &job.plan,
@@ -479,12 +472,6 @@ impl DataPlane {
         let peers: Vec<ExecutionId> = self.tasks.keys().filter(|id| jobs.contains(&id.job)).copied().collect();
         let reason = format!("the data connection to {name} closed: its TaskManager died");
         peers.into_iter().flat_map(|peer| self.fail(now, peer, reason.clone())).collect()
-    }
-
-    /// The tasks of a job on `node`, for describing a node's state.
-    pub fn describe_node(&self, node: NodeIndex) -> Vec<String> {
-        let on_node = self.tasks.iter().filter(|(_, task)| task.node == node);
-        on_node.map(|(execution, task)| format!("{execution}: {:?}", task.runner.metrics())).collect()
     }
 }
 

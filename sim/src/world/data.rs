@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use weir_core::checkpoint::storage;
 use weir_core::ids::{JobId, stable_hash128};
-use weir_core::protocol::{JobStatus, StorageReply, StorageRequest, TaskCommand, TaskDeployment};
+use weir_core::protocol::{JobStatus, StorageReply, StorageRequest, TaskCommand};
 use weir_core::time::Duration;
 
 /// The committed output of each job of a fault-free run, by job.
@@ -49,7 +49,7 @@ impl World<'_> {
     pub(super) fn real_task_command(&mut self, node: NodeIndex, command: TaskCommand) {
         let now = self.now;
         let effects = match command {
-            TaskCommand::Start(deployment) => self.start_real(node, &deployment),
+            TaskCommand::Start(deployment) => self.dataplane.start(now, node, &deployment, &mut self.rng),
             TaskCommand::Cancel(execution) => self.dataplane.cancel(now, execution, &mut self.rng),
             TaskCommand::TriggerCheckpoint { execution, barrier, location } => {
                 self.dataplane.trigger(now, execution, barrier, location)
@@ -59,10 +59,6 @@ impl World<'_> {
             }
         };
         self.apply(effects);
-    }
-
-    fn start_real(&mut self, node: NodeIndex, deployment: &TaskDeployment) -> Vec<Effect> {
-        self.dataplane.start(self.now, node, deployment, &mut self.rng)
     }
 
     /// Carries out the data plane's effects.
