@@ -15,7 +15,7 @@ use weir_core::dataflow::operators::{
     Connectors, LineWriter, PartStore, ReadOutcome, ReaderError, ReaderRequest, SinkIoError, SourceReader,
 };
 
-const PENDING_PREFIX: &str = ".pending-";
+use weir_core::dataflow::operators::PENDING_PART_PREFIX as PENDING_PREFIX;
 
 /// Connectors backed by the local file system, sockets and standard output.
 #[derive(Default)]

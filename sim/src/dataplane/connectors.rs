@@ -12,8 +12,7 @@ use weir_core::dataflow::operators::{
     SourceReader,
 };
 
-/// Hidden prefix of a part that is not committed.
-pub const PENDING_PREFIX: &str = ".pending-";
+use weir_core::dataflow::operators::PENDING_PART_PREFIX as PENDING_PREFIX;
 
 /// The connectors of every simulated task.
 pub struct SimConnectors {

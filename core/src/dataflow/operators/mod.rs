@@ -51,7 +51,7 @@ mod proptests;
 mod tests;
 
 pub use chain::{BuildError, Chain, ChainOptions, ChainSnapshot, Connectors, OutputEdge, ReaderRequest, build_chain};
-pub use sinks::{LineWriter, PartStore, SinkIoError};
+pub use sinks::{LineWriter, PENDING_PART_PREFIX, PartStore, SinkIoError};
 pub use sources::{ReadOutcome, ReaderError, SourceReader};
 
 use super::EventTime;

@@ -42,6 +42,10 @@ pub trait LineWriter: Send {
     fn write_line(&mut self, line: &str) -> Result<(), SinkIoError>;
 }
 
+/// The name a driver gives a pending part on storage: `.pending-<part>`, hidden from readers of
+/// the directory until the commit renames it to `<part>`.
+pub const PENDING_PART_PREFIX: &str = ".pending-";
+
 /// Part files of a file sink's directory, supplied by the driver.
 pub trait PartStore: Send {
     /// Appends `bytes` to the pending (invisible) part `part`, creating it if needed.
