@@ -59,6 +59,8 @@ pub struct JobStart {
     pub config: Box<Config>,
     /// The savepoint (or retained checkpoint) directory to restore from, if any.
     pub savepoint: Option<String>,
+    /// The job as submitted, for TaskManagers to plan it.
+    pub artifacts: std::sync::Arc<crate::protocol::JobArtifacts>,
 }
 
 /// The Dispatcher's inputs.
@@ -206,6 +208,16 @@ impl Dispatcher {
             return Err("the savepoint path is empty".to_string());
         }
         let savepoint = submission.savepoint;
+        let artifacts = crate::protocol::JobArtifacts {
+            graph: submission.graph.clone(),
+            cluster_config: self
+                .cluster_config
+                .iter()
+                .map(|(key, value)| (key.to_string(), value.to_string()))
+                .collect(),
+            job_config: submission.config.clone(),
+            parallelism: submission.parallelism,
+        };
         let (plan, config) =
             prepare(&self.cluster_config, submission.graph, &submission.config, submission.parallelism)?;
         let summary = JobSummary {
@@ -218,7 +230,8 @@ impl Dispatcher {
             failure: None,
         };
         self.jobs.insert(job_id, summary);
-        Ok(JobStart { job_id, plan: Box::new(plan), config: Box::new(config), savepoint })
+        let artifacts = std::sync::Arc::new(artifacts);
+        Ok(JobStart { job_id, plan: Box::new(plan), config: Box::new(config), savepoint, artifacts })
     }
 
     fn fresh_job_id(&mut self) -> JobId {

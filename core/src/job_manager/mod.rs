@@ -174,8 +174,9 @@ impl JobManager {
 
     fn start_job_master(&mut self, now: Time, start: dispatcher::JobStart) {
         let seed = self.seeds.next_u64();
-        let job_master =
+        let mut job_master =
             JobMaster::with_savepoint(start.job_id, *start.plan, &start.config, self.epoch, seed, now, start.savepoint);
+        job_master.ship(start.artifacts);
         self.job_masters.insert(start.job_id, job_master);
     }
 }

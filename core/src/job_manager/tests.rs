@@ -113,6 +113,7 @@ fn offers_to_a_job_that_is_gone_are_refused_so_the_slots_are_freed() {
         message: Message::JobMaster(JobMasterMessage::OfferSlots {
             resource_id: tm(1),
             offers: vec![SlotOffer { allocation, slot: SlotIndex(0) }],
+            data_address: String::new(),
         }),
     };
     job_manager.handle(Time(1), Input::Message(offer));

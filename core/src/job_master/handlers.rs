@@ -30,7 +30,8 @@ impl JobMaster {
             JobMasterMessage::TaskManagerLost { resource_id, reason } if from == Address::ResourceManager => {
                 self.lose_task_manager(resource_id, &reason, false);
             }
-            JobMasterMessage::OfferSlots { resource_id, offers } if from_task_executor(resource_id) => {
+            JobMasterMessage::OfferSlots { resource_id, offers, data_address } if from_task_executor(resource_id) => {
+                self.data_addresses.insert(resource_id, data_address);
                 self.on_offers(resource_id, offers);
             }
             JobMasterMessage::TaskStateChanged { execution, state, error, unreadable_checkpoint } => {
@@ -112,6 +113,7 @@ impl JobMaster {
         if !self.pool.knows(resource_id) {
             return;
         }
+        self.data_addresses.remove(&resource_id);
         if declared {
             self.event(Event::TaskManagerLost { resource_id, reason: reason.to_string() });
         }

@@ -54,8 +54,8 @@ use crate::ids::{Epoch, JobId, ResourceId, SubtaskIndex, VertexIndex};
 use crate::plan::JobPlan;
 use crate::plan::execution::ExecutionGraph;
 use crate::protocol::{
-    Address, DispatcherMessage, Envelope, Event, ExecutionState, JobMasterMessage, JobStatus, Message, Output,
-    ResourceManagerMessage, Role, StorageReply, TaskExecutorMessage,
+    Address, DispatcherMessage, Envelope, Event, ExecutionState, JobArtifacts, JobMasterMessage, JobStatus, Message,
+    Output, ResourceManagerMessage, Role, StorageReply, TaskExecutorMessage,
 };
 use crate::rng::Rng;
 use crate::time::{Duration, Time};
@@ -65,6 +65,7 @@ use failover::{Failover, PendingRestart};
 use restart::RestartBackoff;
 use slots::{HeldSlot, SlotPool};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 
 /// What a JobMaster is fed.
 #[derive(Clone, Debug, PartialEq)]
@@ -129,6 +130,10 @@ pub struct JobMaster {
     next_heartbeat: Time,
     now: Time,
     outputs: VecDeque<Output>,
+    /// The job as submitted, shipped with every deployment (None: the TaskManagers know it).
+    artifacts: Option<Arc<JobArtifacts>>,
+    /// Data addresses of the TaskManagers that offered slots, from their offers.
+    data_addresses: BTreeMap<ResourceId, String>,
 }
 
 impl JobMaster {
@@ -193,6 +198,8 @@ impl JobMaster {
             next_heartbeat: now.after(timing.heartbeat_interval),
             now,
             outputs: VecDeque::new(),
+            artifacts: None,
+            data_addresses: BTreeMap::new(),
         };
         // Its own generator, so enabling checkpointing does not change the restart jitter.
         let checkpoint_seed = seed ^ 0x6368_6563_6b70_6f69;
@@ -211,6 +218,12 @@ impl JobMaster {
     /// The checkpoint coordinator, when checkpointing is on.
     pub fn checkpoint_coordinator(&self) -> Option<&crate::checkpoint::CheckpointCoordinator> {
         self.checkpointing.as_ref().map(|checkpointing| checkpointing.coordinator())
+    }
+
+    /// Ships `artifacts` with every deployment from now on, so TaskManagers in other processes
+    /// can plan the job.
+    pub fn ship(&mut self, artifacts: Arc<JobArtifacts>) {
+        self.artifacts = Some(artifacts);
     }
 
     /// The job's id.

@@ -133,7 +133,7 @@ fn input_for(cluster: &Cluster, step: &Step, history: &[Input]) -> Option<Input>
                 .collect();
             message(
                 Address::TaskExecutor(tm(*n as u128)),
-                JobMasterMessage::OfferSlots { resource_id: tm(*n as u128), offers },
+                JobMasterMessage::OfferSlots { resource_id: tm(*n as u128), offers, data_address: String::new() },
             )
         }
         Step::Report { pick: index, state, attempt, sender } => report(cluster, *index, *state, *attempt, *sender),

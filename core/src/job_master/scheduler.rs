@@ -10,7 +10,12 @@ use super::executions::Location;
 use super::restart::RestartDecision;
 use super::slots::{HeldSlot, SlotPosition};
 use crate::ids::{AllocationId, ResourceId, SubtaskIndex};
-use crate::protocol::{Event, ExecutionState, JobStatus, ResourceManagerMessage, TaskDeployment, TaskExecutorMessage};
+use crate::protocol::{
+    Event, ExecutionState, JobStatus, Placement, ResourceManagerMessage, TaskDeployment, TaskExecutorMessage,
+    TaskManagerLocation,
+};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// Longest failure text taken from a peer, in bytes.
 const FAILURE_TEXT_MAX_BYTES: usize = super::exceptions::EXCEPTION_TEXT_MAX_BYTES;
@@ -98,12 +103,40 @@ impl JobMaster {
             return;
         }
         let bulk = std::mem::take(&mut self.scheduled);
+        let placement = self.placement(&bulk);
         for ordinal in bulk {
-            self.deploy(ordinal);
+            self.deploy(ordinal, &placement);
         }
     }
 
-    fn deploy(&mut self, ordinal: u64) {
+    /// Where every subtask runs once `bulk` is deployed: the bulk in the slots held for it, the
+    /// others where they already run (or unplaced).
+    fn placement(&self, bulk: &BTreeSet<u64>) -> Arc<Placement> {
+        let mut placement = Placement::default();
+        let mut indices: BTreeMap<ResourceId, u32> = BTreeMap::new();
+        for vertex in &self.plan.vertices {
+            let mut subtasks = Vec::with_capacity(vertex.parallelism as usize);
+            for subtask in 0..vertex.parallelism {
+                let ordinal = self.executions.ordinal_at(vertex.index, SubtaskIndex(subtask));
+                let resource_id = ordinal.and_then(|ordinal| match bulk.contains(&ordinal) {
+                    true => self.pool.held(self.position_of(ordinal)).map(|held| held.resource_id),
+                    false => self.executions.location(ordinal).map(|location| location.resource_id),
+                });
+                let index = resource_id.map_or(u32::MAX, |resource_id| {
+                    *indices.entry(resource_id).or_insert_with(|| {
+                        let data_address = self.data_addresses.get(&resource_id).cloned().unwrap_or_default();
+                        placement.task_managers.push(TaskManagerLocation { resource_id, data_address });
+                        placement.task_managers.len() as u32 - 1
+                    })
+                });
+                subtasks.push(index);
+            }
+            placement.subtasks.push(subtasks);
+        }
+        Arc::new(placement)
+    }
+
+    fn deploy(&mut self, ordinal: u64, placement: &Arc<Placement>) {
         let position = self.position_of(ordinal);
         let held = self.pool.held(position).expect("a bulk deploys only when all its slots are held");
         self.transition(ordinal, ExecutionState::Deploying);
@@ -117,6 +150,8 @@ impl JobMaster {
             vertex_name: vertex.name.clone(),
             parallelism: vertex.parallelism,
             restore,
+            job: self.artifacts.clone(),
+            placement: Some(placement.clone()),
         };
         self.send_to_task_executor(held.resource_id, TaskExecutorMessage::DeployTask(deployment));
     }

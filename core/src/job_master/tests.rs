@@ -135,7 +135,10 @@ impl Cluster {
                 SlotOffer { allocation, slot: SlotIndex(*next - 1) }
             })
             .collect();
-        self.message(Address::TaskExecutor(resource_id), JobMasterMessage::OfferSlots { resource_id, offers })
+        self.message(
+            Address::TaskExecutor(resource_id),
+            JobMasterMessage::OfferSlots { resource_id, offers, data_address: String::new() },
+        )
     }
 
     /// Reports `state` for every current attempt in `from_states`, from the TaskManager it runs on.
@@ -529,10 +532,15 @@ fn offers_of_unknown_or_duplicate_allocations_are_rejected() {
         SlotOffer { allocation: unknown, slot: SlotIndex(1) },
         SlotOffer { allocation: wanted, slot: SlotIndex(0) },
     ];
-    cluster.message(Address::TaskExecutor(tm(0)), JobMasterMessage::OfferSlots { resource_id: tm(0), offers });
+    cluster.message(
+        Address::TaskExecutor(tm(0)),
+        JobMasterMessage::OfferSlots { resource_id: tm(0), offers, data_address: String::new() },
+    );
     let elsewhere = vec![SlotOffer { allocation: wanted, slot: SlotIndex(0) }];
-    cluster
-        .message(Address::TaskExecutor(tm(1)), JobMasterMessage::OfferSlots { resource_id: tm(1), offers: elsewhere });
+    cluster.message(
+        Address::TaskExecutor(tm(1)),
+        JobMasterMessage::OfferSlots { resource_id: tm(1), offers: elsewhere, data_address: String::new() },
+    );
     let results: Vec<(Address, Vec<AllocationId>, Vec<AllocationId>)> = cluster
         .sent
         .iter()

@@ -9,6 +9,7 @@ use crate::time::Time;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 /// One attempt of one subtask of one job (Flink's `ExecutionAttemptID`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -69,6 +70,55 @@ pub struct TaskDeployment {
     pub parallelism: u32,
     /// What to restore state from, if anything.
     pub restore: Option<RestoreSpec>,
+    /// What the TaskManager needs to plan the job itself (a TaskManager in another process
+    /// knows nothing of it otherwise); shared by every deployment of the job.
+    #[serde(default)]
+    pub job: Option<Arc<JobArtifacts>>,
+    /// Where every subtask of the job runs for this deployment round, so producers know which
+    /// TaskManager each consumer is on; shared by the round's deployments.
+    #[serde(default)]
+    pub placement: Option<Arc<Placement>>,
+}
+
+/// A job as submitted, for a TaskManager to plan it exactly as the JobManager did: running
+/// `dispatcher::prepare(cluster_config, graph, job_config, parallelism)` gives the same plan.
+#[derive(Clone, Debug, Hash, PartialEq, Serialize, Deserialize)]
+pub struct JobArtifacts {
+    /// The job graph.
+    pub graph: JobGraph,
+    /// The JobManager's cluster configuration keys.
+    pub cluster_config: BTreeMap<String, String>,
+    /// The submission's configuration keys (above the job file's).
+    pub job_config: BTreeMap<String, String>,
+    /// The submission's default parallelism.
+    pub parallelism: Option<u32>,
+}
+
+/// A TaskManager as a JobMaster knows it.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskManagerLocation {
+    /// Its process instance.
+    pub resource_id: ResourceId,
+    /// Where its data channels are accepted (`host:port`; empty where there is no network).
+    pub data_address: String,
+}
+
+/// Where the subtasks of a job run: `subtasks[vertex][subtask]` indexes `task_managers`
+/// (`u32::MAX`: not placed).
+#[derive(Clone, Debug, Default, Hash, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placement {
+    /// The TaskManagers named below.
+    pub task_managers: Vec<TaskManagerLocation>,
+    /// Per vertex, per subtask, the index of its TaskManager.
+    pub subtasks: Vec<Vec<u32>>,
+}
+
+impl Placement {
+    /// Where `subtask` of `vertex` runs, if placed.
+    pub fn location(&self, vertex: VertexIndex, subtask: SubtaskIndex) -> Option<&TaskManagerLocation> {
+        let index = *self.subtasks.get(vertex.index())?.get(subtask.0 as usize)?;
+        self.task_managers.get(index as usize)
+    }
 }
 
 /// What a new attempt restores: a completed checkpoint (or savepoint) and the state files of it
@@ -212,6 +262,9 @@ pub enum JobMasterMessage {
         resource_id: ResourceId,
         /// The slots.
         offers: Vec<SlotOffer>,
+        /// Where the TaskManager accepts data channels (empty where there is no network).
+        #[serde(default)]
+        data_address: String,
     },
     /// A task changed state on its TaskExecutor.
     TaskStateChanged {

@@ -39,6 +39,9 @@ pub struct TaskExecutorConfig {
     pub offer_retry_interval: Duration,
     /// A slot allocated but not accepted by its JobMaster within this time is freed.
     pub slot_timeout: Duration,
+    /// Where this TaskManager accepts data channels (`host:port`), told to JobMasters with its
+    /// slot offers; empty where there is no network (the simulator, the embedded cluster).
+    pub data_address: String,
 }
 
 /// Why a configuration cannot run a TaskExecutor.
@@ -71,6 +74,7 @@ impl TaskExecutorConfig {
             registration_refused_delay: REGISTRATION_REFUSED_DELAY,
             offer_retry_interval: heartbeat_interval.min(OFFER_RETRY_INTERVAL_MAX),
             slot_timeout: SLOT_TIMEOUT,
+            data_address: String::new(),
         };
         debug_assert!(result.check().is_ok(), "{:?}", result.check());
         Ok(result)

@@ -293,7 +293,8 @@ impl TaskExecutor {
             offers.entry(held.job).or_default().push(SlotOffer { allocation: held.id, slot });
         }
         for (job, offers) in offers {
-            let message = JobMasterMessage::OfferSlots { resource_id: self.resource_id, offers };
+            let data_address = self.config.data_address.clone();
+            let message = JobMasterMessage::OfferSlots { resource_id: self.resource_id, offers, data_address };
             self.send(Address::JobMaster(job), Message::JobMaster(message));
         }
     }

@@ -27,7 +27,15 @@ pub(super) fn execution(job: JobId, vertex: u32, subtask: u32) -> ExecutionId {
 }
 
 pub(super) fn deployment(execution: ExecutionId, allocation: AllocationId) -> TaskDeployment {
-    TaskDeployment { execution, allocation, vertex_name: "map".to_string(), parallelism: 2, restore: None }
+    TaskDeployment {
+        execution,
+        allocation,
+        vertex_name: "map".to_string(),
+        parallelism: 2,
+        restore: None,
+        job: None,
+        placement: None,
+    }
 }
 
 fn ms(millis: u64) -> Time {
