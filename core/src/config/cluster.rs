@@ -46,6 +46,14 @@ pub struct TaskManagerConfig {
     pub buffers_per_channel: u32,
     /// Buffers each input gate shares among its channels.
     pub floating_buffers_per_gate: u32,
+    /// Host name others reach this TaskManager at (`taskmanager.host`).
+    pub host: String,
+    /// RPC port (`taskmanager.rpc.port`); 0 picks a free one.
+    pub rpc_port: u16,
+    /// Data channel port (`taskmanager.data.port`); 0 picks a free one.
+    pub data_port: u16,
+    /// A fixed resource id (`taskmanager.resource-id`), when configured.
+    pub resource_id: Option<String>,
 }
 
 /// Smallest accepted network buffer, as Flink's smallest memory page.
@@ -149,6 +157,10 @@ impl TaskManagerConfig {
             buffers_per_channel: reader.value("taskmanager.network.memory.buffers-per-channel", whole(0, u32::MAX))?,
             floating_buffers_per_gate: reader
                 .value("taskmanager.network.memory.floating-buffers-per-gate", whole(0, u32::MAX))?,
+            host: reader.value("taskmanager.host", text)?,
+            rpc_port: reader.value("taskmanager.rpc.port", whole(0, u16::MAX))?,
+            data_port: reader.value("taskmanager.data.port", whole(0, u16::MAX))?,
+            resource_id: reader.optional("taskmanager.resource-id", text)?,
         };
         config.check()?;
         Ok(config)
@@ -179,6 +191,10 @@ impl TaskManagerConfig {
         listing.put("taskmanager.memory.segment-size", format_size(self.segment_bytes));
         listing.put("taskmanager.network.memory.buffers-per-channel", self.buffers_per_channel);
         listing.put("taskmanager.network.memory.floating-buffers-per-gate", self.floating_buffers_per_gate);
+        listing.put("taskmanager.host", &self.host);
+        listing.put("taskmanager.rpc.port", self.rpc_port);
+        listing.put("taskmanager.data.port", self.data_port);
+        listing.put_optional("taskmanager.resource-id", self.resource_id.as_ref());
     }
 }
 

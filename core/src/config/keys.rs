@@ -326,6 +326,13 @@ static KEYS: &[KeyDoc] = &[
         "A JobMaster's slot request that is not fulfilled within this time fails.",
     ),
     key(
+        "taskmanager.data.port",
+        "0",
+        Integer,
+        "Port of a TaskManager's data channels (0: any free port, told to JobMasters with its slots).",
+    ),
+    key("taskmanager.host", "localhost", Text, "Host name others use to reach this TaskManager."),
+    key(
         "taskmanager.memory.managed.size",
         "128 mb",
         Size,
@@ -350,6 +357,13 @@ static KEYS: &[KeyDoc] = &[
         "Network buffers each input gate shares among its channels.",
     ),
     key("taskmanager.numberOfTaskSlots", "1", Integer, "Number of slots a TaskManager offers."),
+    key(
+        "taskmanager.resource-id",
+        UNSET,
+        Text,
+        "The TaskManager's resource id (32 hex digits); unset makes a fresh one per start.",
+    ),
+    key("taskmanager.rpc.port", "0", Integer, "Port of a TaskManager's RPC endpoint (0: any free port)."),
 ];
 
 /// Every key weir reads, sorted by key, with default and description.

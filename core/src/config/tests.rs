@@ -47,6 +47,10 @@ fn defaults_equal_flinks() {
         segment_bytes: 32 << 10,
         buffers_per_channel: 2,
         floating_buffers_per_gate: 8,
+        host: "localhost".into(),
+        rpc_port: 0,
+        data_port: 0,
+        resource_id: None,
     };
     assert_eq!(config.task_manager, task_manager);
     let pipeline = PipelineConfig {

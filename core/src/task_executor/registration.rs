@@ -11,7 +11,16 @@ impl TaskExecutor {
     /// registration needs no new attempt: an acceptance completes it, a refusal schedules the next.
     pub(super) fn follow_leader(&mut self, epoch: Epoch, message: &TaskExecutorMessage) {
         assert!(epoch > self.leader_epoch, "the followed epoch only grows: {epoch} after {}", self.leader_epoch);
+        let deposed = self.leader_epoch != Epoch(0);
         self.leader_epoch = epoch;
+        if deposed {
+            // The old leader's JobMasters are gone; the new leader recovers their jobs from
+            // checkpoints with slots of its own. Holding the old slots would only delay that
+            // until the JobMaster heartbeat timeout.
+            for job in self.slots.jobs() {
+                self.release_job(job);
+            }
+        }
         match message {
             TaskExecutorMessage::RegistrationAccepted => {}
             TaskExecutorMessage::RegistrationRejected { .. } => {

@@ -465,18 +465,25 @@ fn stale_epoch_messages_are_ignored_and_change_nothing() {
 }
 
 #[test]
-fn a_higher_epoch_is_a_new_leader_to_register_with() {
+fn a_higher_epoch_is_a_new_leader_to_register_with_and_the_old_leaders_jobs_are_released() {
     let mut driver = Driver::registered(1);
     let (job, allocation) = (job(1), allocation(1));
     driver.accepted_slot(0, job, allocation);
+    let task = execution(job, 0, 0);
+    driver.running_task(task, allocation);
     let next = Epoch(LEADER.0 + 1);
     let outputs = driver.message(Address::ResourceManager, next, TaskExecutorMessage::ResourceManagerHeartbeat);
     assert_eq!(driver.executor.leader_epoch(), next);
     assert!(!driver.executor.is_registered());
+    // The deposed leader's JobMasters are gone: their tasks are cancelled and slots freed, so
+    // the new leader's recovered jobs get slots at once.
+    assert_eq!(task_commands(&outputs), [TaskCommand::Cancel(task)]);
+    assert_eq!(freed(&outputs), [allocation]);
+    assert_eq!(driver.executor.slots()[0].state, SlotState::Free);
     let sent = sends(&outputs);
-    assert!(is_registration(&sent[0].1), "{sent:?}");
-    assert!(outputs.iter().all(|o| matches!(o, Output::Send(e) if e.epoch == next)), "{outputs:?}");
-    assert_eq!(driver.executor.slots()[0].state, SlotState::Allocated { allocation, job, accepted: true });
+    let registration = sent.iter().find(|(_, message)| is_registration(message));
+    assert!(registration.is_some(), "{sent:?}");
+    assert!(outputs.iter().all(|o| !matches!(o, Output::Send(e) if e.epoch != next)), "{outputs:?}");
     // The old leader is now fenced off, the new one's acceptance completes the registration.
     assert!(driver.rm_sends(TaskExecutorMessage::RegistrationAccepted).is_empty());
     assert!(!driver.executor.is_registered());
