@@ -155,7 +155,7 @@ fn weir_local_serves_flinks_rest_api_and_the_cli_controls_jobs_over_it() {
     assert_eq!(job_id.len(), 32);
 
     check_overview_and_job_views(&cluster, &job_id);
-    check_errors(&cluster);
+    check_errors(&cluster, &job_id);
     check_submission_runs_to_its_result(&cluster, &dir);
     check_cli_run_list_cancel(&cluster, &dir, &job_id);
 }
@@ -214,7 +214,7 @@ fn check_overview_and_job_views(cluster: &LocalCluster, job_id: &str) {
     assert_eq!((task_manager["slotsNumber"].as_u64(), task_manager["freeSlots"].as_u64()), (Some(4), Some(3)));
 }
 
-fn check_errors(cluster: &LocalCluster) {
+fn check_errors(cluster: &LocalCluster, running_job: &str) {
     let (status, answer) = cluster.get("/jobs/0123456789abcdef0123456789abcdef");
     assert_eq!(status, 404);
     assert_errors(&answer);
@@ -224,6 +224,14 @@ fn check_errors(cluster: &LocalCluster) {
     let (status, answer) = request(&cluster.address, "POST", "/jobs", Some("{\"job\": {\"name\": \"x\"}}"));
     assert_eq!(status, 400, "a job without operators is refused: {answer}");
     assert_errors(&answer);
+    let job: Value = toml::from_str(ENDLESS_JOB).expect("TOML");
+    let reused = json!({ "job": job, "jobId": running_job }).to_string();
+    let (status, answer) = request(&cluster.address, "POST", "/jobs", Some(&reused));
+    assert_eq!(status, 400, "a job id in use is refused: {answer}");
+    assert_errors(&answer);
+    assert_eq!(job_state(cluster, running_job).as_deref(), Some("RUNNING"), "the running job is untouched");
+    let (status, _) = cluster.get(&format!("/jobs/{running_job}"));
+    assert_eq!(status, 200);
     let (status, answer) = cluster.get("/no/such/path");
     assert_eq!(status, 404);
     assert_errors(&answer);

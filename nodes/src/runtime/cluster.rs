@@ -90,6 +90,7 @@ pub struct LocalCluster {
     task_manager_addresses: BTreeMap<ResourceId, String>,
     /// Jobs given an id here so far (the id's counter).
     jobs_submitted: u64,
+    /// Plans of the jobs that have not ended, for their task threads.
     plans: BTreeMap<JobId, (Arc<JobPlan>, Arc<Config>)>,
     storage: CheckpointStorage,
     exchange: Exchange,
@@ -227,10 +228,12 @@ impl LocalCluster {
             self.rest_clients.answer(call, &state, |envelope| in_flight.push_back(envelope));
         }
         self.drain_all();
+        // Refused (absent, or the id of a job that has ended): the plan is not needed.
+        let jobs = self.job_manager.dispatcher().jobs();
         if let Some(job_id) = planned
-            && !self.job_manager.dispatcher().jobs().contains_key(&job_id)
+            && jobs.get(&job_id).is_none_or(|job| job.status.is_globally_terminal())
         {
-            self.plans.remove(&job_id); // the Dispatcher refused it
+            self.plans.remove(&job_id);
         }
     }
 
@@ -479,6 +482,9 @@ impl LocalCluster {
     fn observe(&mut self, event: Event) {
         match event {
             Event::JobStatusChanged { job_id, to, .. } => {
+                if to.is_globally_terminal() {
+                    self.plans.remove(&job_id); // nothing deploys any more
+                }
                 self.statuses.insert(job_id, to);
                 self.progress.push_back((job_id, Progress::Status(to)));
             }
