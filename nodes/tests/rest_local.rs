@@ -345,3 +345,23 @@ fn committedstdout_lines(directory: &Path) -> Vec<String> {
     lines.sort();
     lines
 }
+
+#[test]
+fn a_busy_rest_port_is_a_warning_and_the_job_still_runs() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let dir = temp_dir("busy");
+    let job = dir.join("short.toml");
+    std::fs::write(&job, ENDLESS_JOB.replace("to = 999_999_999\nrate = 200", "to = 999")).expect("job file");
+    let port_key = format!("rest.port={port}");
+    let output = weir(&["local", job.to_str().expect("utf-8"), "-D", &port_key]);
+    assert!(output.status.success(), "{}", text(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("warning: cannot bind the REST endpoint") && stderr.contains("REST API is off"),
+        "{stderr}"
+    );
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("REST API at"), "{}", text(&output));
+    assert!(text(&output).contains("job \"endless\" FINISHED"), "{}", text(&output));
+    drop(listener);
+}
