@@ -6,6 +6,11 @@
 //! sets `execution.checkpointing.interval`, failed tasks restart under the restart strategy, and
 //! exactly-once file sinks commit per checkpoint. Progress is printed once a second; the summary
 //! names where the results went.
+//!
+//! The REST API (`docs/rest.md`) is served on `rest.bind-address`:`rest.port` while the job
+//! runs, so `weir list`, `weir cancel` and `weir run` work against it; a busy port leaves it off
+//! with a warning. The TaskExecutor has the job's slots, or `taskmanager.numberOfTaskSlots` if
+//! that is more (room for jobs submitted over REST).
 
 use super::CliError;
 use crate::runtime::cluster::{LocalCluster, Progress};
@@ -31,7 +36,12 @@ pub fn run(path: &Path, parallelism: Option<u32>, config_args: &ConfigArgs) -> R
         eprintln!("warning: {warning}");
     }
     let data_dir = std::env::temp_dir().join("weir-local");
-    let mut cluster = LocalCluster::start(raw, plan.required_slots.max(1), &data_dir).map_err(CliError::failed)?;
+    let slots = plan.required_slots.max(config.task_manager.slots).max(1);
+    let mut cluster = LocalCluster::start(raw, slots, &data_dir).map_err(CliError::failed)?;
+    match cluster.serve_rest(&config.rest.bind_address, config.rest.port) {
+        Ok(address) => println!("REST API at http://{address}"),
+        Err(error) => eprintln!("warning: {error}; the REST API is off"),
+    }
     let started = Instant::now();
     let job_id = cluster.submit(job.graph.clone(), parallelism, overrides).map_err(CliError::failed)?;
     let checkpointing = match config.checkpoint.interval {

@@ -2,8 +2,10 @@
 
 mod bench;
 mod explore;
+mod http;
 mod info;
 mod local;
+mod remote;
 mod sim;
 
 use crate::settings::ConfigArgs;
@@ -41,6 +43,47 @@ enum Command {
         /// Default parallelism for operators that set none.
         #[arg(short = 'p', long)]
         parallelism: Option<u32>,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Submit a job to a running cluster over REST; attached, wait for its end.
+    Run {
+        /// The job file.
+        job: PathBuf,
+        /// Print the job id and return at once.
+        #[arg(short = 'd', long)]
+        detached: bool,
+        /// Default parallelism for operators that set none.
+        #[arg(short = 'p', long)]
+        parallelism: Option<u32>,
+        /// The JobManager's REST address (default: rest.address:rest.port).
+        #[arg(short = 'm', long = "jobmanager", value_name = "HOST:PORT")]
+        jobmanager: Option<String>,
+        /// Restore the job from this savepoint (or retained checkpoint) directory.
+        #[arg(short = 's', long = "from-savepoint", value_name = "DIR")]
+        from_savepoint: Option<String>,
+        /// Configuration (`-D` keys are also sent as the job's own).
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// List a running cluster's jobs.
+    List {
+        /// Print Flink's `/jobs/overview` JSON.
+        #[arg(long)]
+        json: bool,
+        /// The JobManager's REST address (default: rest.address:rest.port).
+        #[arg(short = 'm', long = "jobmanager", value_name = "HOST:PORT")]
+        jobmanager: Option<String>,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Cancel a job on a running cluster.
+    Cancel {
+        /// The job id (32 hex characters).
+        id: String,
+        /// The JobManager's REST address (default: rest.address:rest.port).
+        #[arg(short = 'm', long = "jobmanager", value_name = "HOST:PORT")]
+        jobmanager: Option<String>,
         #[command(flatten)]
         config: ConfigArgs,
     },
@@ -175,6 +218,11 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Info { job, json, parallelism, config } => info::run(&job, json, parallelism, &config),
         Command::Local { job, parallelism, config } => local::run(&job, parallelism, &config),
+        Command::Run { job, detached, parallelism, jobmanager, from_savepoint, config } => {
+            remote::run(&job, detached, parallelism, jobmanager.as_deref(), from_savepoint.as_deref(), &config)
+        }
+        Command::List { json, jobmanager, config } => remote::list(json, jobmanager.as_deref(), &config),
+        Command::Cancel { id, jobmanager, config } => remote::cancel(&id, jobmanager.as_deref(), &config),
         Command::Sim(SimCommand::Run { scenario, seed, json, log, check_determinism, record }) => {
             sim::run(&scenario, seed, json, log, check_determinism, record.as_deref())
         }

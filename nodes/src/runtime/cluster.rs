@@ -6,16 +6,18 @@
 //!
 //! One control thread owns every role's state machine and feeds them, one input at a time, from
 //! one mailbox: envelopes between roles, task threads' reports, and ticks when a role's deadline
-//! passes. The task threads only talk to it through that mailbox.
+//! passes. The task threads only talk to it through that mailbox, and so does the REST API
+//! (`crate::rest`): its calls are answered on the control thread, between two inputs.
 
 use super::Clock;
 use super::exchange::{Exchange, Mail};
 use super::storage::CheckpointStorage;
 use super::task_thread::{self, Locations, MetricsBoard, TaskContext, TaskEvent};
+use crate::rest::{ClusterState, RestCall, RestClients};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use weir_core::checkpoint::storage::METADATA_FILE;
 use weir_core::config::{Config, RawConfig};
 use weir_core::dispatcher::{ClusterMode, prepare};
@@ -33,11 +35,15 @@ use weir_core::task_executor::{self, TaskExecutor, TaskExecutorConfig};
 const CLIENT: Address = Address::Client(0);
 /// Longest wait of the control thread between two looks at the time.
 const MAX_WAIT: Duration = Duration::from_millis(100);
+/// REST calls queued between the REST thread and the mailbox.
+const REST_CALLS_QUEUED_MAX: usize = 64;
 
 /// What reaches the control thread.
 enum ControlMail {
     /// A task thread of TaskExecutor `task_manager` reports.
     Task { task_manager: usize, event: TaskEvent },
+    /// The REST API asks.
+    Rest(RestCall),
 }
 
 /// Something that happened to a job, for the caller to print.
@@ -67,6 +73,8 @@ pub struct JobEnd {
 /// The JobManager, the TaskExecutors and everything the task threads share.
 pub struct LocalCluster {
     clock: Clock,
+    /// Milliseconds since the Unix epoch at the clock's zero, for the REST API's times.
+    epoch_ms_at_zero: u64,
     seed: u64,
     raw: RawConfig,
     job_manager: JobManager,
@@ -76,6 +84,13 @@ pub struct LocalCluster {
     /// Envelopes sent and not yet delivered (delivery is in order, without recursion).
     in_flight: VecDeque<Envelope>,
     client_inbox: VecDeque<ClientMessage>,
+    /// REST calls waiting for the Dispatcher's answer (clients 1, 2, ...).
+    rest_clients: RestClients,
+    /// TaskManager addresses for the REST API: none, the TaskExecutors are in this process.
+    task_manager_addresses: BTreeMap<ResourceId, String>,
+    /// Jobs given an id here so far (the id's counter).
+    jobs_submitted: u64,
+    /// Plans of the jobs that have not ended, for their task threads.
     plans: BTreeMap<JobId, (Arc<JobPlan>, Arc<Config>)>,
     storage: CheckpointStorage,
     exchange: Exchange,
@@ -92,6 +107,8 @@ impl LocalCluster {
     /// own go under `data_dir`.
     pub fn start(raw: RawConfig, slots: u32, data_dir: &std::path::Path) -> Result<LocalCluster, String> {
         let clock = Clock::start();
+        let since_epoch = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+        let epoch_ms_at_zero = (since_epoch.as_millis() as u64).saturating_sub(clock.now().as_millis());
         let mut raw = raw;
         raw.set("taskmanager.numberOfTaskSlots", slots.to_string());
         let config = Config::from_raw(&raw).map_err(|error| error.to_string())?;
@@ -103,6 +120,7 @@ impl LocalCluster {
         let (sender, mailbox) = channel();
         let mut cluster = LocalCluster {
             clock,
+            epoch_ms_at_zero,
             seed,
             raw,
             job_manager,
@@ -111,6 +129,9 @@ impl LocalCluster {
             sender,
             in_flight: VecDeque::new(),
             client_inbox: VecDeque::new(),
+            rest_clients: RestClients::new(),
+            task_manager_addresses: BTreeMap::new(),
+            jobs_submitted: 0,
             plans: BTreeMap::new(),
             storage: CheckpointStorage::new(data_dir),
             exchange: Exchange::default(),
@@ -136,10 +157,7 @@ impl LocalCluster {
         let (plan, config) = prepare(&self.raw, graph.clone(), &job_config, parallelism)?;
         // The id is fixed here (as Flink's `--jobid`) so the plan is known before the first
         // deployment arrives, which happens while the submission is still being handled.
-        let count = self.plans.len() as u64;
-        let bits =
-            stable_hash128(&[b"local-job", graph.name.as_bytes(), &self.seed.to_le_bytes(), &count.to_le_bytes()]);
-        let job_id = JobId(Hex128(bits));
+        let job_id = self.next_job_id(&graph.name);
         self.plans.insert(job_id, (Arc::new(plan), Arc::new(config)));
         let submission =
             JobSubmission { job_id: Some(job_id), graph, parallelism, config: job_config, savepoint: None };
@@ -157,6 +175,85 @@ impl LocalCluster {
                 None => return Err("the Dispatcher did not answer the submission".to_string()),
             }
         }
+    }
+
+    /// Serves the REST API on `bind:port` (0: any free port) from a thread of its own; its
+    /// calls are answered while the cluster runs. Returns the bound address.
+    pub fn serve_rest(&self, bind: &str, port: u16) -> Result<std::net::SocketAddr, String> {
+        let (calls, mut receiver) = tokio::sync::mpsc::channel::<RestCall>(REST_CALLS_QUEUED_MAX);
+        let address = crate::rest::serve_in_thread(bind, port, calls)?;
+        // The control thread waits on one mailbox; this thread moves REST calls into it.
+        let mailbox = self.sender.clone();
+        let forward = move || {
+            while let Some(call) = receiver.blocking_recv() {
+                if mailbox.send(ControlMail::Rest(call)).is_err() {
+                    return; // the cluster is gone
+                }
+            }
+        };
+        std::thread::Builder::new()
+            .name("rest-calls".to_string())
+            .spawn(forward)
+            .map_err(|error| format!("cannot start the REST call thread: {error}"))?;
+        Ok(address)
+    }
+
+    /// A fresh job id, derived from the job's name, this process and a counter.
+    fn next_job_id(&mut self, name: &str) -> JobId {
+        let count = self.jobs_submitted;
+        self.jobs_submitted += 1;
+        JobId(Hex128(stable_hash128(&[b"local-job", name.as_bytes(), &self.seed.to_le_bytes(), &count.to_le_bytes()])))
+    }
+
+    /// Answers a REST call: views from the current state, Dispatcher calls by delivering them.
+    fn rest_call(&mut self, call: RestCall) {
+        let mut planned = None;
+        let call = match call {
+            RestCall::Dispatcher { message: DispatcherMessage::Submit { request, mut submission }, reply } => {
+                planned = self.plan_submission(&mut submission);
+                RestCall::Dispatcher { message: DispatcherMessage::Submit { request, submission }, reply }
+            }
+            other => other,
+        };
+        {
+            let board = self.metrics.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let state = ClusterState {
+                job_manager: &self.job_manager,
+                epoch_ms_at_zero: self.epoch_ms_at_zero,
+                now: self.clock.now(),
+                task_manager_addresses: &self.task_manager_addresses,
+                task_metrics: &board,
+            };
+            let in_flight = &mut self.in_flight;
+            self.rest_clients.answer(call, &state, |envelope| in_flight.push_back(envelope));
+        }
+        self.drain_all();
+        // Refused (absent, or the id of a job that has ended): the plan is not needed.
+        let jobs = self.job_manager.dispatcher().jobs();
+        if let Some(job_id) = planned
+            && jobs.get(&job_id).is_none_or(|job| job.status.is_globally_terminal())
+        {
+            self.plans.remove(&job_id);
+        }
+    }
+
+    /// Fixes the id of a job submitted over REST and records its plan, which the task threads
+    /// need once it deploys (during the submission's own handling). Returns the id when a plan
+    /// was recorded; a job that does not plan, or reuses an id, is left to the Dispatcher to
+    /// refuse with the reason.
+    fn plan_submission(&mut self, submission: &mut JobSubmission) -> Option<JobId> {
+        let job_id = match submission.job_id {
+            Some(job_id) => job_id,
+            None => self.next_job_id(&submission.graph.name),
+        };
+        submission.job_id = Some(job_id);
+        if self.plans.contains_key(&job_id) {
+            return None;
+        }
+        let graph = submission.graph.clone();
+        let (plan, config) = prepare(&self.raw, graph, &submission.config, submission.parallelism).ok()?;
+        self.plans.insert(job_id, (Arc::new(plan), Arc::new(config)));
+        Some(job_id)
     }
 
     /// The metrics of the newest attempt of every subtask of `job_id` that has run.
@@ -239,7 +336,10 @@ impl LocalCluster {
 
     fn handle_mail(&mut self, mail: ControlMail) {
         let now = self.clock.now();
-        let ControlMail::Task { task_manager, event } = mail;
+        let (task_manager, event) = match mail {
+            ControlMail::Task { task_manager, event } => (task_manager, event),
+            ControlMail::Rest(call) => return self.rest_call(call),
+        };
         let Some((_, executor)) = self.task_executors.get_mut(task_manager) else { return };
         match event {
             TaskEvent::State(report) => executor.handle(now, task_executor::Input::TaskReport(report)),
@@ -287,7 +387,11 @@ impl LocalCluster {
                 }
                 Address::Client(_) => {
                     if let Message::Client(message) = envelope.message {
-                        self.client_inbox.push_back(message);
+                        if envelope.to == CLIENT {
+                            self.client_inbox.push_back(message);
+                        } else {
+                            self.rest_clients.deliver(envelope.to, message);
+                        }
                     }
                 }
             }
@@ -378,6 +482,9 @@ impl LocalCluster {
     fn observe(&mut self, event: Event) {
         match event {
             Event::JobStatusChanged { job_id, to, .. } => {
+                if to.is_globally_terminal() {
+                    self.plans.remove(&job_id); // nothing deploys any more
+                }
                 self.statuses.insert(job_id, to);
                 self.progress.push_back((job_id, Progress::Status(to)));
             }

@@ -1,0 +1,90 @@
+//! The REST API: Flink's paths and JSON field names over the JobManager's state.
+//!
+//! The REST layer never touches a state machine. Every request becomes a [`RestCall`] sent to
+//! whoever owns the JobManager (the embedded cluster's control thread, or a JobManager daemon's
+//! control task), which answers on that owner's thread: a [`RestCall::View`] is a pure function
+//! of [`ClusterState`] (see [`views`]), a [`RestCall::Dispatcher`] a message to the Dispatcher
+//! from a fresh client address whose first answer comes back. Both owners handle calls the same
+//! way through [`RestClients`].
+//!
+//! Every path is also served under `/v1`, and a GET or PATCH with a body (Flink's CLI sends
+//! `{}`) is accepted. Errors are Flink's `{"errors": ["…"]}`. `docs/rest.md` is the reference.
+
+mod clients;
+mod handlers;
+mod submit;
+pub mod views;
+
+pub use clients::RestClients;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use tokio::sync::{mpsc, oneshot};
+use weir_core::dataflow::task::TaskMetrics;
+use weir_core::ids::ResourceId;
+use weir_core::job_manager::JobManager;
+use weir_core::protocol::{ClientMessage, DispatcherMessage, ExecutionId};
+use weir_core::time::Time;
+
+/// A request from the REST layer to the process that owns the JobManager.
+pub enum RestCall {
+    /// Send `message` to the Dispatcher from a fresh client address; answer with the first
+    /// ClientMessage that comes back to that address (dropped `reply` = no answer).
+    Dispatcher { message: DispatcherMessage, reply: oneshot::Sender<ClientMessage> },
+    /// Compute an answer from the cluster's state on the owner's thread.
+    View {
+        view: Box<dyn FnOnce(&ClusterState<'_>) -> serde_json::Value + Send>,
+        reply: oneshot::Sender<serde_json::Value>,
+    },
+}
+
+/// What a view may read.
+pub struct ClusterState<'a> {
+    /// The JobManager's roles.
+    pub job_manager: &'a JobManager,
+    /// Milliseconds since the Unix epoch at this process's core Time 0 (Time is µs since start).
+    pub epoch_ms_at_zero: u64,
+    /// The time now.
+    pub now: Time,
+    /// Known TaskManager addresses (host:port) by resource id; may be empty (embedded cluster).
+    pub task_manager_addresses: &'a BTreeMap<ResourceId, String>,
+    /// Latest metrics of every task attempt the process knows (may be empty).
+    pub task_metrics: &'a BTreeMap<ExecutionId, TaskMetrics>,
+}
+
+/// The router; `calls` goes to the owner.
+pub fn router(calls: mpsc::Sender<RestCall>) -> axum::Router {
+    handlers::router(calls)
+}
+
+/// Binds `bind:port` (port 0 = any free port) and serves on a new thread with its own tokio
+/// runtime (for the embedded cluster, which is not async); returns the bound address.
+pub fn serve_in_thread(bind: &str, port: u16, calls: mpsc::Sender<RestCall>) -> Result<SocketAddr, String> {
+    let listener = std::net::TcpListener::bind((bind, port))
+        .map_err(|error| format!("cannot bind the REST endpoint to {bind}:{port}: {error}"))?;
+    let address = listener.local_addr().map_err(|error| format!("REST endpoint {bind}:{port}: {error}"))?;
+    listener.set_nonblocking(true).map_err(|error| format!("REST endpoint {address}: {error}"))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| format!("cannot start the REST runtime: {error}"))?;
+    std::thread::Builder::new()
+        .name("rest".to_string())
+        .spawn(move || {
+            runtime.block_on(async move {
+                match tokio::net::TcpListener::from_std(listener) {
+                    Ok(listener) => serve(listener, calls).await,
+                    Err(error) => eprintln!("warning: REST endpoint {address}: {error}"),
+                }
+            })
+        })
+        .map_err(|error| format!("cannot start the REST thread: {error}"))?;
+    Ok(address)
+}
+
+/// Serves on `listener` inside an existing runtime (the daemon uses this).
+pub async fn serve(listener: tokio::net::TcpListener, calls: mpsc::Sender<RestCall>) {
+    if let Err(error) = axum::serve(listener, router(calls)).await {
+        eprintln!("warning: the REST endpoint stopped: {error}");
+    }
+}
