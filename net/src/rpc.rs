@@ -32,10 +32,38 @@ pub struct Incoming {
     pub envelope: Envelope,
 }
 
+/// What a listener reports.
+#[derive(Debug)]
+pub enum RpcEvent {
+    /// An envelope arrived.
+    Message(Incoming),
+    /// A connection that had introduced itself ended (the peer closed it, died, or sent
+    /// something unreadable): a closed connection is how a dead peer is noticed at once.
+    Closed {
+        /// Who it was.
+        peer: Hello,
+        /// Why it ended.
+        reason: String,
+    },
+}
+
 /// Accepts connections on `listener` until it fails; each connection's envelopes go to
 /// `deliver`. A connection that fails its handshake or sends something unreadable is closed
 /// with a warning; the others go on.
 pub async fn serve(listener: TcpListener, token: Option<String>, max: usize, deliver: mpsc::Sender<Incoming>) {
+    let (events, mut receiver) = mpsc::channel(PEER_QUEUE);
+    tokio::spawn(serve_events(listener, token, max, events));
+    while let Some(event) = receiver.recv().await {
+        if let RpcEvent::Message(incoming) = event
+            && deliver.send(incoming).await.is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// As [`serve`], and also reports every introduced connection that ends.
+pub async fn serve_events(listener: TcpListener, token: Option<String>, max: usize, deliver: mpsc::Sender<RpcEvent>) {
     loop {
         let (stream, from) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -58,15 +86,26 @@ async fn receive(
     stream: tokio::net::TcpStream,
     token: Option<&str>,
     max: usize,
-    deliver: mpsc::Sender<Incoming>,
+    deliver: mpsc::Sender<RpcEvent>,
 ) -> Result<(), NetError> {
     let (peer, mut reader, _writer) = connection::accept(stream, token, max).await?;
-    while let Some(envelope) = reader.recv::<Envelope>().await? {
-        if deliver.send(Incoming { peer: peer.clone(), envelope }).await.is_err() {
-            return Ok(()); // the process is shutting down
+    let ended = loop {
+        match reader.recv::<Envelope>().await {
+            Ok(Some(envelope)) => {
+                if deliver.send(RpcEvent::Message(Incoming { peer: peer.clone(), envelope })).await.is_err() {
+                    return Ok(()); // the process is shutting down
+                }
+            }
+            Ok(None) => break Ok(()),
+            Err(error) => break Err(error),
         }
-    }
-    Ok(())
+    };
+    let reason = match &ended {
+        Ok(()) => "closed by the peer".to_string(),
+        Err(error) => error.to_string(),
+    };
+    let _ = deliver.send(RpcEvent::Closed { peer, reason }).await;
+    ended
 }
 
 /// Outgoing connections, one per remote address, each with its own queue and task.

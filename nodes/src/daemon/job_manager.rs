@@ -1,0 +1,423 @@
+//! `weir jobmanager`: the ResourceManager, the Dispatcher and a JobMaster per job, driven over
+//! the network.
+//!
+//! One tokio runtime; one control task owns the `JobManager` and feeds it, one input at a time,
+//! envelopes from TaskManagers (RPC listener), REST calls, storage completions and ticks. Its
+//! envelopes to a TaskManager go to the RPC address that TaskManager introduced itself with.
+//! A TaskManager whose connection closes is disconnected at once (the ResourceManager and its
+//! JobMasters fail over its tasks without waiting for the heartbeat timeout), as Flink notices
+//! a dead TaskManager's closed connection.
+//!
+//! Durability (high-availability type `none`, see [`super::metadata`]): jobs are recorded before
+//! the Dispatcher sees them, each completed checkpoint's location after it completes, and a
+//! restarted JobManager resubmits what it finds, in a higher leader epoch.
+
+use super::metadata::MetadataStore;
+use super::{init_logging, resolve_listen};
+use crate::rest::{ClusterState, RestCall, RestClients};
+use crate::runtime::Clock;
+use crate::runtime::storage::CheckpointStorage;
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use tokio::sync::mpsc;
+use weir_core::checkpoint::storage::METADATA_FILE;
+use weir_core::config::{Config, RawConfig};
+use weir_core::dispatcher::ClusterMode;
+use weir_core::ids::{Epoch, Hex128, JobId, ResourceId, stable_hash128};
+use weir_core::job_manager::{self, JobManager};
+use weir_core::protocol::{
+    Address, ClientMessage, DispatcherMessage, Envelope, Event, JobStatus, Message, Output, ResourceManagerMessage,
+    StorageReply, StorageRequest,
+};
+use weir_net::handshake::{Hello, PROTOCOL_VERSION, PeerRole};
+use weir_net::rpc::{self, Peers, RpcEvent};
+
+/// Envelopes, calls and completions waiting for the control task.
+const INBOX: usize = 4096;
+/// REST calls waiting for the control task.
+const REST_CALLS: usize = 256;
+/// The client address the JobManager resubmits recovered jobs from.
+const RECOVERY: Address = Address::Client(u64::MAX);
+
+/// What reaches the control task.
+enum Inbox {
+    Rpc(RpcEvent),
+    Rest(RestCall),
+    Storage(StorageReply),
+}
+
+/// How the JobManager runs.
+pub struct JobManagerOptions {
+    /// Session (many jobs) or application (one job; the process ends with it).
+    pub mode: ClusterMode,
+    /// Where relative checkpoint locations resolve.
+    pub data_dir: PathBuf,
+    /// Where its record of jobs lives (`high-availability.storageDir`, else under `data_dir`).
+    pub metadata_dir: PathBuf,
+    /// Application mode: the job to run, submitted at start.
+    pub application: Option<weir_core::protocol::JobSubmission>,
+}
+
+/// Runs a JobManager until the process is killed (session) or its application ends.
+pub fn run(raw: RawConfig, options: JobManagerOptions) -> Result<Option<JobStatus>, String> {
+    init_logging();
+    let config = Config::from_raw(&raw).map_err(|error| error.to_string())?;
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|error| format!("cannot start the runtime: {error}"))?;
+    runtime.block_on(serve(raw, config, options))
+}
+
+async fn serve(raw: RawConfig, config: Config, options: JobManagerOptions) -> Result<Option<JobStatus>, String> {
+    let metadata = MetadataStore::new(&options.metadata_dir);
+    let epoch = metadata.next_epoch()?;
+    let seed = u64::from(std::process::id()) ^ epoch.0.rotate_left(32);
+    let job_manager = JobManager::new(raw.clone(), options.mode, epoch, seed)?;
+    let (rpc_listener, rpc_address) = resolve_listen(&config.rpc.address, config.rpc.port).await?;
+    let token = config.security.token.clone();
+    let hello = Hello {
+        version: PROTOCOL_VERSION,
+        role: PeerRole::JobManager,
+        name: format!("jobmanager@{rpc_address}"),
+        listen: Some(rpc_address.clone()),
+        token: token.clone(),
+    };
+    let (inbox, mut receiver) = mpsc::channel(INBOX);
+    let (events, mut rpc_events) = mpsc::channel(INBOX);
+    tokio::spawn(rpc::serve_events(rpc_listener, token, weir_net::frame::FRAME_BYTES_MAX, events));
+    let forward = inbox.clone();
+    tokio::spawn(async move {
+        while let Some(event) = rpc_events.recv().await {
+            if forward.send(Inbox::Rpc(event)).await.is_err() {
+                return;
+            }
+        }
+    });
+    let rest_address = start_rest(&config, inbox.clone()).await?;
+    tracing::info!(rpc = %rpc_address, rest = %rest_address, %epoch, metadata = %metadata.dir().display(),
+        "JobManager started");
+    println!("JobManager started: rpc {rpc_address}, REST API at http://{rest_address}, leader epoch {epoch}");
+    let clock = Clock::start();
+    let epoch_ms_at_zero =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let mut driver = Driver {
+        clock,
+        epoch_ms_at_zero,
+        job_manager,
+        peers: Peers::new(hello, weir_net::frame::FRAME_BYTES_MAX),
+        inbox,
+        addresses: BTreeMap::new(),
+        rest_clients: RestClients::new(),
+        in_flight: VecDeque::new(),
+        storage: CheckpointStorage::new(&options.data_dir),
+        metadata,
+        metrics: BTreeMap::new(),
+        application: None,
+        application_status: None,
+    };
+    driver.recover();
+    if let Some(submission) = options.application {
+        driver.submit_application(submission)?;
+    }
+    driver.drain();
+    loop {
+        if let Some(status) = driver.application_status {
+            // Let the last envelopes (slot frees, cancellations) leave before the process ends.
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            return Ok(Some(status));
+        }
+        let now = driver.clock.now();
+        let wait = driver
+            .job_manager
+            .poll_timeout()
+            .map(|at| std::time::Duration::from_micros(at.0.saturating_sub(now.0)))
+            .unwrap_or(super::MAX_WAIT)
+            .min(super::MAX_WAIT);
+        match tokio::time::timeout(wait, receiver.recv()).await {
+            Ok(Some(mail)) => driver.handle(mail),
+            Ok(None) => return Ok(None),
+            Err(_) => {}
+        }
+        let now = driver.clock.now();
+        if driver.job_manager.poll_timeout().is_some_and(|at| at <= now) {
+            driver.job_manager.handle(now, job_manager::Input::Tick);
+        }
+        driver.drain();
+    }
+}
+
+/// Starts REST on `rest.bind-address`:`rest.port`; its calls reach the control task.
+async fn start_rest(config: &Config, inbox: mpsc::Sender<Inbox>) -> Result<String, String> {
+    let (listener, _) = resolve_listen(&config.rest.bind_address, config.rest.port).await?;
+    let bound = listener.local_addr().map_err(|error| error.to_string())?;
+    let (calls, mut receiver) = mpsc::channel::<RestCall>(REST_CALLS);
+    tokio::spawn(async move {
+        while let Some(call) = receiver.recv().await {
+            if inbox.send(Inbox::Rest(call)).await.is_err() {
+                return;
+            }
+        }
+    });
+    tokio::spawn(crate::rest::serve(listener, calls));
+    Ok(bound.to_string())
+}
+
+struct Driver {
+    clock: Clock,
+    epoch_ms_at_zero: u64,
+    job_manager: JobManager,
+    peers: Peers,
+    inbox: mpsc::Sender<Inbox>,
+    /// RPC addresses of TaskManagers, as they introduced themselves.
+    addresses: BTreeMap<ResourceId, String>,
+    rest_clients: RestClients,
+    /// Envelopes for roles of this process (REST's Dispatcher calls), delivered in order.
+    in_flight: VecDeque<Envelope>,
+    storage: CheckpointStorage,
+    metadata: MetadataStore,
+    metrics: BTreeMap<weir_core::protocol::ExecutionId, weir_core::dataflow::task::TaskMetrics>,
+    /// Application mode: the one job, and how it ended.
+    application: Option<JobId>,
+    application_status: Option<JobStatus>,
+}
+
+impl Driver {
+    fn handle(&mut self, mail: Inbox) {
+        let now = self.clock.now();
+        match mail {
+            Inbox::Rpc(RpcEvent::Message(incoming)) => {
+                let envelope = incoming.envelope;
+                if !envelope.to.is_job_manager() {
+                    tracing::warn!(peer = %incoming.peer.name, to = ?envelope.to, "ignored an envelope not for us");
+                    return;
+                }
+                if let (Address::TaskExecutor(resource_id), Some(listen)) = (envelope.from, &incoming.peer.listen)
+                    && incoming.peer.role == PeerRole::TaskManager
+                    && incoming.peer.name == resource_id.to_string()
+                {
+                    self.addresses.insert(resource_id, listen.clone());
+                }
+                self.job_manager.handle(now, job_manager::Input::Message(envelope));
+            }
+            Inbox::Rpc(RpcEvent::Closed { peer, reason }) if peer.role == PeerRole::TaskManager => {
+                let Ok(resource_id) = peer.name.parse::<ResourceId>() else { return };
+                if self.addresses.remove(&resource_id).is_none() {
+                    return;
+                }
+                tracing::warn!(%resource_id, %reason, "a TaskManager's connection closed; disconnecting it");
+                let reason = format!("the connection to TaskManager {resource_id} closed: {reason}");
+                let message =
+                    Message::ResourceManager(ResourceManagerMessage::DisconnectTaskExecutor { resource_id, reason });
+                let epoch = self.job_manager.epoch();
+                let envelope = Envelope { from: Address::TaskExecutor(resource_id), to: Address::ResourceManager, epoch, message };
+                self.job_manager.handle(now, job_manager::Input::Message(envelope));
+            }
+            Inbox::Rpc(RpcEvent::Closed { .. }) => {}
+            Inbox::Rest(call) => self.rest_call(call),
+            Inbox::Storage(reply) => self.job_manager.handle(now, job_manager::Input::Storage(reply)),
+        }
+    }
+
+    fn rest_call(&mut self, call: RestCall) {
+        let call = match call {
+            RestCall::Dispatcher { message: DispatcherMessage::Submit { request, mut submission }, reply } => {
+                let job_id = *submission.job_id.get_or_insert_with(|| self.fresh_job_id(&submission.graph.name));
+                if let Err(error) = self.metadata.put_job(&submission) {
+                    let reason = format!("cannot record job {job_id}: {error}");
+                    let _ = reply.send(ClientMessage::Rejected { request, reason });
+                    return;
+                }
+                RestCall::Dispatcher { message: DispatcherMessage::Submit { request, submission }, reply }
+            }
+            other => other,
+        };
+        let state = ClusterState {
+            job_manager: &self.job_manager,
+            epoch_ms_at_zero: self.epoch_ms_at_zero,
+            now: self.clock.now(),
+            task_manager_addresses: &self.addresses,
+            task_metrics: &self.metrics,
+        };
+        let in_flight = &mut self.in_flight;
+        self.rest_clients.answer(call, &state, |envelope| in_flight.push_back(envelope));
+    }
+
+    fn fresh_job_id(&self, name: &str) -> JobId {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let epoch = self.job_manager.epoch().0;
+        JobId(Hex128(stable_hash128(&[b"job", name.as_bytes(), &nanos.to_le_bytes(), &epoch.to_le_bytes()])))
+    }
+
+    /// Resubmits every recorded job from its latest completed checkpoint.
+    fn recover(&mut self) {
+        let (jobs, problems) = self.metadata.jobs();
+        for problem in problems {
+            tracing::error!("{problem}; that job is not recovered");
+        }
+        for stored in jobs {
+            let mut submission = stored.submission;
+            let job_id = submission.job_id;
+            if let Some(location) = stored.latest_checkpoint {
+                submission.savepoint = Some(location);
+            }
+            tracing::info!(job = ?job_id, from = ?submission.savepoint, "recovering a job");
+            println!("recovering job {} from {}", job_id.map(|id| id.to_string()).unwrap_or_default(),
+                submission.savepoint.as_deref().unwrap_or("its start"));
+            let message = Message::Dispatcher(DispatcherMessage::Submit { request: 0, submission: Box::new(submission) });
+            let epoch = Epoch(0);
+            self.in_flight.push_back(Envelope { from: RECOVERY, to: Address::Dispatcher, epoch, message });
+        }
+    }
+
+    /// Application mode: records and submits the one job.
+    fn submit_application(&mut self, mut submission: weir_core::protocol::JobSubmission) -> Result<(), String> {
+        if let Some((job_id, _)) = self.job_manager.dispatcher().jobs().iter().next() {
+            // Recovered from the record: the application's job is already running again.
+            self.application = Some(*job_id);
+            return Ok(());
+        }
+        let job_id = *submission.job_id.get_or_insert_with(|| self.fresh_job_id(&submission.graph.name));
+        self.metadata.put_job(&submission)?;
+        self.application = Some(job_id);
+        let message = Message::Dispatcher(DispatcherMessage::Submit { request: 0, submission: Box::new(submission) });
+        self.in_flight.push_back(Envelope { from: RECOVERY, to: Address::Dispatcher, epoch: Epoch(0), message });
+        Ok(())
+    }
+
+    /// Drains the JobManager's outputs and delivers local envelopes, until nothing moves.
+    fn drain(&mut self) {
+        loop {
+            let mut moved = false;
+            while let Some(envelope) = self.in_flight.pop_front() {
+                moved = true;
+                self.job_manager.handle(self.clock.now(), job_manager::Input::Message(envelope));
+            }
+            while let Some(output) = self.job_manager.poll_output() {
+                moved = true;
+                match output {
+                    Output::Send(envelope) => self.send(envelope),
+                    Output::Storage(request) => self.store(request),
+                    Output::Event(event) => self.observe(event),
+                    Output::Task(_) => {}
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    fn send(&mut self, envelope: Envelope) {
+        match envelope.to {
+            Address::TaskExecutor(resource_id) => match self.addresses.get(&resource_id) {
+                Some(address) => {
+                    if !self.peers.send(address, envelope) {
+                        tracing::warn!(%resource_id, "the queue to a TaskManager is full; an envelope was dropped");
+                    }
+                }
+                None => tracing::debug!(%resource_id, "no address for a TaskManager; an envelope was dropped"),
+            },
+            Address::Client(_) if envelope.from == Address::Dispatcher || matches!(envelope.from, Address::JobMaster(_)) => {
+                if let Message::Client(message) = envelope.message {
+                    self.client_message(envelope.to, message);
+                }
+            }
+            _ => self.in_flight.push_back(envelope),
+        }
+    }
+
+    fn client_message(&mut self, to: Address, message: ClientMessage) {
+        if let ClientMessage::Rejected { reason, .. } = &message {
+            tracing::warn!(?to, %reason, "a submission was refused");
+        }
+        if to == RECOVERY {
+            return;
+        }
+        if let ClientMessage::Rejected { .. } = &message {
+            // A refused submission is not a job: forget its record (unless it names a job
+            // that exists, whose record is that job's).
+            self.forget_unknown_jobs();
+        }
+        self.rest_clients.deliver(to, message);
+    }
+
+    /// Removes records of jobs the Dispatcher does not know (refused submissions).
+    fn forget_unknown_jobs(&mut self) {
+        let (jobs, _) = self.metadata.jobs();
+        for stored in jobs {
+            let Some(job_id) = stored.submission.job_id else { continue };
+            if !self.job_manager.dispatcher().jobs().contains_key(&job_id) {
+                let _ = self.metadata.remove_job(job_id);
+            }
+        }
+    }
+
+    fn store(&mut self, request: StorageRequest) {
+        let storage = self.storage.clone();
+        let inbox = self.inbox.clone();
+        tokio::task::spawn_blocking(move || {
+            let reply = match request {
+                StorageRequest::WriteMetadata { job_id, checkpoint, location, bytes } => {
+                    Some(match storage.write(&location, METADATA_FILE, &bytes) {
+                        Ok(()) => StorageReply::MetadataWritten { job_id, checkpoint },
+                        Err(error) => StorageReply::MetadataWriteFailed { job_id, checkpoint, error },
+                    })
+                }
+                StorageRequest::ReadMetadata { job_id, location } => {
+                    let result = storage.read(&location, METADATA_FILE);
+                    Some(StorageReply::MetadataRead { job_id, location, result })
+                }
+                StorageRequest::Delete { location, .. } => {
+                    if let Err(error) = storage.delete(&location) {
+                        tracing::warn!("{error}");
+                    }
+                    None
+                }
+            };
+            if let Some(reply) = reply {
+                let _ = inbox.blocking_send(Inbox::Storage(reply));
+            }
+        });
+    }
+
+    fn observe(&mut self, event: Event) {
+        match &event {
+            Event::JobStatusChanged { job_id, to, .. } => {
+                tracing::info!(job = %job_id, status = %to, "job status");
+                if to.is_globally_terminal() {
+                    if let Err(error) = self.metadata.remove_job(*job_id) {
+                        tracing::error!(job = %job_id, "cannot forget an ended job: {error}");
+                    }
+                    if self.application == Some(*job_id) {
+                        self.application_status = Some(*to);
+                    }
+                }
+            }
+            Event::CheckpointCompleted { job_id, checkpoint, .. } => {
+                let location = self
+                    .job_manager
+                    .job_masters()
+                    .get(job_id)
+                    .and_then(|master| master.checkpoint_coordinator())
+                    .and_then(|coordinator| coordinator.latest_completed())
+                    .filter(|completed| completed.checkpoint == *checkpoint)
+                    .map(|completed| completed.location.clone());
+                if let Some(location) = location
+                    && let Err(error) = self.metadata.put_checkpoint(*job_id, &location)
+                {
+                    tracing::error!(job = %job_id, "cannot record checkpoint {checkpoint}: {error}");
+                }
+                tracing::info!(job = %job_id, %checkpoint, "checkpoint completed");
+            }
+            Event::TaskManagerRegistered { .. } | Event::TaskManagerLost { .. } | Event::RestartDecision { .. } => {
+                tracing::info!(?event, "cluster event");
+            }
+            _ => tracing::debug!(?event, "event"),
+        }
+    }
+}

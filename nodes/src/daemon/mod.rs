@@ -1,0 +1,45 @@
+//! The daemons: `weir jobmanager` and `weir taskmanager`, the core's state machines driven over
+//! the network (`weir_net`) on one tokio runtime per process.
+//!
+//! - [`job_manager`]: ResourceManager, Dispatcher and JobMasters, the RPC endpoint, REST;
+//! - [`task_manager`]: a TaskExecutor, its task threads and data channels;
+//! - [`metadata`]: the JobManager's durable record of its jobs, for recovery after a restart.
+
+pub mod job_manager;
+pub mod metadata;
+pub mod task_manager;
+
+use std::time::Duration;
+use tokio::net::TcpListener;
+use weir_core::config::Config;
+
+/// Longest wait of a control task between two looks at its state machine's deadline.
+const MAX_WAIT: Duration = Duration::from_millis(100);
+
+/// A peer's RPC endpoint.
+pub struct Endpoint {
+    /// `host:port`.
+    pub address: String,
+}
+
+impl Endpoint {
+    /// The JobManager's RPC endpoint as configured.
+    pub fn job_manager(config: &Config) -> Endpoint {
+        Endpoint { address: format!("{}:{}", config.rpc.address, config.rpc.port) }
+    }
+}
+
+/// Binds `host:port` (port 0: any free one); returns the listener and the address peers use.
+pub async fn resolve_listen(host: &str, port: u16) -> Result<(TcpListener, String), String> {
+    let listener = TcpListener::bind((host, port)).await.map_err(|error| format!("cannot listen on {host}:{port}: {error}"))?;
+    let bound = listener.local_addr().map_err(|error| error.to_string())?;
+    Ok((listener, format!("{host}:{}", bound.port())))
+}
+
+/// Logs to standard error (a daemon started by `weir cluster start` has it in its log file);
+/// `RUST_LOG` filters, `info` by default.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false).try_init();
+}

@@ -1,0 +1,305 @@
+//! `weir taskmanager`: a TaskExecutor driven over the network.
+//!
+//! One tokio runtime; one control task owns the TaskExecutor and feeds it, one input at a time,
+//! the JobManager's envelopes (from the RPC listener), its task threads' reports and ticks when
+//! its deadline passes. Its envelopes go to the JobManager's RPC address. Each task runs on its
+//! own thread (as in Flink): a task is one operator chain stepping a `TaskRunner`, and per-record
+//! work between threads is what makes stream processing slow, so a thread per task keeps a
+//! chain's records on one core. Buffers to consumers in other TaskManagers travel on the data
+//! channels (`runtime::exchange`), with credit-based flow control.
+//!
+//! A closed connection from the JobManager means it died: the TaskExecutor is told its
+//! ResourceManager disconnected, so it registers again at once, with whichever JobManager
+//! answers at that address (a restarted one leads in a higher epoch, and the deposed one's jobs
+//! are released).
+
+use super::{Endpoint, init_logging, resolve_listen};
+use crate::runtime::Clock;
+use crate::runtime::exchange::{Exchange, Mail};
+use crate::runtime::storage::CheckpointStorage;
+use crate::runtime::task_thread::{self, Locations, MetricsBoard, TaskContext, TaskEvent};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+use weir_core::config::{Config, RawConfig};
+use weir_core::dispatcher::prepare;
+use weir_core::ids::{Hex128, JobId, ResourceId, stable_hash128};
+use weir_core::plan::JobPlan;
+use weir_core::protocol::{
+    Address, Envelope, Event, ExecutionState, Message, Output, TaskCommand, TaskDeployment, TaskExecutorMessage,
+    TaskReport,
+};
+use weir_core::task_executor::{self, TaskExecutor, TaskExecutorConfig};
+use weir_net::data::DataConfig;
+use weir_net::handshake::{Hello, PROTOCOL_VERSION, PeerRole};
+use weir_net::rpc::{self, Peers, RpcEvent};
+
+/// Envelopes and task reports waiting for the control task.
+const INBOX: usize = 4096;
+
+/// What reaches the control task.
+enum Inbox {
+    Rpc(RpcEvent),
+    Task(TaskEvent),
+}
+
+/// Runs a TaskManager until the process is killed.
+pub fn run(raw: RawConfig, data_dir: std::path::PathBuf) -> Result<(), String> {
+    init_logging();
+    let config = Config::from_raw(&raw).map_err(|error| error.to_string())?;
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|error| format!("cannot start the runtime: {error}"))?;
+    runtime.block_on(serve(raw, config, data_dir))
+}
+
+async fn serve(raw: RawConfig, config: Config, data_dir: std::path::PathBuf) -> Result<(), String> {
+    let host = config.task_manager.host.clone();
+    let (rpc_listener, rpc_address) = resolve_listen(&host, config.task_manager.rpc_port).await?;
+    let (data_listener, data_address) = resolve_listen(&host, config.task_manager.data_port).await?;
+    let resource_id = match &config.task_manager.resource_id {
+        Some(text) => text.parse().map_err(|_| format!("taskmanager.resource-id {text:?} is not 32 hex digits"))?,
+        None => fresh_resource_id(&rpc_address),
+    };
+    let job_manager = Endpoint::job_manager(&config);
+    let token = config.security.token.clone();
+    let mut te_config = TaskExecutorConfig::from_config(&config).map_err(|error| error.to_string())?;
+    te_config.data_address = data_address.clone();
+    let clock = Clock::start();
+    let executor = TaskExecutor::new(resource_id, te_config, clock.now());
+    let hello = Hello {
+        version: PROTOCOL_VERSION,
+        role: PeerRole::TaskManager,
+        name: resource_id.to_string(),
+        listen: Some(rpc_address.clone()),
+        token: token.clone(),
+    };
+    let peers = Peers::new(hello, weir_net::frame::FRAME_BYTES_MAX);
+    let (inbox, mut receiver) = mpsc::channel(INBOX);
+    let (events, mut rpc_events) = mpsc::channel(INBOX);
+    tokio::spawn(rpc::serve_events(rpc_listener, token.clone(), weir_net::frame::FRAME_BYTES_MAX, events));
+    let forward = inbox.clone();
+    tokio::spawn(async move {
+        while let Some(event) = rpc_events.recv().await {
+            if forward.send(Inbox::Rpc(event)).await.is_err() {
+                return;
+            }
+        }
+    });
+    let data = DataConfig { token, ..DataConfig::default() };
+    let exchange = Exchange::remote(data_address.clone(), tokio::runtime::Handle::current(), data);
+    tokio::spawn(exchange.serve(data_listener));
+    tracing::info!(%resource_id, rpc = %rpc_address, data = %data_address, job_manager = %job_manager.address,
+        slots = config.task_manager.slots, "TaskManager started");
+    println!("TaskManager {resource_id} started: rpc {rpc_address}, data {data_address}");
+    let mut driver = Driver {
+        clock,
+        resource_id,
+        executor,
+        job_manager: job_manager.address,
+        peers,
+        inbox,
+        raw,
+        plans: BTreeMap::new(),
+        storage: CheckpointStorage::new(data_dir),
+        exchange,
+        locations: Arc::new(Mutex::new(BTreeMap::new())),
+        metrics: Arc::new(Mutex::new(BTreeMap::new())),
+    };
+    driver.drain();
+    loop {
+        let now = driver.clock.now();
+        let wait = driver
+            .executor
+            .poll_timeout()
+            .map(|at| std::time::Duration::from_micros(at.0.saturating_sub(now.0)))
+            .unwrap_or(super::MAX_WAIT)
+            .min(super::MAX_WAIT);
+        match tokio::time::timeout(wait, receiver.recv()).await {
+            Ok(Some(mail)) => driver.handle(mail),
+            Ok(None) => return Ok(()),
+            Err(_) => {}
+        }
+        let now = driver.clock.now();
+        if driver.executor.poll_timeout().is_some_and(|at| at <= now) {
+            driver.executor.handle(now, task_executor::Input::Tick);
+        }
+        driver.drain();
+        driver.prune();
+    }
+}
+
+/// A resource id unique to this process start.
+fn fresh_resource_id(rpc_address: &str) -> ResourceId {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let pid = std::process::id();
+    ResourceId(Hex128(stable_hash128(&[
+        b"taskmanager",
+        rpc_address.as_bytes(),
+        &pid.to_le_bytes(),
+        &nanos.to_le_bytes(),
+    ])))
+}
+
+struct Driver {
+    clock: Clock,
+    resource_id: ResourceId,
+    executor: TaskExecutor,
+    job_manager: String,
+    peers: Peers,
+    inbox: mpsc::Sender<Inbox>,
+    raw: RawConfig,
+    /// Plans of the jobs this TaskManager ran tasks of, planned from their deployments.
+    plans: BTreeMap<JobId, (Arc<JobPlan>, Arc<Config>)>,
+    storage: CheckpointStorage,
+    exchange: Exchange,
+    locations: Locations,
+    metrics: MetricsBoard,
+}
+
+impl Driver {
+    fn handle(&mut self, mail: Inbox) {
+        let now = self.clock.now();
+        match mail {
+            Inbox::Rpc(RpcEvent::Message(incoming)) => {
+                let Envelope { from, to, epoch, message } = incoming.envelope;
+                match (to, message) {
+                    (Address::TaskExecutor(id), Message::TaskExecutor(message)) if id == self.resource_id => {
+                        self.executor.handle(now, task_executor::Input::Message { from, epoch, message });
+                    }
+                    (to, _) => tracing::warn!(peer = %incoming.peer.name, ?to, "ignored an envelope not for us"),
+                }
+            }
+            Inbox::Rpc(RpcEvent::Closed { peer, reason }) if peer.role == PeerRole::JobManager => {
+                tracing::warn!(peer = %peer.name, %reason, "lost the JobManager's connection; registering again");
+                let epoch = self.executor.leader_epoch();
+                let message = TaskExecutorMessage::DisconnectResourceManager { reason };
+                self.executor.handle(now, task_executor::Input::Message { from: Address::ResourceManager, epoch, message });
+            }
+            Inbox::Rpc(RpcEvent::Closed { .. }) => {}
+            Inbox::Task(TaskEvent::State(report)) => {
+                self.executor.handle(now, task_executor::Input::TaskReport(report));
+            }
+            Inbox::Task(TaskEvent::Checkpoint(report)) => {
+                self.executor.handle(now, task_executor::Input::CheckpointReport(report));
+            }
+        }
+    }
+
+    fn drain(&mut self) {
+        while let Some(output) = self.executor.poll_output() {
+            match output {
+                Output::Send(envelope) => {
+                    if !self.peers.send(&self.job_manager, envelope) {
+                        tracing::warn!("the queue to the JobManager is full; an envelope was dropped");
+                    }
+                }
+                Output::Task(command) => self.task_command(command),
+                Output::Event(event) => log_event(&event),
+                Output::Storage(_) => {}
+            }
+        }
+    }
+
+    fn task_command(&mut self, command: TaskCommand) {
+        match command {
+            TaskCommand::Start(deployment) => {
+                let execution = deployment.execution;
+                if let Err(error) = self.start(deployment) {
+                    let report =
+                        TaskReport { execution, state: ExecutionState::Failed, error: Some(error), unreadable_checkpoint: None };
+                    let _ = self.inbox.try_send(Inbox::Task(TaskEvent::State(report)));
+                }
+            }
+            TaskCommand::Cancel(execution) => self.exchange.post(execution, Mail::Cancel),
+            TaskCommand::TriggerCheckpoint { execution, barrier, location } => {
+                self.exchange.post(execution, Mail::Trigger(barrier, location));
+            }
+            TaskCommand::NotifyCheckpoint { execution, checkpoint, complete } => {
+                self.exchange.post(execution, Mail::Notify(checkpoint, complete));
+            }
+        }
+    }
+
+    fn start(&mut self, deployment: TaskDeployment) -> Result<(), String> {
+        let execution = deployment.execution;
+        let (plan, config) = self.plan_of(&deployment)?;
+        if let Some(placement) = &deployment.placement {
+            for vertex in &plan.vertices {
+                for subtask in 0..vertex.parallelism {
+                    let subtask = weir_core::ids::SubtaskIndex(subtask);
+                    if let Some(location) = placement.location(vertex.index, subtask) {
+                        let address = location.data_address.clone();
+                        self.exchange.set_location(execution.job, vertex.index, subtask, address);
+                    }
+                }
+            }
+        }
+        let inbox = self.inbox.clone();
+        let report = Arc::new(move |event| {
+            // A full inbox blocks the task thread briefly rather than losing a state report.
+            let _ = inbox.blocking_send(Inbox::Task(event));
+        });
+        let context = TaskContext {
+            deployment,
+            plan,
+            config,
+            storage: self.storage.clone(),
+            exchange: self.exchange.clone(),
+            locations: self.locations.clone(),
+            clock: self.clock,
+            report,
+            metrics: self.metrics.clone(),
+        };
+        task_thread::spawn(context)
+    }
+
+    /// The job's plan, planned from the deployment's artifacts the first time.
+    fn plan_of(&mut self, deployment: &TaskDeployment) -> Result<(Arc<JobPlan>, Arc<Config>), String> {
+        let job = deployment.execution.job;
+        if let Some(known) = self.plans.get(&job) {
+            return Ok(known.clone());
+        }
+        let artifacts =
+            deployment.job.as_ref().ok_or_else(|| format!("the deployment of job {job} does not carry the job"))?;
+        let mut cluster = RawConfig::new();
+        for (key, value) in &artifacts.cluster_config {
+            cluster.set(key.clone(), value.clone());
+        }
+        // This TaskManager's own keys that concern its tasks win (as Flink's TaskManager config).
+        for (key, value) in self.raw.iter().filter(|(key, _)| key.starts_with("taskmanager.")) {
+            cluster.set(key.to_string(), value.to_string());
+        }
+        let (plan, config) = prepare(&cluster, artifacts.graph.clone(), &artifacts.job_config, artifacts.parallelism)?;
+        let planned = (Arc::new(plan), Arc::new(config));
+        self.plans.insert(job, planned.clone());
+        Ok(planned)
+    }
+
+    /// Forgets the plans and channels of jobs that hold no slot here any more.
+    fn prune(&mut self) {
+        let holding: std::collections::BTreeSet<JobId> = self
+            .executor
+            .slots()
+            .iter()
+            .filter_map(|slot| match slot.state {
+                task_executor::SlotState::Allocated { job, .. } => Some(job),
+                _ => None,
+            })
+            .collect();
+        let gone: Vec<JobId> = self.plans.keys().filter(|job| !holding.contains(job)).copied().collect();
+        for job in gone {
+            self.plans.remove(&job);
+            self.exchange.forget_job(job);
+        }
+    }
+}
+
+fn log_event(event: &Event) {
+    tracing::debug!(?event, "event");
+}
