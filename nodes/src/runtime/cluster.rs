@@ -113,7 +113,7 @@ impl LocalCluster {
             client_inbox: VecDeque::new(),
             plans: BTreeMap::new(),
             storage: CheckpointStorage::new(data_dir),
-            exchange: Exchange::default(),
+            exchange: Exchange::local(),
             locations: Arc::new(Mutex::new(BTreeMap::new())),
             metrics: Arc::new(Mutex::new(BTreeMap::new())),
             progress: VecDeque::new(),
