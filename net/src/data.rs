@@ -42,6 +42,8 @@ pub const DATA_FRAME_BYTES_MAX_DEFAULT: usize = 16 * 1024 * 1024;
 pub const CONNECT_GIVE_UP_DEFAULT: Duration = Duration::from_secs(10);
 /// Buffers that may wait in one link's queue by default (credit keeps it far lower in practice).
 pub const LINK_QUEUE_BUFFERS_DEFAULT: usize = 64 * 1024;
+/// Buffers a channel may have unanswered on a connection by default (weir's credits per channel).
+pub const CHANNEL_CREDITS_DEFAULT: u32 = 8;
 /// The most a buffer frame adds to the buffer's bytes (ids, edge, counts, lengths, header).
 pub const BUFFER_FRAME_OVERHEAD_BYTES: usize = 128;
 
@@ -61,6 +63,9 @@ pub struct DataConfig {
     pub connect_give_up: Duration,
     /// Buffers that may wait in one link's queue; beyond it `send` refuses.
     pub link_queue_buffers_max: usize,
+    /// Buffers one channel may have on a connection that its consumer has not given credit back
+    /// for: the credit a producer starts with. A producer sending more is closed.
+    pub channel_credits_max: u32,
 }
 
 impl Default for DataConfig {
@@ -70,6 +75,7 @@ impl Default for DataConfig {
             frame_bytes_max: DATA_FRAME_BYTES_MAX_DEFAULT,
             connect_give_up: CONNECT_GIVE_UP_DEFAULT,
             link_queue_buffers_max: LINK_QUEUE_BUFFERS_DEFAULT,
+            channel_credits_max: CHANNEL_CREDITS_DEFAULT,
         }
     }
 }
@@ -119,6 +125,16 @@ pub enum DataError {
     /// The peer sent a frame that only goes the other way.
     #[error("the peer sent a {0} frame, which only goes the other way")]
     WrongDirection(&'static str),
+    /// A producer sent beyond its channel's credit.
+    #[error("the producer sent more than {max} buffers on channel {producer} -> {consumer} without credit")]
+    CreditExceeded {
+        /// The producer attempt.
+        producer: ExecutionId,
+        /// The consumer attempt.
+        consumer: ExecutionId,
+        /// The channel's credits.
+        max: u32,
+    },
     /// Something other than a TaskManager opened a data connection.
     #[error("a {0:?} may not open a data connection")]
     NotTaskManager(PeerRole),
@@ -247,7 +263,7 @@ async fn serve_connection(stream: TcpStream, from: SocketAddr, config: &DataConf
     }
     let peer: Arc<str> = hello.listen.unwrap_or(hello.name).into();
     on_event(ServeEvent::Connected { peer: peer.clone() });
-    let reason = match receive_buffers(&peer, reader, writer, on_event).await {
+    let reason = match receive_buffers(&peer, reader, writer, config.channel_credits_max, on_event).await {
         Ok(()) => "the peer closed the connection".to_string(),
         Err(error) => {
             tracing::warn!(%from, %peer, %error, "closed a data connection");
@@ -257,19 +273,32 @@ async fn serve_connection(stream: TcpStream, from: SocketAddr, config: &DataConf
     on_event(ServeEvent::Closed { peer, reason });
 }
 
-/// Reads buffers and writes the credits given back, until the connection ends.
+/// Reads buffers and writes the credits given back, until the connection ends. A channel may
+/// have at most `credits_max` buffers delivered and not yet answered with credit.
 async fn receive_buffers(
     peer: &Arc<str>,
     mut reader: FrameReader,
     mut writer: FrameWriter,
+    credits_max: u32,
     on_event: &ServeCallback,
 ) -> Result<(), DataError> {
     // Unbounded, yet bounded by credit: each entry is one buffer this connection delivered.
     let (queue, mut returned) = mpsc::unbounded_channel::<DataCredit>();
+    // Per channel, buffers delivered and not yet answered (absent: none).
+    let unanswered: Mutex<BTreeMap<(ExecutionId, ExecutionId), u32>> = Mutex::default();
     let receiving = async {
         while let Some(frame) = reader.recv::<DataFrame>().await? {
             let DataFrame::Buffer(buffer) = frame else { return Err(DataError::WrongDirection("credit")) };
-            let credit = CreditReturn { producer: buffer.producer, consumer: buffer.consumer, queue: queue.clone() };
+            let (producer, consumer) = (buffer.producer, buffer.consumer);
+            {
+                let mut unanswered = unanswered.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                let count = unanswered.entry((producer, consumer)).or_default();
+                if *count >= credits_max {
+                    return Err(DataError::CreditExceeded { producer, consumer, max: credits_max });
+                }
+                *count += 1;
+            }
+            let credit = CreditReturn { producer, consumer, queue: queue.clone() };
             on_event(ServeEvent::Buffer { peer: peer.clone(), buffer, credit });
         }
         Ok(())
@@ -284,6 +313,17 @@ async fn receive_buffers(
             add(first);
             while let Ok(next) = returned.try_recv() {
                 add(next);
+            }
+            {
+                let mut unanswered = unanswered.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                for (channel, credits) in &owed {
+                    if let Some(count) = unanswered.get_mut(channel) {
+                        *count = count.saturating_sub(*credits);
+                        if *count == 0 {
+                            unanswered.remove(channel);
+                        }
+                    }
+                }
             }
             for ((producer, consumer), credits) in owed {
                 writer.stage(&DataFrame::Credit(DataCredit { producer, consumer, credits }))?;
@@ -378,27 +418,31 @@ impl DataLinks {
         if buffer.bytes.len() > max {
             return Err(DataError::TooLarge { bytes: buffer.bytes.len(), max });
         }
-        let queue = {
-            let mut links = shared.links.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            match links.get(address) {
-                Some(link) => link.queue.clone(),
-                None => {
-                    let (queue, receiver) = mpsc::channel(shared.config.link_queue_buffers_max.max(1));
-                    let id = shared.link_id_next.fetch_add(1, Ordering::Relaxed);
-                    let setup = LinkSetup {
-                        peer: address.into(),
-                        id,
-                        hello: shared.hello.clone(),
-                        config: shared.config.clone(),
-                        on_event: shared.on_event.clone(),
-                        links: Arc::downgrade(shared),
-                    };
-                    shared.runtime.spawn(run_link(setup, receiver));
-                    links.insert(address.to_string(), Link { id, queue: queue.clone() });
-                    queue
-                }
+        let mut links = shared.links.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let queue = match links.get(address) {
+            Some(link) => link.queue.clone(),
+            None => {
+                // The first buffer goes in before the link's task starts, so a link that fails
+                // at once still hands it back (as undelivered) rather than refusing it here.
+                let (queue, receiver) = mpsc::channel(shared.config.link_queue_buffers_max.max(1));
+                queue
+                    .try_send(buffer)
+                    .map_err(|_| DataError::QueueFull { max: shared.config.link_queue_buffers_max })?;
+                let id = shared.link_id_next.fetch_add(1, Ordering::Relaxed);
+                let setup = LinkSetup {
+                    peer: address.into(),
+                    id,
+                    hello: shared.hello.clone(),
+                    config: shared.config.clone(),
+                    on_event: shared.on_event.clone(),
+                    links: Arc::downgrade(shared),
+                };
+                links.insert(address.to_string(), Link { id, queue });
+                shared.runtime.spawn(run_link(setup, receiver));
+                return Ok(());
             }
         };
+        drop(links);
         queue.try_send(buffer).map_err(|error| match error {
             mpsc::error::TrySendError::Full(_) => DataError::QueueFull { max: shared.config.link_queue_buffers_max },
             mpsc::error::TrySendError::Closed(_) => DataError::Lost(address.to_string()),

@@ -78,9 +78,11 @@ async fn next_lost(events: &mut mpsc::UnboundedReceiver<LinkEvent>) -> (String, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn channels_share_one_connection_keep_their_order_and_get_credit_back() {
-    let (address, mut served, _server) = listen(config(Some("t0k3n"))).await;
-    let (links, mut linked) = links("tm-producer:1", config(Some("t0k3n")));
     let (channels, per_channel) = (4u32, 60u32);
+    // Credit is the caller's to take: here every buffer of a channel may be in flight at once.
+    let generous = DataConfig { channel_credits_max: per_channel, ..config(Some("t0k3n")) };
+    let (address, mut served, _server) = listen(generous).await;
+    let (links, mut linked) = links("tm-producer:1", config(Some("t0k3n")));
     // Task threads are plain std threads: each sends its own channel's buffers.
     let senders: Vec<_> = (0..channels)
         .map(|channel| {
@@ -231,7 +233,15 @@ async fn a_peer_that_never_listens_is_reported_lost_after_the_give_up_time() {
     assert!(reason.contains("no connection within"), "{reason}");
     assert_eq!(undelivered.len(), 1);
     assert_eq!(undelivered[0].credits, 2, "both queued buffers are handed back");
-    assert!(links.peers().is_empty(), "the lost link is gone; the next buffer opens a new one");
+    // The link leaves the map right after it reported itself lost.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !links.peers().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "the lost link is still there after {WAIT:?}");
+        tokio::task::yield_now().await;
+    }
+    links.send(&address, buffer(0, 2)).expect("the next buffer opens a new link");
+    let (_, _, undelivered) = next_lost(&mut events).await;
+    assert_eq!(undelivered[0].credits, 1, "which is reported lost in turn");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -240,4 +250,41 @@ async fn a_buffer_above_the_frame_maximum_is_refused_at_the_sender() {
     let refused = links.send("127.0.0.1:9", DataBuffer { bytes: vec![0; 2048], ..buffer(0, 0) });
     assert!(matches!(refused, Err(data::DataError::TooLarge { bytes: 2048, .. })), "{refused:?}");
     assert!(links.peers().is_empty(), "nothing was opened for it");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producer_sending_beyond_its_credit_is_closed() {
+    let strict = DataConfig { channel_credits_max: 2, ..config(None) };
+    let (address, mut served, _server) = listen(strict).await;
+    let (links, mut linked) = links("tm-greedy:1", config(None));
+    let (first, credit) = next_buffer_after(&links, &address, &mut served, 0).await;
+    assert_eq!(first, buffer(0, 0));
+    assert!(credit.give(1), "answered: the channel may send two more");
+    match next(&mut linked).await {
+        LinkEvent::Credit { credit, .. } => assert_eq!(credit.credits, 1),
+        LinkEvent::Lost { reason, .. } => panic!("lost: {reason}"),
+    }
+    for sequence in 1..3 {
+        assert_eq!(next_buffer_after(&links, &address, &mut served, sequence).await.0, buffer(0, sequence));
+    }
+    links.send(&address, buffer(0, 3)).expect("queued");
+    let reason = loop {
+        match next(&mut served).await {
+            ServeEvent::Closed { reason, .. } => break reason,
+            ServeEvent::Buffer { buffer, .. } => panic!("a third unanswered buffer was delivered: {buffer:?}"),
+            ServeEvent::Connected { .. } => {}
+        }
+    };
+    assert!(reason.contains("without credit"), "{reason}");
+    assert!(next_lost(&mut linked).await.1.contains("closed"), "the producer side learns it too");
+}
+
+async fn next_buffer_after(
+    links: &DataLinks,
+    address: &str,
+    served: &mut mpsc::UnboundedReceiver<ServeEvent>,
+    sequence: u32,
+) -> (DataBuffer, data::CreditReturn) {
+    links.send(address, buffer(0, sequence)).expect("queued");
+    next_buffer(served).await
 }

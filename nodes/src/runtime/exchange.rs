@@ -160,9 +160,12 @@ impl Exchange {
     }
 
     /// An exchange of the TaskManager whose data listener is `data_address` (host:port, as its
-    /// peers reach it), with data links to other TaskManagers run on `runtime`.
+    /// peers reach it), with data links to other TaskManagers run on `runtime`. Its peers must
+    /// know it by that same address (their `set_location`). The listener holds producers to
+    /// [`CHANNEL_CREDITS`] per channel, whatever `config` says.
     #[allow(dead_code, reason = "called by the TaskManager daemon (nodes/src/daemon)")]
     pub fn remote(data_address: String, runtime: Handle, config: DataConfig) -> Exchange {
+        let config = DataConfig { channel_credits_max: CHANNEL_CREDITS, ..config };
         let registry: Arc<Mutex<Registry>> = Arc::default();
         let weak = Arc::downgrade(&registry);
         let on_event = Arc::new(move |event| on_link_event(&weak, event));
