@@ -10,7 +10,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use weir_core::ids::{AttemptNumber, JobId, SubtaskIndex, VertexIndex};
 use weir_core::protocol::ExecutionId;
+use weir_net::connection::{self, NetError};
 use weir_net::data::{self, DataBuffer, DataConfig, DataLinks, LinkEvent, ServeEvent};
+use weir_net::handshake::{Hello, PROTOCOL_VERSION, PeerRole};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -136,7 +138,7 @@ async fn channels_share_one_connection_keep_their_order_and_get_credit_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn garbage_oversize_and_a_wrong_token_close_only_their_own_connection() {
+async fn garbage_oversize_another_version_and_a_wrong_token_close_only_their_own_connection() {
     let small = DataConfig { frame_bytes_max: 64 * 1024, ..config(Some("t0k3n")) };
     let (address, mut served, _server) = listen(small).await;
     let (good, _good_events) = links("tm-good:1", config(Some("t0k3n")));
@@ -155,6 +157,20 @@ async fn garbage_oversize_and_a_wrong_token_close_only_their_own_connection() {
     let (_, reason, undelivered) = next_lost(&mut intruder_events).await;
     assert!(reason.contains("wrong cluster token"), "{reason}");
     assert_eq!(undelivered.iter().map(|credit| credit.credits).sum::<u32>(), 1, "the refused buffer is handed back");
+
+    let old = Hello {
+        version: PROTOCOL_VERSION + 1,
+        role: PeerRole::TaskManager,
+        name: "tm-future:1".into(),
+        listen: None,
+        token: Some("t0k3n".into()),
+    };
+    let refused = connection::connect(&address, &old, 1024).await;
+    assert!(
+        matches!(&refused, Err(NetError::Refused(reason)) if reason.contains("protocol version")),
+        "{:?}",
+        refused.err()
+    );
 
     let (big, mut big_events) = links("tm-big:1", DataConfig { frame_bytes_max: 1024 * 1024, ..config(Some("t0k3n")) });
     let oversized = DataBuffer { bytes: vec![7; 100 * 1024], ..buffer(2, 0) };
