@@ -284,21 +284,12 @@ async fn receive_buffers(
 ) -> Result<(), DataError> {
     // Unbounded, yet bounded by credit: each entry is one buffer this connection delivered.
     let (queue, mut returned) = mpsc::unbounded_channel::<DataCredit>();
-    // Per channel, buffers delivered and not yet answered (absent: none).
-    let unanswered: Mutex<BTreeMap<(ExecutionId, ExecutionId), u32>> = Mutex::default();
+    let unanswered = Unanswered { credits_max, channels: Mutex::default() };
     let receiving = async {
         while let Some(frame) = reader.recv::<DataFrame>().await? {
             let DataFrame::Buffer(buffer) = frame else { return Err(DataError::WrongDirection("credit")) };
-            let (producer, consumer) = (buffer.producer, buffer.consumer);
-            {
-                let mut unanswered = unanswered.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                let count = unanswered.entry((producer, consumer)).or_default();
-                if *count >= credits_max {
-                    return Err(DataError::CreditExceeded { producer, consumer, max: credits_max });
-                }
-                *count += 1;
-            }
-            let credit = CreditReturn { producer, consumer, queue: queue.clone() };
+            unanswered.deliver(buffer.producer, buffer.consumer)?;
+            let credit = CreditReturn { producer: buffer.producer, consumer: buffer.consumer, queue: queue.clone() };
             on_event(ServeEvent::Buffer { peer: peer.clone(), buffer, credit });
         }
         Ok(())
@@ -306,25 +297,11 @@ async fn receive_buffers(
     let returning = async {
         while let Some(first) = returned.recv().await {
             let mut owed: BTreeMap<(ExecutionId, ExecutionId), u32> = BTreeMap::new();
-            let mut add = |credit: DataCredit| {
+            for credit in std::iter::once(first).chain(std::iter::from_fn(|| returned.try_recv().ok())) {
                 let entry = owed.entry((credit.producer, credit.consumer)).or_default();
                 *entry = entry.saturating_add(credit.credits);
-            };
-            add(first);
-            while let Ok(next) = returned.try_recv() {
-                add(next);
             }
-            {
-                let mut unanswered = unanswered.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                for (channel, credits) in &owed {
-                    if let Some(count) = unanswered.get_mut(channel) {
-                        *count = count.saturating_sub(*credits);
-                        if *count == 0 {
-                            unanswered.remove(channel);
-                        }
-                    }
-                }
-            }
+            unanswered.answer(&owed);
             for ((producer, consumer), credits) in owed {
                 writer.stage(&DataFrame::Credit(DataCredit { producer, consumer, credits }))?;
             }
@@ -335,6 +312,39 @@ async fn receive_buffers(
     tokio::select! {
         ended = receiving => ended,
         ended = returning => ended,
+    }
+}
+
+/// Per channel of one connection, buffers delivered and not yet answered with credit.
+struct Unanswered {
+    credits_max: u32,
+    /// Absent: none.
+    channels: Mutex<BTreeMap<(ExecutionId, ExecutionId), u32>>,
+}
+
+impl Unanswered {
+    /// One more buffer on the channel, unless that is more than its credit.
+    fn deliver(&self, producer: ExecutionId, consumer: ExecutionId) -> Result<(), DataError> {
+        let mut channels = self.channels.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let count = channels.entry((producer, consumer)).or_default();
+        if *count >= self.credits_max {
+            return Err(DataError::CreditExceeded { producer, consumer, max: self.credits_max });
+        }
+        *count += 1;
+        Ok(())
+    }
+
+    /// Credit is on its way back for these buffers.
+    fn answer(&self, owed: &BTreeMap<(ExecutionId, ExecutionId), u32>) {
+        let mut channels = self.channels.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for (channel, credits) in owed {
+            if let Some(count) = channels.get_mut(channel) {
+                *count = count.saturating_sub(*credits);
+                if *count == 0 {
+                    channels.remove(channel);
+                }
+            }
+        }
     }
 }
 
