@@ -225,7 +225,8 @@ impl Exchange {
         let older = ExecutionId { attempt: AttemptNumber(0), ..execution }..execution;
         let stale: Vec<ExecutionId> = registry.waiting.range(older).map(|(id, _)| *id).collect();
         for id in stale {
-            registry.waiting.remove(&id);
+            // Superseded: their credit goes back (to a producer in another process, too).
+            registry.waiting.remove(&id).unwrap_or_default().into_iter().for_each(release);
         }
         for mail in registry.waiting.remove(&execution).unwrap_or_default() {
             let _ = mailbox.send(mail);
@@ -558,6 +559,23 @@ mod tests {
             post(&a.exchange, execution(1, 0), sequence, &credit);
         }
         assert!(credit.take(WAIT), "B dropped the stale attempt's buffers and gave their credit back");
+        assert!(newer_mailbox.try_recv().is_err(), "the newer attempt never sees them");
+    }
+
+    #[test]
+    fn buffers_waiting_for_a_remote_consumer_give_their_credit_back_once_a_newer_attempt_registers() {
+        let runtime = runtime();
+        let (a, b) = (node(&runtime), node(&runtime));
+        place(&[&a, &b], &a, &b);
+        let credit = Arc::new(Credit::default());
+        for sequence in 0..CHANNEL_CREDITS {
+            assert!(credit.take(WAIT));
+            post(&a.exchange, execution(1, 0), sequence, &credit);
+        }
+        assert!(!credit.take(Duration::from_millis(300)), "held in B until attempt 0 registers");
+        let (newer_mail, newer_mailbox) = channel();
+        b.exchange.register(execution(1, 1), newer_mail);
+        assert!(credit.take(WAIT), "attempt 1 superseded them: their credit came back to A");
         assert!(newer_mailbox.try_recv().is_err(), "the newer attempt never sees them");
     }
 

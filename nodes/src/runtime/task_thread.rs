@@ -1,8 +1,8 @@
 //! One task on its own thread, as Flink runs each task: the thread owns a `TaskRunner` (the same
 //! step function the simulator runs), reads its mailbox (buffers, triggers, notifications,
-//! cancel, and failure when a data connection to another TaskManager broke), steps the chain, sends buffers to their consumers through the [`Exchange`] under
-//! per-channel credit, writes its snapshots to checkpoint storage and reports to its
-//! TaskExecutor through a callback.
+//! cancel, and failure when a data connection to another TaskManager broke), steps the chain,
+//! sends buffers to their consumers through the [`Exchange`] under per-channel credit, writes its
+//! snapshots to checkpoint storage and reports to its TaskExecutor through a callback.
 
 use super::Clock;
 use super::connectors::LocalConnectors;
