@@ -87,17 +87,40 @@ impl FrameReader {
 }
 
 impl FrameWriter {
-    /// Sends one message.
+    /// Sends one message (and whatever was staged before it).
     pub async fn send<T: Serialize>(&mut self, value: &T) -> Result<(), NetError> {
+        self.stage(value)?;
+        self.flush().await
+    }
+
+    /// Frames one message into the pending bytes, written by the next [`FrameWriter::flush`]:
+    /// several small messages then cost one write. A message above the frame maximum is refused
+    /// and leaves the pending bytes as they were.
+    pub fn stage<T: Serialize>(&mut self, value: &T) -> Result<(), NetError> {
         let payload = codec::encode(value)?;
-        self.send_payload(&payload).await
+        encode_frame(&payload, self.max, &mut self.scratch)?;
+        Ok(())
+    }
+
+    /// Bytes staged and not yet written.
+    pub fn staged_bytes(&self) -> usize {
+        self.scratch.len()
+    }
+
+    /// Writes every staged frame.
+    pub async fn flush(&mut self) -> Result<(), NetError> {
+        if self.scratch.is_empty() {
+            return Ok(());
+        }
+        let written = self.write.write_all(&self.scratch).await;
+        self.scratch.clear();
+        written?;
+        Ok(())
     }
 
     async fn send_payload(&mut self, payload: &[u8]) -> Result<(), NetError> {
-        self.scratch.clear();
         encode_frame(payload, self.max, &mut self.scratch)?;
-        self.write.write_all(&self.scratch).await?;
-        Ok(())
+        self.flush().await
     }
 }
 

@@ -6,12 +6,15 @@
 //!
 //! - [`connection`]: one TCP connection (tokio): handshake, then frames of messages;
 //! - [`rpc`]: a listener delivering envelopes, and outgoing connections per peer that reconnect
-//!   with backoff.
+//!   with backoff;
+//! - [`data`]: data channels between TaskManagers (buffers out, credits back, one connection per
+//!   ordered pair of TaskManagers).
 //!
-//! The first three are sans-IO and tested on their own; the last two are tested over 127.0.0.1.
+//! The first three are sans-IO and tested on their own; the others are tested over 127.0.0.1.
 
 pub mod codec;
 pub mod connection;
+pub mod data;
 pub mod frame;
 pub mod handshake;
 pub mod rpc;

@@ -5,6 +5,7 @@
 //! did not hold), 2 bad input (a malformed job file or configuration, a bad flag).
 
 mod cli;
+mod daemon;
 mod rest;
 mod runtime;
 mod settings;

@@ -1,6 +1,7 @@
 //! The `weir` command line: argument definitions and dispatch.
 
 mod bench;
+mod daemons;
 mod explore;
 mod http;
 mod info;
@@ -87,12 +88,61 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Run a JobManager (ResourceManager, Dispatcher, JobMasters, REST) until killed.
+    Jobmanager {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Run a TaskManager that registers with the configured JobManager, until killed.
+    Taskmanager {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Run a job as an application cluster: a JobManager in application mode with TaskManagers
+    /// of its own; everything ends with the job.
+    RunApplication {
+        /// The job file.
+        job: PathBuf,
+        /// Default parallelism for operators that set none.
+        #[arg(short = 'p', long)]
+        parallelism: Option<u32>,
+        /// TaskManager processes to start.
+        #[arg(long, default_value_t = 1)]
+        task_managers: u32,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// A standalone cluster on this host: start or stop it.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// The deterministic simulator.
     #[command(subcommand)]
     Sim(SimCommand),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum ClusterCommand {
+    /// Start a JobManager and one TaskManager per worker in the background; wait until every
+    /// TaskManager registered.
+    Start {
+        /// Where pid files and logs go.
+        #[arg(long, default_value = "weir-cluster")]
+        dir: PathBuf,
+        /// The workers file: one host per line (this host only); default one TaskManager.
+        #[arg(long)]
+        workers: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Stop the processes `cluster start` started.
+    Stop {
+        /// Where `cluster start` put its pid files.
+        #[arg(long, default_value = "weir-cluster")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -218,6 +268,15 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Info { job, json, parallelism, config } => info::run(&job, json, parallelism, &config),
         Command::Local { job, parallelism, config } => local::run(&job, parallelism, &config),
+        Command::Jobmanager { config } => daemons::job_manager(&config),
+        Command::Taskmanager { config } => daemons::task_manager(&config),
+        Command::RunApplication { job, parallelism, task_managers, config } => {
+            daemons::run_application(&job, parallelism, task_managers, &config)
+        }
+        Command::Cluster(ClusterCommand::Start { dir, workers, config }) => {
+            daemons::cluster_start(&dir, workers.as_deref(), &config)
+        }
+        Command::Cluster(ClusterCommand::Stop { dir }) => daemons::cluster_stop(&dir),
         Command::Run { job, detached, parallelism, jobmanager, from_savepoint, config } => {
             remote::run(&job, detached, parallelism, jobmanager.as_deref(), from_savepoint.as_deref(), &config)
         }

@@ -25,7 +25,7 @@ use weir_core::config::{Config, RawConfig};
 use weir_core::dispatcher::ClusterMode;
 use weir_core::ids::{Epoch, Hex128, JobId, ResourceId, stable_hash128};
 use weir_core::job_manager::{self, JobManager};
-use weir_core::protocol::{
+use weir_core::protocol::{Role, 
     Address, ClientMessage, DispatcherMessage, Envelope, Event, JobStatus, Message, Output, ResourceManagerMessage,
     StorageReply, StorageRequest,
 };
@@ -89,7 +89,7 @@ async fn serve(raw: RawConfig, config: Config, options: JobManagerOptions) -> Re
     };
     let (inbox, mut receiver) = mpsc::channel(INBOX);
     let (events, mut rpc_events) = mpsc::channel(INBOX);
-    tokio::spawn(rpc::serve_events(rpc_listener, token, weir_net::frame::FRAME_BYTES_MAX, events));
+    tokio::spawn(rpc::serve_events(rpc_listener, token, weir_net::frame::DEFAULT_MAX_FRAME_BYTES, events));
     let forward = inbox.clone();
     tokio::spawn(async move {
         while let Some(event) = rpc_events.recv().await {
@@ -109,7 +109,7 @@ async fn serve(raw: RawConfig, config: Config, options: JobManagerOptions) -> Re
         clock,
         epoch_ms_at_zero,
         job_manager,
-        peers: Peers::new(hello, weir_net::frame::FRAME_BYTES_MAX),
+        peers: Peers::new(hello, weir_net::frame::DEFAULT_MAX_FRAME_BYTES),
         inbox,
         addresses: BTreeMap::new(),
         rest_clients: RestClients::new(),

@@ -48,7 +48,8 @@ impl MetadataStore {
 
     /// One more than the highest epoch any JobManager of this record led in, now recorded.
     pub fn next_epoch(&self) -> Result<Epoch, String> {
-        let previous = match self.files.read(".", EPOCH_FILE) {
+        std::fs::create_dir_all(&self.dir).map_err(|error| format!("{}: cannot create: {error}", self.dir.display()))?;
+        let previous = match self.files.read("", EPOCH_FILE) {
             Ok(bytes) => {
                 let text = String::from_utf8_lossy(&bytes);
                 text.trim().parse::<u64>().map_err(|_| format!("{}: unreadable epoch {text:?}", self.path(EPOCH_FILE)))?
@@ -57,7 +58,7 @@ impl MetadataStore {
             Err(error) => return Err(error),
         };
         let next = previous + 1;
-        self.files.write(".", EPOCH_FILE, next.to_string().as_bytes())?;
+        self.files.write("", EPOCH_FILE, next.to_string().as_bytes())?;
         Ok(Epoch(next))
     }
 

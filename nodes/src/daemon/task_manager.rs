@@ -25,7 +25,7 @@ use weir_core::config::{Config, RawConfig};
 use weir_core::dispatcher::prepare;
 use weir_core::ids::{Hex128, JobId, ResourceId, stable_hash128};
 use weir_core::plan::JobPlan;
-use weir_core::protocol::{
+use weir_core::protocol::{Role, 
     Address, Envelope, Event, ExecutionState, Message, Output, TaskCommand, TaskDeployment, TaskExecutorMessage,
     TaskReport,
 };
@@ -79,10 +79,10 @@ async fn serve(raw: RawConfig, config: Config, data_dir: std::path::PathBuf) -> 
         listen: Some(rpc_address.clone()),
         token: token.clone(),
     };
-    let peers = Peers::new(hello, weir_net::frame::FRAME_BYTES_MAX);
+    let peers = Peers::new(hello, weir_net::frame::DEFAULT_MAX_FRAME_BYTES);
     let (inbox, mut receiver) = mpsc::channel(INBOX);
     let (events, mut rpc_events) = mpsc::channel(INBOX);
-    tokio::spawn(rpc::serve_events(rpc_listener, token.clone(), weir_net::frame::FRAME_BYTES_MAX, events));
+    tokio::spawn(rpc::serve_events(rpc_listener, token.clone(), weir_net::frame::DEFAULT_MAX_FRAME_BYTES, events));
     let forward = inbox.clone();
     tokio::spawn(async move {
         while let Some(event) = rpc_events.recv().await {

@@ -134,7 +134,7 @@ impl LocalCluster {
             jobs_submitted: 0,
             plans: BTreeMap::new(),
             storage: CheckpointStorage::new(data_dir),
-            exchange: Exchange::default(),
+            exchange: Exchange::local(),
             locations: Arc::new(Mutex::new(BTreeMap::new())),
             metrics: Arc::new(Mutex::new(BTreeMap::new())),
             progress: VecDeque::new(),
@@ -498,5 +498,64 @@ impl LocalCluster {
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir_core::job::file::parse_job_file;
+
+    /// A job that never ends by itself: a sequence through a hash exchange into a window.
+    const ENDLESS: &str = r#"
+name = "endless"
+[[operator]]
+id = "numbers"
+type = "sequence"
+from = 0
+to = 1_000_000_000_000_000
+
+[[operator]]
+id = "by-key"
+type = "key_by"
+input = "numbers"
+key = "x % 16"
+
+[[operator]]
+id = "sums"
+type = "window"
+input = "by-key"
+window = { type = "count", size = 1000 }
+aggregates = { x = "sum(x)" }
+
+[[operator]]
+id = "sink"
+type = "discard"
+input = "sums"
+"#;
+
+    #[test]
+    fn a_task_told_its_data_connection_broke_fails_and_so_does_its_job() {
+        let job = parse_job_file("endless.toml", ENDLESS).expect("a valid job");
+        let mut raw = RawConfig::new();
+        raw.set("restart-strategy.type", "none");
+        let dir = std::env::temp_dir().join(format!("weir-cluster-test-{}-fail", std::process::id()));
+        let mut cluster = LocalCluster::start(raw, 1, &dir).expect("the embedded cluster starts");
+        let job_id = cluster.submit(job.graph, Some(1), BTreeMap::new()).expect("submitted");
+        let reason = "data connection to 10.0.0.9:6121 lost: the peer closed the connection";
+        let mut seconds = 0;
+        let end = cluster.run_until_done(job_id, &mut |_| {}, &mut |cluster| {
+            seconds += 1;
+            assert!(seconds < 30, "the job did not fail within 30 s of its tasks being told to");
+            if seconds == 1 {
+                for (execution, _) in cluster.task_metrics(job_id) {
+                    cluster.exchange.post(execution, Mail::Fail(reason.to_string()));
+                }
+            }
+        });
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(end.status, JobStatus::Failed);
+        let failure = end.failure.unwrap_or_default();
+        assert!(failure.contains(reason), "{failure}");
     }
 }

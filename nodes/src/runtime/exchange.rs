@@ -1,5 +1,5 @@
-//! How task threads reach each other inside one process: a registry of running tasks' mailboxes
-//! and per-channel credit.
+//! How task threads reach each other: a registry of the running tasks' mailboxes, per-channel
+//! credit, and (in a TaskManager daemon) routes to the tasks of other TaskManagers.
 //!
 //! A buffer goes from a producer attempt to the consumer attempt with the same attempt number (a
 //! pipelined region restarts as a whole, so its attempts share numbers); mail for an attempt that
@@ -9,15 +9,37 @@
 //! consumer gives it back once its task accepted the buffer, so a slow consumer holds back its
 //! producers instead of growing memory, and a channel blocked by barrier alignment never stops
 //! the others.
+//!
+//! # Across processes
+//!
+//! [`Exchange::local`] (`weir local`) never leaves the process. [`Exchange::remote`] also knows
+//! where other subtasks run ([`Exchange::set_location`]): a buffer for a consumer that is not
+//! registered here and runs at another data address goes over that TaskManager's data link
+//! (weir-net's [`DataLinks`]); [`Exchange::serve`] is the listener for buffers coming the other
+//! way. Credit works the same across processes: the producer takes its local credit per buffer
+//! as always; the consumer side posts the buffer with a credit whose `give_back` sends a credit
+//! frame back, and that frame gives the producer's credit back. Local channels never touch a
+//! socket, and the local path takes the same one lock per buffer as it always did.
+//!
+//! When a data connection to a TaskManager breaks (or never comes), every local task that sent
+//! buffers to it or received buffers from it gets [`Mail::Fail`] and is cut off: its later
+//! buffers go nowhere (their credit comes back at once), so a new connection never carries the
+//! rest of a stream whose middle was lost.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
 use std::sync::mpsc::Sender;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::runtime::Handle;
 use weir_core::dataflow::Barrier;
 use weir_core::dataflow::buffer::Buffer;
-use weir_core::ids::{AttemptNumber, CheckpointId};
+use weir_core::ids::{AttemptNumber, CheckpointId, JobId, SubtaskIndex, VertexIndex};
 use weir_core::protocol::ExecutionId;
+use weir_net::data::{
+    self, CreditReturn, DataBuffer, DataConfig, DataCredit, DataError, DataLinks, LinkEvent, ServeEvent,
+};
 
 /// Buffers a producer may have in flight on one channel.
 pub const CHANNEL_CREDITS: u32 = 8;
@@ -41,6 +63,8 @@ pub enum Mail {
     Notify(CheckpointId, bool),
     /// Stop at once.
     Cancel,
+    /// Fail at once: an input or output of the task is gone (why).
+    Fail(String),
 }
 
 /// The credits of one channel.
@@ -48,11 +72,20 @@ pub enum Mail {
 pub struct Credit {
     used: Mutex<u32>,
     returned: Condvar,
+    /// For a buffer that came from another process: gives its credit back to the producer
+    /// there (a credit frame) instead of counting here.
+    return_to: Option<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl Credit {
+    /// The credit of a buffer that came from another process: giving it back calls `return_to`.
+    pub fn returned_by(return_to: impl Fn() + Send + Sync + 'static) -> Credit {
+        Credit { return_to: Some(Box::new(return_to)), ..Credit::default() }
+    }
+
     /// Takes a credit, waiting at most `wait`; false when none came.
     pub fn take(&self, wait: Duration) -> bool {
+        debug_assert!(self.return_to.is_none(), "only a producer's own credit is taken");
         let used = self.used.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let (mut used, _) = self
             .returned
@@ -67,32 +100,133 @@ impl Credit {
 
     /// Gives a credit back.
     pub fn give_back(&self) {
+        if let Some(return_to) = &self.return_to {
+            return_to();
+            return;
+        }
         let mut used = self.used.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         *used = used.saturating_sub(1);
         self.returned.notify_all();
     }
 }
 
+/// Where a subtask runs, across attempts.
+type SubtaskKey = (JobId, VertexIndex, SubtaskIndex);
+
 #[derive(Default)]
 struct Registry {
     mailboxes: BTreeMap<ExecutionId, Sender<Mail>>,
     waiting: BTreeMap<ExecutionId, Vec<Mail>>,
+    /// The data address of each subtask's TaskManager, as deployments said (remote exchanges).
+    locations: BTreeMap<SubtaskKey, String>,
+    /// The credit of each channel from a local producer to a remote consumer, which the credit
+    /// frames coming back give back to.
+    remote_credits: BTreeMap<(ExecutionId, ExecutionId), Arc<Credit>>,
+    /// By peer data address: the local tasks that sent buffers there or received from there.
+    peers: BTreeMap<String, BTreeSet<ExecutionId>>,
+    /// Local tasks told to fail because a data connection broke; their buffers go nowhere.
+    severed: BTreeSet<ExecutionId>,
 }
 
-/// The running tasks of this process.
-#[derive(Clone, Default)]
+/// This TaskManager's side of the data links.
+struct Remote {
+    /// This TaskManager's data address (its listener, as peers know it).
+    address: String,
+    links: DataLinks,
+    config: DataConfig,
+}
+
+/// The running tasks of this process, and the way to the others.
+#[derive(Clone)]
 pub struct Exchange {
     registry: Arc<Mutex<Registry>>,
+    remote: Option<Arc<Remote>>,
+}
+
+impl Default for Exchange {
+    fn default() -> Exchange {
+        Exchange::local()
+    }
+}
+
+fn lock(registry: &Mutex<Registry>) -> MutexGuard<'_, Registry> {
+    registry.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Exchange {
+    /// An exchange between the tasks of this process only (`weir local`).
+    pub fn local() -> Exchange {
+        Exchange { registry: Arc::default(), remote: None }
+    }
+
+    /// An exchange of the TaskManager whose data listener is `data_address` (host:port, as its
+    /// peers reach it), with data links to other TaskManagers run on `runtime`. Its peers must
+    /// know it by that same address (their `set_location`). The listener holds producers to
+    /// [`CHANNEL_CREDITS`] per channel, whatever `config` says.
+    #[allow(dead_code, reason = "called by the TaskManager daemon (nodes/src/daemon)")]
+    pub fn remote(data_address: String, runtime: Handle, config: DataConfig) -> Exchange {
+        let config = DataConfig { channel_credits_max: CHANNEL_CREDITS, ..config };
+        let registry: Arc<Mutex<Registry>> = Arc::default();
+        let weak = Arc::downgrade(&registry);
+        let on_event = Arc::new(move |event| on_link_event(&weak, event));
+        let links = DataLinks::new(runtime, &data_address, config.clone(), on_event);
+        Exchange { registry, remote: Some(Arc::new(Remote { address: data_address, links, config })) }
+    }
+
+    /// This TaskManager's data address; `None` for a local exchange.
+    #[allow(dead_code, reason = "called by the TaskManager daemon (nodes/src/daemon)")]
+    pub fn data_address(&self) -> Option<&str> {
+        self.remote.as_ref().map(|remote| remote.address.as_str())
+    }
+
+    /// The data listener: accepts other TaskManagers' buffers on `listener` and delivers them
+    /// to the tasks registered here, until the future is dropped (which closes every connection
+    /// it accepted). Spawn it on the runtime. A local exchange has no listener: it ends at once.
+    #[allow(dead_code, reason = "called by the TaskManager daemon (nodes/src/daemon)")]
+    pub fn serve(&self, listener: TcpListener) -> impl Future<Output = ()> + Send + 'static {
+        let weak = Arc::downgrade(&self.registry);
+        let on_event = Arc::new(move |event| on_serve_event(&weak, event));
+        let serving = self.remote.as_ref().map(|remote| data::serve(listener, remote.config.clone(), on_event));
+        async move {
+            if let Some(serving) = serving {
+                serving.await;
+            }
+        }
+    }
+
+    /// Subtask `subtask` of `vertex` of `job` runs in the TaskManager at `data_address` (this
+    /// one's own address included).
+    #[allow(dead_code, reason = "called by the TaskManager daemon (nodes/src/daemon)")]
+    pub fn set_location(&self, job: JobId, vertex: VertexIndex, subtask: SubtaskIndex, data_address: String) {
+        lock(&self.registry).locations.insert((job, vertex, subtask), data_address);
+    }
+
+    /// Forgets everything about `job`: locations, channels, and mail still waiting (whose credit
+    /// is given back).
+    #[allow(dead_code, reason = "called by the TaskManager daemon (nodes/src/daemon)")]
+    pub fn forget_job(&self, job: JobId) {
+        let mut registry = lock(&self.registry);
+        registry.locations.retain(|(of, _, _), _| *of != job);
+        registry.remote_credits.retain(|(producer, _), _| producer.job != job);
+        for executions in registry.peers.values_mut() {
+            executions.retain(|execution| execution.job != job);
+        }
+        registry.peers.retain(|_, executions| !executions.is_empty());
+        registry.severed.retain(|execution| execution.job != job);
+        let waiting: Vec<ExecutionId> = registry.waiting.keys().filter(|id| id.job == job).copied().collect();
+        for execution in waiting {
+            registry.waiting.remove(&execution).unwrap_or_default().into_iter().for_each(release);
+        }
+    }
+
     /// A task started: mail for it goes to `mailbox`, starting with what waited for it.
     pub fn register(&self, execution: ExecutionId, mailbox: Sender<Mail>) {
-        let mut registry = self.registry.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut registry = lock(&self.registry);
         let older = ExecutionId { attempt: AttemptNumber(0), ..execution }..execution;
         let stale: Vec<ExecutionId> = registry.waiting.range(older).map(|(id, _)| *id).collect();
         for id in stale {
-            registry.waiting.remove(&id);
+            // Superseded: their credit goes back (to a producer in another process, too).
+            registry.waiting.remove(&id).unwrap_or_default().into_iter().for_each(release);
         }
         for mail in registry.waiting.remove(&execution).unwrap_or_default() {
             let _ = mailbox.send(mail);
@@ -100,17 +234,47 @@ impl Exchange {
         registry.mailboxes.insert(execution, mailbox);
     }
 
-    /// A task ended: mail for it is dropped from now on.
+    /// A task ended: mail for it is dropped from now on, and its channels to other processes
+    /// are forgotten.
     pub fn deregister(&self, execution: &ExecutionId) {
-        let mut registry = self.registry.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut registry = lock(&self.registry);
         registry.mailboxes.remove(execution);
+        if self.remote.is_some() {
+            registry.remote_credits.retain(|(producer, _), _| producer != execution);
+            for executions in registry.peers.values_mut() {
+                executions.remove(execution);
+            }
+            registry.peers.retain(|_, executions| !executions.is_empty());
+            registry.severed.remove(execution);
+        }
     }
 
-    /// Posts `mail` to `execution`: delivered, kept until it registers, or dropped when that
-    /// attempt already ended. Returns false only for a dropped buffer's credit bookkeeping.
+    /// Posts `mail` to `execution`: delivered when it is registered here; sent to its
+    /// TaskManager when it runs elsewhere (buffers only: control mail travels by RPC); else
+    /// kept until it registers, or dropped when a newer attempt already did.
     pub fn post(&self, execution: ExecutionId, mail: Mail) {
-        let mut registry = self.registry.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        match registry.mailboxes.get(&execution) {
+        let mut registry = lock(&self.registry);
+        if let Some(mailbox) = registry.mailboxes.get(&execution) {
+            if let Err(returned) = mailbox.send(mail) {
+                release(returned.0);
+            }
+            return;
+        }
+        if let Some(remote) = &self.remote
+            && let Some(address) = registry.remote_address(&execution, &remote.address)
+        {
+            remote.send(&mut registry, address, execution, mail);
+            return;
+        }
+        registry.deliver(execution, mail);
+    }
+}
+
+impl Registry {
+    /// Delivers `mail` to a task of this process: to its mailbox, kept until it registers, or
+    /// dropped when a newer attempt of its subtask is registered.
+    fn deliver(&mut self, execution: ExecutionId, mail: Mail) {
+        match self.mailboxes.get(&execution) {
             Some(mailbox) => {
                 if let Err(returned) = mailbox.send(mail) {
                     release(returned.0);
@@ -118,16 +282,122 @@ impl Exchange {
             }
             None => {
                 let newer = ExecutionId { attempt: AttemptNumber(execution.attempt.0.saturating_add(1)), ..execution };
-                let superseded = registry.mailboxes.range(newer..).next().is_some_and(|(id, _)| {
+                let superseded = self.mailboxes.range(newer..).next().is_some_and(|(id, _)| {
                     (id.job, id.vertex, id.subtask) == (execution.job, execution.vertex, execution.subtask)
                 });
                 if superseded {
                     release(mail);
                 } else {
-                    registry.waiting.entry(execution).or_default().push(mail);
+                    self.waiting.entry(execution).or_default().push(mail);
                 }
             }
         }
+    }
+
+    /// The data address `execution` runs at, when known and not `own`.
+    fn remote_address(&self, execution: &ExecutionId, own: &str) -> Option<String> {
+        let address = self.locations.get(&(execution.job, execution.vertex, execution.subtask))?;
+        (address != own).then(|| address.clone())
+    }
+
+    /// Remembers that `execution` exchanges buffers with `peer`.
+    fn touch(&mut self, peer: &str, execution: ExecutionId) {
+        match self.peers.get_mut(peer) {
+            Some(executions) => {
+                executions.insert(execution);
+            }
+            None => {
+                self.peers.insert(peer.to_string(), BTreeSet::from([execution]));
+            }
+        }
+    }
+
+    /// The data connection to `peer` broke: every task that exchanged buffers with it fails.
+    fn sever(&mut self, peer: &str, reason: &str) {
+        let Some(executions) = self.peers.remove(peer) else { return };
+        for execution in executions {
+            self.fail(execution, format!("data connection to {peer} lost: {reason}"));
+        }
+    }
+
+    /// Tells `execution` to fail (once) and cuts it off from other processes.
+    fn fail(&mut self, execution: ExecutionId, reason: String) {
+        if self.severed.insert(execution) {
+            tracing::warn!(%execution, %reason, "failing a task");
+            self.deliver(execution, Mail::Fail(reason));
+        }
+    }
+
+    /// A consumer in another process gave credit back.
+    fn return_credits(&self, credit: &DataCredit) {
+        if let Some(channel) = self.remote_credits.get(&(credit.producer, credit.consumer)) {
+            (0..credit.credits.min(CHANNEL_CREDITS)).for_each(|_| channel.give_back());
+        }
+    }
+
+    /// A buffer from `peer` for a task of this process.
+    fn receive(&mut self, peer: &str, buffer: DataBuffer, credit: CreditReturn) {
+        let (producer, consumer) = (buffer.producer, buffer.consumer);
+        if self.severed.contains(&consumer) {
+            credit.give(1);
+            return;
+        }
+        self.touch(peer, consumer);
+        let credit = Arc::new(Credit::returned_by(move || {
+            credit.give(1);
+        }));
+        let edge = buffer.edge as usize;
+        let buffer = Buffer::from_parts(buffer.bytes, buffer.elements);
+        self.deliver(consumer, Mail::Buffer { producer, edge, buffer, credit });
+    }
+}
+
+impl Remote {
+    /// Sends a buffer to `consumer` at `address`; a buffer that cannot go gives its credit back
+    /// and fails its producer.
+    fn send(&self, registry: &mut Registry, address: String, consumer: ExecutionId, mail: Mail) {
+        let Mail::Buffer { producer, edge, buffer, credit } = mail else {
+            tracing::debug!(%consumer, %address, "control mail for a task of another TaskManager dropped");
+            return;
+        };
+        if registry.severed.contains(&producer) {
+            credit.give_back();
+            return;
+        }
+        registry.remote_credits.entry((producer, consumer)).or_insert_with(|| credit.clone());
+        registry.touch(&address, producer);
+        let edge = u32::try_from(edge).unwrap_or(u32::MAX);
+        let data = DataBuffer { producer, consumer, edge, elements: buffer.elements(), bytes: buffer.into_bytes() };
+        if let Err(error) = self.links.send(&address, data) {
+            credit.give_back();
+            let reason = match error {
+                DataError::TooLarge { .. } => format!("cannot send to {consumer} at {address}: {error}"),
+                _ => format!("data connection to {address} lost: {error}"),
+            };
+            registry.fail(producer, reason);
+        }
+    }
+}
+
+fn on_link_event(registry: &Weak<Mutex<Registry>>, event: LinkEvent) {
+    let Some(registry) = registry.upgrade() else { return };
+    let mut registry = lock(&registry);
+    match event {
+        LinkEvent::Credit { credit, .. } => registry.return_credits(&credit),
+        LinkEvent::Lost { peer, reason, undelivered } => {
+            undelivered.iter().for_each(|credit| registry.return_credits(credit));
+            registry.sever(&peer, &reason);
+        }
+    }
+}
+
+fn on_serve_event(registry: &Weak<Mutex<Registry>>, event: ServeEvent) {
+    let Some(registry) = registry.upgrade() else { return };
+    let mut registry = lock(&registry);
+    match event {
+        ServeEvent::Connected { peer } => tracing::debug!(%peer, "data connection from a TaskManager"),
+        ServeEvent::Buffer { peer, buffer, credit } => registry.receive(&peer, buffer, credit),
+        ServeEvent::Closed { peer, reason } => registry.sever(&peer, &reason),
     }
 }
 
@@ -135,5 +405,196 @@ impl Exchange {
 pub fn release(mail: Mail) {
     if let Mail::Buffer { credit, .. } = mail {
         credit.give_back();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc::{Receiver, channel};
+    use weir_core::ids::Hex128;
+
+    const WAIT: Duration = Duration::from_secs(10);
+
+    /// One TaskManager's exchange with its data listener on 127.0.0.1.
+    struct Node {
+        exchange: Exchange,
+        address: String,
+        listener: tokio::task::JoinHandle<()>,
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a tokio runtime")
+    }
+
+    fn node(runtime: &tokio::runtime::Runtime) -> Node {
+        let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0")).expect("bind 127.0.0.1");
+        let address = listener.local_addr().expect("bound").to_string();
+        let exchange = Exchange::remote(address.clone(), runtime.handle().clone(), DataConfig::default());
+        let listener = runtime.spawn(exchange.serve(listener));
+        Node { exchange, address, listener }
+    }
+
+    fn job() -> JobId {
+        JobId(Hex128(0x5eed))
+    }
+
+    fn execution(vertex: u32, attempt: u32) -> ExecutionId {
+        ExecutionId {
+            job: job(),
+            vertex: VertexIndex(vertex),
+            subtask: SubtaskIndex(0),
+            attempt: AttemptNumber(attempt),
+        }
+    }
+
+    /// Vertex 0 (the producer) runs at `producer_side`, vertex 1 (the consumer) at `consumer_side`.
+    fn place(nodes: &[&Node], producer_side: &Node, consumer_side: &Node) {
+        for node in nodes {
+            node.exchange.set_location(job(), VertexIndex(0), SubtaskIndex(0), producer_side.address.clone());
+            node.exchange.set_location(job(), VertexIndex(1), SubtaskIndex(0), consumer_side.address.clone());
+        }
+    }
+
+    fn buffer(sequence: u32) -> Buffer {
+        Buffer::from_parts((0..100 + sequence).map(|at| (at ^ sequence) as u8).collect(), sequence)
+    }
+
+    fn post(exchange: &Exchange, consumer: ExecutionId, sequence: u32, credit: &Arc<Credit>) {
+        let mail = Mail::Buffer {
+            producer: execution(0, consumer.attempt.0),
+            edge: 0,
+            buffer: buffer(sequence),
+            credit: credit.clone(),
+        };
+        exchange.post(consumer, mail);
+    }
+
+    fn next_buffer(mailbox: &Receiver<Mail>) -> (ExecutionId, Buffer, Arc<Credit>) {
+        match mailbox.recv_timeout(WAIT) {
+            Ok(Mail::Buffer { producer, buffer, credit, .. }) => (producer, buffer, credit),
+            Ok(_) => panic!("expected a buffer, got other mail"),
+            Err(error) => panic!("no buffer within {WAIT:?}: {error}"),
+        }
+    }
+
+    fn next_failure(mailbox: &Receiver<Mail>) -> String {
+        loop {
+            match mailbox.recv_timeout(WAIT) {
+                Ok(Mail::Fail(reason)) => return reason,
+                Ok(mail) => release(mail),
+                Err(error) => panic!("no failure within {WAIT:?}: {error}"),
+            }
+        }
+    }
+
+    fn peers(exchange: &Exchange) -> Vec<String> {
+        exchange.remote.as_ref().expect("a remote exchange").links.peers()
+    }
+
+    #[test]
+    fn a_remote_consumer_gets_the_buffers_and_holds_back_its_producer_like_a_local_one() {
+        let runtime = runtime();
+        let (a, b) = (node(&runtime), node(&runtime));
+        place(&[&a, &b], &a, &b);
+        let (producer, consumer) = (execution(0, 0), execution(1, 0));
+        let (producer_mail, producer_mailbox) = channel();
+        a.exchange.register(producer, producer_mail);
+        let (consumer_mail, consumer_mailbox) = channel();
+        b.exchange.register(consumer, consumer_mail);
+
+        let credit = Arc::new(Credit::default());
+        for sequence in 0..CHANNEL_CREDITS {
+            assert!(credit.take(WAIT), "credit {sequence} of {CHANNEL_CREDITS}");
+            post(&a.exchange, consumer, sequence, &credit);
+        }
+        let mut accepted = Vec::new();
+        for sequence in 0..CHANNEL_CREDITS {
+            let (from, arrived, credit) = next_buffer(&consumer_mailbox);
+            assert_eq!((from, &arrived), (producer, &buffer(sequence)), "in order, bytes and count intact");
+            accepted.push(credit);
+        }
+        assert!(!credit.take(Duration::from_millis(300)), "the 9th buffer waits: B's consumer gave nothing back");
+        accepted.pop().expect("eight buffers").give_back();
+        assert!(credit.take(WAIT), "a credit given back in B frees the producer in A");
+        assert_eq!(peers(&a.exchange), vec![b.address.clone()]);
+        assert!(peers(&b.exchange).is_empty(), "B sent nothing, so it opened no link");
+
+        b.listener.abort(); // B's listener goes, with every connection it accepted
+        let reason = next_failure(&producer_mailbox);
+        assert!(reason.contains(&format!("data connection to {} lost", b.address)), "{reason}");
+        post(&a.exchange, consumer, CHANNEL_CREDITS, &credit);
+        assert!(credit.take(WAIT), "a buffer that can no longer be sent gives its credit back");
+    }
+
+    #[test]
+    fn a_consumer_fails_when_its_producers_taskmanager_goes() {
+        let runtime = runtime();
+        let (a, b) = (node(&runtime), node(&runtime));
+        place(&[&a, &b], &a, &b);
+        let consumer = execution(1, 0);
+        let (consumer_mail, consumer_mailbox) = channel();
+        b.exchange.register(consumer, consumer_mail);
+        let credit = Arc::new(Credit::default());
+        assert!(credit.take(WAIT));
+        post(&a.exchange, consumer, 0, &credit);
+        next_buffer(&consumer_mailbox).2.give_back();
+        assert!(credit.take(WAIT), "the credit came back over the connection");
+
+        drop(a); // A's exchange, its links and its listener go
+        let reason = next_failure(&consumer_mailbox);
+        assert!(reason.contains("data connection to") && reason.contains("lost"), "{reason}");
+    }
+
+    #[test]
+    fn a_buffer_for_a_superseded_remote_consumer_gives_its_credit_back() {
+        let runtime = runtime();
+        let (a, b) = (node(&runtime), node(&runtime));
+        place(&[&a, &b], &a, &b);
+        let (newer_mail, newer_mailbox) = channel();
+        b.exchange.register(execution(1, 1), newer_mail);
+        let credit = Arc::new(Credit::default());
+        for sequence in 0..CHANNEL_CREDITS {
+            assert!(credit.take(WAIT));
+            post(&a.exchange, execution(1, 0), sequence, &credit);
+        }
+        assert!(credit.take(WAIT), "B dropped the stale attempt's buffers and gave their credit back");
+        assert!(newer_mailbox.try_recv().is_err(), "the newer attempt never sees them");
+    }
+
+    #[test]
+    fn buffers_waiting_for_a_remote_consumer_give_their_credit_back_once_a_newer_attempt_registers() {
+        let runtime = runtime();
+        let (a, b) = (node(&runtime), node(&runtime));
+        place(&[&a, &b], &a, &b);
+        let credit = Arc::new(Credit::default());
+        for sequence in 0..CHANNEL_CREDITS {
+            assert!(credit.take(WAIT));
+            post(&a.exchange, execution(1, 0), sequence, &credit);
+        }
+        assert!(!credit.take(Duration::from_millis(300)), "held in B until attempt 0 registers");
+        let (newer_mail, newer_mailbox) = channel();
+        b.exchange.register(execution(1, 1), newer_mail);
+        assert!(credit.take(WAIT), "attempt 1 superseded them: their credit came back to A");
+        assert!(newer_mailbox.try_recv().is_err(), "the newer attempt never sees them");
+    }
+
+    #[test]
+    fn local_channels_of_a_remote_exchange_never_open_a_link() {
+        let runtime = runtime();
+        let (a, b) = (node(&runtime), node(&runtime));
+        place(&[&a], &a, &a);
+        let consumer = execution(1, 0);
+        let credit = Arc::new(Credit::default());
+        assert!(credit.take(WAIT));
+        post(&a.exchange, consumer, 0, &credit); // not registered yet: waits here
+        let (consumer_mail, consumer_mailbox) = channel();
+        a.exchange.register(consumer, consumer_mail);
+        assert_eq!(next_buffer(&consumer_mailbox).1, buffer(0));
+
+        a.exchange.set_location(job(), VertexIndex(1), SubtaskIndex(0), b.address.clone());
+        post(&a.exchange, consumer, 1, &credit);
+        assert_eq!(next_buffer(&consumer_mailbox).1, buffer(1), "a task registered here is served here");
+        assert!(peers(&a.exchange).is_empty(), "no socket for channels inside one TaskManager");
     }
 }

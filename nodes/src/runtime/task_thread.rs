@@ -1,8 +1,8 @@
 //! One task on its own thread, as Flink runs each task: the thread owns a `TaskRunner` (the same
 //! step function the simulator runs), reads its mailbox (buffers, triggers, notifications,
-//! cancel), steps the chain, sends buffers to their consumers through the [`Exchange`] under
-//! per-channel credit, writes its snapshots to checkpoint storage and reports to its
-//! TaskExecutor through a callback.
+//! cancel, and failure when a data connection to another TaskManager broke), steps the chain,
+//! sends buffers to their consumers through the [`Exchange`] under per-channel credit, writes its
+//! snapshots to checkpoint storage and reports to its TaskExecutor through a callback.
 
 use super::Clock;
 use super::connectors::LocalConnectors;
@@ -95,6 +95,8 @@ struct TaskThread {
     /// Credit of each channel to a consumer.
     credits: BTreeMap<ExecutionId, Arc<Credit>>,
     cancelled: bool,
+    /// Why the task must fail, told by the exchange (a data connection broke).
+    failure: Option<String>,
 }
 
 impl TaskThread {
@@ -108,6 +110,7 @@ impl TaskThread {
             waiting: BTreeMap::new(),
             credits: BTreeMap::new(),
             cancelled: false,
+            failure: None,
         }
     }
 
@@ -172,9 +175,9 @@ impl TaskThread {
     fn drive(&mut self, runner: &mut TaskRunner) -> Ended {
         loop {
             self.read_mail(runner);
-            if self.cancelled {
+            if let Some(ended) = self.stopped() {
                 runner.cancel();
-                return Ended::Canceled;
+                return ended;
             }
             self.feed_waiting(runner);
             let status = runner.step(self.context.clock.now(), STEP_BUDGET_RECORDS);
@@ -226,7 +229,18 @@ impl TaskThread {
                 }
                 Mail::Notify(checkpoint, complete) => runner.notify_checkpoint(checkpoint, complete),
                 Mail::Cancel => self.cancelled = true,
+                Mail::Fail(reason) => {
+                    self.failure.get_or_insert(reason);
+                }
             }
+        }
+    }
+
+    /// How the task ends when it was cancelled or told to fail; a failure wins.
+    fn stopped(&mut self) -> Option<Ended> {
+        match self.failure.take() {
+            Some(reason) => Some(Ended::Failed(reason)),
+            None => self.cancelled.then_some(Ended::Canceled),
         }
     }
 
@@ -256,7 +270,7 @@ impl TaskThread {
                 TaskOutput::Buffer { edge, consumer, buffer } => {
                     if !self.send(edge, consumer, buffer) {
                         runner.cancel();
-                        return Some(Ended::Canceled);
+                        return Some(self.stopped().unwrap_or(Ended::Canceled));
                     }
                 }
                 TaskOutput::Snapshot { checkpoint, bytes, metrics } => self.store_snapshot(checkpoint, &bytes, metrics),
@@ -270,18 +284,25 @@ impl TaskThread {
         None
     }
 
-    /// Sends a buffer under the channel's credit; false when the task was cancelled meanwhile.
+    /// Sends a buffer under the channel's credit; false when the task was cancelled or told to
+    /// fail meanwhile.
     fn send(&mut self, edge: usize, consumer: SubtaskIndex, buffer: Buffer) -> bool {
         let Some(target) = self.context.plan.edges.get(edge).map(|edge| edge.target) else { return true };
         let consumer = ExecutionId { vertex: target, subtask: consumer, ..self.execution };
         let credit = self.credits.entry(consumer).or_default().clone();
         while !credit.take(CREDIT_WAIT) {
             while let Ok(mail) = self.mailbox.try_recv() {
-                if matches!(mail, Mail::Cancel) {
-                    self.cancelled = true;
-                    return false;
+                match mail {
+                    Mail::Cancel => self.cancelled = true,
+                    Mail::Fail(reason) => {
+                        self.failure.get_or_insert(reason);
+                    }
+                    mail => {
+                        self.stash.push_back(mail);
+                        continue;
+                    }
                 }
-                self.stash.push_back(mail);
+                return false;
             }
         }
         let mail = Mail::Buffer { producer: self.execution, edge, buffer, credit };
