@@ -155,6 +155,11 @@ async fn keep_connected(address: String, hello: Hello, max: usize, mut queue: mp
         let mut writer = loop {
             match connection::connect(&address, &hello, max).await {
                 Ok((_reader, writer)) => break writer,
+                Err(NetError::Refused(reason)) => {
+                    // Not a transient failure: say why, loudly (a wrong token, another version).
+                    tracing::error!(%address, %reason, "the peer refused us");
+                    tokio::time::sleep(BACKOFF_MAX).await;
+                }
                 Err(error) => {
                     tracing::debug!(%address, %error, ?backoff, "cannot connect");
                     tokio::time::sleep(backoff).await;

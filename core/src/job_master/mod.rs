@@ -175,7 +175,7 @@ impl JobMaster {
         status_timestamps[JobStatus::Initializing as usize] = Some(now);
         let mut job_master = JobMaster {
             job_id,
-            pool: SlotPool::new(job_id, &slots_per_group),
+            pool: SlotPool::new(job_id, epoch, &slots_per_group),
             failover: Failover::new(config.failover_strategy, &graph),
             restart: PendingRestart::new(graph.subtask_count()),
             executions: Executions::new(job_id, graph),

@@ -16,7 +16,7 @@
 //! job's allocations; every listed TaskManager holds at least one slot; `missing` equals a
 //! recount.
 
-use crate::ids::{AllocationId, Hex128, JobId, ResourceId, SlotIndex, stable_hash128};
+use crate::ids::{AllocationId, Epoch, Hex128, JobId, ResourceId, SlotIndex, stable_hash128};
 use crate::protocol::SlotOffer;
 use crate::time::{Duration, Time};
 use std::collections::{BTreeMap, BTreeSet};
@@ -81,6 +81,8 @@ pub enum OfferVerdict {
 #[derive(Clone, Debug)]
 pub struct SlotPool {
     job_id: JobId,
+    /// The leader epoch of the JobMaster.
+    epoch: Epoch,
     /// Position of each group's slot 0; the last entry is the number of slots.
     group_offsets: Vec<u32>,
     slots: Vec<SharedSlot>,
@@ -98,7 +100,7 @@ pub struct SlotPool {
 
 impl SlotPool {
     /// Empty slots: `slots_per_group[g]` for each group `g`.
-    pub fn new(job_id: JobId, slots_per_group: &[u32]) -> SlotPool {
+    pub fn new(job_id: JobId, epoch: Epoch, slots_per_group: &[u32]) -> SlotPool {
         let mut group_offsets = Vec::with_capacity(slots_per_group.len() + 1);
         let mut total = 0u32;
         for &count in slots_per_group {
@@ -109,6 +111,7 @@ impl SlotPool {
         let empty = SharedSlot { state: SlotState::Empty, scheduled: 0 };
         SlotPool {
             job_id,
+            epoch,
             group_offsets,
             slots: vec![empty; total as usize],
             by_allocation: BTreeMap::new(),
@@ -208,13 +211,16 @@ impl SlotPool {
         Some(allocation)
     }
 
-    /// A fresh allocation id: a fixed hash of the job, group, index and request number.
+    /// A fresh allocation id: a fixed hash of the job, the leader epoch, group, index and request
+    /// number. The epoch keeps a recovered job's ids apart from those its previous JobMaster
+    /// used, which TaskManagers may still report.
     fn next_allocation(&mut self, position: SlotPosition) -> AllocationId {
         let (group, index) = self.group_of(position);
         loop {
             self.requests_made += 1;
             let hash = stable_hash128(&[
                 &self.job_id.0.0.to_le_bytes(),
+                &self.epoch.0.to_le_bytes(),
                 &(group as u64).to_le_bytes(),
                 &index.to_le_bytes(),
                 &self.requests_made.to_le_bytes(),
@@ -476,7 +482,7 @@ mod tests {
     use super::*;
 
     fn pool() -> SlotPool {
-        SlotPool::new(JobId(Hex128(9)), &[2, 3])
+        SlotPool::new(JobId(Hex128(9)), Epoch(1), &[2, 3])
     }
 
     fn offer(allocation: AllocationId, slot: u32) -> SlotOffer {

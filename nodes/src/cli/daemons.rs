@@ -68,8 +68,13 @@ pub fn run_application(
     let validated = settings::load_job(job)?;
     let raw = settings::load_raw_config(config_args)?;
     let config = typed(&raw)?;
-    let submission =
-        JobSubmission { job_id: None, graph: validated.graph, parallelism, config: Default::default(), savepoint: None };
+    let submission = JobSubmission {
+        job_id: None,
+        graph: validated.graph,
+        parallelism,
+        config: Default::default(),
+        savepoint: None,
+    };
     let mut workers = Vec::new();
     for _ in 0..task_managers {
         let child = weir_command("taskmanager", config_args)

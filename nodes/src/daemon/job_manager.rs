@@ -25,9 +25,9 @@ use weir_core::config::{Config, RawConfig};
 use weir_core::dispatcher::ClusterMode;
 use weir_core::ids::{Epoch, Hex128, JobId, ResourceId, stable_hash128};
 use weir_core::job_manager::{self, JobManager};
-use weir_core::protocol::{Role, 
+use weir_core::protocol::{
     Address, ClientMessage, DispatcherMessage, Envelope, Event, JobStatus, Message, Output, ResourceManagerMessage,
-    StorageReply, StorageRequest,
+    Role, StorageReply, StorageRequest,
 };
 use weir_net::handshake::{Hello, PROTOCOL_VERSION, PeerRole};
 use weir_net::rpc::{self, Peers, RpcEvent};
@@ -214,7 +214,8 @@ impl Driver {
                 let message =
                     Message::ResourceManager(ResourceManagerMessage::DisconnectTaskExecutor { resource_id, reason });
                 let epoch = self.job_manager.epoch();
-                let envelope = Envelope { from: Address::TaskExecutor(resource_id), to: Address::ResourceManager, epoch, message };
+                let envelope =
+                    Envelope { from: Address::TaskExecutor(resource_id), to: Address::ResourceManager, epoch, message };
                 self.job_manager.handle(now, job_manager::Input::Message(envelope));
             }
             Inbox::Rpc(RpcEvent::Closed { .. }) => {}
@@ -266,9 +267,13 @@ impl Driver {
                 submission.savepoint = Some(location);
             }
             tracing::info!(job = ?job_id, from = ?submission.savepoint, "recovering a job");
-            println!("recovering job {} from {}", job_id.map(|id| id.to_string()).unwrap_or_default(),
-                submission.savepoint.as_deref().unwrap_or("its start"));
-            let message = Message::Dispatcher(DispatcherMessage::Submit { request: 0, submission: Box::new(submission) });
+            println!(
+                "recovering job {} from {}",
+                job_id.map(|id| id.to_string()).unwrap_or_default(),
+                submission.savepoint.as_deref().unwrap_or("its start")
+            );
+            let message =
+                Message::Dispatcher(DispatcherMessage::Submit { request: 0, submission: Box::new(submission) });
             let epoch = Epoch(0);
             self.in_flight.push_back(Envelope { from: RECOVERY, to: Address::Dispatcher, epoch, message });
         }
@@ -322,7 +327,9 @@ impl Driver {
                 }
                 None => tracing::debug!(%resource_id, "no address for a TaskManager; an envelope was dropped"),
             },
-            Address::Client(_) if envelope.from == Address::Dispatcher || matches!(envelope.from, Address::JobMaster(_)) => {
+            Address::Client(_)
+                if envelope.from == Address::Dispatcher || matches!(envelope.from, Address::JobMaster(_)) =>
+            {
                 if let Message::Client(message) = envelope.message {
                     self.client_message(envelope.to, message);
                 }

@@ -48,11 +48,14 @@ impl MetadataStore {
 
     /// One more than the highest epoch any JobManager of this record led in, now recorded.
     pub fn next_epoch(&self) -> Result<Epoch, String> {
-        std::fs::create_dir_all(&self.dir).map_err(|error| format!("{}: cannot create: {error}", self.dir.display()))?;
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|error| format!("{}: cannot create: {error}", self.dir.display()))?;
         let previous = match self.files.read("", EPOCH_FILE) {
             Ok(bytes) => {
                 let text = String::from_utf8_lossy(&bytes);
-                text.trim().parse::<u64>().map_err(|_| format!("{}: unreadable epoch {text:?}", self.path(EPOCH_FILE)))?
+                text.trim()
+                    .parse::<u64>()
+                    .map_err(|_| format!("{}: unreadable epoch {text:?}", self.path(EPOCH_FILE)))?
             }
             Err(_) if !self.dir.join(EPOCH_FILE).exists() => 0,
             Err(error) => return Err(error),

@@ -31,7 +31,8 @@ impl Endpoint {
 
 /// Binds `host:port` (port 0: any free one); returns the listener and the address peers use.
 pub async fn resolve_listen(host: &str, port: u16) -> Result<(TcpListener, String), String> {
-    let listener = TcpListener::bind((host, port)).await.map_err(|error| format!("cannot listen on {host}:{port}: {error}"))?;
+    let listener =
+        TcpListener::bind((host, port)).await.map_err(|error| format!("cannot listen on {host}:{port}: {error}"))?;
     let bound = listener.local_addr().map_err(|error| error.to_string())?;
     Ok((listener, format!("{host}:{}", bound.port())))
 }

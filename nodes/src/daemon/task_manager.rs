@@ -25,8 +25,8 @@ use weir_core::config::{Config, RawConfig};
 use weir_core::dispatcher::prepare;
 use weir_core::ids::{Hex128, JobId, ResourceId, stable_hash128};
 use weir_core::plan::JobPlan;
-use weir_core::protocol::{Role, 
-    Address, Envelope, Event, ExecutionState, Message, Output, TaskCommand, TaskDeployment, TaskExecutorMessage,
+use weir_core::protocol::{
+    Address, Envelope, Event, ExecutionState, Message, Output, Role, TaskCommand, TaskDeployment, TaskExecutorMessage,
     TaskReport,
 };
 use weir_core::task_executor::{self, TaskExecutor, TaskExecutorConfig};
@@ -170,6 +170,7 @@ impl Driver {
                 let Envelope { from, to, epoch, message } = incoming.envelope;
                 match (to, message) {
                     (Address::TaskExecutor(id), Message::TaskExecutor(message)) if id == self.resource_id => {
+                        tracing::debug!(?from, %epoch, ?message, "in");
                         self.executor.handle(now, task_executor::Input::Message { from, epoch, message });
                     }
                     (to, _) => tracing::warn!(peer = %incoming.peer.name, ?to, "ignored an envelope not for us"),
@@ -179,7 +180,8 @@ impl Driver {
                 tracing::warn!(peer = %peer.name, %reason, "lost the JobManager's connection; registering again");
                 let epoch = self.executor.leader_epoch();
                 let message = TaskExecutorMessage::DisconnectResourceManager { reason };
-                self.executor.handle(now, task_executor::Input::Message { from: Address::ResourceManager, epoch, message });
+                self.executor
+                    .handle(now, task_executor::Input::Message { from: Address::ResourceManager, epoch, message });
             }
             Inbox::Rpc(RpcEvent::Closed { .. }) => {}
             Inbox::Task(TaskEvent::State(report)) => {
@@ -195,6 +197,7 @@ impl Driver {
         while let Some(output) = self.executor.poll_output() {
             match output {
                 Output::Send(envelope) => {
+                    tracing::debug!(to = ?envelope.to, epoch = %envelope.epoch, message = ?envelope.message, "out");
                     if !self.peers.send(&self.job_manager, envelope) {
                         tracing::warn!("the queue to the JobManager is full; an envelope was dropped");
                     }
@@ -211,8 +214,12 @@ impl Driver {
             TaskCommand::Start(deployment) => {
                 let execution = deployment.execution;
                 if let Err(error) = self.start(deployment) {
-                    let report =
-                        TaskReport { execution, state: ExecutionState::Failed, error: Some(error), unreadable_checkpoint: None };
+                    let report = TaskReport {
+                        execution,
+                        state: ExecutionState::Failed,
+                        error: Some(error),
+                        unreadable_checkpoint: None,
+                    };
                     let _ = self.inbox.try_send(Inbox::Task(TaskEvent::State(report)));
                 }
             }

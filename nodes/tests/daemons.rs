@@ -1,0 +1,317 @@
+//! The real daemons as separate processes on 127.0.0.1: a JobManager and TaskManagers started
+//! from the `weir` binary, a wordcount job over a generated text of more than 10 MB with
+//! checkpoints every 200 ms, and `kill -9` of a TaskManager or of the JobManager in the middle
+//! of it. After each, the committed output must equal the expected counts exactly: every word's
+//! running count appears once for each value 1..=n and never beyond.
+//!
+//! Also: garbage and oversized frames on the RPC and data ports are logged and change nothing,
+//! and a TaskManager with the wrong cluster token is refused and says why.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Longest wait for a job to end.
+const JOB_WAIT_MAX: Duration = Duration::from_secs(180);
+/// Longest wait for anything else.
+const WAIT_MAX: Duration = Duration::from_secs(30);
+/// Words of the generated text.
+const VOCABULARY: u64 = 1000;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|listener| listener.local_addr()).map(|address| address.port()).unwrap()
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("weir-daemons-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A text of at least `bytes` bytes of words `w0..w999` drawn by a fixed generator; returns the
+/// count of each word.
+fn write_text(path: &Path, bytes: usize) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    let mut text = String::with_capacity(bytes + 100);
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    while text.len() < bytes {
+        for index in 0..12 {
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            let word = format!("w{}", (state >> 33) % VOCABULARY);
+            if index > 0 {
+                text.push(' ');
+            }
+            text.push_str(&word);
+            *counts.entry(word).or_insert(0) += 1;
+        }
+        text.push('\n');
+    }
+    std::fs::write(path, text).unwrap();
+    counts
+}
+
+fn wordcount_job(dir: &Path, input: &Path) -> PathBuf {
+    let job = format!(
+        "name = \"wordcount\"\nparallelism = 2\n\n[config]\n\"execution.checkpointing.interval\" = \"200 ms\"\n\
+         \"restart-strategy.type\" = \"fixed-delay\"\n\"restart-strategy.fixed-delay.delay\" = \"200 ms\"\n\n\
+         [[operator]]\nid = \"lines\"\ntype = \"file_source\"\npath = \"{}\"\nformat = \"text\"\nparallelism = 1\n\n\
+         [[operator]]\nid = \"words\"\ntype = \"flat_map\"\ninput = \"lines\"\nexpr = \"split(line, ' ')\"\nas = \"word\"\n\n\
+         [[operator]]\nid = \"by-word\"\ntype = \"key_by\"\ninput = \"words\"\nkey = \"word\"\n\n\
+         [[operator]]\nid = \"counts\"\ntype = \"aggregate\"\ninput = \"by-word\"\naggregates = {{ count = \"count()\" }}\n\n\
+         [[operator]]\nid = \"out\"\ntype = \"file_sink\"\ninput = \"counts\"\npath = \"{}\"\nformat = \"csv\"\n",
+        input.display(),
+        dir.join("out").display()
+    );
+    let path = dir.join("wordcount.toml");
+    std::fs::write(&path, job).unwrap();
+    path
+}
+
+/// Every committed `word,count` line under `out`: each word's counts must be exactly 1..=n.
+fn check_exactly_once(out: &Path, expected: &BTreeMap<String, u64>) {
+    let mut seen: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for entry in std::fs::read_dir(out).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if !name.starts_with("part-") {
+            continue; // pending or in-progress parts are not committed output
+        }
+        for line in std::fs::read_to_string(entry.path()).unwrap().lines() {
+            let (word, count) = line.rsplit_once(',').unwrap_or_else(|| panic!("{name}: bad line {line:?}"));
+            seen.entry(word.to_string()).or_default().push(count.parse().unwrap());
+        }
+    }
+    assert_eq!(seen.len(), expected.len(), "words in the output");
+    for (word, n) in expected {
+        let mut counts = seen.remove(word).unwrap_or_default();
+        counts.sort_unstable();
+        let wanted: Vec<u64> = (1..=*n).collect();
+        assert!(counts == wanted, "{word}: {} counts, expected 1..={n} once each", counts.len());
+    }
+}
+
+/// A daemon process, killed (SIGKILL) when dropped.
+struct Daemon {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A JobManager's settings shared by every process of one test cluster.
+struct Cluster {
+    dir: PathBuf,
+    rest: String,
+    settings: Vec<String>,
+    started: usize,
+}
+
+impl Cluster {
+    fn new(name: &str, extra: &[&str]) -> Cluster {
+        let dir = temp_dir(name);
+        let (rpc, rest) = (free_port(), free_port());
+        let mut settings = vec![
+            format!("jobmanager.rpc.address=127.0.0.1"),
+            format!("jobmanager.rpc.port={rpc}"),
+            format!("rest.port={rest}"),
+            format!("rest.address=127.0.0.1"),
+            "taskmanager.host=127.0.0.1".to_string(),
+            format!("high-availability.storageDir={}", dir.join("ha").display()),
+            format!("execution.checkpointing.dir={}", dir.join("checkpoints").display()),
+            "heartbeat.interval=1 s".to_string(),
+            "heartbeat.timeout=5 s".to_string(),
+        ];
+        settings.extend(extra.iter().map(|text| text.to_string()));
+        Cluster { dir, rest: format!("127.0.0.1:{rest}"), settings, started: 0 }
+    }
+
+    fn spawn(&mut self, role: &str, extra: &[&str]) -> Daemon {
+        self.started += 1;
+        let log = self.dir.join(format!("{role}-{}.log", self.started));
+        let file = std::fs::File::create(&log).unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
+        command.arg(role).current_dir(&self.dir);
+        for setting in self.settings.iter().map(String::as_str).chain(extra.iter().copied()) {
+            command.arg("-D").arg(setting);
+        }
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(file.try_clone().unwrap()))
+            .stderr(Stdio::from(file))
+            .spawn()
+            .unwrap();
+        Daemon { child, log }
+    }
+
+    fn job_manager(&mut self) -> Daemon {
+        let daemon = self.spawn("jobmanager", &[]);
+        wait_for(|| get(&self.rest, "/overview").is_some(), "the JobManager's REST API");
+        daemon
+    }
+
+    fn task_manager(&mut self, extra: &[&str]) -> Daemon {
+        let daemon = self.spawn("taskmanager", &[&["taskmanager.numberOfTaskSlots=1"], extra].concat());
+        wait_for(|| daemon.log().contains(" started: rpc "), "a TaskManager to start");
+        daemon
+    }
+
+    fn task_managers_registered(&self) -> usize {
+        get(&self.rest, "/taskmanagers").and_then(|body| body["taskmanagers"].as_array().map(Vec::len)).unwrap_or(0)
+    }
+
+    fn submit(&self, job: &Path) -> String {
+        let output =
+            Command::new(env!("CARGO_BIN_EXE_weir")).args(["run", "-d", "-m", &self.rest]).arg(job).output().unwrap();
+        let text = String::from_utf8_lossy(&output.stdout).to_string();
+        assert!(output.status.success(), "{text}{}", String::from_utf8_lossy(&output.stderr));
+        text.split_whitespace().find(|word| word.len() == 32).expect("a job id").to_string()
+    }
+
+    fn job_state(&self, job_id: &str) -> Option<String> {
+        get(&self.rest, &format!("/jobs/{job_id}")).and_then(|body| body["state"].as_str().map(str::to_string))
+    }
+
+    fn wait_finished(&self, job_id: &str) {
+        let started = Instant::now();
+        loop {
+            match self.job_state(job_id).as_deref() {
+                Some("FINISHED") => return,
+                Some(state @ ("FAILED" | "CANCELED")) => panic!("the job ended {state}"),
+                _ => {}
+            }
+            assert!(started.elapsed() < JOB_WAIT_MAX, "the job did not finish in {JOB_WAIT_MAX:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until the JobManager recorded a completed checkpoint of the job.
+    fn wait_checkpoint(&self, job_id: &str) {
+        let record = self.dir.join("ha").join("jobs").join(job_id).join("latest-checkpoint");
+        wait_for(|| record.exists(), "a completed checkpoint");
+    }
+}
+
+fn wait_for(mut done: impl FnMut() -> bool, what: &str) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < WAIT_MAX, "waited {WAIT_MAX:?} for {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// GET `path` from `address`; the JSON body of a 200 answer.
+fn get(address: &str, path: &str) -> Option<serde_json::Value> {
+    let mut stream = TcpStream::connect(address).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut reader = BufReader::new(stream);
+    let mut status = String::new();
+    reader.read_line(&mut status).ok()?;
+    if !status.contains(" 200 ") {
+        return None;
+    }
+    let mut body = String::new();
+    reader.read_to_string(&mut body).ok()?;
+    let (_, json) = body.split_once("\r\n\r\n")?;
+    serde_json::from_str(json).ok()
+}
+
+#[test]
+fn a_task_manager_killed_mid_job_and_restarted_leaves_the_committed_output_exact() {
+    let mut cluster = Cluster::new("tm-kill", &[]);
+    let expected = write_text(&cluster.dir.join("words.txt"), 10 << 20);
+    let job = wordcount_job(&cluster.dir, &cluster.dir.join("words.txt"));
+    let _job_manager = cluster.job_manager();
+    let _first = cluster.task_manager(&[]);
+    let mut second = cluster.task_manager(&[]);
+    wait_for(|| cluster.task_managers_registered() == 2, "two registered TaskManagers");
+    let job_id = cluster.submit(&job);
+    cluster.wait_checkpoint(&job_id);
+    assert_eq!(cluster.job_state(&job_id).as_deref(), Some("RUNNING"), "killed mid-run");
+    second.kill9();
+    let _restarted = cluster.task_manager(&[]);
+    cluster.wait_finished(&job_id);
+    check_exactly_once(&cluster.dir.join("out"), &expected);
+}
+
+#[test]
+fn the_job_manager_killed_mid_job_and_restarted_resumes_from_its_latest_checkpoint_exactly_once() {
+    let mut cluster = Cluster::new("jm-kill", &[]);
+    let expected = write_text(&cluster.dir.join("words.txt"), 10 << 20);
+    let job = wordcount_job(&cluster.dir, &cluster.dir.join("words.txt"));
+    let mut job_manager = cluster.job_manager();
+    let _first = cluster.task_manager(&[]);
+    let _second = cluster.task_manager(&[]);
+    wait_for(|| cluster.task_managers_registered() == 2, "two registered TaskManagers");
+    let job_id = cluster.submit(&job);
+    cluster.wait_checkpoint(&job_id);
+    assert_eq!(cluster.job_state(&job_id).as_deref(), Some("RUNNING"), "killed mid-run");
+    job_manager.kill9();
+    let restarted = cluster.job_manager();
+    cluster.wait_finished(&job_id);
+    let log = restarted.log();
+    assert!(log.contains(&format!("recovering job {job_id} from ")), "{log}");
+    assert!(log.contains("leader epoch 2"), "{log}");
+    check_exactly_once(&cluster.dir.join("out"), &expected);
+}
+
+#[test]
+fn garbage_and_oversized_frames_are_logged_and_the_daemons_keep_serving() {
+    let mut cluster = Cluster::new("garbage", &[]);
+    let job_manager = cluster.job_manager();
+    let task_manager = cluster.task_manager(&["taskmanager.numberOfTaskSlots=2"]);
+    let rpc = cluster.settings[1].trim_start_matches("jobmanager.rpc.port=").to_string();
+    let data = task_manager.log();
+    let data = data.split(", data ").nth(1).and_then(|rest| rest.split_whitespace().next()).unwrap().to_string();
+    for address in [format!("127.0.0.1:{rpc}"), data.clone()] {
+        let mut garbage = TcpStream::connect(&address).unwrap();
+        garbage.write_all(b"GET / HTTP/1.1\r\n\r\nthis is not weir").unwrap();
+        let mut oversized = TcpStream::connect(&address).unwrap();
+        // A frame header announcing 1 GiB.
+        oversized.write_all(&(1u32 << 30).to_be_bytes()).unwrap();
+        oversized.write_all(&[0u8; 4]).unwrap();
+        let mut buffer = [0u8; 16];
+        oversized.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        // The daemon closes the connection (end of stream or reset), it does not wait for 1 GiB.
+        assert!(matches!(oversized.read(&mut buffer), Ok(0) | Err(_)));
+    }
+    wait_for(|| job_manager.log().contains("closed an incoming connection"), "the JobManager's log line");
+    wait_for(|| task_manager.log().contains("refused a data connection"), "the TaskManager's log line");
+    // Both still serve: the TaskManager registered and a job runs on it.
+    wait_for(|| cluster.task_managers_registered() == 1, "the TaskManager registered");
+    let input = cluster.dir.join("words.txt");
+    let expected = write_text(&input, 10_000);
+    let job = wordcount_job(&cluster.dir, &input);
+    let job_id = cluster.submit(&job);
+    cluster.wait_finished(&job_id);
+    check_exactly_once(&cluster.dir.join("out"), &expected);
+}
+
+#[test]
+fn a_task_manager_with_the_wrong_token_is_refused_and_says_why() {
+    let mut cluster = Cluster::new("token", &["security.token=right-token"]);
+    let _job_manager = cluster.job_manager();
+    let wrong = cluster.task_manager(&["security.token=wrong-token"]);
+    wait_for(|| wrong.log().contains("wrong cluster token"), "the refusal in the TaskManager's log");
+    assert_eq!(cluster.task_managers_registered(), 0);
+    let _right = cluster.task_manager(&["security.token=right-token"]);
+    wait_for(|| cluster.task_managers_registered() == 1, "the TaskManager with the right token");
+}
