@@ -315,3 +315,79 @@ fn a_task_manager_with_the_wrong_token_is_refused_and_says_why() {
     let _right = cluster.task_manager(&["security.token=right-token"]);
     wait_for(|| cluster.task_managers_registered() == 1, "the TaskManager with the right token");
 }
+
+#[test]
+fn run_application_runs_its_job_on_its_own_task_managers_and_ends_with_it() {
+    let cluster = Cluster::new("application", &[]);
+    let input = cluster.dir.join("words.txt");
+    let expected = write_text(&input, 200_000);
+    let job = wordcount_job(&cluster.dir, &input);
+    let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
+    command.arg("run-application").arg(&job).args(["--task-managers", "2"]).current_dir(&cluster.dir);
+    for setting in &cluster.settings {
+        command.arg("-D").arg(setting);
+    }
+    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < JOB_WAIT_MAX, "run-application did not end");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut stdout = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+    assert!(status.success(), "{stdout}");
+    assert!(stdout.contains("application finished"), "{stdout}");
+    check_exactly_once(&cluster.dir.join("out"), &expected);
+    // The cluster ended with its job: nothing answers on its REST port any more.
+    assert!(get(&cluster.rest, "/overview").is_none());
+}
+
+#[test]
+fn cluster_start_waits_for_its_workers_and_cluster_stop_ends_them() {
+    let cluster = Cluster::new("standalone", &["taskmanager.numberOfTaskSlots=2"]);
+    let workers = cluster.dir.join("workers");
+    std::fs::write(&workers, "# two workers on this host\nlocalhost\n127.0.0.1\n").unwrap();
+    let state = cluster.dir.join("cluster");
+    let weir = |args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
+        command.args(args).current_dir(&cluster.dir);
+        for setting in &cluster.settings {
+            command.arg("-D").arg(setting);
+        }
+        command.output().unwrap()
+    };
+    let started = weir(&["cluster", "start", "--dir", state.to_str().unwrap(), "--workers", workers.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&started.stdout).to_string();
+    assert!(started.status.success(), "{text}{}", String::from_utf8_lossy(&started.stderr));
+    assert!(text.contains("2 TaskManager(s)"), "{text}");
+    assert_eq!(cluster.task_managers_registered(), 2);
+    let pids: Vec<i32> = ["jobmanager", "taskmanager-0", "taskmanager-1"]
+        .iter()
+        .map(|name| std::fs::read_to_string(state.join(format!("{name}.pid"))).unwrap().trim().parse().unwrap())
+        .collect();
+    let again = weir(&["cluster", "start", "--dir", state.to_str().unwrap()]);
+    assert!(!again.status.success(), "a second start over running pid files is refused");
+    let input = cluster.dir.join("words.txt");
+    let expected = write_text(&input, 100_000);
+    let job_id = cluster.submit(&wordcount_job(&cluster.dir, &input));
+    cluster.wait_finished(&job_id);
+    check_exactly_once(&cluster.dir.join("out"), &expected);
+    let stopped = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["cluster", "stop", "--dir", state.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&stopped.stdout).contains("stopped 3 process(es)"));
+    wait_for(
+        || pids.iter().all(|pid| !Path::new(&format!("/proc/{pid}")).exists() || is_zombie(*pid)),
+        "the cluster's processes to end",
+    );
+    assert!(get(&cluster.rest, "/overview").is_none());
+}
+
+/// Whether `pid` ended and waits for its parent to reap it.
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| stat.contains(") Z "))
+}

@@ -65,9 +65,9 @@ pub struct Executions {
 
 impl Executions {
     /// Attempt 0 of every subtask of `graph`, all CREATED.
-    pub fn new(job_id: JobId, graph: ExecutionGraph) -> Executions {
+    pub fn new(job_id: JobId, graph: ExecutionGraph, first_attempt: AttemptNumber) -> Executions {
         let total = graph.subtask_count() as usize;
-        let created = Execution { attempt: AttemptNumber(0), state: ExecutionState::Created, location: None };
+        let created = Execution { attempt: first_attempt, state: ExecutionState::Created, location: None };
         let mut counts = [0; STATE_COUNT];
         counts[state_index(ExecutionState::Created)] = total as u32;
         let vertex_counts = graph
@@ -241,7 +241,7 @@ mod tests {
                 pattern: DistributionPattern::AllToAll,
             }],
         };
-        Executions::new(JobId(Hex128(1)), graph)
+        Executions::new(JobId(Hex128(1)), graph, AttemptNumber(0))
     }
 
     #[test]

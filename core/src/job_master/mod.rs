@@ -136,6 +136,16 @@ pub struct JobMaster {
     data_addresses: BTreeMap<ResourceId, String>,
 }
 
+/// Attempts each leader epoch numbers from: a JobMaster of a later leader (a recovered job)
+/// never reuses an attempt number of its predecessor, whose tasks may still run for a moment
+/// (zombies) and must not be mistaken for the new ones, by the exchange or by the file sink.
+pub const ATTEMPTS_PER_EPOCH: u32 = 1 << 20;
+
+fn first_attempt(epoch: Epoch) -> crate::ids::AttemptNumber {
+    let incarnation = u32::try_from(epoch.0.saturating_sub(1)).unwrap_or(u32::MAX);
+    crate::ids::AttemptNumber(incarnation.saturating_mul(ATTEMPTS_PER_EPOCH))
+}
+
 impl JobMaster {
     /// A JobMaster for `plan` that starts scheduling at once (INITIALIZING → CREATED → RUNNING).
     pub fn new(job_id: JobId, plan: JobPlan, config: &Config, epoch: Epoch, seed: u64, now: Time) -> JobMaster {
@@ -178,7 +188,7 @@ impl JobMaster {
             pool: SlotPool::new(job_id, epoch, &slots_per_group),
             failover: Failover::new(config.failover_strategy, &graph),
             restart: PendingRestart::new(graph.subtask_count()),
-            executions: Executions::new(job_id, graph),
+            executions: Executions::new(job_id, graph, first_attempt(epoch)),
             plan,
             epoch,
             timing,

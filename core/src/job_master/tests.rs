@@ -9,7 +9,7 @@ use crate::plan::{PlanOptions, plan};
 use crate::protocol::{ExecutionId, SlotOffer, TaskDeployment};
 
 pub(super) const JOB: JobId = JobId(Hex128(0x10b));
-pub(super) const EPOCH: Epoch = Epoch(3);
+pub(super) const EPOCH: Epoch = Epoch(1);
 
 pub(super) fn tm(n: u128) -> ResourceId {
     ResourceId(Hex128(0x7e00 + n))
@@ -237,6 +237,36 @@ fn running_pointwise(config: &Config) -> Cluster {
     cluster.run_deployed();
     assert_eq!(cluster.count(ExecutionState::Running), 4);
     cluster
+}
+
+#[test]
+fn attempts_of_a_later_leader_are_numbered_apart_from_its_predecessors() {
+    assert_eq!(super::first_attempt(Epoch(0)), crate::ids::AttemptNumber(0));
+    assert_eq!(super::first_attempt(Epoch(1)), crate::ids::AttemptNumber(0));
+    assert_eq!(super::first_attempt(Epoch(3)), crate::ids::AttemptNumber(2 * super::ATTEMPTS_PER_EPOCH));
+    assert_eq!(super::first_attempt(Epoch(u64::MAX)), crate::ids::AttemptNumber(u32::MAX));
+}
+
+#[test]
+fn deployments_say_where_every_subtask_runs() {
+    let mut cluster = Cluster::new(two_vertex_plan(2, true), &Config::default());
+    cluster.offer(tm(0), 1);
+    cluster.offer(tm(1), 1);
+    let deployments = cluster.deployments();
+    assert_eq!(deployments.len(), 4);
+    let placement = deployments[0].placement.clone().expect("a deployment carries the placement");
+    assert_eq!(placement.task_managers.len(), 2);
+    for deployment in &deployments {
+        assert_eq!(deployment.placement.as_deref(), Some(&*placement), "one placement per bulk");
+        let execution = deployment.execution;
+        let here = placement.location(execution.vertex, execution.subtask).map(|at| at.resource_id);
+        assert!(here.is_some(), "{execution} placed");
+    }
+    // Shared slot i hosts subtask i of every vertex: both vertices' subtask i are together.
+    for subtask in 0..2 {
+        let first = placement.location(VertexIndex(0), SubtaskIndex(subtask)).map(|at| at.resource_id);
+        assert_eq!(first, placement.location(VertexIndex(1), SubtaskIndex(subtask)).map(|at| at.resource_id));
+    }
 }
 
 #[test]
@@ -506,7 +536,7 @@ fn stale_attempt_and_misaddressed_reports_are_ignored() {
         unreadable_checkpoint: None,
     };
     cluster.message(Address::TaskExecutor(tm(9)), wrong_sender.clone());
-    cluster.input(Input::Message { from: Address::TaskExecutor(tm(1)), epoch: Epoch(2), message: wrong_sender });
+    cluster.input(Input::Message { from: Address::TaskExecutor(tm(1)), epoch: Epoch(0), message: wrong_sender });
     let made_up = ExecutionId { subtask: SubtaskIndex(7), ..current.id };
     cluster.message(
         Address::TaskExecutor(tm(1)),

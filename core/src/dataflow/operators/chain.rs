@@ -34,11 +34,13 @@ pub struct ChainOptions {
     pub auto_watermark_interval: Duration,
     /// Whether the job checkpoints; without checkpoints the file sink commits at end of input.
     pub checkpointing: bool,
+    /// The attempt number of the task the chain runs in.
+    pub attempt: u32,
 }
 
 impl Default for ChainOptions {
     fn default() -> ChainOptions {
-        ChainOptions { auto_watermark_interval: Duration::from_millis(200), checkpointing: false }
+        ChainOptions { auto_watermark_interval: Duration::from_millis(200), checkpointing: false, attempt: 0 }
     }
 }
 
@@ -48,6 +50,7 @@ impl ChainOptions {
         ChainOptions {
             auto_watermark_interval: config.pipeline.auto_watermark_interval,
             checkpointing: config.checkpoint.interval.is_some(),
+            attempt: 0,
         }
     }
 }
@@ -427,6 +430,7 @@ pub fn build_chain(
             subtask,
             parallelism: job_vertex.parallelism,
             max_parallelism: job_vertex.max_parallelism,
+            attempt: options.attempt,
         };
         let site = Site { plan, operator, context: &context, head_inputs: &inputs, options };
         let built = site.build(position == 0, connectors)?;

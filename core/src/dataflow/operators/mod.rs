@@ -217,6 +217,8 @@ pub struct OperatorContext {
     pub parallelism: u32,
     /// Key groups of the job (for keyed state).
     pub max_parallelism: u32,
+    /// The attempt number of the task running this instance.
+    pub attempt: u32,
 }
 
 impl OperatorContext {

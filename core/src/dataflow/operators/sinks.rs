@@ -19,7 +19,7 @@
 
 use super::{Collector, Operator, OperatorContext, OperatorError, OperatorErrorKind, OperatorSnapshot};
 use super::{RestoredState, decode_state, encode_state};
-use crate::ids::CheckpointId;
+use crate::ids::{CheckpointId, SubtaskIndex};
 use crate::job::FileFormat;
 use crate::row::{Schema, Value};
 use serde::{Deserialize, Serialize};
@@ -221,9 +221,23 @@ struct SinkScalars {
 /// The subtask index in a part name `part-<subtask>-<n>`.
 fn part_writer(name: &str) -> Option<u32> {
     let rest = name.strip_prefix("part-")?;
-    let (subtask, number) = rest.split_once('-')?;
+    let (subtask, rest) = rest.split_once('-')?;
+    let number = match rest.split_once("-a") {
+        Some((number, attempt)) => attempt.parse::<u32>().ok().map(|_| number)?,
+        None => rest,
+    };
     number.parse::<u64>().ok()?;
     subtask.parse().ok()
+}
+
+/// A part's name: `part-<subtask>-<number>`, with `-a<attempt>` after attempt 0, so a zombie
+/// of an older attempt (cut off from its JobMaster, still running for a moment) never writes
+/// into a part the newer attempt writes.
+fn part_name(subtask: SubtaskIndex, number: u64, attempt: u32) -> String {
+    match attempt {
+        0 => format!("part-{subtask}-{number}"),
+        attempt => format!("part-{subtask}-{number}-a{attempt}"),
+    }
 }
 
 /// The exactly-once file sink.
@@ -330,7 +344,7 @@ impl Operator for FileSink {
         self.buffer.extend_from_slice(self.line.as_bytes());
         self.buffer.push(b'\n');
         if self.current.is_none() {
-            let name = format!("part-{}-{}", self.context.subtask, self.part_number);
+            let name = part_name(self.context.subtask, self.part_number, self.context.attempt);
             // A pending part of that name is left over from a failed attempt: start it afresh.
             self.store.discard(&name).map_err(|error| self.io(error))?;
             self.current = Some(name);
@@ -389,5 +403,24 @@ impl Operator for FileSink {
             self.commit_where(|_| true)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod part_name_tests {
+    use super::{part_name, part_writer};
+    use crate::ids::SubtaskIndex;
+
+    #[test]
+    fn part_names_of_later_attempts_differ_and_still_name_their_writer() {
+        assert_eq!(part_name(SubtaskIndex(3), 7, 0), "part-3-7");
+        let later = part_name(SubtaskIndex(3), 7, 1 << 20);
+        assert_eq!(later, "part-3-7-a1048576");
+        assert_ne!(later, part_name(SubtaskIndex(3), 7, 0));
+        assert_eq!(part_writer("part-3-7"), Some(3));
+        assert_eq!(part_writer(&later), Some(3));
+        for nonsense in ["part-3", "part-x-7", "part-3-7-ax", "part-3-x-a1", "parts-3-7"] {
+            assert_eq!(part_writer(nonsense), None, "{nonsense}");
+        }
     }
 }

@@ -416,7 +416,8 @@ fn watermarks_trail_the_highest_timestamp_and_are_emitted_periodically() {
         .rebalance()
         .discard();
     let plan = planned(&env.build().unwrap());
-    let options = ChainOptions { auto_watermark_interval: Duration::from_millis(200), checkpointing: false };
+    let options =
+        ChainOptions { auto_watermark_interval: Duration::from_millis(200), checkpointing: false, attempt: 0 };
     let mut run = Run::new(&plan, "events", 0, &options, &mut TestIo::default());
     assert_eq!(run.chain.next_timer(), Some(Time::ZERO));
     run.timers(Time::ZERO);

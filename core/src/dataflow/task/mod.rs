@@ -322,7 +322,8 @@ impl TaskRunner {
             Some(job_vertex) if subtask.0 < job_vertex.parallelism => job_vertex,
             _ => return Err(TaskError::NoSuchTask { vertex, subtask }),
         };
-        let mut chain = build_chain(plan, vertex, subtask, &ChainOptions::from_config(config), connectors)?;
+        let options = ChainOptions { attempt: setup.execution.attempt.0, ..ChainOptions::from_config(config) };
+        let mut chain = build_chain(plan, vertex, subtask, &options, connectors)?;
         let identity = TaskIdentity {
             job: execution.job,
             vertex: job_vertex.id,
