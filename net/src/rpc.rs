@@ -36,7 +36,7 @@ pub struct Incoming {
 #[derive(Debug)]
 pub enum RpcEvent {
     /// An envelope arrived.
-    Message(Incoming),
+    Message(Box<Incoming>),
     /// A connection that had introduced itself ended (the peer closed it, died, or sent
     /// something unreadable): a closed connection is how a dead peer is noticed at once.
     Closed {
@@ -55,7 +55,7 @@ pub async fn serve(listener: TcpListener, token: Option<String>, max: usize, del
     tokio::spawn(serve_events(listener, token, max, events));
     while let Some(event) = receiver.recv().await {
         if let RpcEvent::Message(incoming) = event
-            && deliver.send(incoming).await.is_err()
+            && deliver.send(*incoming).await.is_err()
         {
             return;
         }
@@ -92,7 +92,8 @@ async fn receive(
     let ended = loop {
         match reader.recv::<Envelope>().await {
             Ok(Some(envelope)) => {
-                if deliver.send(RpcEvent::Message(Incoming { peer: peer.clone(), envelope })).await.is_err() {
+                let incoming = Box::new(Incoming { peer: peer.clone(), envelope });
+                if deliver.send(RpcEvent::Message(incoming)).await.is_err() {
                     return Ok(()); // the process is shutting down
                 }
             }

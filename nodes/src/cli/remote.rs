@@ -188,6 +188,14 @@ pub fn cancel(id: &str, jobmanager: Option<&str>, config_args: &ConfigArgs) -> R
     }
 }
 
+/// How many TaskManagers the JobManager at `rest` (host:port) has registered.
+pub fn registered_task_managers(rest: &str) -> Result<usize, String> {
+    let endpoint = Endpoint::new(rest)?;
+    let response = endpoint.request("GET", "/taskmanagers", None)?;
+    let value: Value = serde_json::from_slice(&response.body).map_err(|error| error.to_string())?;
+    Ok(value["taskmanagers"].as_array().map_or(0, Vec::len))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,12 +220,4 @@ mod tests {
         assert_eq!(lines[3], "-".repeat(62));
         assert_eq!(job_table("T", "No running jobs.", &[]), "No running jobs.\n");
     }
-}
-
-/// How many TaskManagers the JobManager at `rest` (host:port) has registered.
-pub fn registered_task_managers(rest: &str) -> Result<usize, String> {
-    let endpoint = Endpoint::new(rest)?;
-    let response = endpoint.request("GET", "/taskmanagers", None)?;
-    let value: Value = serde_json::from_slice(&response.body).map_err(|error| error.to_string())?;
-    Ok(value["taskmanagers"].as_array().map_or(0, Vec::len))
 }

@@ -16,15 +16,14 @@
 use super::{Endpoint, init_logging, resolve_listen};
 use crate::runtime::Clock;
 use crate::runtime::exchange::{Exchange, Mail};
+use crate::runtime::plans::JobPlans;
 use crate::runtime::storage::CheckpointStorage;
 use crate::runtime::task_thread::{self, Locations, MetricsBoard, TaskContext, TaskEvent};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use weir_core::config::{Config, RawConfig};
-use weir_core::dispatcher::prepare;
 use weir_core::ids::{Hex128, JobId, ResourceId, stable_hash128};
-use weir_core::plan::JobPlan;
 use weir_core::protocol::{
     Address, Envelope, Event, ExecutionState, Message, Output, Role, TaskCommand, TaskDeployment, TaskExecutorMessage,
     TaskReport,
@@ -104,8 +103,7 @@ async fn serve(raw: RawConfig, config: Config, data_dir: std::path::PathBuf) -> 
         job_manager: job_manager.address,
         peers,
         inbox,
-        raw,
-        plans: BTreeMap::new(),
+        plans: JobPlans::new(&raw),
         storage: CheckpointStorage::new(data_dir),
         exchange,
         locations: Arc::new(Mutex::new(BTreeMap::new())),
@@ -153,9 +151,7 @@ struct Driver {
     job_manager: String,
     peers: Peers,
     inbox: mpsc::Sender<Inbox>,
-    raw: RawConfig,
-    /// Plans of the jobs this TaskManager ran tasks of, planned from their deployments.
-    plans: BTreeMap<JobId, (Arc<JobPlan>, Arc<Config>)>,
+    plans: JobPlans,
     storage: CheckpointStorage,
     exchange: Exchange,
     locations: Locations,
@@ -235,7 +231,7 @@ impl Driver {
 
     fn start(&mut self, deployment: TaskDeployment) -> Result<(), String> {
         let execution = deployment.execution;
-        let (plan, config) = self.plan_of(&deployment)?;
+        let (plan, config) = self.plans.of(&deployment)?;
         if let Some(placement) = &deployment.placement {
             for vertex in &plan.vertices {
                 for subtask in 0..vertex.parallelism {
@@ -266,28 +262,6 @@ impl Driver {
         task_thread::spawn(context)
     }
 
-    /// The job's plan, planned from the deployment's artifacts the first time.
-    fn plan_of(&mut self, deployment: &TaskDeployment) -> Result<(Arc<JobPlan>, Arc<Config>), String> {
-        let job = deployment.execution.job;
-        if let Some(known) = self.plans.get(&job) {
-            return Ok(known.clone());
-        }
-        let artifacts =
-            deployment.job.as_ref().ok_or_else(|| format!("the deployment of job {job} does not carry the job"))?;
-        let mut cluster = RawConfig::new();
-        for (key, value) in &artifacts.cluster_config {
-            cluster.set(key.clone(), value.clone());
-        }
-        // This TaskManager's own keys that concern its tasks win (as Flink's TaskManager config).
-        for (key, value) in self.raw.iter().filter(|(key, _)| key.starts_with("taskmanager.")) {
-            cluster.set(key.to_string(), value.to_string());
-        }
-        let (plan, config) = prepare(&cluster, artifacts.graph.clone(), &artifacts.job_config, artifacts.parallelism)?;
-        let planned = (Arc::new(plan), Arc::new(config));
-        self.plans.insert(job, planned.clone());
-        Ok(planned)
-    }
-
     /// Forgets the plans and channels of jobs that hold no slot here any more.
     fn prune(&mut self) {
         let holding: std::collections::BTreeSet<JobId> = self
@@ -299,9 +273,7 @@ impl Driver {
                 _ => None,
             })
             .collect();
-        let gone: Vec<JobId> = self.plans.keys().filter(|job| !holding.contains(job)).copied().collect();
-        for job in gone {
-            self.plans.remove(&job);
+        for job in self.plans.retain(|job| holding.contains(&job)) {
             self.exchange.forget_job(job);
         }
     }

@@ -11,6 +11,7 @@
 
 use super::Clock;
 use super::exchange::{Exchange, Mail};
+use super::plans::JobPlans;
 use super::storage::CheckpointStorage;
 use super::task_thread::{self, Locations, MetricsBoard, TaskContext, TaskEvent};
 use crate::rest::{ClusterState, RestCall, RestClients};
@@ -20,11 +21,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use weir_core::checkpoint::storage::METADATA_FILE;
 use weir_core::config::{Config, RawConfig};
-use weir_core::dispatcher::{ClusterMode, prepare};
+use weir_core::dispatcher::ClusterMode;
 use weir_core::ids::{Epoch, Hex128, JobId, ResourceId, stable_hash128};
 use weir_core::job::JobGraph;
 use weir_core::job_manager::{self, JobManager};
-use weir_core::plan::JobPlan;
 use weir_core::protocol::{
     Address, ClientMessage, DispatcherMessage, Envelope, Event, JobStatus, JobSubmission, Message, Output, Role,
     StorageReply, StorageRequest, TaskCommand,
@@ -76,7 +76,6 @@ pub struct LocalCluster {
     /// Milliseconds since the Unix epoch at the clock's zero, for the REST API's times.
     epoch_ms_at_zero: u64,
     seed: u64,
-    raw: RawConfig,
     job_manager: JobManager,
     task_executors: Vec<(ResourceId, TaskExecutor)>,
     mailbox: Receiver<ControlMail>,
@@ -91,7 +90,7 @@ pub struct LocalCluster {
     /// Jobs given an id here so far (the id's counter).
     jobs_submitted: u64,
     /// Plans of the jobs that have not ended, for their task threads.
-    plans: BTreeMap<JobId, (Arc<JobPlan>, Arc<Config>)>,
+    plans: JobPlans,
     storage: CheckpointStorage,
     exchange: Exchange,
     locations: Locations,
@@ -118,11 +117,11 @@ impl LocalCluster {
         let te_config = TaskExecutorConfig::from_config(&config).map_err(|error| error.to_string())?;
         let task_executor = TaskExecutor::new(resource_id, te_config, clock.now());
         let (sender, mailbox) = channel();
+        let plans = JobPlans::new(&raw);
         let mut cluster = LocalCluster {
             clock,
             epoch_ms_at_zero,
             seed,
-            raw,
             job_manager,
             task_executors: vec![(resource_id, task_executor)],
             mailbox,
@@ -132,7 +131,7 @@ impl LocalCluster {
             rest_clients: RestClients::new(),
             task_manager_addresses: BTreeMap::new(),
             jobs_submitted: 0,
-            plans: BTreeMap::new(),
+            plans,
             storage: CheckpointStorage::new(data_dir),
             exchange: Exchange::local(),
             locations: Arc::new(Mutex::new(BTreeMap::new())),
@@ -154,11 +153,7 @@ impl LocalCluster {
         parallelism: Option<u32>,
         job_config: BTreeMap<String, String>,
     ) -> Result<JobId, String> {
-        let (plan, config) = prepare(&self.raw, graph.clone(), &job_config, parallelism)?;
-        // The id is fixed here (as Flink's `--jobid`) so the plan is known before the first
-        // deployment arrives, which happens while the submission is still being handled.
         let job_id = self.next_job_id(&graph.name);
-        self.plans.insert(job_id, (Arc::new(plan), Arc::new(config)));
         let submission =
             JobSubmission { job_id: Some(job_id), graph, parallelism, config: job_config, savepoint: None };
         let message = Message::Dispatcher(DispatcherMessage::Submit { request: 0, submission: Box::new(submission) });
@@ -167,10 +162,7 @@ impl LocalCluster {
         loop {
             match self.client_inbox.pop_front() {
                 Some(ClientMessage::Submitted { job_id: accepted, .. }) => return Ok(accepted),
-                Some(ClientMessage::Rejected { reason, .. }) => {
-                    self.plans.remove(&job_id);
-                    return Err(reason);
-                }
+                Some(ClientMessage::Rejected { reason, .. }) => return Err(reason),
                 Some(_) => continue,
                 None => return Err("the Dispatcher did not answer the submission".to_string()),
             }
@@ -207,14 +199,6 @@ impl LocalCluster {
 
     /// Answers a REST call: views from the current state, Dispatcher calls by delivering them.
     fn rest_call(&mut self, call: RestCall) {
-        let mut planned = None;
-        let call = match call {
-            RestCall::Dispatcher { message: DispatcherMessage::Submit { request, mut submission }, reply } => {
-                planned = self.plan_submission(&mut submission);
-                RestCall::Dispatcher { message: DispatcherMessage::Submit { request, submission }, reply }
-            }
-            other => other,
-        };
         {
             let board = self.metrics.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             let state = ClusterState {
@@ -228,32 +212,6 @@ impl LocalCluster {
             self.rest_clients.answer(call, &state, |envelope| in_flight.push_back(envelope));
         }
         self.drain_all();
-        // Refused (absent, or the id of a job that has ended): the plan is not needed.
-        let jobs = self.job_manager.dispatcher().jobs();
-        if let Some(job_id) = planned
-            && jobs.get(&job_id).is_none_or(|job| job.status.is_globally_terminal())
-        {
-            self.plans.remove(&job_id);
-        }
-    }
-
-    /// Fixes the id of a job submitted over REST and records its plan, which the task threads
-    /// need once it deploys (during the submission's own handling). Returns the id when a plan
-    /// was recorded; a job that does not plan, or reuses an id, is left to the Dispatcher to
-    /// refuse with the reason.
-    fn plan_submission(&mut self, submission: &mut JobSubmission) -> Option<JobId> {
-        let job_id = match submission.job_id {
-            Some(job_id) => job_id,
-            None => self.next_job_id(&submission.graph.name),
-        };
-        submission.job_id = Some(job_id);
-        if self.plans.contains_key(&job_id) {
-            return None;
-        }
-        let graph = submission.graph.clone();
-        let (plan, config) = prepare(&self.raw, graph, &submission.config, submission.parallelism).ok()?;
-        self.plans.insert(job_id, (Arc::new(plan), Arc::new(config)));
-        Some(job_id)
     }
 
     /// The metrics of the newest attempt of every subtask of `job_id` that has run.
@@ -442,7 +400,20 @@ impl LocalCluster {
         match command {
             TaskCommand::Start(deployment) => {
                 let execution = deployment.execution;
-                let Some((plan, config)) = self.plans.get(&execution.job).cloned() else { return };
+                let (plan, config) = match self.plans.of(&deployment) {
+                    Ok(planned) => planned,
+                    Err(error) => {
+                        let report = weir_core::protocol::TaskReport {
+                            execution,
+                            state: weir_core::protocol::ExecutionState::Failed,
+                            error: Some(error),
+                            unreadable_checkpoint: None,
+                        };
+                        let event = TaskEvent::State(report);
+                        let _ = self.sender.send(ControlMail::Task { task_manager: index, event });
+                        return;
+                    }
+                };
                 let sender = self.sender.clone();
                 let report = Arc::new(move |event| {
                     let _ = sender.send(ControlMail::Task { task_manager: index, event });
@@ -483,7 +454,7 @@ impl LocalCluster {
         match event {
             Event::JobStatusChanged { job_id, to, .. } => {
                 if to.is_globally_terminal() {
-                    self.plans.remove(&job_id); // nothing deploys any more
+                    self.plans.retain(|job| job != job_id); // nothing deploys any more
                 }
                 self.statuses.insert(job_id, to);
                 self.progress.push_back((job_id, Progress::Status(to)));
