@@ -4,13 +4,8 @@
 //! maps outcomes to exit codes: 0 success, 1 the command ran and failed (a job failed, a check
 //! did not hold), 2 bad input (a malformed job file or configuration, a bad flag).
 
-mod cli;
-mod daemon;
-mod rest;
-mod runtime;
-mod settings;
-
 use clap::Parser;
+use weir_nodes::cli;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
