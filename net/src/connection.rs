@@ -12,7 +12,14 @@ use serde::de::DeserializeOwned;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+#[cfg(not(madsim))]
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+// madsim's simulated TcpStream has no owned halves; the generic split serves there.
+#[cfg(madsim)]
+type OwnedReadHalf = tokio::io::ReadHalf<TcpStream>;
+#[cfg(madsim)]
+type OwnedWriteHalf = tokio::io::WriteHalf<TcpStream>;
 
 /// How long a new connection may take to introduce itself.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -126,7 +133,10 @@ impl FrameWriter {
 
 fn halves(stream: TcpStream, max: usize) -> (FrameReader, FrameWriter) {
     let _ = stream.set_nodelay(true);
+    #[cfg(not(madsim))]
     let (read, write) = stream.into_split();
+    #[cfg(madsim)]
+    let (read, write) = tokio::io::split(stream);
     let reader = FrameReader { read, decoder: FrameDecoder::new(max), chunk: vec![0; READ_CHUNK] };
     (reader, FrameWriter { write, max, scratch: Vec::new() })
 }

@@ -364,32 +364,25 @@ impl Driver {
         }
     }
 
+    /// Carries out a storage request off the control task; its completion comes back as input.
     fn store(&mut self, request: StorageRequest) {
         let storage = self.storage.clone();
         let inbox = self.inbox.clone();
-        tokio::task::spawn_blocking(move || {
-            let reply = match request {
-                StorageRequest::WriteMetadata { job_id, checkpoint, location, bytes } => {
-                    Some(match storage.write(&location, METADATA_FILE, &bytes) {
-                        Ok(()) => StorageReply::MetadataWritten { job_id, checkpoint },
-                        Err(error) => StorageReply::MetadataWriteFailed { job_id, checkpoint, error },
-                    })
-                }
-                StorageRequest::ReadMetadata { job_id, location } => {
-                    let result = storage.read(&location, METADATA_FILE);
-                    Some(StorageReply::MetadataRead { job_id, location, result })
-                }
-                StorageRequest::Delete { location, .. } => {
-                    if let Err(error) = storage.delete(&location) {
-                        tracing::warn!("{error}");
-                    }
-                    None
-                }
-            };
-            if let Some(reply) = reply {
+        let work = move || {
+            if let Some(reply) = carry_out(&storage, request) {
+                // A completion must not be lost (its checkpoint would never complete).
+                #[cfg(not(madsim))]
                 let _ = inbox.blocking_send(Inbox::Storage(reply));
+                #[cfg(madsim)]
+                let _ = inbox.try_send(Inbox::Storage(reply));
             }
-        });
+        };
+        // Files are written on the blocking pool; madsim has none, so there they are written
+        // in place (the simulation's time stands still meanwhile).
+        #[cfg(not(madsim))]
+        tokio::task::spawn_blocking(work);
+        #[cfg(madsim)]
+        work();
     }
 
     fn observe(&mut self, event: Event) {
@@ -425,6 +418,28 @@ impl Driver {
                 tracing::info!(?event, "cluster event");
             }
             _ => tracing::debug!(?event, "event"),
+        }
+    }
+}
+
+/// Does what a storage request asks; the reply, if the request has one.
+fn carry_out(storage: &CheckpointStorage, request: StorageRequest) -> Option<StorageReply> {
+    match request {
+        StorageRequest::WriteMetadata { job_id, checkpoint, location, bytes } => {
+            Some(match storage.write(&location, METADATA_FILE, &bytes) {
+                Ok(()) => StorageReply::MetadataWritten { job_id, checkpoint },
+                Err(error) => StorageReply::MetadataWriteFailed { job_id, checkpoint, error },
+            })
+        }
+        StorageRequest::ReadMetadata { job_id, location } => {
+            let result = storage.read(&location, METADATA_FILE);
+            Some(StorageReply::MetadataRead { job_id, location, result })
+        }
+        StorageRequest::Delete { location, .. } => {
+            if let Err(error) = storage.delete(&location) {
+                tracing::warn!("{error}");
+            }
+            None
         }
     }
 }

@@ -59,6 +59,7 @@ pub fn router(calls: mpsc::Sender<RestCall>) -> axum::Router {
 
 /// Binds `bind:port` (port 0 = any free port) and serves on a new thread with its own tokio
 /// runtime (for the embedded cluster, which is not async); returns the bound address.
+#[cfg(not(madsim))]
 pub fn serve_in_thread(bind: &str, port: u16, calls: mpsc::Sender<RestCall>) -> Result<SocketAddr, String> {
     let listener = std::net::TcpListener::bind((bind, port))
         .map_err(|error| format!("cannot bind the REST endpoint to {bind}:{port}: {error}"))?;
@@ -83,8 +84,24 @@ pub fn serve_in_thread(bind: &str, port: u16, calls: mpsc::Sender<RestCall>) -> 
 }
 
 /// Serves on `listener` inside an existing runtime (the daemon uses this).
+#[cfg(not(madsim))]
 pub async fn serve(listener: tokio::net::TcpListener, calls: mpsc::Sender<RestCall>) {
     if let Err(error) = axum::serve(listener, router(calls)).await {
         eprintln!("warning: the REST endpoint stopped: {error}");
     }
+}
+
+/// Under madsim, axum cannot take the simulated listener: REST is not served in simulation (the
+/// router itself is tested without a socket).
+#[cfg(madsim)]
+pub async fn serve(listener: tokio::net::TcpListener, calls: mpsc::Sender<RestCall>) {
+    let _ = (listener, calls);
+    tracing::warn!("REST is not served under madsim");
+}
+
+/// Under madsim there is no REST thread.
+#[cfg(madsim)]
+pub fn serve_in_thread(bind: &str, port: u16, calls: mpsc::Sender<RestCall>) -> Result<SocketAddr, String> {
+    let _ = calls;
+    Err(format!("REST at {bind}:{port} is not served under madsim"))
 }
