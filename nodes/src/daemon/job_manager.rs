@@ -121,6 +121,7 @@ async fn serve(raw: RawConfig, config: Config, options: JobManagerOptions) -> Re
         application_status: None,
     };
     driver.recover();
+    driver.drain(); // the Dispatcher knows the recovered jobs before an application is submitted
     if let Some(submission) = options.application {
         driver.submit_application(submission)?;
     }
