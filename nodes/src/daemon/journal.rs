@@ -31,7 +31,7 @@
 //! Segments rotate at `journal.segment-size` (a segment holds at least one record) and only the
 //! newest `journal.segments` are kept. Replay needs every segment from `000000`: once rotation
 //! deleted the first one the journal can no longer be replayed (there are no snapshots). Writes
-//! go through a buffer that is flushed every [`FLUSH_INTERVAL`], on SIGTERM and SIGINT and when
+//! go through a buffer that is flushed every `journal.flush-interval`, on SIGTERM and SIGINT and when
 //! the journal is dropped; a `kill -9` loses at most that interval, and a record cut short at
 //! the end is skipped by replay. A write failure is logged once and ends journaling; it never
 //! stops the daemon.
@@ -73,8 +73,6 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const PREAMBLE_BYTES: usize = MAGIC.len() + 4;
 /// The largest payload of one frame; above every RPC frame, so any envelope received fits.
 pub const RECORD_BYTES_MAX: usize = weir_net::codec::DECODE_LIMIT_BYTES;
-/// Longest time a recorded input waits in the write buffer.
-pub const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
 /// Configuration keys whose values are replaced by [`HIDDEN_VALUE`] before they are written.
 pub const SECRET_KEYS: &[&str] = &["security.token"];
 
@@ -82,6 +80,8 @@ pub const SECRET_KEYS: &[&str] = &["security.token"];
 const SEGMENT_BYTES_DEFAULT: u64 = 64 << 20;
 /// Smallest `journal.segment-size` accepted.
 const SEGMENT_BYTES_MIN: u64 = 1 << 10;
+/// Default `journal.flush-interval`: the longest a recorded input waits in the write buffer.
+const FLUSH_INTERVAL_DEFAULT: Duration = Duration::from_millis(200);
 /// Default `journal.segments`.
 const SEGMENTS_DEFAULT: u32 = 8;
 /// Largest `journal.segments` accepted.
@@ -97,6 +97,8 @@ pub const KEY_DIR: &str = "journal.dir";
 pub const KEY_SEGMENT_SIZE: &str = "journal.segment-size";
 /// How many segments are kept.
 pub const KEY_SEGMENTS: &str = "journal.segments";
+/// How often buffered records are written out.
+pub const KEY_FLUSH_INTERVAL: &str = "journal.flush-interval";
 
 /// Where and how much a daemon journals, from the `journal.*` keys.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -109,6 +111,8 @@ pub struct JournalSettings {
     pub segment_bytes_max: u64,
     /// `journal.segments` (default 8, 1 to 10000).
     pub segments_max: u32,
+    /// `journal.flush-interval` (default 200 ms, above zero).
+    pub flush_interval: Duration,
 }
 
 impl JournalSettings {
@@ -140,7 +144,15 @@ impl JournalSettings {
             }
             None => SEGMENTS_DEFAULT,
         };
-        Ok(JournalSettings { enabled, dir, segment_bytes_max, segments_max })
+        let flush_interval = match raw.get(KEY_FLUSH_INTERVAL) {
+            Some(text) => units::parse_duration(text)
+                .ok()
+                .filter(|interval| interval.as_micros() > 0)
+                .map(|interval| Duration::from_micros(interval.as_micros()))
+                .ok_or_else(|| bad(KEY_FLUSH_INTERVAL, text, "expected a duration above zero".to_string()))?,
+            None => FLUSH_INTERVAL_DEFAULT,
+        };
+        Ok(JournalSettings { enabled, dir, segment_bytes_max, segments_max, flush_interval })
     }
 }
 
@@ -426,6 +438,7 @@ struct Shared {
     writer: Mutex<Option<Writer>>,
     /// The first segment's path, for log lines.
     first_segment: PathBuf,
+    flush_interval: Duration,
 }
 
 impl Journal {
@@ -445,7 +458,9 @@ impl Journal {
             Ok(writer) => {
                 tracing::info!(journal = %first_segment.display(), "journaling every input of the state machine");
                 let writer = Mutex::new(Some(writer));
-                Journal { shared: Some(Arc::new(Shared { on: AtomicBool::new(true), writer, first_segment })) }
+                let on = AtomicBool::new(true);
+                let flush_interval = settings.flush_interval;
+                Journal { shared: Some(Arc::new(Shared { on, writer, first_segment, flush_interval })) }
             }
             Err(error) => {
                 tracing::error!(journal = %first_segment.display(), "cannot start the journal: {error}; \
@@ -481,13 +496,13 @@ impl Journal {
         }
     }
 
-    /// Flushes every [`FLUSH_INTERVAL`] and, on SIGTERM or SIGINT, flushes before the process
+    /// Flushes every `journal.flush-interval` and, on SIGTERM or SIGINT, flushes before the process
     /// ends of that signal as it would have without the journal. Call on the daemon's runtime.
     pub fn spawn_upkeep(&self) {
         let Some(shared) = self.shared.clone() else { return };
         let flusher = shared.clone();
         tokio::spawn(async move {
-            let mut interval = tokio::time::interval(FLUSH_INTERVAL);
+            let mut interval = tokio::time::interval(flusher.flush_interval);
             while flusher.is_on() {
                 interval.tick().await;
                 flusher.flush();

@@ -395,10 +395,13 @@ impl Replayed {
         let first = self.segments.first().map(|path| path.display().to_string()).unwrap_or_default();
         let _ = writeln!(text, "journal {first}");
         let _ = writeln!(text, "machine: {}", describe_machine(&self.header));
-        let inputs: Vec<String> = self.inputs.iter().map(|(kind, count)| format!("{kind} {count}")).collect();
         let span = self.span.map(|(first, last)| format!(" from {first} to {last}")).unwrap_or_default();
-        let _ =
-            writeln!(text, "segments: {}; records: {}{span}; {}", self.segments.len(), self.records, inputs.join(", "));
+        let _ = write!(text, "segments: {}; records: {}{span}", self.segments.len(), self.records);
+        let inputs: Vec<String> = self.inputs.iter().map(|(kind, count)| format!("{kind} {count}")).collect();
+        if !inputs.is_empty() {
+            let _ = write!(text, "; {}", inputs.join(", "));
+        }
+        text.push('\n');
         match &self.truncated {
             None => text.push_str("tail: whole\n"),
             Some(cut) => {

@@ -32,7 +32,8 @@ fn temp_dir(name: &str) -> PathBuf {
 }
 
 fn settings(dir: &Path, segment_bytes_max: u64, segments_max: u32) -> JournalSettings {
-    JournalSettings { enabled: true, dir: dir.to_path_buf(), segment_bytes_max, segments_max }
+    let flush_interval = std::time::Duration::from_millis(200);
+    JournalSettings { enabled: true, dir: dir.to_path_buf(), segment_bytes_max, segments_max, flush_interval }
 }
 
 fn cluster_config(extra: &[(&str, &str)]) -> RawConfig {
@@ -416,11 +417,21 @@ fn journal_keys_take_defaults_and_refuse_nonsense() {
     raw.set(KEY_SEGMENT_SIZE, "4 kb");
     raw.set(KEY_SEGMENTS, "2");
     raw.set(KEY_ENABLED, "false");
+    raw.set(KEY_FLUSH_INTERVAL, "1 s");
     let set = JournalSettings::from_raw(&raw, data_dir).unwrap();
-    assert_eq!(set, JournalSettings { enabled: false, ..settings(Path::new("/var/weir/journal"), 4 << 10, 2) });
-    for (key, value) in
-        [(KEY_SEGMENT_SIZE, "100 bytes"), (KEY_SEGMENTS, "0"), (KEY_SEGMENTS, "x"), (KEY_ENABLED, "yes")]
-    {
+    let flush_interval = std::time::Duration::from_secs(1);
+    let expected =
+        JournalSettings { enabled: false, flush_interval, ..settings(Path::new("/var/weir/journal"), 4 << 10, 2) };
+    assert_eq!(set, expected);
+    let nonsense = [
+        (KEY_SEGMENT_SIZE, "100 bytes"),
+        (KEY_SEGMENTS, "0"),
+        (KEY_SEGMENTS, "x"),
+        (KEY_ENABLED, "yes"),
+        (KEY_FLUSH_INTERVAL, "0 ms"),
+        (KEY_FLUSH_INTERVAL, "soon"),
+    ];
+    for (key, value) in nonsense {
         let mut raw = RawConfig::new();
         raw.set(key, value);
         let error = JournalSettings::from_raw(&raw, data_dir).unwrap_err();
