@@ -225,6 +225,7 @@ fn journals_of_a_finished_wordcount_replay_to_the_same_end() {
     assert!(summary.contains("registered: yes; leader epoch 1"), "{summary}");
     assert!(summary.contains("invariants: held after every record"), "{summary}");
 
+    wait_for(|| registered() == Some(0), "the JobManager to notice the TaskManager is gone", WAIT_MAX);
     job_manager.signal(libc::SIGTERM);
     let status = job_manager.wait_exit();
     assert_eq!(status.signal(), Some(libc::SIGTERM), "the JobManager dies of SIGTERM after flushing: {status:?}");

@@ -89,7 +89,7 @@ const SEGMENTS_MAX: u32 = 10_000;
 /// Capacity of the write buffer in front of the segment file.
 const WRITE_BUFFER_BYTES: usize = 256 << 10;
 
-/// The journal's configuration keys (read here, not in the core's key table).
+/// Whether the daemon journals. The `journal.*` keys are read here, not in the core's key table.
 pub const KEY_ENABLED: &str = "journal.enabled";
 /// Where the segment files go.
 pub const KEY_DIR: &str = "journal.dir";
