@@ -30,11 +30,12 @@
 //!
 //! Segments rotate at `journal.segment-size` (a segment holds at least one record) and only the
 //! newest `journal.segments` are kept. Replay needs every segment from `000000`: once rotation
-//! deleted the first one the journal can no longer be replayed (there are no snapshots). Writes
-//! go through a buffer that is flushed every `journal.flush-interval`, on SIGTERM and SIGINT and when
-//! the journal is dropped; a `kill -9` loses at most that interval, and a record cut short at
-//! the end is skipped by replay. A write failure is logged once and ends journaling; it never
-//! stops the daemon.
+//! deleted the first one the journal can no longer be replayed (there are no snapshots).
+//! Records are encoded on the control task and go through a write buffer, flushed every
+//! `journal.flush-interval` (by a task of its own), on SIGTERM and SIGINT, and when the journal
+//! is dropped; a `kill -9` loses at most that interval, and a record cut short at the end is
+//! skipped by replay. A write failure is logged once and ends journaling; it never stops the
+//! daemon.
 //!
 //! # Secrets
 //!
