@@ -444,3 +444,31 @@ fn journal_keys_take_defaults_and_refuse_nonsense() {
     assert!(is_own_key_warning("unknown key `journal.dir` is ignored"));
     assert!(!is_own_key_warning("unknown key `jobmanager.rpc.prot` is ignored; did you mean `jobmanager.rpc.port`?"));
 }
+
+#[test]
+fn a_journal_cut_anywhere_replays_every_whole_record_before_the_cut() {
+    let dir = temp_dir("cuts");
+    let (_, _, job_manager_journal, _) = journaled_run(&dir, 64 << 20, 8);
+    let bytes = std::fs::read(&job_manager_journal).unwrap();
+    let records = replay(&job_manager_journal).unwrap().records as usize;
+    let starts: Vec<usize> = (1..=records + 1).map(|index| frame_offset(&bytes, index)).collect();
+    assert_eq!(starts[records], bytes.len(), "the last record ends the file");
+    let cut_dir = dir.join("cut");
+    std::fs::create_dir_all(&cut_dir).unwrap();
+    let cut_path = cut_dir.join(job_manager_journal.file_name().unwrap());
+    for cut in (0..bytes.len()).step_by(bytes.len() / 300 + 1) {
+        std::fs::write(&cut_path, &bytes[..cut]).unwrap();
+        match replay(&cut_path) {
+            Ok(replayed) => {
+                let whole = starts.iter().filter(|end| **end <= cut).count().saturating_sub(1);
+                assert_eq!(replayed.records as usize, whole, "cut at {cut}");
+                assert_eq!(replayed.truncated.is_some(), !starts.contains(&cut), "cut at {cut}");
+            }
+            Err(error) => {
+                assert!(cut < starts[0], "cut at {cut}, after the segment start: {error}");
+                assert!(error.contains("ends before its header"), "{error}");
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
