@@ -138,6 +138,7 @@ impl Cluster {
             format!("execution.checkpointing.dir={}", dir.join("checkpoints").display()),
             "heartbeat.interval=1 s".to_string(),
             "heartbeat.timeout=5 s".to_string(),
+            format!("journal.dir={}", dir.join("journal").display()),
         ];
         settings.extend(extra.iter().map(|text| text.to_string()));
         Cluster { dir, rest: format!("127.0.0.1:{rest}"), settings, started: 0 }

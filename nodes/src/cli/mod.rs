@@ -5,6 +5,7 @@ mod daemons;
 mod explore;
 mod http;
 mod info;
+mod journal;
 mod local;
 mod remote;
 mod sim;
@@ -121,6 +122,18 @@ enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// A daemon's journal of its state machine's inputs (hidden until the simulator replays it).
+    #[command(subcommand, hide = true)]
+    Journal(JournalCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum JournalCommand {
+    /// Replay a journal into fresh state machines and print what they ended in.
+    Replay {
+        /// Any segment file of the journal (`journal-<role>-<id>-NNNNNN.bin`).
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -306,5 +319,6 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             explore::run(&scenarios, budget, jobs)
         }
         Command::Bench(BenchCommand::Schedule { tasks, json }) => bench::schedule(tasks, json),
+        Command::Journal(JournalCommand::Replay { file }) => journal::replay(&file),
     }
 }

@@ -12,6 +12,7 @@
 //! the Dispatcher sees them, each completed checkpoint's location after it completes, and a
 //! restarted JobManager resubmits what it finds, in a higher leader epoch.
 
+use super::journal::{self, Journal, JournalSettings};
 use super::metadata::MetadataStore;
 use super::{init_logging, resolve_listen};
 use crate::rest::{ClusterState, RestCall, RestClients};
@@ -62,7 +63,7 @@ pub struct JobManagerOptions {
 pub fn run(raw: RawConfig, options: JobManagerOptions) -> Result<Option<JobStatus>, String> {
     init_logging();
     let config = Config::from_raw(&raw).map_err(|error| error.to_string())?;
-    for warning in &config.warnings {
+    for warning in config.warnings.iter().filter(|warning| !journal::is_own_key_warning(warning)) {
         tracing::warn!("{warning}");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -76,7 +77,8 @@ pub fn run(raw: RawConfig, options: JobManagerOptions) -> Result<Option<JobStatu
 async fn serve(raw: RawConfig, config: Config, options: JobManagerOptions) -> Result<Option<JobStatus>, String> {
     let metadata = MetadataStore::new(&options.metadata_dir);
     let epoch = metadata.next_epoch()?;
-    let seed = u64::from(std::process::id()) ^ epoch.0.rotate_left(32);
+    let seed = journal::job_manager_seed(epoch);
+    let journal_settings = JournalSettings::from_raw(&raw, &options.data_dir)?;
     let job_manager = JobManager::new(raw.clone(), options.mode, epoch, seed)?;
     let (rpc_listener, rpc_address) = resolve_listen(&config.rpc.address, config.rpc.port).await?;
     let token = config.security.token.clone();
@@ -103,6 +105,9 @@ async fn serve(raw: RawConfig, config: Config, options: JobManagerOptions) -> Re
         "JobManager started");
     println!("JobManager started: rpc {rpc_address}, REST API at http://{rest_address}, leader epoch {epoch}");
     let clock = Clock::start();
+    let journal =
+        Journal::open(&journal_settings, journal::Header::job_manager(&raw, options.mode, epoch, seed, clock.now()));
+    journal.spawn_upkeep();
     let epoch_ms_at_zero =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
     let mut driver = Driver {
@@ -119,6 +124,7 @@ async fn serve(raw: RawConfig, config: Config, options: JobManagerOptions) -> Re
         metrics: BTreeMap::new(),
         application: None,
         application_status: None,
+        journal,
     };
     driver.recover();
     driver.drain(); // the Dispatcher knows the recovered jobs before an application is submitted
@@ -130,6 +136,7 @@ async fn serve(raw: RawConfig, config: Config, options: JobManagerOptions) -> Re
         if let Some(status) = driver.application_status {
             // Let the last envelopes (slot frees, cancellations) leave before the process ends.
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            driver.journal.flush();
             return Ok(Some(status));
         }
         let now = driver.clock.now();
@@ -146,7 +153,7 @@ async fn serve(raw: RawConfig, config: Config, options: JobManagerOptions) -> Re
         }
         let now = driver.clock.now();
         if driver.job_manager.poll_timeout().is_some_and(|at| at <= now) {
-            driver.job_manager.handle(now, job_manager::Input::Tick);
+            driver.feed(now, job_manager::Input::Tick);
         }
         driver.drain();
     }
@@ -185,9 +192,17 @@ struct Driver {
     /// Application mode: the one job, and how it ended.
     application: Option<JobId>,
     application_status: Option<JobStatus>,
+    /// Every input the JobManager is fed, for replay.
+    journal: Journal,
 }
 
 impl Driver {
+    /// Journals `input`, then feeds it to the JobManager.
+    fn feed(&mut self, now: weir_core::time::Time, input: job_manager::Input) {
+        self.journal.record(now, &input);
+        self.job_manager.handle(now, input);
+    }
+
     fn handle(&mut self, mail: Inbox) {
         let now = self.clock.now();
         match mail {
@@ -203,7 +218,7 @@ impl Driver {
                 {
                     self.addresses.insert(resource_id, listen.clone());
                 }
-                self.job_manager.handle(now, job_manager::Input::Message(envelope));
+                self.feed(now, job_manager::Input::Message(envelope));
             }
             Inbox::Rpc(RpcEvent::Closed { peer, reason }) if peer.role == PeerRole::TaskManager => {
                 let Ok(resource_id) = peer.name.parse::<ResourceId>() else { return };
@@ -217,11 +232,11 @@ impl Driver {
                 let epoch = self.job_manager.epoch();
                 let envelope =
                     Envelope { from: Address::TaskExecutor(resource_id), to: Address::ResourceManager, epoch, message };
-                self.job_manager.handle(now, job_manager::Input::Message(envelope));
+                self.feed(now, job_manager::Input::Message(envelope));
             }
             Inbox::Rpc(RpcEvent::Closed { .. }) => {}
             Inbox::Rest(call) => self.rest_call(call),
-            Inbox::Storage(reply) => self.job_manager.handle(now, job_manager::Input::Storage(reply)),
+            Inbox::Storage(reply) => self.feed(now, job_manager::Input::Storage(reply)),
         }
     }
 
@@ -301,7 +316,7 @@ impl Driver {
             let mut moved = false;
             while let Some(envelope) = self.in_flight.pop_front() {
                 moved = true;
-                self.job_manager.handle(self.clock.now(), job_manager::Input::Message(envelope));
+                self.feed(self.clock.now(), job_manager::Input::Message(envelope));
             }
             while let Some(output) = self.job_manager.poll_output() {
                 moved = true;

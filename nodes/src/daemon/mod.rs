@@ -3,9 +3,11 @@
 //!
 //! - [`job_manager`]: ResourceManager, Dispatcher and JobMasters, the RPC endpoint, REST;
 //! - [`task_manager`]: a TaskExecutor, its task threads and data channels;
-//! - [`metadata`]: the JobManager's durable record of its jobs, for recovery after a restart.
+//! - [`metadata`]: the JobManager's durable record of its jobs, for recovery after a restart;
+//! - [`journal`]: each daemon's bounded journal of its state machine's inputs, for replay.
 
 pub mod job_manager;
+pub mod journal;
 pub mod metadata;
 pub mod task_manager;
 

@@ -13,6 +13,7 @@
 //! answers at that address (a restarted one leads in a higher epoch, and the deposed one's jobs
 //! are released).
 
+use super::journal::{self, Journal, JournalSettings};
 use super::{Endpoint, init_logging, resolve_listen};
 use crate::runtime::Clock;
 use crate::runtime::exchange::{Exchange, Mail};
@@ -46,7 +47,7 @@ enum Inbox {
 pub fn run(raw: RawConfig, data_dir: std::path::PathBuf) -> Result<(), String> {
     init_logging();
     let config = Config::from_raw(&raw).map_err(|error| error.to_string())?;
-    for warning in &config.warnings {
+    for warning in config.warnings.iter().filter(|warning| !journal::is_own_key_warning(warning)) {
         tracing::warn!("{warning}");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -69,8 +70,13 @@ async fn serve(raw: RawConfig, config: Config, data_dir: std::path::PathBuf) -> 
     let token = config.security.token.clone();
     let mut te_config = TaskExecutorConfig::from_config(&config).map_err(|error| error.to_string())?;
     te_config.data_address = data_address.clone();
+    let journal_settings = JournalSettings::from_raw(&raw, &data_dir)?;
     let clock = Clock::start();
-    let executor = TaskExecutor::new(resource_id, te_config, clock.now());
+    let started_at = clock.now();
+    let executor = TaskExecutor::new(resource_id, te_config, started_at);
+    let journal =
+        Journal::open(&journal_settings, journal::Header::task_manager(&raw, resource_id, &data_address, started_at));
+    journal.spawn_upkeep();
     let hello = Hello {
         version: PROTOCOL_VERSION,
         role: PeerRole::TaskManager,
@@ -108,6 +114,7 @@ async fn serve(raw: RawConfig, config: Config, data_dir: std::path::PathBuf) -> 
         exchange,
         locations: Arc::new(Mutex::new(BTreeMap::new())),
         metrics: Arc::new(Mutex::new(BTreeMap::new())),
+        journal,
     };
     driver.drain();
     loop {
@@ -125,7 +132,7 @@ async fn serve(raw: RawConfig, config: Config, data_dir: std::path::PathBuf) -> 
         }
         let now = driver.clock.now();
         if driver.executor.poll_timeout().is_some_and(|at| at <= now) {
-            driver.executor.handle(now, task_executor::Input::Tick);
+            driver.feed(now, task_executor::Input::Tick);
         }
         driver.drain();
         driver.prune();
@@ -156,9 +163,17 @@ struct Driver {
     exchange: Exchange,
     locations: Locations,
     metrics: MetricsBoard,
+    /// Every input the TaskExecutor is fed, for replay.
+    journal: Journal,
 }
 
 impl Driver {
+    /// Journals `input`, then feeds it to the TaskExecutor.
+    fn feed(&mut self, now: weir_core::time::Time, input: task_executor::Input) {
+        self.journal.record(now, &input);
+        self.executor.handle(now, input);
+    }
+
     fn handle(&mut self, mail: Inbox) {
         let now = self.clock.now();
         match mail {
@@ -167,7 +182,7 @@ impl Driver {
                 match (to, message) {
                     (Address::TaskExecutor(id), Message::TaskExecutor(message)) if id == self.resource_id => {
                         tracing::debug!(?from, %epoch, ?message, "in");
-                        self.executor.handle(now, task_executor::Input::Message { from, epoch, message });
+                        self.feed(now, task_executor::Input::Message { from, epoch, message });
                     }
                     (to, _) => tracing::warn!(peer = %incoming.peer.name, ?to, "ignored an envelope not for us"),
                 }
@@ -176,15 +191,14 @@ impl Driver {
                 tracing::warn!(peer = %peer.name, %reason, "lost the JobManager's connection; registering again");
                 let epoch = self.executor.leader_epoch();
                 let message = TaskExecutorMessage::DisconnectResourceManager { reason };
-                self.executor
-                    .handle(now, task_executor::Input::Message { from: Address::ResourceManager, epoch, message });
+                self.feed(now, task_executor::Input::Message { from: Address::ResourceManager, epoch, message });
             }
             Inbox::Rpc(RpcEvent::Closed { .. }) => {}
             Inbox::Task(TaskEvent::State(report)) => {
-                self.executor.handle(now, task_executor::Input::TaskReport(report));
+                self.feed(now, task_executor::Input::TaskReport(report));
             }
             Inbox::Task(TaskEvent::Checkpoint(report)) => {
-                self.executor.handle(now, task_executor::Input::CheckpointReport(report));
+                self.feed(now, task_executor::Input::CheckpointReport(report));
             }
         }
     }
