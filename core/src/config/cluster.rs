@@ -148,6 +148,54 @@ impl std::fmt::Debug for SecurityConfig {
     }
 }
 
+/// A daemon's journal of its state machine's inputs (`journal.*`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JournalConfig {
+    /// Whether to keep one (`journal.enabled`).
+    pub enabled: bool,
+    /// Its directory (`journal.dir`); `None`: the daemon's data directory.
+    pub dir: Option<String>,
+    /// Segment size (`journal.segment-size`), at least [`JOURNAL_SEGMENT_BYTES_MIN`].
+    pub segment_bytes: u64,
+    /// Segments kept (`journal.segments`), 1 to [`JOURNAL_SEGMENTS_MAX`].
+    pub segments: u32,
+    /// Longest a record waits unwritten (`journal.flush-interval`), above zero.
+    pub flush_interval: Duration,
+}
+
+/// Smallest journal segment.
+pub const JOURNAL_SEGMENT_BYTES_MIN: u64 = 1024;
+/// Most journal segments kept.
+pub const JOURNAL_SEGMENTS_MAX: u32 = 10_000;
+
+impl JournalConfig {
+    pub(super) fn read(reader: &Reader) -> Result<JournalConfig, ConfigError> {
+        let config = JournalConfig {
+            enabled: reader.value("journal.enabled", boolean)?,
+            dir: reader.optional("journal.dir", text)?,
+            segment_bytes: reader.value("journal.segment-size", size)?,
+            segments: reader.value("journal.segments", whole(1, JOURNAL_SEGMENTS_MAX))?,
+            flush_interval: reader.value("journal.flush-interval", duration)?,
+        };
+        if config.segment_bytes < JOURNAL_SEGMENT_BYTES_MIN {
+            let size = format_size(config.segment_bytes);
+            return Err(ConfigError::invalid("journal.segment-size", size, "at least 1 kb"));
+        }
+        if config.flush_interval.as_micros() == 0 {
+            return Err(ConfigError::invalid("journal.flush-interval", "0", "a duration above zero"));
+        }
+        Ok(config)
+    }
+
+    pub(super) fn list(&self, listing: &mut Listing) {
+        listing.put("journal.enabled", self.enabled);
+        listing.put_optional("journal.dir", self.dir.as_ref());
+        listing.put("journal.segment-size", format_size(self.segment_bytes));
+        listing.put("journal.segments", self.segments);
+        listing.put("journal.flush-interval", self.flush_interval);
+    }
+}
+
 impl TaskManagerConfig {
     pub(super) fn read(reader: &Reader) -> Result<TaskManagerConfig, ConfigError> {
         let config = TaskManagerConfig {

@@ -230,6 +230,16 @@ static KEYS: &[KeyDoc] = &[
     ),
     key("jobmanager.rpc.address", "localhost", Text, "Host name that TaskManagers use to reach the JobManager."),
     key("jobmanager.rpc.port", "6123", Integer, "Port of the JobManager's RPC endpoint."),
+    key(
+        "journal.dir",
+        UNSET,
+        Text,
+        "Where a daemon writes its journal of state-machine inputs; unset: `journal/` in its data directory.",
+    ),
+    key("journal.enabled", "true", Boolean, "Whether daemons keep a journal of their state machines' inputs."),
+    key("journal.flush-interval", "200 ms", Duration, "Longest a journaled input waits in the write buffer."),
+    key("journal.segment-size", "64 mb", Size, "Size at which a journal segment file is closed and a new one begun."),
+    key("journal.segments", "8", Integer, "Journal segments kept; older ones are deleted."),
     key("parallelism.default", "1", Integer, "Parallelism of operators that do not set one."),
     key(
         "pipeline.auto-watermark-interval",

@@ -34,8 +34,9 @@ mod tests;
 
 pub use checkpoint::{CHECKPOINT_TIME_MIN, CheckpointConfig, CheckpointRetention, CheckpointingMode};
 pub use cluster::{
-    HIDDEN_VALUE, HeartbeatConfig, MAX_PARALLELISM_LIMIT, PipelineConfig, ResourceManagerConfig, RestConfig, RpcConfig,
-    SEGMENT_BYTES_MIN, SecurityConfig, TaskManagerConfig,
+    HIDDEN_VALUE, HeartbeatConfig, JOURNAL_SEGMENT_BYTES_MIN, JOURNAL_SEGMENTS_MAX, JournalConfig,
+    MAX_PARALLELISM_LIMIT, PipelineConfig, ResourceManagerConfig, RestConfig, RpcConfig, SEGMENT_BYTES_MIN,
+    SecurityConfig, TaskManagerConfig,
 };
 pub use error::ConfigError;
 pub use ha::{HaConfig, HaType};
@@ -56,6 +57,8 @@ pub struct Config {
     /// Shared-secret authentication.
     pub security: SecurityConfig,
     /// What one TaskManager offers.
+    /// A daemon's journal of inputs.
+    pub journal: JournalConfig,
     pub task_manager: TaskManagerConfig,
     /// Defaults for jobs.
     pub pipeline: PipelineConfig,
@@ -87,6 +90,7 @@ impl Config {
             rest: RestConfig::read(&reader)?,
             security: SecurityConfig::read(&reader)?,
             task_manager: TaskManagerConfig::read(&reader)?,
+            journal: JournalConfig::read(&reader)?,
             pipeline: PipelineConfig::read(&reader)?,
             heartbeat: HeartbeatConfig::read(&reader)?,
             resource_manager: ResourceManagerConfig::read(&reader)?,
@@ -109,6 +113,7 @@ impl Config {
         self.rest.list(&mut listing);
         self.security.list(&mut listing);
         self.task_manager.list(&mut listing);
+        self.journal.list(&mut listing);
         self.pipeline.list(&mut listing);
         self.heartbeat.list(&mut listing);
         self.resource_manager.list(&mut listing);

@@ -63,7 +63,7 @@ pub struct JobManagerOptions {
 pub fn run(raw: RawConfig, options: JobManagerOptions) -> Result<Option<JobStatus>, String> {
     init_logging();
     let config = Config::from_raw(&raw).map_err(|error| error.to_string())?;
-    for warning in config.warnings.iter().filter(|warning| !journal::is_own_key_warning(warning)) {
+    for warning in config.warnings.iter() {
         tracing::warn!("{warning}");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()

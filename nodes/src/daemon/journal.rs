@@ -55,7 +55,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
-use weir_core::config::{HIDDEN_VALUE, RawConfig, units};
+use weir_core::config::{HIDDEN_VALUE, RawConfig};
 use weir_core::dispatcher::ClusterMode;
 use weir_core::ids::{Epoch, ResourceId, stable_hash128};
 use weir_core::job_manager;
@@ -77,20 +77,10 @@ pub const RECORD_BYTES_MAX: usize = weir_net::codec::DECODE_LIMIT_BYTES;
 /// Configuration keys whose values are replaced by [`HIDDEN_VALUE`] before they are written.
 pub const SECRET_KEYS: &[&str] = &["security.token"];
 
-/// Default `journal.segment-size`.
-const SEGMENT_BYTES_DEFAULT: u64 = 64 << 20;
-/// Smallest `journal.segment-size` accepted.
-const SEGMENT_BYTES_MIN: u64 = 1 << 10;
-/// Default `journal.flush-interval`: the longest a recorded input waits in the write buffer.
-const FLUSH_INTERVAL_DEFAULT: Duration = Duration::from_millis(200);
-/// Default `journal.segments`.
-const SEGMENTS_DEFAULT: u32 = 8;
-/// Largest `journal.segments` accepted.
-const SEGMENTS_MAX: u32 = 10_000;
 /// Capacity of the write buffer in front of the segment file.
 const WRITE_BUFFER_BYTES: usize = 256 << 10;
 
-/// Whether the daemon journals. The `journal.*` keys are read here, not in the core's key table.
+/// Whether the daemon journals (the `journal.*` keys are in the core's key table).
 pub const KEY_ENABLED: &str = "journal.enabled";
 /// Where the segment files go.
 pub const KEY_DIR: &str = "journal.dir";
@@ -117,50 +107,23 @@ pub struct JournalSettings {
 }
 
 impl JournalSettings {
-    /// Reads the `journal.*` keys of `raw`; `data_dir` is the process's data directory.
+    /// Reads the `journal.*` keys of `raw` (typed and checked by the core's configuration);
+    /// `data_dir` is the process's data directory.
     pub fn from_raw(raw: &RawConfig, data_dir: &Path) -> Result<JournalSettings, String> {
-        let bad = |key: &str, value: &str, why: String| format!("`{key}` = {value:?}: {why}");
-        let enabled = match raw.get(KEY_ENABLED) {
-            Some(text) => units::parse_bool(text).map_err(|why| bad(KEY_ENABLED, text, why))?,
-            None => true,
-        };
-        let dir = match raw.get(KEY_DIR).map(str::trim) {
-            Some("") => return Err(bad(KEY_DIR, "", "expected a directory".to_string())),
-            Some(text) => PathBuf::from(text),
-            None => data_dir.join("journal"),
-        };
-        let segment_bytes_max = match raw.get(KEY_SEGMENT_SIZE) {
-            Some(text) => units::parse_size(text).map_err(|why| bad(KEY_SEGMENT_SIZE, text, why))?,
-            None => SEGMENT_BYTES_DEFAULT,
-        };
-        if segment_bytes_max < SEGMENT_BYTES_MIN {
-            let why = format!("expected at least {}", units::format_size(SEGMENT_BYTES_MIN));
-            return Err(bad(KEY_SEGMENT_SIZE, raw.get(KEY_SEGMENT_SIZE).unwrap_or_default(), why));
-        }
-        let segments_max = match raw.get(KEY_SEGMENTS) {
-            Some(text) => {
-                text.trim().parse::<u32>().ok().filter(|count| (1..=SEGMENTS_MAX).contains(count)).ok_or_else(|| {
-                    bad(KEY_SEGMENTS, text, format!("expected a whole number from 1 to {SEGMENTS_MAX}"))
-                })?
-            }
-            None => SEGMENTS_DEFAULT,
-        };
-        let flush_interval = match raw.get(KEY_FLUSH_INTERVAL) {
-            Some(text) => units::parse_duration(text)
-                .ok()
-                .filter(|interval| interval.as_micros() > 0)
-                .map(|interval| Duration::from_micros(interval.as_micros()))
-                .ok_or_else(|| bad(KEY_FLUSH_INTERVAL, text, "expected a duration above zero".to_string()))?,
-            None => FLUSH_INTERVAL_DEFAULT,
-        };
-        Ok(JournalSettings { enabled, dir, segment_bytes_max, segments_max, flush_interval })
+        let config = weir_core::config::Config::from_raw(raw).map_err(|error| error.to_string())?;
+        Ok(JournalSettings::from_config(&config.journal, data_dir))
     }
-}
 
-/// Whether a configuration warning is the core's "unknown key" about a `journal.*` key, which
-/// the daemons read themselves.
-pub fn is_own_key_warning(warning: &str) -> bool {
-    warning.starts_with("unknown key `journal.")
+    /// The settings of a typed `journal` section.
+    pub fn from_config(journal: &weir_core::config::JournalConfig, data_dir: &Path) -> JournalSettings {
+        JournalSettings {
+            enabled: journal.enabled,
+            dir: journal.dir.as_ref().map_or_else(|| data_dir.join("journal"), PathBuf::from),
+            segment_bytes_max: journal.segment_bytes,
+            segments_max: journal.segments,
+            flush_interval: Duration::from_micros(journal.flush_interval.as_micros()),
+        }
+    }
 }
 
 /// The JobManager's seed, derived from its leader epoch alone, so a run can be rebuilt from it.

@@ -47,7 +47,7 @@ enum Inbox {
 pub fn run(raw: RawConfig, data_dir: std::path::PathBuf) -> Result<(), String> {
     init_logging();
     let config = Config::from_raw(&raw).map_err(|error| error.to_string())?;
-    for warning in config.warnings.iter().filter(|warning| !journal::is_own_key_warning(warning)) {
+    for warning in config.warnings.iter() {
         tracing::warn!("{warning}");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
