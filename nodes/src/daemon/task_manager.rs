@@ -260,7 +260,13 @@ impl Driver {
         let inbox = self.inbox.clone();
         let report = Arc::new(move |event| {
             // A full inbox blocks the task thread briefly rather than losing a state report.
+            #[cfg(not(madsim))]
             let _ = inbox.blocking_send(Inbox::Task(event));
+            // A simulated task runs on the runtime, where it must not block.
+            #[cfg(madsim)]
+            if inbox.try_send(Inbox::Task(event)).is_err() {
+                tracing::error!("the TaskManager's inbox is full; a task report was lost");
+            }
         });
         let context = TaskContext {
             deployment,

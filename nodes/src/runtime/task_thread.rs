@@ -17,7 +17,7 @@ use weir_core::config::Config;
 use weir_core::dataflow::buffer::Buffer;
 use weir_core::dataflow::partition::ChannelIndex;
 use weir_core::dataflow::task::{StepStatus, TaskMetrics, TaskOutput, TaskRunner, TaskSetup};
-use weir_core::ids::{CheckpointId, JobId, SubtaskIndex};
+use weir_core::ids::{CheckpointId, JobId};
 use weir_core::plan::JobPlan;
 use weir_core::protocol::{
     CheckpointOutcome, ExecutionId, ExecutionState, TaskCheckpointReport, TaskDeployment, TaskReport,
@@ -28,6 +28,7 @@ const STEP_BUDGET_RECORDS: usize = 64 * 1024;
 /// Longest sleep of an idle task between two looks at its mailbox.
 const IDLE_WAIT: Duration = Duration::from_millis(50);
 /// How long a producer waits for a credit before it looks at its mailbox (for a cancel).
+#[cfg(not(madsim))]
 const CREDIT_WAIT: Duration = Duration::from_millis(5);
 
 /// What a task thread tells its TaskExecutor.
@@ -74,14 +75,37 @@ pub fn spawn(context: TaskContext) -> Result<(), String> {
     let execution = context.deployment.execution;
     context.exchange.register(execution, sender);
     let exchange = context.exchange.clone();
-    let spawned = std::thread::Builder::new().name(format!("task {execution}")).spawn(move || {
-        let mut task = TaskThread::new(context, mailbox);
-        task.run();
-    });
-    spawned.map(|_| ()).map_err(|error| {
-        exchange.deregister(&execution);
-        format!("cannot start a thread for task {execution}: {error}")
-    })
+    #[cfg(madsim)]
+    {
+        // madsim runs no system threads: the task is a simulated task of its node, stepped by
+        // the same turns, its waits virtual.
+        let _ = exchange;
+        tokio::spawn(async move { TaskThread::new(context, mailbox).run_simulated().await });
+        Ok(())
+    }
+    #[cfg(not(madsim))]
+    {
+        let spawned = std::thread::Builder::new().name(format!("task {execution}")).spawn(move || {
+            let mut task = TaskThread::new(context, mailbox);
+            task.run();
+        });
+        spawned.map(|_| ()).map_err(|error| {
+            exchange.deregister(&execution);
+            format!("cannot start a thread for task {execution}: {error}")
+        })
+    }
+}
+
+/// What one turn of a task's loop came to.
+enum Turn {
+    /// It did work; turn again at once.
+    Busy,
+    /// Nothing to do for at most this long (or until mail comes).
+    Idle(Duration),
+    /// A buffer waits for its channel's credit.
+    Blocked,
+    /// The task ended.
+    Ended(Ended),
 }
 
 struct TaskThread {
@@ -97,6 +121,8 @@ struct TaskThread {
     cancelled: bool,
     /// Why the task must fail, told by the exchange (a data connection broke).
     failure: Option<String>,
+    /// A buffer waiting for its channel's credit: (edge, consumer, buffer, the channel's credit).
+    blocked: Option<(usize, ExecutionId, Buffer, Arc<Credit>)>,
 }
 
 impl TaskThread {
@@ -111,6 +137,7 @@ impl TaskThread {
             credits: BTreeMap::new(),
             cancelled: false,
             failure: None,
+            blocked: None,
         }
     }
 
@@ -119,10 +146,39 @@ impl TaskThread {
         (self.context.report)(TaskEvent::State(report));
     }
 
+    #[cfg(not(madsim))]
     fn run(&mut self) {
+        let Some(mut runner) = self.start() else { return };
+        let ended = self.drive(&mut runner);
+        self.finish(ended);
+    }
+
+    /// The task under madsim: the same turns, waiting in virtual time.
+    #[cfg(madsim)]
+    async fn run_simulated(mut self) {
+        /// Longest virtual wait between two looks at the mailbox.
+        const POLL: Duration = Duration::from_millis(2);
+        let Some(mut runner) = self.start() else { return };
+        let ended = loop {
+            match self.turn(&mut runner, Duration::ZERO) {
+                Turn::Busy => tokio::task::yield_now().await,
+                Turn::Idle(wait) => tokio::time::sleep(wait.clamp(Duration::from_micros(1), POLL)).await,
+                Turn::Blocked => tokio::time::sleep(POLL).await,
+                Turn::Ended(ended) => break ended,
+            }
+        };
+        self.finish(ended);
+    }
+
+    /// Reports INITIALIZING, builds the runner and reports RUNNING; `None` (reported FAILED)
+    /// when it cannot run.
+    fn start(&mut self) -> Option<TaskRunner> {
         self.state(ExecutionState::Initializing, None);
-        let mut runner = match self.build() {
-            Ok(runner) => runner,
+        match self.build() {
+            Ok(runner) => {
+                self.state(ExecutionState::Running, None);
+                Some(runner)
+            }
             Err((error, unreadable)) => {
                 self.context.exchange.deregister(&self.execution);
                 let restored = self.context.deployment.restore.as_ref().map(|restore| restore.checkpoint);
@@ -130,12 +186,15 @@ impl TaskThread {
                 let state = ExecutionState::Failed;
                 let report = TaskReport { execution: self.execution, state, error: Some(error), unreadable_checkpoint };
                 (self.context.report)(TaskEvent::State(report));
-                return;
+                None
             }
-        };
-        self.state(ExecutionState::Running, None);
-        let ended = self.drive(&mut runner);
+        }
+    }
+
+    /// Leaves the exchange, gives back every credit it holds, and reports how the task ended.
+    fn finish(&mut self, ended: Ended) {
         self.context.exchange.deregister(&self.execution);
+        self.blocked = None; // its credit was never taken
         for (_, queue) in std::mem::take(&mut self.waiting) {
             queue.into_iter().for_each(|(_, credit)| credit.give_back());
         }
@@ -171,32 +230,52 @@ impl TaskThread {
         TaskRunner::new(setup).map_err(|error| (error.to_string(), error.is_unreadable_state()))
     }
 
-    /// Runs the task until it ends.
+    /// Runs the task until it ends, blocking its thread while it waits.
+    #[cfg(not(madsim))]
     fn drive(&mut self, runner: &mut TaskRunner) -> Ended {
         loop {
-            self.read_mail(runner);
-            if let Some(ended) = self.stopped() {
-                runner.cancel();
-                return ended;
-            }
-            self.feed_waiting(runner);
-            let status = runner.step(self.context.clock.now(), STEP_BUDGET_RECORDS);
-            self.publish(runner);
-            if let Some(ended) = self.carry_out(runner) {
-                self.publish(runner);
-                return ended;
-            }
-            if status == StepStatus::Idle {
-                let wait = runner
-                    .poll_timeout()
-                    .map(|at| Duration::from_micros(at.0.saturating_sub(self.context.clock.now().0)))
-                    .unwrap_or(IDLE_WAIT)
-                    .min(IDLE_WAIT);
-                if !wait.is_zero() {
-                    self.wait_for_mail(wait);
+            match self.turn(runner, CREDIT_WAIT) {
+                Turn::Busy | Turn::Blocked => {}
+                Turn::Idle(wait) => {
+                    if !wait.is_zero() {
+                        self.wait_for_mail(wait);
+                    }
                 }
+                Turn::Ended(ended) => return ended,
             }
         }
+    }
+
+    /// One turn: read the mail, send a buffer that waited for credit (waiting at most
+    /// `credit_wait` for it), feed the inputs, step the chain, carry out its outputs. Never waits
+    /// otherwise, so a thread and a simulated task drive the same turns.
+    fn turn(&mut self, runner: &mut TaskRunner, credit_wait: Duration) -> Turn {
+        self.read_mail(runner);
+        if let Some(ended) = self.stopped() {
+            runner.cancel();
+            return Turn::Ended(ended);
+        }
+        if !self.send_blocked(credit_wait) {
+            return Turn::Blocked;
+        }
+        self.feed_waiting(runner);
+        if let Some(turn) = self.carry_out(runner) {
+            return turn;
+        }
+        let status = runner.step(self.context.clock.now(), STEP_BUDGET_RECORDS);
+        self.publish(runner);
+        if let Some(turn) = self.carry_out(runner) {
+            return turn;
+        }
+        if status != StepStatus::Idle {
+            return Turn::Busy;
+        }
+        let wait = runner
+            .poll_timeout()
+            .map(|at| Duration::from_micros(at.0.saturating_sub(self.context.clock.now().0)))
+            .unwrap_or(IDLE_WAIT)
+            .min(IDLE_WAIT);
+        Turn::Idle(wait)
     }
 
     fn publish(&self, runner: &TaskRunner) {
@@ -204,6 +283,7 @@ impl TaskThread {
         board.insert(self.execution, runner.metrics());
     }
 
+    #[cfg(not(madsim))]
     fn wait_for_mail(&mut self, wait: Duration) {
         if !self.stash.is_empty() {
             return;
@@ -263,47 +343,43 @@ impl TaskThread {
         }
     }
 
-    /// Carries out the task's outputs; `Some` once it ended.
-    fn carry_out(&mut self, runner: &mut TaskRunner) -> Option<Ended> {
+    /// Carries out the task's outputs; `Some` once it ended or a buffer waits for credit.
+    fn carry_out(&mut self, runner: &mut TaskRunner) -> Option<Turn> {
         while let Some(output) = runner.poll_output() {
             match output {
                 TaskOutput::Buffer { edge, consumer, buffer } => {
-                    if !self.send(edge, consumer, buffer) {
-                        runner.cancel();
-                        return Some(self.stopped().unwrap_or(Ended::Canceled));
+                    let Some(target) = self.context.plan.edges.get(edge).map(|edge| edge.target) else { continue };
+                    let consumer = ExecutionId { vertex: target, subtask: consumer, ..self.execution };
+                    let credit = self.credits.entry(consumer).or_default().clone();
+                    self.blocked = Some((edge, consumer, buffer, credit));
+                    if !self.send_blocked(Duration::ZERO) {
+                        return Some(Turn::Blocked);
                     }
                 }
                 TaskOutput::Snapshot { checkpoint, bytes, metrics } => self.store_snapshot(checkpoint, &bytes, metrics),
                 TaskOutput::Decline { checkpoint, reason } => {
                     self.checkpoint_report(checkpoint, CheckpointOutcome::Declined(reason));
                 }
-                TaskOutput::Finished => return Some(Ended::Finished),
-                TaskOutput::Failed { error } => return Some(Ended::Failed(error.to_string())),
+                TaskOutput::Finished => {
+                    self.publish(runner);
+                    return Some(Turn::Ended(Ended::Finished));
+                }
+                TaskOutput::Failed { error } => {
+                    self.publish(runner);
+                    return Some(Turn::Ended(Ended::Failed(error.to_string())));
+                }
             }
         }
         None
     }
 
-    /// Sends a buffer under the channel's credit; false when the task was cancelled or told to
-    /// fail meanwhile.
-    fn send(&mut self, edge: usize, consumer: SubtaskIndex, buffer: Buffer) -> bool {
-        let Some(target) = self.context.plan.edges.get(edge).map(|edge| edge.target) else { return true };
-        let consumer = ExecutionId { vertex: target, subtask: consumer, ..self.execution };
-        let credit = self.credits.entry(consumer).or_default().clone();
-        while !credit.take(CREDIT_WAIT) {
-            while let Ok(mail) = self.mailbox.try_recv() {
-                match mail {
-                    Mail::Cancel => self.cancelled = true,
-                    Mail::Fail(reason) => {
-                        self.failure.get_or_insert(reason);
-                    }
-                    mail => {
-                        self.stash.push_back(mail);
-                        continue;
-                    }
-                }
-                return false;
-            }
+    /// Sends the buffer that waits for its channel's credit, waiting at most `wait` for one;
+    /// true when nothing waits any more.
+    fn send_blocked(&mut self, wait: Duration) -> bool {
+        let Some((edge, consumer, buffer, credit)) = self.blocked.take() else { return true };
+        if !credit.take(wait) {
+            self.blocked = Some((edge, consumer, buffer, credit));
+            return false;
         }
         let mail = Mail::Buffer { producer: self.execution, edge, buffer, credit };
         self.context.exchange.post(consumer, mail);
