@@ -122,6 +122,8 @@ impl FrameWriter {
         let written = self.write.write_all(&self.scratch).await;
         self.scratch.clear();
         written?;
+        // A no-op on a real socket; madsim's simulated one delivers only what is flushed.
+        self.write.flush().await?;
         Ok(())
     }
 

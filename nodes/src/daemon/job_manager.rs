@@ -74,7 +74,8 @@ pub fn run(raw: RawConfig, options: JobManagerOptions) -> Result<Option<JobStatu
     runtime.block_on(serve(raw, config, options))
 }
 
-async fn serve(raw: RawConfig, config: Config, options: JobManagerOptions) -> Result<Option<JobStatus>, String> {
+/// The JobManager on the current runtime (a madsim node in simulation tests).
+pub async fn serve(raw: RawConfig, config: Config, options: JobManagerOptions) -> Result<Option<JobStatus>, String> {
     let metadata = MetadataStore::new(&options.metadata_dir);
     let epoch = metadata.next_epoch()?;
     let seed = journal::job_manager_seed(epoch);

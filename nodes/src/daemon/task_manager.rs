@@ -58,7 +58,8 @@ pub fn run(raw: RawConfig, data_dir: std::path::PathBuf) -> Result<(), String> {
     runtime.block_on(serve(raw, config, data_dir))
 }
 
-async fn serve(raw: RawConfig, config: Config, data_dir: std::path::PathBuf) -> Result<(), String> {
+/// The TaskManager on the current runtime (a madsim node in simulation tests).
+pub async fn serve(raw: RawConfig, config: Config, data_dir: std::path::PathBuf) -> Result<(), String> {
     let host = config.task_manager.host.clone();
     let (rpc_listener, rpc_address) = resolve_listen(&host, config.task_manager.rpc_port).await?;
     let (data_listener, data_address) = resolve_listen(&host, config.task_manager.data_port).await?;
