@@ -5,8 +5,8 @@
 //! did not hold), 2 bad input (a malformed job file or configuration, a bad flag).
 
 use clap::Parser;
-use weir_nodes::cli;
 use std::process::ExitCode;
+use weir_nodes::cli;
 
 fn main() -> ExitCode {
     restore_default_sigpipe();

@@ -16,6 +16,7 @@
 use super::{Endpoint, init_logging, resolve_listen};
 use crate::runtime::Clock;
 use crate::runtime::exchange::{Exchange, Mail};
+use crate::runtime::operators::Operators;
 use crate::runtime::plans::JobPlans;
 use crate::runtime::storage::CheckpointStorage;
 use crate::runtime::task_thread::{self, Locations, MetricsBoard, TaskContext, TaskEvent};
@@ -44,6 +45,11 @@ enum Inbox {
 
 /// Runs a TaskManager until the process is killed.
 pub fn run(raw: RawConfig, data_dir: std::path::PathBuf) -> Result<(), String> {
+    run_with_operators(raw, data_dir, Operators::new())
+}
+
+/// As [`run`], with the Rust operators of the program this process runs.
+pub fn run_with_operators(raw: RawConfig, data_dir: std::path::PathBuf, operators: Operators) -> Result<(), String> {
     init_logging();
     let config = Config::from_raw(&raw).map_err(|error| error.to_string())?;
     for warning in &config.warnings {
@@ -54,10 +60,15 @@ pub fn run(raw: RawConfig, data_dir: std::path::PathBuf) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|error| format!("cannot start the runtime: {error}"))?;
-    runtime.block_on(serve(raw, config, data_dir))
+    runtime.block_on(serve(raw, config, data_dir, operators))
 }
 
-async fn serve(raw: RawConfig, config: Config, data_dir: std::path::PathBuf) -> Result<(), String> {
+async fn serve(
+    raw: RawConfig,
+    config: Config,
+    data_dir: std::path::PathBuf,
+    operators: Operators,
+) -> Result<(), String> {
     let host = config.task_manager.host.clone();
     let (rpc_listener, rpc_address) = resolve_listen(&host, config.task_manager.rpc_port).await?;
     let (data_listener, data_address) = resolve_listen(&host, config.task_manager.data_port).await?;
@@ -108,6 +119,7 @@ async fn serve(raw: RawConfig, config: Config, data_dir: std::path::PathBuf) -> 
         exchange,
         locations: Arc::new(Mutex::new(BTreeMap::new())),
         metrics: Arc::new(Mutex::new(BTreeMap::new())),
+        operators,
     };
     driver.drain();
     loop {
@@ -156,6 +168,7 @@ struct Driver {
     exchange: Exchange,
     locations: Locations,
     metrics: MetricsBoard,
+    operators: Operators,
 }
 
 impl Driver {
@@ -258,6 +271,7 @@ impl Driver {
             clock: self.clock,
             report,
             metrics: self.metrics.clone(),
+            operators: self.operators.clone(),
         };
         task_thread::spawn(context)
     }

@@ -7,6 +7,7 @@
 use super::Clock;
 use super::connectors::LocalConnectors;
 use super::exchange::{Credit, Exchange, Mail, release};
+use super::operators::Operators;
 use super::storage::CheckpointStorage;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
@@ -66,6 +67,8 @@ pub struct TaskContext {
     pub report: Arc<dyn Fn(TaskEvent) + Send + Sync>,
     /// Where the task publishes its metrics.
     pub metrics: MetricsBoard,
+    /// The Rust operators of this process.
+    pub operators: Operators,
 }
 
 /// Starts the task's thread; its mailbox is registered before this returns.
@@ -157,7 +160,7 @@ impl TaskThread {
                 files.push(self.context.storage.read(&restore.location, &handle.file).map_err(|e| (e, true))?);
             }
         }
-        let mut connectors = LocalConnectors;
+        let mut connectors = LocalConnectors::new(self.context.operators.clone());
         let setup = TaskSetup {
             execution: self.execution,
             plan: &self.context.plan,
