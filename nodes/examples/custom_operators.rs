@@ -127,6 +127,14 @@ pub fn job(args: &Args) -> Result<ValidatedJob, String> {
 
 /// Runs the job embedded or as an application cluster, and prints how it ended.
 pub fn run(args: &Args, operators: &Operators) -> Result<JobOutcome, String> {
+    // Only here, in the process that runs the job, never before `api::main`: TaskManager
+    // processes run that code too.
+    match std::fs::remove_dir_all(&args.output) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            return Err(format!("{}: cannot clear the output: {error}", args.output.display()));
+        }
+        _ => {}
+    }
     let job = job(args)?;
     let outcome = if args.application {
         let mut options = ApplicationOptions::new(args.task_managers);
@@ -141,15 +149,11 @@ pub fn run(args: &Args, operators: &Operators) -> Result<JobOutcome, String> {
         }
         environment.execute(job, operators)?
     };
-    let count = |value: Option<u64>| value.map_or("?".to_string(), |count| count.to_string());
-    println!(
-        "job {} {}: {} checkpoints, {} restarts; committed part files in {}",
-        outcome.job_id,
-        outcome.status,
-        count(outcome.checkpoints),
-        count(outcome.restarts),
-        args.output.display()
-    );
+    let counts = match (outcome.checkpoints, outcome.restarts) {
+        (Some(checkpoints), Some(restarts)) => format!("{checkpoints} checkpoints, {restarts} restarts; "),
+        _ => String::new(), // an application cluster does not count them
+    };
+    println!("job {} {}: {counts}committed part files in {}", outcome.job_id, outcome.status, args.output.display());
     Ok(outcome)
 }
 
