@@ -90,8 +90,10 @@ impl Args {
             match flag.as_str() {
                 "--application" => parsed.application = true,
                 "--fail-once" => parsed.fail_once = true,
-                "--task-managers" => parsed.task_managers = number(value()?)? as u32,
-                "--count" => parsed.count = number(value()?)? as i64,
+                "--task-managers" => {
+                    parsed.task_managers = u32::try_from(number(value()?)?).map_err(|error| error.to_string())?;
+                }
+                "--count" => parsed.count = i64::try_from(number(value()?)?).map_err(|error| error.to_string())?,
                 "--rate" => parsed.rate = number(value()?)?.max(1),
                 "--output" => parsed.output = PathBuf::from(value()?),
                 "-D" => parsed.config.push(RawConfig::parse_override(&value()?).map_err(|error| error.to_string())?),

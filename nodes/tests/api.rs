@@ -215,26 +215,18 @@ fn remote_environment_runs_a_built_job_on_weir_local_and_is_told_it_lacks_rust_o
     assert!(error.contains("`numbers` (registered as `numbers`), `sums` (registered as `running-sum`)"), "{error}");
 }
 
-/// The built example program, built now when it is missing or older than the `weir` binary
-/// (which cargo relinks whenever the library changes).
+/// The example program, built now (cargo only checks when it is fresh, about a second): a
+/// `cargo test --test api` does not build examples, and a stale binary would test old code.
 fn example_binary() -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let status = Command::new(cargo)
+        .args(["build", "--quiet", "-p", "weir-nodes", "--example", "custom_operators"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "the example builds");
     let weir = Path::new(env!("CARGO_BIN_EXE_weir"));
-    let binary = weir.parent().expect("target dir").join("examples").join("custom_operators");
-    let modified = |path: &Path| std::fs::metadata(path).and_then(|meta| meta.modified()).ok();
-    let stale = match (modified(&binary), modified(weir)) {
-        (Some(built), Some(library)) => built < library,
-        _ => true,
-    };
-    if stale {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "weir-nodes", "--example", "custom_operators"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "the example builds");
-    }
-    binary
+    weir.parent().expect("target dir").join("examples").join("custom_operators")
 }
 
 /// Whether process `pid` is gone (or ended and waits to be reaped).

@@ -252,6 +252,7 @@ impl DataStream {
 
     /// Declares the fields of the rows the Rust operator just added emits (Flink's `returns`),
     /// so built-in operators can read them: `key_by` expressions, maps, filters, file sinks.
+    /// Only after `add_source` or `transform` (a built-in operator's rows are known already).
     pub fn returns(self, fields: &[(&str, Type)]) -> DataStream {
         let columns: Vec<Column> = fields.iter().map(|(name, ty)| Column { name: name.to_string(), ty: *ty }).collect();
         self.configure(|operator| match &mut operator.kind {
@@ -398,5 +399,8 @@ mod tests {
             (errors[0].field.as_str(), errors[0].message.as_str()),
             ("output.n", "output field `n` is declared twice")
         );
+        let sink = StreamEnvironment::new("sink");
+        sink.sequence(0, 9).add_sink("store").returns(&[("n", Type::Int)]);
+        assert_eq!(sink.build().unwrap_err()[0].message, "a sink emits no rows to declare");
     }
 }

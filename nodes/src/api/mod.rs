@@ -96,8 +96,5 @@ fn check_registered(graph: &JobGraph, operators: &Operators) -> Result<(), Strin
             _ => None,
         })
         .collect();
-    match missing.is_empty() {
-        true => Ok(()),
-        false => Err(missing.join("\n")),
-    }
+    if missing.is_empty() { Ok(()) } else { Err(missing.join("\n")) }
 }
