@@ -24,9 +24,10 @@ use weir_nodes::runtime::cluster::LocalCluster;
 
 /// Longest wait for a job or a process.
 const WAIT_MAX: Duration = Duration::from_secs(120);
-/// Numbers the example's source emits in these tests, and how fast (about a second).
-const COUNT: u64 = 4_000;
-const RATE: u64 = 4_000;
+/// Numbers the example's source emits in these tests, and how fast: two seconds, so the first
+/// checkpoint completes, and the injected failure strikes, well before the source ends.
+const COUNT: u64 = 6_000;
+const RATE: u64 = 3_000;
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("weir-api-test-{}-{name}", std::process::id()));
@@ -136,6 +137,9 @@ fn a_task_whose_rust_operator_is_missing_fails_its_job_with_cores_message() {
 struct WeirLocal {
     child: Child,
     address: String,
+    /// Its standard output, kept open: `weir local` prints progress every second and would die
+    /// of SIGPIPE if nobody read it.
+    stdout: Receiver<String>,
 }
 
 impl WeirLocal {
@@ -154,11 +158,12 @@ impl WeirLocal {
             .spawn()
             .expect("weir local starts");
         let lines = lines_of(child.stdout.take().expect("piped"));
-        let mut local = WeirLocal { child, address: String::new() };
+        // Killed when dropped, even if it never says where its REST API is.
+        let mut local = WeirLocal { child, address: String::new(), stdout: lines };
         let deadline = Instant::now() + WAIT_MAX;
         while local.address.is_empty() {
             let left = deadline.saturating_duration_since(Instant::now());
-            let line = lines.recv_timeout(left).expect("weir local prints its REST address in time");
+            let line = local.stdout.recv_timeout(left).expect("weir local prints its REST address in time");
             if let Some(address) = line.strip_prefix("REST API at http://") {
                 local.address = address.to_string();
             }
