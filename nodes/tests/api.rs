@@ -103,6 +103,7 @@ fn local_environment_runs_rust_operators_through_a_failure_to_the_exact_output()
     assert_eq!(outcome.restarts, Some(1), "the injected failure restarts the job once");
     assert!(outcome.checkpoints.is_some_and(|count| count >= 1), "{outcome:?}");
     assert_exactly_once(&dir.join("out"));
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -114,6 +115,7 @@ fn a_job_naming_an_unregistered_rust_operator_is_refused_before_it_starts() {
     let error = refused.expect_err("refused");
     assert_eq!(error, "operator `sums`: no Rust operator is registered as `running-sum`");
     assert!(!dir.join("out").exists(), "nothing ran");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -131,6 +133,7 @@ fn a_task_whose_rust_operator_is_missing_fails_its_job_with_cores_message() {
     assert_eq!(end.status, JobStatus::Failed);
     let failure = end.failure.unwrap_or_default();
     assert!(failure.contains("no Rust operator is registered as `"), "{failure}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `weir local` in the background with spare slots, killed when dropped.
@@ -218,6 +221,8 @@ fn remote_environment_runs_a_built_job_on_weir_local_and_is_told_it_lacks_rust_o
     let error = remote.submit(&example::job(&args).expect("a valid job"), None).expect_err("refused");
     assert!(error.contains("this cluster has no Rust operators"), "{error}");
     assert!(error.contains("`numbers` (registered as `numbers`), `sums` (registered as `running-sum`)"), "{error}");
+    drop(local);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The example program, built now (cargo only checks when it is fresh, about a second): a
@@ -253,6 +258,7 @@ fn the_example_as_its_own_application_cluster_writes_exactly_once_and_leaves_no_
         format!("rest.port={rest}"),
         "taskmanager.host=127.0.0.1".to_string(),
         format!("high-availability.storageDir={}", dir.join("ha").display()),
+        format!("execution.checkpointing.dir={}", dir.join("checkpoints").display()),
     ];
     let mut command = Command::new(example_binary());
     command.args(["--application", "--task-managers", "2", "--fail-once"]);
@@ -287,4 +293,5 @@ fn the_example_as_its_own_application_cluster_writes_exactly_once_and_leaves_no_
     assert!(stdout.iter().any(|line| line.contains(" FINISHED: ")), "{}", stdout.join("\n"));
     assert_exactly_once(&dir.join("out"));
     assert!(pids.iter().all(|pid| is_gone(*pid)), "TaskManagers {pids:?} outlived their application");
+    let _ = std::fs::remove_dir_all(&dir);
 }
