@@ -88,3 +88,17 @@ pub fn plan_options(config: &Config, parallelism: Option<u32>) -> PlanOptions {
         chaining_enabled: config.pipeline.operator_chaining,
     }
 }
+
+/// Where relative checkpoint locations resolve on this host (every process of a host agrees).
+pub fn data_dir() -> PathBuf {
+    std::env::temp_dir().join("weir-data")
+}
+
+/// Where a JobManager keeps its record of jobs: `high-availability.storageDir`, else a
+/// directory per RPC port under [`data_dir`].
+pub fn metadata_dir(config: &Config) -> PathBuf {
+    match &config.ha.storage_dir {
+        Some(dir) => PathBuf::from(dir.strip_prefix("file://").unwrap_or(dir)),
+        None => data_dir().join(format!("jobmanager-{}", config.rpc.port)),
+    }
+}

@@ -17,6 +17,7 @@ use weir_core::config::{Config, RawConfig};
 use weir_core::dispatcher::ClusterMode;
 use weir_core::job::file::parse_job_file;
 use weir_core::protocol::{JobStatus, JobSubmission};
+use weir_nodes::api::Operators;
 use weir_nodes::daemon::job_manager::{self, JobManagerOptions};
 use weir_nodes::daemon::task_manager;
 
@@ -130,7 +131,7 @@ async fn a_task_manager_killed_mid_job_fails_over_and_the_output_stays_exact() {
                     let host = format!("10.0.0.{}", index + 2);
                     let raw = raw(&dir, &[("taskmanager.host", host), ("taskmanager.numberOfTaskSlots", "1".into())]);
                     let config = Config::from_raw(&raw).unwrap();
-                    if let Err(error) = task_manager::serve(raw, config, dir.join("data")).await {
+                    if let Err(error) = task_manager::serve(raw, config, dir.join("data"), Operators::new()).await {
                         panic!("TaskManager {index}: {error}");
                     }
                 }

@@ -20,10 +20,13 @@
 //! validation. A program adds its own operators with [`StreamEnvironment::add_source`],
 //! [`DataStream::transform`] and [`DataStream::add_sink`]; their records are typed Rust values
 //! that the runtime hands to the implementations the program registers under the same names.
+//! A Rust operator that declares its rows with [`DataStream::returns`] feeds built-in
+//! operators too (a `key_by` expression, a map, a file sink).
 
 use super::model::*;
 use super::validate::{GraphError, ValidatedJob, validate};
 use crate::ids::OperatorIndex;
+use crate::row::Type;
 use crate::time::Duration;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -112,7 +115,7 @@ impl StreamEnvironment {
 
     /// A source implemented in Rust and registered under `name`.
     pub fn add_source(&self, name: &str) -> DataStream {
-        self.source(OperatorKind::Custom { name: name.to_string(), is_source: true, is_sink: false })
+        self.source(OperatorKind::Custom { name: name.to_string(), is_source: true, is_sink: false, output: None })
     }
 
     /// Validates the job built so far.
@@ -187,7 +190,7 @@ impl DataStream {
 
     /// An operator implemented in Rust and registered under `name`.
     pub fn transform(&self, name: &str) -> DataStream {
-        self.then(OperatorKind::Custom { name: name.to_string(), is_source: false, is_sink: false })
+        self.then(OperatorKind::Custom { name: name.to_string(), is_source: false, is_sink: false, output: None })
     }
 
     /// Partitions by `key` (an expression, or a Rust key function's name after a Rust operator).
@@ -244,7 +247,18 @@ impl DataStream {
 
     /// A sink implemented in Rust and registered under `name`.
     pub fn add_sink(&self, name: &str) -> DataStream {
-        self.then(OperatorKind::Custom { name: name.to_string(), is_source: false, is_sink: true })
+        self.then(OperatorKind::Custom { name: name.to_string(), is_source: false, is_sink: true, output: None })
+    }
+
+    /// Declares the fields of the rows the Rust operator just added emits (Flink's `returns`),
+    /// so built-in operators can read them: `key_by` expressions, maps, filters, file sinks.
+    /// Only after `add_source` or `transform` (a built-in operator's rows are known already).
+    pub fn returns(self, fields: &[(&str, Type)]) -> DataStream {
+        let columns: Vec<Column> = fields.iter().map(|(name, ty)| Column { name: name.to_string(), ty: *ty }).collect();
+        self.configure(|operator| match &mut operator.kind {
+            OperatorKind::Custom { output, .. } => *output = Some(columns),
+            other => debug_assert!(false, "`returns` declares a Rust operator's rows, not a {}'s", other.type_name()),
+        })
     }
 
     /// The stable id of the operator (Flink's `uid`).
@@ -360,5 +374,33 @@ mod tests {
         mixed.add_source("clicks").filter("x > 1").discard();
         let errors = mixed.build().unwrap_err();
         assert!(errors[0].message.contains("typed records"), "{}", errors[0]);
+    }
+
+    #[test]
+    fn rust_operators_that_declare_their_rows_feed_built_in_operators() {
+        let env = StreamEnvironment::new("declared");
+        env.add_source("numbers")
+            .returns(&[("k", Type::Int), ("n", Type::Int)])
+            .key_by("k")
+            .transform("running-sum")
+            .returns(&[("k", Type::Int), ("total", Type::Int)])
+            .filter("total > 1")
+            .file_sink("/tmp/out", FileFormat::Csv);
+        let job = env.build().unwrap();
+        let fields = |index: usize| job.schemas[index].as_ref().map(|schema| schema.fields.len());
+        assert_eq!((fields(0), fields(1), fields(2)), (Some(2), Some(2), Some(2)));
+        let unknown = StreamEnvironment::new("unknown-key");
+        unknown.add_source("numbers").returns(&[("n", Type::Int)]).key_by("k").transform("t").add_sink("s");
+        assert_eq!(unknown.build().unwrap_err()[0].field, "key");
+        let twice = StreamEnvironment::new("twice");
+        twice.add_source("numbers").returns(&[("n", Type::Int), ("n", Type::Str)]).discard();
+        let errors = twice.build().unwrap_err();
+        assert_eq!(
+            (errors[0].field.as_str(), errors[0].message.as_str()),
+            ("output.n", "output field `n` is declared twice")
+        );
+        let sink = StreamEnvironment::new("sink");
+        sink.sequence(0, 9).add_sink("store").returns(&[("n", Type::Int)]);
+        assert_eq!(sink.build().unwrap_err()[0].message, "a sink emits no rows to declare");
     }
 }

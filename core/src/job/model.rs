@@ -289,6 +289,10 @@ pub enum OperatorKind {
         is_source: bool,
         /// Whether it emits nothing (a sink).
         is_sink: bool,
+        /// The fields of the rows it emits, when it declares them (the builder's `returns`);
+        /// `None`: typed records that only Rust operators read.
+        #[serde(default)]
+        output: Option<Vec<Column>>,
     },
 }
 
@@ -355,7 +359,7 @@ impl OperatorKind {
             OperatorKind::Discard => "Sink: Discard".to_string(),
             OperatorKind::Print { .. } => "Sink: Print".to_string(),
             OperatorKind::FileSink { .. } => "Sink: File".to_string(),
-            OperatorKind::Custom { name, is_source, is_sink } => match (is_source, is_sink) {
+            OperatorKind::Custom { name, is_source, is_sink, .. } => match (is_source, is_sink) {
                 (true, _) => format!("Source: {name}"),
                 (_, true) => format!("Sink: {name}"),
                 _ => name.clone(),

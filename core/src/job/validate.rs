@@ -265,8 +265,14 @@ fn derive_schema(
 ) -> Result<Option<Schema>, GraphError> {
     let operator = graph.operator(index);
     let input = input_schema(graph, index, schemas)?;
-    if let OperatorKind::Custom { is_sink, .. } = &operator.kind {
-        return Ok(if *is_sink { Some(Schema::default()) } else { None });
+    if let OperatorKind::Custom { is_sink, output, .. } = &operator.kind {
+        SchemaCheck { graph, index, input: &Schema::default() }.hash_keys(schemas)?;
+        return match (is_sink, output) {
+            (true, None) => Ok(Some(Schema::default())),
+            (true, Some(_)) => Err(error_at(graph, index, "output", "a sink emits no rows to declare".to_string())),
+            (false, None) => Ok(None),
+            (false, Some(columns)) => declared_rows(graph, index, columns).map(Some),
+        };
     }
     let needs_rows = !operator.kind.is_source();
     let input = match input {
@@ -283,6 +289,19 @@ fn derive_schema(
     let check = SchemaCheck { graph, index, input: &input };
     check.hash_keys(schemas)?;
     check.output(&operator.kind).map(Some)
+}
+
+/// The rows a Rust operator declared it emits: at least one field, each named once.
+fn declared_rows(graph: &JobGraph, index: OperatorIndex, columns: &[Column]) -> Result<Schema, GraphError> {
+    if columns.is_empty() {
+        return Err(error_at(graph, index, "output", "declare at least one output field".to_string()));
+    }
+    let mut names = BTreeSet::new();
+    if let Some(twice) = columns.iter().find(|column| !names.insert(column.name.as_str())) {
+        let message = format!("output field `{}` is declared twice", twice.name);
+        return Err(error_at(graph, index, &format!("output.{}", twice.name), message));
+    }
+    Ok(Schema::new(columns.iter().map(|column| (column.name.as_str(), column.ty))))
 }
 
 /// Derives one operator's output schema from its input schema.

@@ -8,9 +8,10 @@
 //! `cluster stop` ends them by their pid files.
 
 use super::CliError;
+use crate::api;
 use crate::daemon::job_manager::{self, JobManagerOptions};
 use crate::daemon::task_manager;
-use crate::settings::{self, ConfigArgs};
+use crate::settings::{self, ConfigArgs, data_dir, metadata_dir};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -23,18 +24,6 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn typed(raw: &RawConfig) -> Result<Config, CliError> {
     Config::from_raw(raw).map_err(|error| CliError::input(error.to_string()))
-}
-
-/// Where relative checkpoint locations resolve on this host (every process of a host agrees).
-pub fn data_dir() -> PathBuf {
-    std::env::temp_dir().join("weir-data")
-}
-
-fn metadata_dir(config: &Config) -> PathBuf {
-    match &config.ha.storage_dir {
-        Some(dir) => PathBuf::from(dir.strip_prefix("file://").unwrap_or(dir)),
-        None => data_dir().join(format!("jobmanager-{}", config.rpc.port)),
-    }
 }
 
 /// `weir jobmanager`: runs a session JobManager until killed.
@@ -58,7 +47,7 @@ pub fn task_manager(config_args: &ConfigArgs) -> Result<(), CliError> {
 }
 
 /// `weir run-application JOB`: a JobManager in application mode that runs `job` and ends with
-/// it, with `task_managers` TaskManager processes of its own.
+/// it, with `task_managers` TaskManager processes of its own (`weir taskmanager`).
 pub fn run_application(
     job: &Path,
     parallelism: Option<u32>,
@@ -67,7 +56,7 @@ pub fn run_application(
 ) -> Result<(), CliError> {
     let validated = settings::load_job(job)?;
     let raw = settings::load_raw_config(config_args)?;
-    let config = typed(&raw)?;
+    typed(&raw)?;
     let submission = JobSubmission {
         job_id: None,
         graph: validated.graph,
@@ -75,25 +64,8 @@ pub fn run_application(
         config: Default::default(),
         savepoint: None,
     };
-    let mut workers = Vec::new();
-    for _ in 0..task_managers {
-        let child = weir_command("taskmanager", config_args)
-            .stdout(Stdio::null())
-            .spawn()
-            .map_err(|error| CliError::failed(format!("cannot start a TaskManager: {error}")))?;
-        workers.push(child);
-    }
-    let options = JobManagerOptions {
-        mode: ClusterMode::Application,
-        data_dir: data_dir(),
-        metadata_dir: metadata_dir(&config),
-        application: Some(submission),
-    };
-    let ended = job_manager::run(raw, options);
-    for mut worker in workers {
-        let _ = worker.kill();
-        let _ = worker.wait();
-    }
+    let launch = || weir_command("taskmanager", config_args);
+    let ended = api::run_application_cluster(raw, submission, task_managers, &data_dir(), &launch);
     match ended.map_err(CliError::failed)? {
         Some(JobStatus::Finished) => {
             println!("application finished");

@@ -3,7 +3,7 @@
 mod bench;
 mod daemons;
 mod explore;
-mod http;
+pub(crate) mod http;
 mod info;
 mod journal;
 mod local;

@@ -17,6 +17,7 @@ use super::journal::{self, Journal, JournalSettings};
 use super::{Endpoint, init_logging, resolve_listen};
 use crate::runtime::Clock;
 use crate::runtime::exchange::{Exchange, Mail};
+use crate::runtime::operators::Operators;
 use crate::runtime::plans::JobPlans;
 use crate::runtime::storage::CheckpointStorage;
 use crate::runtime::task_thread::{self, Locations, MetricsBoard, TaskContext, TaskEvent};
@@ -45,6 +46,11 @@ enum Inbox {
 
 /// Runs a TaskManager until the process is killed.
 pub fn run(raw: RawConfig, data_dir: std::path::PathBuf) -> Result<(), String> {
+    run_with_operators(raw, data_dir, Operators::new())
+}
+
+/// As [`run`], with the Rust operators of the program this process runs.
+pub fn run_with_operators(raw: RawConfig, data_dir: std::path::PathBuf, operators: Operators) -> Result<(), String> {
     init_logging();
     let config = Config::from_raw(&raw).map_err(|error| error.to_string())?;
     for warning in config.warnings.iter() {
@@ -55,11 +61,17 @@ pub fn run(raw: RawConfig, data_dir: std::path::PathBuf) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|error| format!("cannot start the runtime: {error}"))?;
-    runtime.block_on(serve(raw, config, data_dir))
+    runtime.block_on(serve(raw, config, data_dir, operators))
 }
 
-/// The TaskManager on the current runtime (a madsim node in simulation tests).
-pub async fn serve(raw: RawConfig, config: Config, data_dir: std::path::PathBuf) -> Result<(), String> {
+/// The TaskManager on the current runtime (a madsim node in simulation tests), with the Rust
+/// operators of the program this process runs.
+pub async fn serve(
+    raw: RawConfig,
+    config: Config,
+    data_dir: std::path::PathBuf,
+    operators: Operators,
+) -> Result<(), String> {
     let host = config.task_manager.host.clone();
     let (rpc_listener, rpc_address) = resolve_listen(&host, config.task_manager.rpc_port).await?;
     let (data_listener, data_address) = resolve_listen(&host, config.task_manager.data_port).await?;
@@ -116,6 +128,7 @@ pub async fn serve(raw: RawConfig, config: Config, data_dir: std::path::PathBuf)
         locations: Arc::new(Mutex::new(BTreeMap::new())),
         metrics: Arc::new(Mutex::new(BTreeMap::new())),
         journal,
+        operators,
     };
     driver.drain();
     loop {
@@ -166,6 +179,7 @@ struct Driver {
     metrics: MetricsBoard,
     /// Every input the TaskExecutor is fed, for replay.
     journal: Journal,
+    operators: Operators,
 }
 
 impl Driver {
@@ -279,6 +293,7 @@ impl Driver {
             clock: self.clock,
             report,
             metrics: self.metrics.clone(),
+            operators: self.operators.clone(),
         };
         task_thread::spawn(context)
     }

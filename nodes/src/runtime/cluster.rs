@@ -11,6 +11,7 @@
 
 use super::Clock;
 use super::exchange::{Exchange, Mail};
+use super::operators::Operators;
 use super::plans::JobPlans;
 use super::storage::CheckpointStorage;
 use super::task_thread::{self, Locations, MetricsBoard, TaskContext, TaskEvent};
@@ -99,12 +100,24 @@ pub struct LocalCluster {
     statuses: BTreeMap<JobId, JobStatus>,
     checkpoints: BTreeMap<JobId, u64>,
     restarts: BTreeMap<JobId, u64>,
+    /// The Rust operators the program registered (none for `weir local`).
+    operators: Operators,
 }
 
 impl LocalCluster {
     /// A cluster with one TaskExecutor of `slots` slots; checkpoints without a directory of their
-    /// own go under `data_dir`.
+    /// own go under `data_dir`. It has no Rust operators.
     pub fn start(raw: RawConfig, slots: u32, data_dir: &std::path::Path) -> Result<LocalCluster, String> {
+        LocalCluster::start_with_operators(raw, slots, data_dir, Operators::new())
+    }
+
+    /// As [`LocalCluster::start`], with the Rust operators a program registered.
+    pub fn start_with_operators(
+        raw: RawConfig,
+        slots: u32,
+        data_dir: &std::path::Path,
+        operators: Operators,
+    ) -> Result<LocalCluster, String> {
         let clock = Clock::start();
         let since_epoch = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
         let epoch_ms_at_zero = (since_epoch.as_millis() as u64).saturating_sub(clock.now().as_millis());
@@ -140,6 +153,7 @@ impl LocalCluster {
             statuses: BTreeMap::new(),
             checkpoints: BTreeMap::new(),
             restarts: BTreeMap::new(),
+            operators,
         };
         cluster.drain_all();
         Ok(cluster)
@@ -428,6 +442,7 @@ impl LocalCluster {
                     clock: self.clock,
                     report,
                     metrics: self.metrics.clone(),
+                    operators: self.operators.clone(),
                 };
                 if let Err(error) = task_thread::spawn(context) {
                     let report = weir_core::protocol::TaskReport {

@@ -4,22 +4,36 @@
 //! Part files follow the two-phase protocol the sink drives: a part is written under a hidden
 //! pending name (`.pending-<part>`), fsynced, and made visible by an atomic rename on commit;
 //! a discarded part is deleted. A reader of the directory therefore sees committed parts only.
+//!
+//! Rust operators (`custom` in the job graph) come from the program's registry
+//! ([`Operators`]); a name it lacks is `None`, and core fails the task naming the operator.
 
+use super::operators::Operators;
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use weir_core::dataflow::operators::OperatorContext;
 use weir_core::dataflow::operators::{
     Connectors, LineWriter, PartStore, ReadOutcome, ReaderError, ReaderRequest, SinkIoError, SourceReader,
 };
+use weir_core::dataflow::operators::{Operator, OperatorContext};
 
 use weir_core::dataflow::operators::PENDING_PART_PREFIX as PENDING_PREFIX;
 
-/// Connectors backed by the local file system, sockets and standard output.
+/// Connectors backed by the local file system, sockets and standard output, and the Rust
+/// operators the program registered.
 #[derive(Default)]
-pub struct LocalConnectors;
+pub struct LocalConnectors {
+    operators: Operators,
+}
+
+impl LocalConnectors {
+    /// Connectors whose Rust operators come from `operators`.
+    pub fn new(operators: Operators) -> LocalConnectors {
+        LocalConnectors { operators }
+    }
+}
 
 impl Connectors for LocalConnectors {
     fn source_reader(
@@ -44,6 +58,10 @@ impl Connectors for LocalConnectors {
     fn part_store(&mut self, _: &OperatorContext, directory: &str) -> Result<Box<dyn PartStore>, String> {
         fs::create_dir_all(directory).map_err(|error| format!("{directory}: cannot create: {error}"))?;
         Ok(Box::new(DirectoryParts { directory: PathBuf::from(directory) }))
+    }
+
+    fn custom_operator(&mut self, operator: &OperatorContext, name: &str) -> Option<Box<dyn Operator>> {
+        self.operators.create(operator, name)
     }
 }
 

@@ -5,11 +5,13 @@
 //! - [`task_thread`]: each task on its own thread around a `TaskRunner`;
 //! - [`exchange`]: in-process channels between task threads, with credit-based flow control;
 //! - [`plans`]: the plans of the jobs whose tasks run here, made from their deployments;
+//! - [`operators`]: the Rust operators a program registered, for its tasks' chains;
 //! - [`storage`]: checkpoint files on disk (temporary name, fsync, rename; `_metadata` last).
 
 pub mod cluster;
 pub mod connectors;
 pub mod exchange;
+pub mod operators;
 pub mod plans;
 pub mod storage;
 pub mod task_thread;

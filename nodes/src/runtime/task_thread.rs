@@ -7,9 +7,12 @@
 use super::Clock;
 use super::connectors::LocalConnectors;
 use super::exchange::{Credit, Exchange, Mail, release};
+use super::operators::Operators;
 use super::storage::CheckpointStorage;
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+#[cfg(not(madsim))]
+use std::sync::mpsc::RecvTimeoutError;
+use std::sync::mpsc::{Receiver, channel};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use weir_core::checkpoint::{DeclineReason, storage as format};
@@ -67,6 +70,8 @@ pub struct TaskContext {
     pub report: Arc<dyn Fn(TaskEvent) + Send + Sync>,
     /// Where the task publishes its metrics.
     pub metrics: MetricsBoard,
+    /// The Rust operators of this process.
+    pub operators: Operators,
 }
 
 /// Starts the task's thread; its mailbox is registered before this returns.
@@ -216,7 +221,7 @@ impl TaskThread {
                 files.push(self.context.storage.read(&restore.location, &handle.file).map_err(|e| (e, true))?);
             }
         }
-        let mut connectors = LocalConnectors;
+        let mut connectors = LocalConnectors::new(self.context.operators.clone());
         let setup = TaskSetup {
             execution: self.execution,
             plan: &self.context.plan,
