@@ -74,7 +74,7 @@ pub fn run(raw: RawConfig, options: JobManagerOptions) -> Result<Option<JobStatu
 }
 
 async fn serve(raw: RawConfig, config: Config, options: JobManagerOptions) -> Result<Option<JobStatus>, String> {
-    let metadata = MetadataStore::new(&options.metadata_dir);
+    let metadata = MetadataStore::open(&options.metadata_dir)?;
     let epoch = metadata.next_epoch()?;
     let seed = u64::from(std::process::id()) ^ epoch.0.rotate_left(32);
     let job_manager = JobManager::new(raw.clone(), options.mode, epoch, seed)?;
