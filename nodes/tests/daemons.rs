@@ -120,7 +120,13 @@ impl Daemon {
     /// Waits until the process ended; whether it succeeded.
     fn wait_exit(&mut self) -> bool {
         let mut status = None;
-        wait_for(|| { status = self.child.try_wait().ok().flatten(); status.is_some() }, "the process to end");
+        wait_for(
+            || {
+                status = self.child.try_wait().ok().flatten();
+                status.is_some()
+            },
+            "the process to end",
+        );
         status.is_some_and(|status| status.success())
     }
 }
@@ -216,7 +222,6 @@ impl Cluster {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-
 }
 
 fn wait_for(mut done: impl FnMut() -> bool, what: &str) {

@@ -75,7 +75,8 @@ impl MetadataStore {
                 format!("{}: key `epoch`: unreadable leader epoch {bytes:?} (expected 8 bytes)", self.dir.display())
             })?,
         };
-        let next = previous.checked_add(1).ok_or_else(|| format!("{}: the leader epoch is exhausted", self.dir.display()))?;
+        let next =
+            previous.checked_add(1).ok_or_else(|| format!("{}: the leader epoch is exhausted", self.dir.display()))?;
         self.database.put(EPOCH_KEY, &next.to_be_bytes())?;
         Ok(Epoch(next))
     }
@@ -176,10 +177,9 @@ mod database {
             options.set_keep_log_file_num(INFO_LOG_FILES_KEPT);
             match DB::open(&options, dir) {
                 Ok(db) => Ok(Database { dir: dir.to_path_buf(), db }),
-                Err(error) if is_lock_error(&error) => Err(format!(
-                    "{} is in use by another JobManager (RocksDB lock): {error}",
-                    dir.display()
-                )),
+                Err(error) if is_lock_error(&error) => {
+                    Err(format!("{} is in use by another JobManager (RocksDB lock): {error}", dir.display()))
+                }
                 Err(error) => Err(format!("{}: cannot open the metadata database: {error}", dir.display())),
             }
         }
