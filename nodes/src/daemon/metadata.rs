@@ -311,7 +311,7 @@ mod tests {
     use weir_core::job::file::parse_job_file;
 
     fn submission(job_id: JobId) -> JobSubmission {
-        let text = "name = \"t\"\n[[source]]\nname = \"s\"\nkind = \"sequence\"\ncount = 10\n\n[[sink]]\nname = \"k\"\nkind = \"discard\"\n";
+        let text = "name = \"t\"\n[[operator]]\nid = \"s\"\ntype = \"sequence\"\nfrom = 0\nto = 9\n\n[[operator]]\nid = \"k\"\ntype = \"discard\"\ninput = \"s\"\n";
         let graph = parse_job_file("t.toml", text).map(|job| job.graph);
         JobSubmission {
             job_id: Some(job_id),
