@@ -30,6 +30,9 @@ const JOB_PREFIX: &str = "job/";
 const SUBMISSION_FIELD: &str = "submission";
 const CHECKPOINT_FIELD: &str = "latest-checkpoint";
 
+/// Keys and their values, in key order.
+type Records = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// A job to recover.
 #[derive(Debug)]
 pub struct StoredJob {
@@ -205,7 +208,7 @@ mod database {
 
         /// Every key starting with `prefix` and its value, in key order, and what could not be
         /// read (iteration stops at a read error: RocksDB cannot step past it).
-        pub fn scan(&self, prefix: &[u8]) -> (Vec<(Vec<u8>, Vec<u8>)>, Vec<String>) {
+        pub fn scan(&self, prefix: &[u8]) -> (super::Records, Vec<String>) {
             let mut read_options = ReadOptions::default();
             if let Some(upper_bound) = prefix_end(prefix) {
                 read_options.set_iterate_upper_bound(upper_bound);
@@ -296,7 +299,7 @@ mod database {
             Ok(())
         }
 
-        pub fn scan(&self, prefix: &[u8]) -> (Vec<(Vec<u8>, Vec<u8>)>, Vec<String>) {
+        pub fn scan(&self, prefix: &[u8]) -> (super::Records, Vec<String>) {
             let records = self.records();
             let matching = records.range(prefix.to_vec()..).take_while(|(key, _)| key.starts_with(prefix));
             (matching.map(|(key, value)| (key.clone(), value.clone())).collect(), Vec::new())
