@@ -314,7 +314,18 @@ mod tests {
     use weir_core::job::file::parse_job_file;
 
     fn submission(job_id: JobId) -> JobSubmission {
-        let text = "name = \"t\"\n[[operator]]\nid = \"s\"\ntype = \"sequence\"\nfrom = 0\nto = 9\n\n[[operator]]\nid = \"k\"\ntype = \"discard\"\ninput = \"s\"\n";
+        let text = r#"
+            name = "t"
+            [[operator]]
+            id = "s"
+            type = "sequence"
+            from = 0
+            to = 9
+            [[operator]]
+            id = "k"
+            type = "discard"
+            input = "s"
+        "#;
         let graph = parse_job_file("t.toml", text).map(|job| job.graph);
         JobSubmission {
             job_id: Some(job_id),
