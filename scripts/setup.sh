@@ -3,9 +3,9 @@
 # Rust (cargo) must already be there; system packages come from Debian's apt.
 set -euo pipefail
 
-# Debian packages the build or the tests need. Empty today: nothing beyond the Rust toolchain
-# is used yet. (RocksDB will add libclang-dev; the browser tests chromium.)
-APT_PACKAGES=()
+# Debian packages the build or the tests need. libclang-dev: bindgen generates RocksDB's Rust
+# bindings with it when librocksdb-sys builds (cmake and the clang binary are not needed).
+APT_PACKAGES=(libclang-dev)
 
 missing=()
 for package in "${APT_PACKAGES[@]}"; do

@@ -5,7 +5,8 @@
 //! running count appears once for each value 1..=n and never beyond.
 //!
 //! Also: garbage and oversized frames on the RPC and data ports are logged and change nothing,
-//! and a TaskManager with the wrong cluster token is refused and says why.
+//! a TaskManager with the wrong cluster token is refused and says why, and a second JobManager
+//! on a live one's metadata directory exits with the RocksDB lock error.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -108,6 +109,26 @@ impl Daemon {
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// Waits until this JobManager recorded a completed checkpoint of the job: it logs the
+    /// checkpoint once the record's synced write returned.
+    fn wait_checkpoint(&self, job_id: &str) {
+        let line = format!("checkpoint completed job={job_id}");
+        wait_for(|| self.log().contains(&line), "a completed checkpoint");
+    }
+
+    /// Waits until the process ended; whether it succeeded.
+    fn wait_exit(&mut self) -> bool {
+        let mut status = None;
+        wait_for(
+            || {
+                status = self.child.try_wait().ok().flatten();
+                status.is_some()
+            },
+            "the process to end",
+        );
+        status.is_some_and(|status| status.success())
+    }
 }
 
 impl Drop for Daemon {
@@ -202,12 +223,6 @@ impl Cluster {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-
-    /// Waits until the JobManager recorded a completed checkpoint of the job.
-    fn wait_checkpoint(&self, job_id: &str) {
-        let record = self.dir.join("ha").join("jobs").join(job_id).join("latest-checkpoint");
-        wait_for(|| record.exists(), "a completed checkpoint");
-    }
 }
 
 fn wait_for(mut done: impl FnMut() -> bool, what: &str) {
@@ -240,12 +255,12 @@ fn a_task_manager_killed_mid_job_and_restarted_leaves_the_committed_output_exact
     let mut cluster = Cluster::new("tm-kill", &[]);
     let expected = write_text(&cluster.dir.join("words.txt"), 10 << 20);
     let job = wordcount_job(&cluster.dir, &cluster.dir.join("words.txt"));
-    let _job_manager = cluster.job_manager();
+    let job_manager = cluster.job_manager();
     let _first = cluster.task_manager(&[]);
     let mut second = cluster.task_manager(&[]);
     wait_for(|| cluster.task_managers_registered() == 2, "two registered TaskManagers");
     let job_id = cluster.submit(&job);
-    cluster.wait_checkpoint(&job_id);
+    job_manager.wait_checkpoint(&job_id);
     assert_eq!(cluster.job_state(&job_id).as_deref(), Some("RUNNING"), "killed mid-run");
     second.kill9();
     let _restarted = cluster.task_manager(&[]);
@@ -263,7 +278,7 @@ fn the_job_manager_killed_mid_job_and_restarted_resumes_from_its_latest_checkpoi
     let _second = cluster.task_manager(&[]);
     wait_for(|| cluster.task_managers_registered() == 2, "two registered TaskManagers");
     let job_id = cluster.submit(&job);
-    cluster.wait_checkpoint(&job_id);
+    job_manager.wait_checkpoint(&job_id);
     assert_eq!(cluster.job_state(&job_id).as_deref(), Some("RUNNING"), "killed mid-run");
     job_manager.kill9();
     let restarted = cluster.job_manager();
@@ -391,4 +406,16 @@ fn cluster_start_waits_for_its_workers_and_cluster_stop_ends_them() {
 /// Whether `pid` ended and waits for its parent to reap it.
 fn is_zombie(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| stat.contains(") Z "))
+}
+
+#[test]
+fn a_second_job_manager_on_the_same_storage_dir_exits_with_a_clear_lock_error() {
+    let mut cluster = Cluster::new("jm-lock", &[]);
+    let _job_manager = cluster.job_manager();
+    let (rpc, rest) = (format!("jobmanager.rpc.port={}", free_port()), format!("rest.port={}", free_port()));
+    let mut second = cluster.spawn("jobmanager", &[&rpc, &rest]);
+    assert!(!second.wait_exit(), "the second JobManager must fail");
+    let log = second.log();
+    assert!(log.contains("is in use by another JobManager (RocksDB lock)"), "{log}");
+    assert!(get(&cluster.rest, "/overview").is_some(), "the first JobManager keeps serving");
 }

@@ -76,7 +76,7 @@ pub fn run(raw: RawConfig, options: JobManagerOptions) -> Result<Option<JobStatu
 
 /// The JobManager on the current runtime (a madsim node in simulation tests).
 pub async fn serve(raw: RawConfig, config: Config, options: JobManagerOptions) -> Result<Option<JobStatus>, String> {
-    let metadata = MetadataStore::new(&options.metadata_dir);
+    let metadata = MetadataStore::open(&options.metadata_dir)?;
     let epoch = metadata.next_epoch()?;
     let seed = journal::job_manager_seed(epoch);
     let journal_settings = JournalSettings::from_raw(&raw, &options.data_dir)?;
