@@ -31,7 +31,7 @@ use weir_core::protocol::{
     Role, StorageReply, StorageRequest,
 };
 use weir_net::handshake::{Hello, PROTOCOL_VERSION, PeerRole};
-use weir_net::rpc::{self, Peers, RpcEvent};
+use weir_net::rpc::{Peers, RpcEvent};
 
 /// Envelopes, calls and completions waiting for the control task.
 const INBOX: usize = 4096;
@@ -91,16 +91,7 @@ pub async fn serve(raw: RawConfig, config: Config, options: JobManagerOptions) -
         token: token.clone(),
     };
     let (inbox, mut receiver) = mpsc::channel(INBOX);
-    let (events, mut rpc_events) = mpsc::channel(INBOX);
-    tokio::spawn(rpc::serve_events(rpc_listener, token, weir_net::frame::DEFAULT_MAX_FRAME_BYTES, events));
-    let forward = inbox.clone();
-    tokio::spawn(async move {
-        while let Some(event) = rpc_events.recv().await {
-            if forward.send(Inbox::Rpc(event)).await.is_err() {
-                return;
-            }
-        }
-    });
+    super::serve_rpc(rpc_listener, token, inbox.clone(), Inbox::Rpc);
     let rest_address = start_rest(&config, inbox.clone()).await?;
     tracing::info!(rpc = %rpc_address, rest = %rest_address, %epoch, metadata = %metadata.dir().display(),
         "JobManager started");
@@ -141,12 +132,7 @@ pub async fn serve(raw: RawConfig, config: Config, options: JobManagerOptions) -
             return Ok(Some(status));
         }
         let now = driver.clock.now();
-        let wait = driver
-            .job_manager
-            .poll_timeout()
-            .map(|at| std::time::Duration::from_micros(at.0.saturating_sub(now.0)))
-            .unwrap_or(super::MAX_WAIT)
-            .min(super::MAX_WAIT);
+        let wait = super::wait_until(driver.job_manager.poll_timeout(), now);
         match tokio::time::timeout(wait, receiver.recv()).await {
             Ok(Some(mail)) => driver.handle(mail),
             Ok(None) => return Ok(None),
@@ -164,14 +150,8 @@ pub async fn serve(raw: RawConfig, config: Config, options: JobManagerOptions) -
 async fn start_rest(config: &Config, inbox: mpsc::Sender<Inbox>) -> Result<String, String> {
     let (listener, _) = resolve_listen(&config.rest.bind_address, config.rest.port).await?;
     let bound = listener.local_addr().map_err(|error| error.to_string())?;
-    let (calls, mut receiver) = mpsc::channel::<RestCall>(REST_CALLS);
-    tokio::spawn(async move {
-        while let Some(call) = receiver.recv().await {
-            if inbox.send(Inbox::Rest(call)).await.is_err() {
-                return;
-            }
-        }
-    });
+    let (calls, receiver) = mpsc::channel::<RestCall>(REST_CALLS);
+    super::forward(receiver, inbox, Inbox::Rest);
     tokio::spawn(crate::rest::serve(listener, calls));
     Ok(bound.to_string())
 }

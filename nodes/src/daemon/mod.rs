@@ -13,10 +13,15 @@ pub mod task_manager;
 
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 use weir_core::config::Config;
+use weir_core::time::Time;
+use weir_net::rpc::RpcEvent;
 
 /// Longest wait of a control task between two looks at its state machine's deadline.
 const MAX_WAIT: Duration = Duration::from_millis(100);
+/// Events waiting between a listener and its control task's inbox.
+const INBOX: usize = 4096;
 
 /// A peer's RPC endpoint.
 pub struct Endpoint {
@@ -29,6 +34,40 @@ impl Endpoint {
     pub fn job_manager(config: &Config) -> Endpoint {
         Endpoint { address: format!("{}:{}", config.rpc.address, config.rpc.port) }
     }
+}
+
+/// Moves everything `from` yields into `to`, wrapped, until either side closes: every source of a
+/// control task's inbox (the RPC listener, REST) goes through one of these.
+pub fn forward<T: Send + 'static, U: Send + 'static>(
+    mut from: mpsc::Receiver<T>,
+    to: mpsc::Sender<U>,
+    wrap: fn(T) -> U,
+) {
+    tokio::spawn(async move {
+        while let Some(item) = from.recv().await {
+            if to.send(wrap(item)).await.is_err() {
+                return;
+            }
+        }
+    });
+}
+
+/// Serves RPC on `listener`; what it reports reaches `inbox`, wrapped.
+pub fn serve_rpc<U: Send + 'static>(
+    listener: TcpListener,
+    token: Option<String>,
+    inbox: mpsc::Sender<U>,
+    wrap: fn(RpcEvent) -> U,
+) {
+    let (events, receiver) = mpsc::channel(INBOX);
+    tokio::spawn(weir_net::rpc::serve_events(listener, token, weir_net::frame::DEFAULT_MAX_FRAME_BYTES, events));
+    forward(receiver, inbox, wrap);
+}
+
+/// How long a control task may wait for mail: until its state machine's `deadline`, at most
+/// [`MAX_WAIT`].
+pub fn wait_until(deadline: Option<Time>, now: Time) -> Duration {
+    deadline.map_or(MAX_WAIT, |at| Duration::from_micros(at.0.saturating_sub(now.0))).min(MAX_WAIT)
 }
 
 /// Binds `host:port` (port 0: any free one); returns the listener and the address peers use.

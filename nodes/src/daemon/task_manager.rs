@@ -16,24 +16,20 @@
 use super::journal::{self, Journal, JournalSettings};
 use super::{Endpoint, init_logging, resolve_listen};
 use crate::runtime::Clock;
-use crate::runtime::exchange::{Exchange, Mail};
+use crate::runtime::exchange::Exchange;
+use crate::runtime::host::TaskHost;
 use crate::runtime::operators::Operators;
-use crate::runtime::plans::JobPlans;
 use crate::runtime::storage::CheckpointStorage;
-use crate::runtime::task_thread::{self, Locations, MetricsBoard, TaskContext, TaskEvent};
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use crate::runtime::task_thread::TaskEvent;
+use std::sync::Arc;
 use tokio::sync::mpsc;
 use weir_core::config::{Config, RawConfig};
 use weir_core::ids::{Hex128, JobId, ResourceId, stable_hash128};
-use weir_core::protocol::{
-    Address, Envelope, Event, ExecutionState, Message, Output, Role, TaskCommand, TaskDeployment, TaskExecutorMessage,
-    TaskReport,
-};
+use weir_core::protocol::{Address, Envelope, Event, Message, Output, Role, TaskCommand, TaskExecutorMessage};
 use weir_core::task_executor::{self, TaskExecutor, TaskExecutorConfig};
 use weir_net::data::DataConfig;
 use weir_net::handshake::{Hello, PROTOCOL_VERSION, PeerRole};
-use weir_net::rpc::{self, Peers, RpcEvent};
+use weir_net::rpc::{Peers, RpcEvent};
 
 /// Envelopes and task reports waiting for the control task.
 const INBOX: usize = 4096;
@@ -99,16 +95,7 @@ pub async fn serve(
     };
     let peers = Peers::new(hello, weir_net::frame::DEFAULT_MAX_FRAME_BYTES);
     let (inbox, mut receiver) = mpsc::channel(INBOX);
-    let (events, mut rpc_events) = mpsc::channel(INBOX);
-    tokio::spawn(rpc::serve_events(rpc_listener, token.clone(), weir_net::frame::DEFAULT_MAX_FRAME_BYTES, events));
-    let forward = inbox.clone();
-    tokio::spawn(async move {
-        while let Some(event) = rpc_events.recv().await {
-            if forward.send(Inbox::Rpc(event)).await.is_err() {
-                return;
-            }
-        }
-    });
+    super::serve_rpc(rpc_listener, token.clone(), inbox.clone(), Inbox::Rpc);
     let data = DataConfig { token, ..DataConfig::default() };
     let exchange = Exchange::remote(data_address.clone(), tokio::runtime::Handle::current(), data);
     tokio::spawn(exchange.serve(data_listener));
@@ -122,23 +109,13 @@ pub async fn serve(
         job_manager: job_manager.address,
         peers,
         inbox,
-        plans: JobPlans::new(&raw),
-        storage: CheckpointStorage::new(data_dir),
-        exchange,
-        locations: Arc::new(Mutex::new(BTreeMap::new())),
-        metrics: Arc::new(Mutex::new(BTreeMap::new())),
+        host: TaskHost::new(&raw, CheckpointStorage::new(data_dir), exchange, clock, operators),
         journal,
-        operators,
     };
     driver.drain();
     loop {
         let now = driver.clock.now();
-        let wait = driver
-            .executor
-            .poll_timeout()
-            .map(|at| std::time::Duration::from_micros(at.0.saturating_sub(now.0)))
-            .unwrap_or(super::MAX_WAIT)
-            .min(super::MAX_WAIT);
+        let wait = super::wait_until(driver.executor.poll_timeout(), now);
         match tokio::time::timeout(wait, receiver.recv()).await {
             Ok(Some(mail)) => driver.handle(mail),
             Ok(None) => return Ok(()),
@@ -172,14 +149,10 @@ struct Driver {
     job_manager: String,
     peers: Peers,
     inbox: mpsc::Sender<Inbox>,
-    plans: JobPlans,
-    storage: CheckpointStorage,
-    exchange: Exchange,
-    locations: Locations,
-    metrics: MetricsBoard,
+    /// The tasks running here.
+    host: TaskHost,
     /// Every input the TaskExecutor is fed, for replay.
     journal: Journal,
-    operators: Operators,
 }
 
 impl Driver {
@@ -235,43 +208,6 @@ impl Driver {
     }
 
     fn task_command(&mut self, command: TaskCommand) {
-        match command {
-            TaskCommand::Start(deployment) => {
-                let execution = deployment.execution;
-                if let Err(error) = self.start(deployment) {
-                    let report = TaskReport {
-                        execution,
-                        state: ExecutionState::Failed,
-                        error: Some(error),
-                        unreadable_checkpoint: None,
-                    };
-                    let _ = self.inbox.try_send(Inbox::Task(TaskEvent::State(report)));
-                }
-            }
-            TaskCommand::Cancel(execution) => self.exchange.post(execution, Mail::Cancel),
-            TaskCommand::TriggerCheckpoint { execution, barrier, location } => {
-                self.exchange.post(execution, Mail::Trigger(barrier, location));
-            }
-            TaskCommand::NotifyCheckpoint { execution, checkpoint, complete } => {
-                self.exchange.post(execution, Mail::Notify(checkpoint, complete));
-            }
-        }
-    }
-
-    fn start(&mut self, deployment: TaskDeployment) -> Result<(), String> {
-        let execution = deployment.execution;
-        let (plan, config) = self.plans.of(&deployment)?;
-        if let Some(placement) = &deployment.placement {
-            for vertex in &plan.vertices {
-                for subtask in 0..vertex.parallelism {
-                    let subtask = weir_core::ids::SubtaskIndex(subtask);
-                    if let Some(location) = placement.location(vertex.index, subtask) {
-                        let address = location.data_address.clone();
-                        self.exchange.set_location(execution.job, vertex.index, subtask, address);
-                    }
-                }
-            }
-        }
         let inbox = self.inbox.clone();
         let report = Arc::new(move |event| {
             // A full inbox blocks the task thread briefly rather than losing a state report.
@@ -283,19 +219,9 @@ impl Driver {
                 tracing::error!("the TaskManager's inbox is full; a task report was lost");
             }
         });
-        let context = TaskContext {
-            deployment,
-            plan,
-            config,
-            storage: self.storage.clone(),
-            exchange: self.exchange.clone(),
-            locations: self.locations.clone(),
-            clock: self.clock,
-            report,
-            metrics: self.metrics.clone(),
-            operators: self.operators.clone(),
-        };
-        task_thread::spawn(context)
+        if let Some(failed) = self.host.command(command, report) {
+            let _ = self.inbox.try_send(Inbox::Task(TaskEvent::State(failed)));
+        }
     }
 
     /// Forgets the plans and channels of jobs that hold no slot here any more.
@@ -309,9 +235,7 @@ impl Driver {
                 _ => None,
             })
             .collect();
-        for job in self.plans.retain(|job| holding.contains(&job)) {
-            self.exchange.forget_job(job);
-        }
+        self.host.forget_jobs(|job| holding.contains(&job));
     }
 }
 

@@ -10,15 +10,15 @@
 //! (`crate::rest`): its calls are answered on the control thread, between two inputs.
 
 use super::Clock;
-use super::exchange::{Exchange, Mail};
+use super::exchange::Exchange;
+use super::host::TaskHost;
 use super::operators::Operators;
-use super::plans::JobPlans;
 use super::storage::CheckpointStorage;
-use super::task_thread::{self, Locations, MetricsBoard, TaskContext, TaskEvent};
+use super::task_thread::TaskEvent;
 use crate::rest::{ClusterState, RestCall, RestClients};
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use weir_core::checkpoint::storage::METADATA_FILE;
 use weir_core::config::{Config, RawConfig};
@@ -73,7 +73,6 @@ pub struct JobEnd {
 
 /// The JobManager, the TaskExecutors and everything the task threads share.
 pub struct LocalCluster {
-    clock: Clock,
     /// Milliseconds since the Unix epoch at the clock's zero, for the REST API's times.
     epoch_ms_at_zero: u64,
     seed: u64,
@@ -90,18 +89,12 @@ pub struct LocalCluster {
     task_manager_addresses: BTreeMap<ResourceId, String>,
     /// Jobs given an id here so far (the id's counter).
     jobs_submitted: u64,
-    /// Plans of the jobs that have not ended, for their task threads.
-    plans: JobPlans,
-    storage: CheckpointStorage,
-    exchange: Exchange,
-    locations: Locations,
-    metrics: MetricsBoard,
+    /// The task threads and what they share.
+    host: TaskHost,
     progress: VecDeque<(JobId, Progress)>,
     statuses: BTreeMap<JobId, JobStatus>,
     checkpoints: BTreeMap<JobId, u64>,
     restarts: BTreeMap<JobId, u64>,
-    /// The Rust operators the program registered (none for `weir local`).
-    operators: Operators,
 }
 
 impl LocalCluster {
@@ -130,9 +123,8 @@ impl LocalCluster {
         let te_config = TaskExecutorConfig::from_config(&config).map_err(|error| error.to_string())?;
         let task_executor = TaskExecutor::new(resource_id, te_config, clock.now());
         let (sender, mailbox) = channel();
-        let plans = JobPlans::new(&raw);
+        let host = TaskHost::new(&raw, CheckpointStorage::new(data_dir), Exchange::local(), clock, operators);
         let mut cluster = LocalCluster {
-            clock,
             epoch_ms_at_zero,
             seed,
             job_manager,
@@ -144,16 +136,11 @@ impl LocalCluster {
             rest_clients: RestClients::new(),
             task_manager_addresses: BTreeMap::new(),
             jobs_submitted: 0,
-            plans,
-            storage: CheckpointStorage::new(data_dir),
-            exchange: Exchange::local(),
-            locations: Arc::new(Mutex::new(BTreeMap::new())),
-            metrics: Arc::new(Mutex::new(BTreeMap::new())),
+            host,
             progress: VecDeque::new(),
             statuses: BTreeMap::new(),
             checkpoints: BTreeMap::new(),
             restarts: BTreeMap::new(),
-            operators,
         };
         cluster.drain_all();
         Ok(cluster)
@@ -214,11 +201,11 @@ impl LocalCluster {
     /// Answers a REST call: views from the current state, Dispatcher calls by delivering them.
     fn rest_call(&mut self, call: RestCall) {
         {
-            let board = self.metrics.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let board = self.host.metrics.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             let state = ClusterState {
                 job_manager: &self.job_manager,
                 epoch_ms_at_zero: self.epoch_ms_at_zero,
-                now: self.clock.now(),
+                now: self.host.clock.now(),
                 task_manager_addresses: &self.task_manager_addresses,
                 task_metrics: &board,
             };
@@ -233,7 +220,7 @@ impl LocalCluster {
         &self,
         job_id: JobId,
     ) -> Vec<(weir_core::protocol::ExecutionId, weir_core::dataflow::task::TaskMetrics)> {
-        let board = self.metrics.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let board = self.host.metrics.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut newest: BTreeMap<_, _> = BTreeMap::new();
         for (execution, metrics) in board.iter().filter(|(execution, _)| execution.job == job_id) {
             newest.insert((execution.vertex, execution.subtask), (*execution, *metrics));
@@ -272,7 +259,7 @@ impl LocalCluster {
 
     /// Waits for mail or the next deadline, then handles what came.
     fn wait_and_handle(&mut self) {
-        let now = self.clock.now();
+        let now = self.host.clock.now();
         let deadline = self.next_deadline();
         let wait =
             deadline.map(|at| Duration::from_micros(at.0.saturating_sub(now.0))).unwrap_or(MAX_WAIT).min(MAX_WAIT);
@@ -294,7 +281,7 @@ impl LocalCluster {
     }
 
     fn tick_due(&mut self) {
-        let now = self.clock.now();
+        let now = self.host.clock.now();
         if self.job_manager.poll_timeout().is_some_and(|at| at <= now) {
             self.job_manager.handle(now, job_manager::Input::Tick);
         }
@@ -307,7 +294,7 @@ impl LocalCluster {
     }
 
     fn handle_mail(&mut self, mail: ControlMail) {
-        let now = self.clock.now();
+        let now = self.host.clock.now();
         let (task_manager, event) = match mail {
             ControlMail::Task { task_manager, event } => (task_manager, event),
             ControlMail::Rest(call) => return self.rest_call(call),
@@ -344,7 +331,7 @@ impl LocalCluster {
 
     fn deliver(&mut self) {
         while let Some(envelope) = self.in_flight.pop_front() {
-            let now = self.clock.now();
+            let now = self.host.clock.now();
             match envelope.to {
                 Address::ResourceManager | Address::Dispatcher | Address::JobMaster(_) => {
                     self.job_manager.handle(now, job_manager::Input::Message(envelope));
@@ -391,19 +378,19 @@ impl LocalCluster {
     fn store(&mut self, request: StorageRequest) {
         match request {
             StorageRequest::WriteMetadata { job_id, checkpoint, location, bytes } => {
-                let reply = match self.storage.write(&location, METADATA_FILE, &bytes) {
+                let reply = match self.host.storage.write(&location, METADATA_FILE, &bytes) {
                     Ok(()) => StorageReply::MetadataWritten { job_id, checkpoint },
                     Err(error) => StorageReply::MetadataWriteFailed { job_id, checkpoint, error },
                 };
-                self.job_manager.handle(self.clock.now(), job_manager::Input::Storage(reply));
+                self.job_manager.handle(self.host.clock.now(), job_manager::Input::Storage(reply));
             }
             StorageRequest::ReadMetadata { job_id, location } => {
-                let result = self.storage.read(&location, METADATA_FILE);
+                let result = self.host.storage.read(&location, METADATA_FILE);
                 let reply = StorageReply::MetadataRead { job_id, location, result };
-                self.job_manager.handle(self.clock.now(), job_manager::Input::Storage(reply));
+                self.job_manager.handle(self.host.clock.now(), job_manager::Input::Storage(reply));
             }
             StorageRequest::Delete { location, .. } => {
-                if let Err(error) = self.storage.delete(&location) {
+                if let Err(error) = self.host.storage.delete(&location) {
                     eprintln!("warning: {error}");
                 }
             }
@@ -411,57 +398,12 @@ impl LocalCluster {
     }
 
     fn task_command(&mut self, index: usize, command: TaskCommand) {
-        match command {
-            TaskCommand::Start(deployment) => {
-                let execution = deployment.execution;
-                let (plan, config) = match self.plans.of(&deployment) {
-                    Ok(planned) => planned,
-                    Err(error) => {
-                        let report = weir_core::protocol::TaskReport {
-                            execution,
-                            state: weir_core::protocol::ExecutionState::Failed,
-                            error: Some(error),
-                            unreadable_checkpoint: None,
-                        };
-                        let event = TaskEvent::State(report);
-                        let _ = self.sender.send(ControlMail::Task { task_manager: index, event });
-                        return;
-                    }
-                };
-                let sender = self.sender.clone();
-                let report = Arc::new(move |event| {
-                    let _ = sender.send(ControlMail::Task { task_manager: index, event });
-                });
-                let context = TaskContext {
-                    deployment,
-                    plan,
-                    config,
-                    storage: self.storage.clone(),
-                    exchange: self.exchange.clone(),
-                    locations: self.locations.clone(),
-                    clock: self.clock,
-                    report,
-                    metrics: self.metrics.clone(),
-                    operators: self.operators.clone(),
-                };
-                if let Err(error) = task_thread::spawn(context) {
-                    let report = weir_core::protocol::TaskReport {
-                        execution,
-                        state: weir_core::protocol::ExecutionState::Failed,
-                        error: Some(error),
-                        unreadable_checkpoint: None,
-                    };
-                    let _ =
-                        self.sender.send(ControlMail::Task { task_manager: index, event: TaskEvent::State(report) });
-                }
-            }
-            TaskCommand::Cancel(execution) => self.exchange.post(execution, Mail::Cancel),
-            TaskCommand::TriggerCheckpoint { execution, barrier, location } => {
-                self.exchange.post(execution, Mail::Trigger(barrier, location));
-            }
-            TaskCommand::NotifyCheckpoint { execution, checkpoint, complete } => {
-                self.exchange.post(execution, Mail::Notify(checkpoint, complete));
-            }
+        let sender = self.sender.clone();
+        let report = Arc::new(move |event| {
+            let _ = sender.send(ControlMail::Task { task_manager: index, event });
+        });
+        if let Some(failed) = self.host.command(command, report) {
+            let _ = self.sender.send(ControlMail::Task { task_manager: index, event: TaskEvent::State(failed) });
         }
     }
 
@@ -469,7 +411,7 @@ impl LocalCluster {
         match event {
             Event::JobStatusChanged { job_id, to, .. } => {
                 if to.is_globally_terminal() {
-                    self.plans.retain(|job| job != job_id); // nothing deploys any more
+                    self.host.forget_jobs(|job| job != job_id); // nothing deploys any more
                 }
                 self.statuses.insert(job_id, to);
                 self.progress.push_back((job_id, Progress::Status(to)));
@@ -535,7 +477,7 @@ input = "sums"
             assert!(seconds < 30, "the job did not fail within 30 s of its tasks being told to");
             if seconds == 1 {
                 for (execution, _) in cluster.task_metrics(job_id) {
-                    cluster.exchange.post(execution, Mail::Fail(reason.to_string()));
+                    cluster.host.exchange.post(execution, crate::runtime::exchange::Mail::Fail(reason.to_string()));
                 }
             }
         });

@@ -4,6 +4,7 @@
 //! - [`connectors`]: files, sockets and standard output for sources and sinks;
 //! - [`task_thread`]: each task on its own thread around a `TaskRunner`;
 //! - [`exchange`]: in-process channels between task threads, with credit-based flow control;
+//! - [`host`]: what the tasks of a process share, and how they are started and reached;
 //! - [`plans`]: the plans of the jobs whose tasks run here, made from their deployments;
 //! - [`operators`]: the Rust operators a program registered, for its tasks' chains;
 //! - [`storage`]: checkpoint files on disk (temporary name, fsync, rename; `_metadata` last).
@@ -11,6 +12,7 @@
 pub mod cluster;
 pub mod connectors;
 pub mod exchange;
+pub mod host;
 pub mod operators;
 pub mod plans;
 pub mod storage;
