@@ -8,13 +8,15 @@
 #[allow(dead_code)]
 mod example;
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
+use support::free_port;
 use weir_core::config::RawConfig;
 use weir_core::job::FileFormat;
 use weir_core::job::builder::StreamEnvironment;
@@ -22,24 +24,16 @@ use weir_core::protocol::JobStatus;
 use weir_nodes::api::{LocalEnvironment, Operators, RemoteEnvironment};
 use weir_nodes::runtime::cluster::LocalCluster;
 
+fn temp_dir(name: &str) -> PathBuf {
+    support::temp_dir("api-test", name)
+}
+
 /// Longest wait for a job or a process.
 const WAIT_MAX: Duration = Duration::from_secs(120);
 /// Numbers the example's source emits in these tests, and how fast: two seconds, so the first
 /// checkpoint completes, and the injected failure strikes, well before the source ends.
 const COUNT: u64 = 6_000;
 const RATE: u64 = 3_000;
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("weir-api-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
-    listener.local_addr().expect("bound").port()
-}
 
 fn example_args(output: &Path, extra: &[&str]) -> example::Args {
     let mut args: Vec<String> = ["--count", &COUNT.to_string(), "--rate", &RATE.to_string(), "--fail-once"]

@@ -8,12 +8,23 @@
 //! a TaskManager with the wrong cluster token is refused and says why, and a second JobManager
 //! on a live one's metadata directory exits with the RocksDB lock error.
 
+mod support;
+
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use support::{free_port, get};
+
+fn temp_dir(name: &str) -> PathBuf {
+    support::temp_dir("daemons-test", name)
+}
+
+fn wait_for(done: impl FnMut() -> bool, what: &str) {
+    support::wait_for(done, what, WAIT_MAX)
+}
 
 /// Longest wait for a job to end.
 const JOB_WAIT_MAX: Duration = Duration::from_secs(180);
@@ -21,17 +32,6 @@ const JOB_WAIT_MAX: Duration = Duration::from_secs(180);
 const WAIT_MAX: Duration = Duration::from_secs(30);
 /// Words of the generated text.
 const VOCABULARY: u64 = 1000;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|listener| listener.local_addr()).map(|address| address.port()).unwrap()
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("weir-daemons-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// A text of at least `bytes` bytes of words `w0..w999` drawn by a fixed generator; returns the
 /// count of each word.
@@ -223,31 +223,6 @@ impl Cluster {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-}
-
-fn wait_for(mut done: impl FnMut() -> bool, what: &str) {
-    let started = Instant::now();
-    while !done() {
-        assert!(started.elapsed() < WAIT_MAX, "waited {WAIT_MAX:?} for {what}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
-}
-
-/// GET `path` from `address`; the JSON body of a 200 answer.
-fn get(address: &str, path: &str) -> Option<serde_json::Value> {
-    let mut stream = TcpStream::connect(address).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").ok()?;
-    let mut reader = BufReader::new(stream);
-    let mut status = String::new();
-    reader.read_line(&mut status).ok()?;
-    if !status.contains(" 200 ") {
-        return None;
-    }
-    let mut body = String::new();
-    reader.read_to_string(&mut body).ok()?;
-    let (_, json) = body.split_once("\r\n\r\n")?;
-    serde_json::from_str(json).ok()
 }
 
 #[test]

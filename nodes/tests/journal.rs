@@ -10,53 +10,22 @@
 //!   shutdown here) shows every deployed task finished and every slot free again.
 //! - A journal with a flipped byte is refused (exit code 2) with the offset of the damage.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+mod support;
+
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
+use support::{free_port, get, wait_for};
+
+fn temp_dir(name: &str) -> PathBuf {
+    support::temp_dir("journal-daemons", name)
+}
 
 /// Longest wait for the job to end.
 const JOB_WAIT_MAX: Duration = Duration::from_secs(120);
 /// Longest wait for anything else.
 const WAIT_MAX: Duration = Duration::from_secs(30);
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|listener| listener.local_addr()).map(|address| address.port()).unwrap()
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("weir-journal-daemons-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn wait_for(mut done: impl FnMut() -> bool, what: &str, bound: Duration) {
-    let started = Instant::now();
-    while !done() {
-        assert!(started.elapsed() < bound, "waited {bound:?} for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// GET `path` from `address`; the JSON body of a 200 answer.
-fn get(address: &str, path: &str) -> Option<serde_json::Value> {
-    let mut stream = TcpStream::connect(address).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").ok()?;
-    let mut reader = BufReader::new(stream);
-    let mut status = String::new();
-    reader.read_line(&mut status).ok()?;
-    if !status.contains(" 200 ") {
-        return None;
-    }
-    let mut body = String::new();
-    reader.read_to_string(&mut body).ok()?;
-    let (_, json) = body.split_once("\r\n\r\n")?;
-    serde_json::from_str(json).ok()
-}
 
 /// A daemon process, killed (SIGKILL) when dropped.
 struct Daemon {
