@@ -1,8 +1,10 @@
 //! `weir local`: jobs run to the end on the embedded cluster, from the real binary.
 
-use std::collections::BTreeMap;
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use support::{committed_lines, expected_counts};
 
 fn weir(args: &[&str]) -> Output {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root");
@@ -32,32 +34,6 @@ fn windowed_sum_runs_to_the_end_and_counts_its_records() {
     let printed = text(&output);
     assert!(printed.contains("FINISHED: 200000 records from the sources"), "{printed}");
     assert!(printed.contains("job RUNNING"), "{printed}");
-}
-
-/// What wordcount with running counts must commit: for every word seen n times, the lines
-/// `word,1` .. `word,n`.
-fn expected_counts(input: &str) -> Vec<String> {
-    let mut seen: BTreeMap<&str, u64> = BTreeMap::new();
-    let mut lines = Vec::new();
-    for word in input.split(['\n', ' ']).filter(|word| !word.is_empty()) {
-        let count = seen.entry(word).or_default();
-        *count += 1;
-        lines.push(format!("{word},{count}"));
-    }
-    lines.sort();
-    lines
-}
-
-fn committed_lines(directory: &Path) -> Vec<String> {
-    let mut lines = Vec::new();
-    for entry in std::fs::read_dir(directory).expect("output directory").flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        assert!(!name.starts_with(".pending-"), "a part left pending after the job finished: {name}");
-        let content = std::fs::read_to_string(entry.path()).expect("part file");
-        lines.extend(content.lines().map(String::from));
-    }
-    lines.sort();
-    lines
 }
 
 #[test]

@@ -2,14 +2,16 @@
 //! field names, Flink-style errors, a job submitted over REST that runs to its exactly-once
 //! result, and `weir run -d`, `weir list`, `weir cancel` against the running cluster.
 
+mod support;
+
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
+use support::{committed_lines, expected_counts};
 
 /// Longest wait for anything in these tests.
 const WAIT_MAX: Duration = Duration::from_secs(30);
@@ -260,7 +262,7 @@ fn check_submission_runs_to_its_result(cluster: &LocalCluster, dir: &Path) {
     assert_eq!(answer["jobUrl"], format!("/jobs/{job_id}"));
     let state = wait_for("wordcount to end", || job_state(cluster, &job_id).filter(|state| state != "RUNNING"));
     assert_eq!(state, "FINISHED");
-    assert_eq!(committedstdout_lines(&dir.join("out")), expected_counts(&input));
+    assert_eq!(committed_lines(&dir.join("out")), expected_counts(&input));
 }
 
 fn check_cli_run_list_cancel(cluster: &LocalCluster, dir: &Path, first_job: &str) {
@@ -319,31 +321,6 @@ fn cli_commands_against_a_dead_port_say_so_and_fail() {
     }
     let output = weir(&["cancel", "not-an-id", "-m", &address]);
     assert_eq!(output.status.code(), Some(2), "a malformed id is bad input: {}", text(&output));
-}
-
-/// For every word seen n times, the lines `word,1` .. `word,n`.
-fn expected_counts(input: &str) -> Vec<String> {
-    let mut seen: BTreeMap<&str, u64> = BTreeMap::new();
-    let mut lines = Vec::new();
-    for word in input.split(['\n', ' ']).filter(|word| !word.is_empty()) {
-        let count = seen.entry(word).or_default();
-        *count += 1;
-        lines.push(format!("{word},{count}"));
-    }
-    lines.sort();
-    lines
-}
-
-fn committedstdout_lines(directory: &Path) -> Vec<String> {
-    let mut lines = Vec::new();
-    for entry in std::fs::read_dir(directory).expect("output directory").flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        assert!(!name.starts_with(".pending-"), "a part left pending after the job finished: {name}");
-        let content = std::fs::read_to_string(entry.path()).expect("part file");
-        lines.extend(content.lines().map(String::from));
-    }
-    lines.sort();
-    lines
 }
 
 #[test]

@@ -45,3 +45,30 @@ pub fn get(address: &str, path: &str) -> Option<serde_json::Value> {
     let (_, json) = body.split_once("\r\n\r\n")?;
     serde_json::from_str(json).ok()
 }
+
+/// What wordcount with running counts must commit for `input`: for every word seen n times, the
+/// lines `word,1` .. `word,n`, sorted.
+pub fn expected_counts(input: &str) -> Vec<String> {
+    let mut seen: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+    let mut lines = Vec::new();
+    for word in input.split(['\n', ' ']).filter(|word| !word.is_empty()) {
+        let count = seen.entry(word).or_default();
+        *count += 1;
+        lines.push(format!("{word},{count}"));
+    }
+    lines.sort();
+    lines
+}
+
+/// Every line of the committed parts in `directory`, sorted; no part may be left pending.
+pub fn committed_lines(directory: &std::path::Path) -> Vec<String> {
+    let mut lines = Vec::new();
+    for entry in std::fs::read_dir(directory).expect("output directory").flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        assert!(!name.starts_with(".pending-"), "a part left pending after the job finished: {name}");
+        let content = std::fs::read_to_string(entry.path()).expect("part file");
+        lines.extend(content.lines().map(String::from));
+    }
+    lines.sort();
+    lines
+}
