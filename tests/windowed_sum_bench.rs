@@ -28,6 +28,7 @@ use weir_core::dataflow::operators::{
     ReaderRequest, SourceReader, build_chain,
 };
 use weir_core::dataflow::partition::ChannelIndex;
+use weir_core::dataflow::state::{MemoryStateStore, StateStore};
 use weir_core::dataflow::task::{StepStatus, TaskOutput, TaskRunner, TaskSetup};
 use weir_core::expr::stable_hash;
 use weir_core::ids::{AttemptNumber, Hex128, JobId, SubtaskIndex};
@@ -54,6 +55,10 @@ impl Connectors for NoIo {
 
     fn part_store(&mut self, _: &OperatorContext, _: &str) -> Result<Box<dyn PartStore>, String> {
         Err("no IO in this benchmark".to_string())
+    }
+
+    fn keyed_state_store(&mut self, _operator: &OperatorContext) -> Result<Box<dyn StateStore>, String> {
+        Ok(Box::new(MemoryStateStore::new()))
     }
 }
 

@@ -88,6 +88,11 @@ fn windowed_sum_checkpoint_crashes() {
 }
 
 #[test]
+fn rocksdb_state_crashes() {
+    run_all("rocksdb-state-crashes");
+}
+
+#[test]
 fn event_time_crash() {
     run_all("event-time-crash");
 }

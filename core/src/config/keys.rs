@@ -116,6 +116,13 @@ static KEYS: &[KeyDoc] = &[
          RETAIN_ON_CANCELLATION or NO_EXTERNALIZED_CHECKPOINTS.",
     ),
     key(
+        "execution.checkpointing.incremental",
+        "false",
+        Boolean,
+        "With the RocksDB backend, checkpoints upload only files new since the previous one \
+         (shared between checkpoints under `<job-id>/shared/`); savepoints stay whole.",
+    ),
+    key(
         "execution.checkpointing.interval",
         UNSET,
         Duration,
@@ -334,6 +341,32 @@ static KEYS: &[KeyDoc] = &[
         "5 min",
         Duration,
         "A JobMaster's slot request that is not fulfilled within this time fails.",
+    ),
+    key(
+        "state.backend.rocksdb.localdir",
+        UNSET,
+        Text,
+        "Directory of the RocksDB instances of keyed state; unset: `rocksdb/` under the \
+         TaskManager's data directory.",
+    ),
+    key(
+        "state.backend.rocksdb.memory.high-prio-pool-ratio",
+        "0.1",
+        Number,
+        "Share of a slot's block cache kept for index and filter blocks.",
+    ),
+    key(
+        "state.backend.rocksdb.memory.write-buffer-ratio",
+        "0.5",
+        Number,
+        "Share of a slot's managed memory that RocksDB's write buffers may take.",
+    ),
+    key(
+        "state.backend.type",
+        "hashmap",
+        Choice,
+        "Keyed state backend: `hashmap` (objects on the heap) or `rocksdb` (embedded RocksDB \
+         in managed memory).",
     ),
     key(
         "taskmanager.data.port",

@@ -27,6 +27,7 @@ mod keys;
 mod raw;
 mod read;
 mod restart;
+mod state;
 pub mod units;
 
 #[cfg(test)]
@@ -43,6 +44,7 @@ pub use ha::{HaConfig, HaType};
 pub use keys::{KeyDoc, UNSET, ValueKind, known_keys};
 pub use raw::{LIST_SEPARATOR, RawConfig};
 pub use restart::{FailoverStrategy, RestartStrategy};
+pub use state::{StateBackendConfig, StateBackendKind};
 
 use read::Reader;
 use std::fmt::Display;
@@ -56,9 +58,9 @@ pub struct Config {
     pub rest: RestConfig,
     /// Shared-secret authentication.
     pub security: SecurityConfig,
-    /// What one TaskManager offers.
     /// A daemon's journal of inputs.
     pub journal: JournalConfig,
+    /// What one TaskManager offers.
     pub task_manager: TaskManagerConfig,
     /// Defaults for jobs.
     pub pipeline: PipelineConfig,
@@ -68,6 +70,8 @@ pub struct Config {
     pub resource_manager: ResourceManagerConfig,
     /// Checkpointing of jobs.
     pub checkpoint: CheckpointConfig,
+    /// Where keyed state lives.
+    pub state_backend: StateBackendConfig,
     /// Whether and when a failed job restarts.
     pub restart_strategy: RestartStrategy,
     /// What restarts after a task failure.
@@ -97,6 +101,7 @@ impl Config {
             restart_strategy: RestartStrategy::read(&reader, checkpoint.enabled())?,
             failover_strategy: FailoverStrategy::read(&reader)?,
             ha: HaConfig::read(&reader)?,
+            state_backend: StateBackendConfig::read(&reader)?,
             checkpoint,
             warnings,
         })
@@ -121,6 +126,7 @@ impl Config {
         self.restart_strategy.list(&mut listing);
         self.failover_strategy.list(&mut listing);
         self.ha.list(&mut listing);
+        self.state_backend.list(&mut listing);
         listing.entries.sort();
         debug_assert!(listing.entries.windows(2).all(|pair| pair[0].0 < pair[1].0));
         listing.entries

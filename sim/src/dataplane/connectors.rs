@@ -11,6 +11,7 @@ use weir_core::dataflow::operators::{
     Connectors, LineWriter, OperatorContext, PartStore, ReadOutcome, ReaderError, ReaderRequest, SinkIoError,
     SourceReader,
 };
+use weir_core::dataflow::state::{MemoryStateStore, StateStore};
 
 use weir_core::dataflow::operators::PENDING_PART_PREFIX as PENDING_PREFIX;
 
@@ -42,6 +43,10 @@ impl Connectors for SimConnectors {
 
     fn part_store(&mut self, _: &OperatorContext, directory: &str) -> Result<Box<dyn PartStore>, String> {
         Ok(Box::new(DiskParts { disk: self.disk.clone(), directory: directory.trim_end_matches('/').to_string() }))
+    }
+
+    fn keyed_state_store(&mut self, _operator: &OperatorContext) -> Result<Box<dyn StateStore>, String> {
+        Ok(Box::new(MemoryStateStore::new()))
     }
 }
 

@@ -13,7 +13,7 @@
 
 use super::{Collector, Operator, OperatorContext, OperatorError, OperatorSnapshot, RestoredState};
 use crate::dataflow::state::{
-    HeapKeyedStateBackend, KeyedStateBackend, Namespace, StateCodec, StateError, ValueState, decode_exact, encode_into,
+    KeyedStateBackend, Namespace, StateCodec, StateError, ValueState, decode_exact, encode_into,
 };
 use crate::expr::{Accumulator, AccumulatorState, AggregateKind, AggregateSpec, EvalError, Expr};
 use crate::ids::CheckpointId;
@@ -384,26 +384,26 @@ impl Keys {
 }
 
 /// A running keyed aggregation: emits the key and the updated aggregates for every record.
-pub(crate) struct RunningAggregate {
+pub(crate) struct RunningAggregate<B> {
     context: OperatorContext,
     keys: Keys,
     aggregates: Aggregates,
-    backend: HeapKeyedStateBackend,
+    backend: B,
     values: ValueState<Slots>,
     output: Row,
 }
 
-impl RunningAggregate {
-    pub(crate) fn new(context: OperatorContext, specs: Vec<AggregateSpec>, keys: Vec<Expr>) -> RunningAggregate {
+impl<B: KeyedStateBackend> RunningAggregate<B> {
+    /// The aggregation over `backend`, which holds no state yet.
+    pub(crate) fn new(context: OperatorContext, specs: Vec<AggregateSpec>, keys: Vec<Expr>, mut backend: B) -> Self {
         let aggregates = Aggregates::new(specs);
-        let mut backend = HeapKeyedStateBackend::new(context.max_parallelism, context.key_group_range());
         let values = backend.register_value("aggregates", SlotsCodec { aggregates: aggregates.clone() });
         let output = vec![Value::Null; 1 + aggregates.len()];
         RunningAggregate { context, keys: Keys::new(&keys), aggregates, backend, values, output }
     }
 }
 
-impl Operator for RunningAggregate {
+impl<B: KeyedStateBackend + Send> Operator for RunningAggregate<B> {
     fn process(&mut self, row: &[Value], out: &mut dyn Collector) -> Result<(), OperatorError> {
         self.process_input(0, row, out)
     }

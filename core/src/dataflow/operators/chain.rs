@@ -16,8 +16,9 @@ use super::{
     OperatorSnapshot, PartStore, PollStatus, RestoredState, SourceReader,
 };
 use crate::checkpoint::rescale::share_of_items;
-use crate::config::Config;
+use crate::config::{Config, StateBackendKind};
 use crate::dataflow::EventTime;
+use crate::dataflow::state::{HeapKeyedStateBackend, StateStore, StoreKeyedStateBackend};
 use crate::expr::{self, AggregateSpec, Expr};
 use crate::ids::{CheckpointId, OperatorIndex, SubtaskIndex, VertexIndex};
 use crate::job::{OperatorKind, Partitioner};
@@ -36,11 +37,18 @@ pub struct ChainOptions {
     pub checkpointing: bool,
     /// The attempt number of the task the chain runs in.
     pub attempt: u32,
+    /// Where keyed operators keep their state (`state.backend.type`).
+    pub state_backend: StateBackendKind,
 }
 
 impl Default for ChainOptions {
     fn default() -> ChainOptions {
-        ChainOptions { auto_watermark_interval: Duration::from_millis(200), checkpointing: false, attempt: 0 }
+        ChainOptions {
+            auto_watermark_interval: Duration::from_millis(200),
+            checkpointing: false,
+            attempt: 0,
+            state_backend: StateBackendKind::HashMap,
+        }
     }
 }
 
@@ -51,8 +59,15 @@ impl ChainOptions {
             auto_watermark_interval: config.pipeline.auto_watermark_interval,
             checkpointing: config.checkpoint.interval.is_some(),
             attempt: 0,
+            state_backend: config.state_backend.kind,
         }
     }
+}
+
+/// A keyed operator's backend, chosen when the chain is built.
+enum KeyedState {
+    Heap(HeapKeyedStateBackend),
+    Store(StoreKeyedStateBackend),
 }
 
 /// Which external input a source reads, for [`Connectors::source_reader`].
@@ -84,6 +99,10 @@ pub trait Connectors {
     fn line_writer(&mut self, operator: &OperatorContext) -> Result<Box<dyn LineWriter>, String>;
     /// The part files of a file sink instance writing into `directory`.
     fn part_store(&mut self, operator: &OperatorContext, directory: &str) -> Result<Box<dyn PartStore>, String>;
+    /// The store of a keyed operator instance's state with the `rocksdb` backend: a fresh,
+    /// empty store that lives as long as the returned object (RocksDB in the daemons, memory
+    /// in the simulator).
+    fn keyed_state_store(&mut self, operator: &OperatorContext) -> Result<Box<dyn StateStore>, String>;
     /// An operator a Rust program registered under `name` (application mode); none by default.
     fn custom_operator(&mut self, operator: &OperatorContext, name: &str) -> Option<Box<dyn Operator>> {
         let _ = (operator, name);
@@ -528,11 +547,18 @@ impl Site<'_> {
                     _ => Vec::new(),
                 };
                 let settings = WindowSettings { assigner: *assigner, allowed_lateness: *allowed_lateness };
-                Box::new(WindowOperator::new(context, settings, specs, keys, timestamps))
+                let parts = (specs, keys, timestamps);
+                match self.keyed_state(&context, connectors)? {
+                    KeyedState::Heap(backend) => Box::new(WindowOperator::new(context, settings, parts, backend)),
+                    KeyedState::Store(backend) => Box::new(WindowOperator::new(context, settings, parts, backend)),
+                }
             }
             OperatorKind::Aggregate { aggregates } => {
-                let specs = self.aggregates(aggregates, &input)?;
-                Box::new(RunningAggregate::new(context, specs, self.keys(is_head)?))
+                let (specs, keys) = (self.aggregates(aggregates, &input)?, self.keys(is_head)?);
+                match self.keyed_state(&context, connectors)? {
+                    KeyedState::Heap(backend) => Box::new(RunningAggregate::new(context, specs, keys, backend)),
+                    KeyedState::Store(backend) => Box::new(RunningAggregate::new(context, specs, keys, backend)),
+                }
             }
             OperatorKind::Discard => Box::new(Discard),
             OperatorKind::Print { prefix } => {
@@ -547,6 +573,24 @@ impl Site<'_> {
                 Some(operator) => operator,
                 None => return Err(self.fail(format!("no Rust operator is registered as `{name}`"))),
             },
+        })
+    }
+
+    /// The keyed state backend of a keyed operator instance, as `state.backend.type` says.
+    fn keyed_state(
+        &self,
+        context: &OperatorContext,
+        connectors: &mut dyn Connectors,
+    ) -> Result<KeyedState, BuildError> {
+        let (max_parallelism, range) = (context.max_parallelism, context.key_group_range());
+        Ok(match self.options.state_backend {
+            StateBackendKind::HashMap => KeyedState::Heap(HeapKeyedStateBackend::new(max_parallelism, range)),
+            StateBackendKind::RocksDb => {
+                let store = connectors
+                    .keyed_state_store(context)
+                    .map_err(|error| self.fail(format!("cannot open the operator's RocksDB state: {error}")))?;
+                KeyedState::Store(StoreKeyedStateBackend::new(max_parallelism, range, store))
+            }
         })
     }
 

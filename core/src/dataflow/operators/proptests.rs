@@ -122,7 +122,8 @@ struct Taken {
 
 impl Attempt {
     fn new(plan: &JobPlan, io: &mut TestIo) -> Attempt {
-        let options = ChainOptions { auto_watermark_interval: millis(50), checkpointing: true, attempt: 0 };
+        let options =
+            ChainOptions { auto_watermark_interval: millis(50), checkpointing: true, ..ChainOptions::default() };
         let mut build = |head: &str| build_chain(plan, vertex_of(plan, head), SubtaskIndex(0), &options, io).unwrap();
         Attempt { source: build("events"), window: build("window"), ended: false }
     }

@@ -1,7 +1,7 @@
 //! Operator and chain tests, driven through chains built from planned jobs.
 
 use super::*;
-use crate::dataflow::state::{KeyGroupRange, subtask_for_key_group};
+use crate::dataflow::state::{KeyGroupRange, MemoryStateStore, StateStore, subtask_for_key_group};
 use crate::ids::{CheckpointId, SubtaskIndex, VertexIndex};
 use crate::job::builder::StreamEnvironment;
 use crate::job::validate::ValidatedJob;
@@ -125,6 +125,10 @@ impl Connectors for TestIo {
 
     fn part_store(&mut self, _operator: &OperatorContext, _directory: &str) -> Result<Box<dyn PartStore>, String> {
         Ok(Box::new(self.parts.clone()))
+    }
+
+    fn keyed_state_store(&mut self, _operator: &OperatorContext) -> Result<Box<dyn StateStore>, String> {
+        Ok(Box::new(MemoryStateStore::new()))
     }
 }
 
@@ -416,8 +420,7 @@ fn watermarks_trail_the_highest_timestamp_and_are_emitted_periodically() {
         .rebalance()
         .discard();
     let plan = planned(&env.build().unwrap());
-    let options =
-        ChainOptions { auto_watermark_interval: Duration::from_millis(200), checkpointing: false, attempt: 0 };
+    let options = ChainOptions { auto_watermark_interval: Duration::from_millis(200), ..ChainOptions::default() };
     let mut run = Run::new(&plan, "events", 0, &options, &mut TestIo::default());
     assert_eq!(run.chain.next_timer(), Some(Time::ZERO));
     run.timers(Time::ZERO);

@@ -26,8 +26,7 @@ use super::aggregate::{Aggregates, Keys, Selector, Slots};
 use super::{Collector, Operator, OperatorContext, OperatorError, OperatorErrorKind, OperatorMetrics};
 use super::{OperatorSnapshot, RestoredState, decode_state, encode_state, millis};
 use crate::dataflow::state::{
-    HeapKeyedStateBackend, KeyedStateBackend, Namespace, StateCodec, StateError, TimeWindow, ValueState, decode_exact,
-    encode_into,
+    KeyedStateBackend, Namespace, StateCodec, StateError, TimeWindow, ValueState, decode_exact, encode_into,
 };
 use crate::dataflow::{EVENT_TIME_MIN, EventTime};
 use crate::expr::{AggregateSpec, EvalError, Expr};
@@ -187,7 +186,7 @@ struct WindowScalars {
 }
 
 /// Keyed windows with aggregates.
-pub(crate) struct WindowOperator {
+pub(crate) struct WindowOperator<B> {
     context: OperatorContext,
     assigner: Assigner,
     time: Option<TimeDomain>,
@@ -196,7 +195,7 @@ pub(crate) struct WindowOperator {
     timestamps: Vec<Selector>,
     aggregates: Aggregates,
     keeps_rows: bool,
-    backend: HeapKeyedStateBackend,
+    backend: B,
     contents: ValueState<Contents>,
     watermark: EventTime,
     /// Processing time (ms) of the latest `on_processing_time`.
@@ -214,14 +213,14 @@ pub(crate) struct WindowOperator {
     batch_keys: Vec<Value>,
 }
 
-impl WindowOperator {
+impl<B: KeyedStateBackend> WindowOperator<B> {
+    /// The window operator over `backend`, which holds no state yet.
     pub(crate) fn new(
         context: OperatorContext,
         settings: WindowSettings,
-        specs: Vec<AggregateSpec>,
-        keys: Vec<Expr>,
-        timestamps: Vec<Expr>,
-    ) -> WindowOperator {
+        (specs, keys, timestamps): (Vec<AggregateSpec>, Vec<Expr>, Vec<Expr>),
+        mut backend: B,
+    ) -> Self {
         let assigner = match settings.assigner {
             WindowAssigner::Count { size } => Assigner::Count { size: size.max(1) },
             WindowAssigner::Tumbling { size, .. } => Assigner::Tumbling { size: millis(size).max(1) },
@@ -234,7 +233,6 @@ impl WindowOperator {
         assert!(time != Some(TimeDomain::Event) || timestamps.len() == keys.len(), "a timestamp per input");
         let aggregates = Aggregates::new(specs);
         let keeps_rows = matches!(assigner, Assigner::Session { .. }) && !aggregates.can_merge();
-        let mut backend = HeapKeyedStateBackend::new(context.max_parallelism, context.key_group_range());
         let contents = backend.register_value("window-contents", ContentsCodec { aggregates: aggregates.clone() });
         let width = 1 + aggregates.len() + if time.is_some() { 2 } else { 0 };
         WindowOperator {
@@ -444,7 +442,7 @@ impl WindowOperator {
         out: &mut dyn Collector,
     ) -> Result<(), OperatorError> {
         let mut result = TimeWindow { start: timestamp, end: timestamp.saturating_add(gap) };
-        self.backend.namespaces(self.contents, &mut self.namespaces);
+        self.backend.namespaces(self.contents, &mut self.namespaces).map_err(|error| self.context.error(error))?;
         let mut merged = Vec::new();
         let mut grew = true;
         while grew {
@@ -474,7 +472,8 @@ impl WindowOperator {
     fn merge_windows(&mut self, merged: &[TimeWindow], result: TimeWindow) -> Result<(), OperatorError> {
         let mut combined: Option<Contents> = None;
         for window in merged {
-            let Some(contents) = self.backend.take_value(self.contents, Namespace::Window(*window)) else {
+            let taken = self.backend.take_value(self.contents, Namespace::Window(*window));
+            let Some(contents) = taken.map_err(|error| self.context.error(error))? else {
                 continue;
             };
             match &mut combined {
@@ -505,7 +504,8 @@ impl WindowOperator {
         let (window, namespace) = (timer.window, Namespace::Window(timer.window));
         let cleanup = timer.time == self.cleanup_time(&window);
         let aggregates = &self.aggregates;
-        let Some(contents) = self.backend.value_mut(self.contents, namespace) else {
+        let found = self.backend.value_mut(self.contents, namespace).map_err(|error| self.context.error(error))?;
+        let Some(contents) = found else {
             return Ok(()); // merged away or already cleaned up
         };
         let fire = timer.time == window.max_timestamp() && !contents.fired;
@@ -515,7 +515,7 @@ impl WindowOperator {
             contents.fired = true;
         }
         if cleanup {
-            self.backend.take_value(self.contents, namespace);
+            self.backend.take_value(self.contents, namespace).map_err(|error| self.context.error(error))?;
         }
         if fire {
             self.emit_window(window, out)?;
@@ -530,7 +530,7 @@ impl WindowOperator {
     }
 }
 
-impl Operator for WindowOperator {
+impl<B: KeyedStateBackend + Send> Operator for WindowOperator<B> {
     fn process(&mut self, row: &[Value], out: &mut dyn Collector) -> Result<(), OperatorError> {
         self.process_input(0, row, out)
     }
@@ -554,7 +554,7 @@ impl Operator for WindowOperator {
     }
 
     /// Count windows take a batch in two passes over keyed state (see
-    /// [`HeapKeyedStateBackend::for_each_entry`]); other windows record by record.
+    /// [`KeyedStateBackend::for_each_entry`]); other windows record by record.
     fn process_batch(&mut self, input: usize, rows: &RowBatch, out: &mut dyn Collector) -> Result<(), OperatorError> {
         let Assigner::Count { size } = self.assigner else {
             for row in rows.iter() {
@@ -640,11 +640,13 @@ impl Operator for WindowOperator {
             self.late_records_dropped += scalars.late_records_dropped;
         }
         let mut windows = Vec::new();
-        self.backend.for_each_value(self.contents, &mut |key, namespace, contents| {
-            if let Namespace::Window(window) = namespace {
-                windows.push((key.clone(), window, contents.fired));
-            }
-        });
+        self.backend
+            .for_each_value(self.contents, &mut |key, namespace, contents| {
+                if let Namespace::Window(window) = namespace {
+                    windows.push((key.clone(), window, contents.fired));
+                }
+            })
+            .map_err(|error| self.context.error(error))?;
         for (key, window, fired) in windows {
             self.register_timers(&key, window, fired);
         }

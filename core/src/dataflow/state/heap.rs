@@ -10,6 +10,7 @@
 //! again. [`HeapKeyedStateBackend::for_each_entry`] serves a batch of keys in two passes (every
 //! lookup, then every value), so that the lookups' cache misses overlap.
 
+use super::image::{EntryImage, GroupImage, ListCodec, StateImage};
 use super::table::{Entry, Probe, Table, probe_hash};
 use super::{
     KeyGroupRange, KeyGroupSnapshot, KeyedSnapshot, KeyedStateBackend, ListState, MapCodecs, MapState, Namespace,
@@ -17,7 +18,6 @@ use super::{
     encode_to_vec, key_group_of,
 };
 use crate::row::Value;
-use serde::{Deserialize, Serialize};
 use std::any::TypeId;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -72,25 +72,6 @@ fn encode_entry<T: StateType>(
         images.push(EntryImage { key: entry.key.clone(), namespace: *namespace, value: bytes });
     }
     Ok(())
-}
-
-/// One key group as a snapshot stores it.
-#[derive(Serialize, Deserialize)]
-struct GroupImage {
-    states: Vec<StateImage>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct StateImage {
-    name: String,
-    entries: Vec<EntryImage>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct EntryImage {
-    key: Value,
-    namespace: Namespace,
-    value: Vec<u8>,
 }
 
 /// Keyed state on the heap, for the key groups of one subtask.
@@ -179,7 +160,7 @@ impl HeapKeyedStateBackend {
     /// then its error, through `fail`, is returned. `visit` failing stops the batch with that
     /// error; the keys after it may have been given fresh values already (an operator error
     /// fails the task, whose state is then thrown away for the last checkpoint's).
-    pub fn for_each_entry<T: StateType, E>(
+    fn for_each_entry_batched<T: StateType, E>(
         &mut self,
         (state, at): (ValueState<T>, Namespace),
         keys: &[Value],
@@ -216,6 +197,11 @@ impl HeapKeyedStateBackend {
         }
         result?;
         failure.map_or(Ok(()), |error| Err(fail(error)))
+    }
+
+    /// Entries over all states.
+    fn len(&self) -> usize {
+        self.tables.iter().map(|table| table.len()).sum()
     }
 
     fn restore_group(&mut self, key_group: u32, bytes: &[u8]) -> StateResult<()> {
@@ -346,14 +332,14 @@ impl KeyedStateBackend for HeapKeyedStateBackend {
         ReducingState::new(self.register(name, Table::<T>::new(name, reducer.codec, Some(reducer.reduce))))
     }
 
-    fn value<T: StateType>(&self, state: ValueState<T>, at: Namespace) -> Option<&T> {
+    fn value<T: StateType>(&mut self, state: ValueState<T>, at: Namespace) -> StateResult<Option<&T>> {
         let (table, probe) = self.table::<T>(state.id);
-        table.get(probe, at)
+        Ok(table.get(probe, at))
     }
 
-    fn value_mut<T: StateType>(&mut self, state: ValueState<T>, at: Namespace) -> Option<&mut T> {
+    fn value_mut<T: StateType>(&mut self, state: ValueState<T>, at: Namespace) -> StateResult<Option<&mut T>> {
         let (table, probe, _) = self.table_mut::<T>(state.id);
-        table.get_mut(probe, at)
+        Ok(table.get_mut(probe, at))
     }
 
     #[inline]
@@ -367,24 +353,30 @@ impl KeyedStateBackend for HeapKeyedStateBackend {
         table.insert(probe, at, || group.resolve(), value)
     }
 
-    fn take_value<T: StateType>(&mut self, state: ValueState<T>, at: Namespace) -> Option<T> {
+    fn take_value<T: StateType>(&mut self, state: ValueState<T>, at: Namespace) -> StateResult<Option<T>> {
         let (table, probe, _) = self.table_mut::<T>(state.id);
-        table.remove(probe, at)
+        Ok(table.remove(probe, at))
     }
 
-    fn namespaces<T: StateType>(&self, state: ValueState<T>, out: &mut Vec<Namespace>) {
+    fn namespaces<T: StateType>(&mut self, state: ValueState<T>, out: &mut Vec<Namespace>) -> StateResult<()> {
         out.clear();
         let (table, probe) = self.table::<T>(state.id);
         out.extend(table.namespaces(probe));
+        Ok(())
     }
 
-    fn for_each_value<T: StateType>(&self, state: ValueState<T>, visit: &mut dyn FnMut(&Value, Namespace, &T)) {
+    fn for_each_value<T: StateType>(
+        &mut self,
+        state: ValueState<T>,
+        visit: &mut dyn FnMut(&Value, Namespace, &T),
+    ) -> StateResult<()> {
         let (table, _) = self.table::<T>(state.id);
         for entry in table.sorted() {
             for (namespace, value) in entry.values.entries() {
                 visit(&entry.key, *namespace, value);
             }
         }
+        Ok(())
     }
 
     fn list_add<T: StateType>(&mut self, state: ListState<T>, at: Namespace, item: T) -> StateResult<()> {
@@ -393,14 +385,14 @@ impl KeyedStateBackend for HeapKeyedStateBackend {
         Ok(())
     }
 
-    fn list<T: StateType>(&self, state: ListState<T>, at: Namespace) -> &[T] {
+    fn list<T: StateType>(&mut self, state: ListState<T>, at: Namespace) -> StateResult<&[T]> {
         let (table, probe) = self.table::<Vec<T>>(state.id);
-        table.get(probe, at).map(Vec::as_slice).unwrap_or(&[])
+        Ok(table.get(probe, at).map(Vec::as_slice).unwrap_or(&[]))
     }
 
-    fn list_take<T: StateType>(&mut self, state: ListState<T>, at: Namespace) -> Vec<T> {
+    fn list_take<T: StateType>(&mut self, state: ListState<T>, at: Namespace) -> StateResult<Vec<T>> {
         let (table, probe, _) = self.table_mut::<Vec<T>>(state.id);
-        table.remove(probe, at).unwrap_or_default()
+        Ok(table.remove(probe, at).unwrap_or_default())
     }
 
     fn map_put<K: StateKey, V: StateType>(&mut self, of: MapState<K, V>, at: Namespace, kv: (K, V)) -> StateResult<()> {
@@ -409,23 +401,37 @@ impl KeyedStateBackend for HeapKeyedStateBackend {
         Ok(())
     }
 
-    fn map_get<K: StateKey, V: StateType>(&self, state: MapState<K, V>, at: Namespace, key: &K) -> Option<&V> {
-        self.map(state, at)?.get(key)
+    fn map_get<K: StateKey, V: StateType>(
+        &mut self,
+        state: MapState<K, V>,
+        at: Namespace,
+        key: &K,
+    ) -> StateResult<Option<&V>> {
+        Ok(self.map(state, at)?.and_then(|map| map.get(key)))
     }
 
-    fn map_remove<K: StateKey, V: StateType>(&mut self, state: MapState<K, V>, at: Namespace, key: &K) -> Option<V> {
+    fn map_remove<K: StateKey, V: StateType>(
+        &mut self,
+        state: MapState<K, V>,
+        at: Namespace,
+        key: &K,
+    ) -> StateResult<Option<V>> {
         let (table, probe, _) = self.table_mut::<BTreeMap<K, V>>(state.id);
-        let map = table.get_mut(probe, at)?;
+        let Some(map) = table.get_mut(probe, at) else { return Ok(None) };
         let removed = map.remove(key);
         if map.is_empty() {
             table.remove(probe, at);
         }
-        removed
+        Ok(removed)
     }
 
-    fn map<K: StateKey, V: StateType>(&self, state: MapState<K, V>, at: Namespace) -> Option<&BTreeMap<K, V>> {
+    fn map<K: StateKey, V: StateType>(
+        &mut self,
+        state: MapState<K, V>,
+        at: Namespace,
+    ) -> StateResult<Option<&BTreeMap<K, V>>> {
         let (table, probe) = self.table::<BTreeMap<K, V>>(state.id);
-        table.get(probe, at)
+        Ok(table.get(probe, at))
     }
 
     fn reducing_add<T: StateType>(&mut self, state: ReducingState<T>, at: Namespace, value: T) -> StateResult<()> {
@@ -441,21 +447,21 @@ impl KeyedStateBackend for HeapKeyedStateBackend {
         result
     }
 
-    fn reducing_get<T: StateType>(&self, state: ReducingState<T>, at: Namespace) -> Option<&T> {
+    fn reducing_get<T: StateType>(&mut self, state: ReducingState<T>, at: Namespace) -> StateResult<Option<&T>> {
         let (table, probe) = self.table::<T>(state.id);
-        table.get(probe, at)
+        Ok(table.get(probe, at))
     }
 
-    fn reducing_take<T: StateType>(&mut self, state: ReducingState<T>, at: Namespace) -> Option<T> {
+    fn reducing_take<T: StateType>(&mut self, state: ReducingState<T>, at: Namespace) -> StateResult<Option<T>> {
         let (table, probe, _) = self.table_mut::<T>(state.id);
-        table.remove(probe, at)
+        Ok(table.remove(probe, at))
     }
 
-    fn entry_count(&self) -> usize {
-        self.tables.iter().map(|table| table.len()).sum()
+    fn entry_count(&mut self) -> StateResult<usize> {
+        Ok(self.len())
     }
 
-    fn snapshot(&self) -> StateResult<KeyedSnapshot> {
+    fn snapshot(&mut self) -> StateResult<KeyedSnapshot> {
         let mut groups: BTreeMap<u32, Vec<StateImage>> = BTreeMap::new();
         for table in &self.tables {
             for (key_group, entries) in table.encode()? {
@@ -472,7 +478,7 @@ impl KeyedStateBackend for HeapKeyedStateBackend {
     }
 
     fn restore(&mut self, snapshots: &[&KeyedSnapshot]) -> StateResult<()> {
-        let entries = self.entry_count();
+        let entries = self.len();
         if entries > 0 {
             return Err(StateError::NotEmpty { entries });
         }
@@ -491,51 +497,15 @@ impl KeyedStateBackend for HeapKeyedStateBackend {
         }
         Ok(())
     }
-}
 
-/// A list state's codec: each item's bytes, in a list.
-struct ListCodec<T> {
-    item: Box<dyn StateCodec<T>>,
-}
-
-impl<T: StateType> StateCodec<Vec<T>> for ListCodec<T> {
-    fn encode(&self, items: &Vec<T>, out: &mut Vec<u8>) -> Result<(), StateError> {
-        let mut parts = Vec::with_capacity(items.len());
-        for item in items {
-            let mut bytes = Vec::new();
-            self.item.encode(item, &mut bytes)?;
-            parts.push(bytes);
-        }
-        out.extend(encode_to_vec(&parts).map_err(|message| StateError::Codec { message })?);
-        Ok(())
-    }
-
-    fn decode(&self, bytes: &[u8]) -> Result<Vec<T>, StateError> {
-        let parts: Vec<Vec<u8>> = decode_exact(bytes).map_err(|message| StateError::Codec { message })?;
-        parts.iter().map(|part| self.item.decode(part)).collect()
-    }
-}
-
-/// A map state's codec: the `(key, value)` pairs in key order, each part's bytes.
-impl<K: StateKey, V: StateType> StateCodec<BTreeMap<K, V>> for MapCodecs<K, V> {
-    fn encode(&self, map: &BTreeMap<K, V>, out: &mut Vec<u8>) -> Result<(), StateError> {
-        let mut parts = Vec::with_capacity(map.len());
-        for (key, value) in map {
-            let (mut key_bytes, mut value_bytes) = (Vec::new(), Vec::new());
-            self.keys.encode(key, &mut key_bytes)?;
-            self.values.encode(value, &mut value_bytes)?;
-            parts.push((key_bytes, value_bytes));
-        }
-        out.extend(encode_to_vec(&parts).map_err(|message| StateError::Codec { message })?);
-        Ok(())
-    }
-
-    fn decode(&self, bytes: &[u8]) -> Result<BTreeMap<K, V>, StateError> {
-        let parts: Vec<(Vec<u8>, Vec<u8>)> = decode_exact(bytes).map_err(|message| StateError::Codec { message })?;
-        let mut map = BTreeMap::new();
-        for (key, value) in &parts {
-            map.insert(self.keys.decode(key)?, self.values.decode(value)?);
-        }
-        Ok(map)
+    fn for_each_entry<T: StateType, E>(
+        &mut self,
+        of: (ValueState<T>, Namespace),
+        keys: &[Value],
+        init: impl FnMut() -> T,
+        visit: impl FnMut(&Value, &mut T) -> Result<(), E>,
+        fail: impl Fn(StateError) -> E,
+    ) -> Result<(), E> {
+        self.for_each_entry_batched(of, keys, init, visit, fail)
     }
 }

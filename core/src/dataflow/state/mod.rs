@@ -2,7 +2,8 @@
 //! group so that a job restored at another parallelism redistributes it.
 //!
 //! This module owns the keyed-state interface ([`KeyedStateBackend`]), the heap backend
-//! ([`HeapKeyedStateBackend`], the default), key groups ([`KeyGroupRange`]) and the snapshot
+//! ([`HeapKeyedStateBackend`], the default), the store backend ([`StoreKeyedStateBackend`]:
+//! state as bytes in a [`StateStore`] such as RocksDB), key groups ([`KeyGroupRange`]) and the snapshot
 //! format ([`KeyedSnapshot`]). State is addressed by a typed handle (one per registered state,
 //! [`ValueState`], [`ListState`], [`MapState`], [`ReducingState`]), the backend's current key
 //! ([`KeyedStateBackend::set_current_key`], as Flink's `setCurrentKey`) and a [`Namespace`]
@@ -25,9 +26,14 @@
 //! namespace), so the same state always gives the same bytes.
 
 mod heap;
+mod image;
+mod store;
+mod store_backend;
 mod table;
 
 pub use heap::HeapKeyedStateBackend;
+pub use store::{MemoryStateStore, StateStore, WriteBatch};
+pub use store_backend::StoreKeyedStateBackend;
 
 use super::EventTime;
 use crate::ids::SubtaskIndex;
@@ -187,6 +193,12 @@ pub enum StateError {
     #[error("state value codec: {message}")]
     Codec {
         /// What failed.
+        message: String,
+    },
+    /// The store holding the state failed (an IO error, a corrupt block).
+    #[error("state store: {message}")]
+    Store {
+        /// The store's error.
         message: String,
     },
     /// A reducing state's reduce function failed.
@@ -351,49 +363,90 @@ pub trait KeyedStateBackend {
     fn register_reducing<T: StateType>(&mut self, name: &str, reducer: Reducer<T>) -> ReducingState<T>;
 
     /// The value of the current key at `at`.
-    fn value<T: StateType>(&self, state: ValueState<T>, at: Namespace) -> Option<&T>;
+    fn value<T: StateType>(&mut self, state: ValueState<T>, at: Namespace) -> StateResult<Option<&T>>;
     /// The value of the current key at `at`, to change in place.
-    fn value_mut<T: StateType>(&mut self, state: ValueState<T>, at: Namespace) -> Option<&mut T>;
+    fn value_mut<T: StateType>(&mut self, state: ValueState<T>, at: Namespace) -> StateResult<Option<&mut T>>;
     /// The value of `of` at `at`, created by `f` when absent.
     fn entry<T: StateType>(&mut self, of: ValueState<T>, at: Namespace, f: impl FnOnce() -> T) -> StateResult<&mut T>;
     /// Sets the value; returns the previous one.
     fn set_value<T: StateType>(&mut self, state: ValueState<T>, at: Namespace, value: T) -> StateResult<Option<T>>;
     /// Removes the value and returns it.
-    fn take_value<T: StateType>(&mut self, state: ValueState<T>, at: Namespace) -> Option<T>;
+    fn take_value<T: StateType>(&mut self, state: ValueState<T>, at: Namespace) -> StateResult<Option<T>>;
     /// The namespaces holding a value for the current key, ascending, into `out` (cleared first).
-    fn namespaces<T: StateType>(&self, state: ValueState<T>, out: &mut Vec<Namespace>);
+    fn namespaces<T: StateType>(&mut self, state: ValueState<T>, out: &mut Vec<Namespace>) -> StateResult<()>;
     /// Every `(key, namespace, value)` of `state` in this backend, by key group, key, namespace.
-    fn for_each_value<T: StateType>(&self, state: ValueState<T>, visit: &mut dyn FnMut(&Value, Namespace, &T));
+    fn for_each_value<T: StateType>(
+        &mut self,
+        state: ValueState<T>,
+        visit: &mut dyn FnMut(&Value, Namespace, &T),
+    ) -> StateResult<()>;
 
     /// Appends `item` to the list.
     fn list_add<T: StateType>(&mut self, state: ListState<T>, at: Namespace, item: T) -> StateResult<()>;
     /// The list (empty when absent).
-    fn list<T: StateType>(&self, state: ListState<T>, at: Namespace) -> &[T];
+    fn list<T: StateType>(&mut self, state: ListState<T>, at: Namespace) -> StateResult<&[T]>;
     /// Removes the list and returns it.
-    fn list_take<T: StateType>(&mut self, state: ListState<T>, at: Namespace) -> Vec<T>;
+    fn list_take<T: StateType>(&mut self, state: ListState<T>, at: Namespace) -> StateResult<Vec<T>>;
 
     /// Puts `kv` (a key and its value) into the map `of` at `at`.
     fn map_put<K: StateKey, V: StateType>(&mut self, of: MapState<K, V>, at: Namespace, kv: (K, V)) -> StateResult<()>;
     /// The map's value for `key`.
-    fn map_get<K: StateKey, V: StateType>(&self, state: MapState<K, V>, at: Namespace, key: &K) -> Option<&V>;
+    fn map_get<K: StateKey, V: StateType>(
+        &mut self,
+        state: MapState<K, V>,
+        at: Namespace,
+        key: &K,
+    ) -> StateResult<Option<&V>>;
     /// Removes `key` from the map; an emptied map is dropped.
-    fn map_remove<K: StateKey, V: StateType>(&mut self, state: MapState<K, V>, at: Namespace, key: &K) -> Option<V>;
+    fn map_remove<K: StateKey, V: StateType>(
+        &mut self,
+        state: MapState<K, V>,
+        at: Namespace,
+        key: &K,
+    ) -> StateResult<Option<V>>;
     /// The whole map, ordered by key.
-    fn map<K: StateKey, V: StateType>(&self, state: MapState<K, V>, at: Namespace) -> Option<&BTreeMap<K, V>>;
+    fn map<K: StateKey, V: StateType>(
+        &mut self,
+        state: MapState<K, V>,
+        at: Namespace,
+    ) -> StateResult<Option<&BTreeMap<K, V>>>;
 
     /// Folds `value` into the reducing state (stores it when absent).
     fn reducing_add<T: StateType>(&mut self, state: ReducingState<T>, at: Namespace, value: T) -> StateResult<()>;
     /// The reduced value.
-    fn reducing_get<T: StateType>(&self, state: ReducingState<T>, at: Namespace) -> Option<&T>;
+    fn reducing_get<T: StateType>(&mut self, state: ReducingState<T>, at: Namespace) -> StateResult<Option<&T>>;
     /// Removes the reduced value and returns it.
-    fn reducing_take<T: StateType>(&mut self, state: ReducingState<T>, at: Namespace) -> Option<T>;
+    fn reducing_take<T: StateType>(&mut self, state: ReducingState<T>, at: Namespace) -> StateResult<Option<T>>;
 
     /// Entries over all states, keys and namespaces.
-    fn entry_count(&self) -> usize;
+    fn entry_count(&mut self) -> StateResult<usize>;
     /// The state of every owned key group that holds any, each group as its own bytes.
-    fn snapshot(&self) -> StateResult<KeyedSnapshot>;
+    fn snapshot(&mut self) -> StateResult<KeyedSnapshot>;
     /// Takes the key groups of this backend's range from `snapshots` (an empty backend only).
     fn restore(&mut self, snapshots: &[&KeyedSnapshot]) -> StateResult<()>;
+
+    /// The value of `state` at `at` for each key of `keys` in turn, created by `init` when
+    /// absent, handed to `visit` with its key: `set_current_key` and `entry` key by key (a
+    /// backend may batch the lookups). The last key visited is current afterwards.
+    ///
+    /// A key outside this subtask's key groups ends the batch: the keys before it are visited,
+    /// then its error, through `fail`, is returned. `visit` failing stops the batch with that
+    /// error.
+    fn for_each_entry<T: StateType, E>(
+        &mut self,
+        (state, at): (ValueState<T>, Namespace),
+        keys: &[Value],
+        mut init: impl FnMut() -> T,
+        mut visit: impl FnMut(&Value, &mut T) -> Result<(), E>,
+        fail: impl Fn(StateError) -> E,
+    ) -> Result<(), E> {
+        for key in keys {
+            self.set_current_key(key.clone()).map_err(&fail)?;
+            let value = self.entry(state, at, &mut init).map_err(&fail)?;
+            visit(key, value)?;
+        }
+        Ok(())
+    }
 }
 
 /// Keyed state of one subtask, per key group.

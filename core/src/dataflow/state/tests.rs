@@ -4,9 +4,47 @@ use std::collections::BTreeMap;
 
 const MAX_PARALLELISM: u32 = 128;
 
-fn backend(parallelism: u32, subtask: u32) -> HeapKeyedStateBackend {
+/// A backend the tests run against: each behaviour test runs for both (see [`both`]).
+trait Backend: KeyedStateBackend + Sized {
+    fn make(max_parallelism: u32, range: KeyGroupRange) -> Self;
+}
+
+impl Backend for HeapKeyedStateBackend {
+    fn make(max_parallelism: u32, range: KeyGroupRange) -> Self {
+        HeapKeyedStateBackend::new(max_parallelism, range)
+    }
+}
+
+impl Backend for StoreKeyedStateBackend {
+    /// A cache of three entries: most accesses miss it, so reads and write-backs go through
+    /// the store.
+    fn make(max_parallelism: u32, range: KeyGroupRange) -> Self {
+        StoreKeyedStateBackend::with_cache_capacity(max_parallelism, range, Box::new(MemoryStateStore::new()), 3)
+    }
+}
+
+/// Runs the generic check `$name` as one test per backend.
+macro_rules! both {
+    ($name:ident) => {
+        mod $name {
+            use super::*;
+
+            #[test]
+            fn heap() {
+                super::$name::<HeapKeyedStateBackend>();
+            }
+
+            #[test]
+            fn store() {
+                super::$name::<StoreKeyedStateBackend>();
+            }
+        }
+    };
+}
+
+fn backend<B: Backend>(parallelism: u32, subtask: u32) -> B {
     let range = KeyGroupRange::for_subtask(MAX_PARALLELISM, parallelism, SubtaskIndex(subtask));
-    HeapKeyedStateBackend::new(MAX_PARALLELISM, range)
+    B::make(MAX_PARALLELISM, range)
 }
 
 /// The subtask of `parallelism` that owns `key`.
@@ -21,7 +59,7 @@ struct States {
     total: ReducingState<i64>,
 }
 
-fn register(backend: &mut HeapKeyedStateBackend) -> States {
+fn register(backend: &mut impl KeyedStateBackend) -> States {
     let add: ReduceFn<i64> = Box::new(|sum, value| {
         *sum += value;
         Ok(())
@@ -67,10 +105,9 @@ fn state_and_partitioner_agree_on_every_key_group() {
     }
 }
 
-#[test]
-fn the_backend_files_every_key_under_key_group_of_whatever_the_max_parallelism() {
+fn the_backend_files_every_key_under_key_group_of_whatever_the_max_parallelism<B: Backend>() {
     for max_parallelism in [1u32, 3, 100, 128, 4096, 32_768] {
-        let mut state = HeapKeyedStateBackend::new(max_parallelism, KeyGroupRange::new(0, max_parallelism));
+        let mut state = B::make(max_parallelism, KeyGroupRange::new(0, max_parallelism));
         let count = state.register_value::<i64>("count", SerdeCodec);
         for key in (-500..500).map(Value::Int).chain((0..50).map(|n| Value::str(&format!("k{n}")))) {
             state.set_current_key(key.clone()).unwrap();
@@ -78,14 +115,15 @@ fn the_backend_files_every_key_under_key_group_of_whatever_the_max_parallelism()
             let snapshot = state.snapshot().unwrap();
             let expected = key_group_of(&key, max_parallelism);
             assert_eq!(snapshot.groups.iter().map(|group| group.key_group).collect::<Vec<_>>(), [expected]);
-            state.take_value(count, Namespace::Global);
+            state.take_value(count, Namespace::Global).unwrap();
         }
     }
 }
 
-#[test]
-fn value_list_map_and_reducing_state_are_per_key_and_namespace() {
-    let mut state = backend(1, 0);
+both!(the_backend_files_every_key_under_key_group_of_whatever_the_max_parallelism);
+
+fn value_list_map_and_reducing_state_are_per_key_and_namespace<B: Backend>() {
+    let mut state: B = backend(1, 0);
     let handles = register(&mut state);
     state.set_current_key(Value::str("a")).unwrap();
     state.set_value(handles.count, Namespace::Global, 5).unwrap();
@@ -96,39 +134,42 @@ fn value_list_map_and_reducing_state_are_per_key_and_namespace() {
     state.reducing_add(handles.total, Namespace::Global, 3).unwrap();
     state.reducing_add(handles.total, Namespace::Global, 4).unwrap();
     state.set_current_key(Value::str("b")).unwrap();
-    assert_eq!(state.value(handles.count, Namespace::Global), None);
-    assert!(state.list(handles.seen, Namespace::Global).is_empty());
+    assert_eq!(state.value(handles.count, Namespace::Global).unwrap(), None);
+    assert!(state.list(handles.seen, Namespace::Global).unwrap().is_empty());
     state.set_current_key(Value::str("a")).unwrap();
-    assert_eq!(state.value(handles.count, Namespace::Global), Some(&5));
-    assert_eq!(state.value(handles.count, window(0, 10)), Some(&2));
-    assert_eq!(state.list(handles.seen, Namespace::Global), ["x".to_string(), "y".to_string()]);
-    assert_eq!(state.map_get(handles.tags, Namespace::Global, &"t".to_string()), Some(&1));
-    assert_eq!(state.reducing_get(handles.total, Namespace::Global), Some(&7));
+    assert_eq!(state.value(handles.count, Namespace::Global).unwrap(), Some(&5));
+    assert_eq!(state.value(handles.count, window(0, 10)).unwrap(), Some(&2));
+    assert_eq!(state.list(handles.seen, Namespace::Global).unwrap(), ["x".to_string(), "y".to_string()]);
+    assert_eq!(state.map_get(handles.tags, Namespace::Global, &"t".to_string()).unwrap(), Some(&1));
+    assert_eq!(state.reducing_get(handles.total, Namespace::Global).unwrap(), Some(&7));
     let mut namespaces = Vec::new();
-    state.namespaces(handles.count, &mut namespaces);
+    state.namespaces(handles.count, &mut namespaces).unwrap();
     assert_eq!(namespaces, vec![Namespace::Global, window(0, 10)]);
-    assert_eq!(state.map_remove(handles.tags, Namespace::Global, &"t".to_string()), Some(1));
-    assert_eq!(state.map(handles.tags, Namespace::Global), None, "an emptied map is dropped");
-    assert_eq!(state.take_value(handles.count, Namespace::Global), Some(5));
-    assert_eq!(state.entry_count(), 3);
+    assert_eq!(state.map_remove(handles.tags, Namespace::Global, &"t".to_string()).unwrap(), Some(1));
+    assert_eq!(state.map(handles.tags, Namespace::Global).unwrap(), None, "an emptied map is dropped");
+    assert_eq!(state.take_value(handles.count, Namespace::Global).unwrap(), Some(5));
+    assert_eq!(state.entry_count().unwrap(), 3);
 }
 
-#[test]
-fn storing_state_for_a_key_outside_the_owned_groups_is_refused() {
-    let mut state = backend(4, 1);
+both!(value_list_map_and_reducing_state_are_per_key_and_namespace);
+
+fn storing_state_for_a_key_outside_the_owned_groups_is_refused<B: Backend>() {
+    let mut state: B = backend(4, 1);
     let handles = register(&mut state);
     let foreign = (0..).map(Value::Int).find(|key| owner(key, 4) != 1).unwrap();
     state.set_current_key(foreign).unwrap();
-    assert_eq!(state.value(handles.count, Namespace::Global), None, "a foreign key reads as empty");
+    assert_eq!(state.value(handles.count, Namespace::Global).unwrap(), None, "a foreign key reads as empty");
     let refused = state.set_value(handles.count, Namespace::Global, 1);
     assert!(matches!(refused, Err(StateError::KeyOutOfRange { .. })), "{refused:?}");
     assert!(matches!(state.current_key_group(), Err(StateError::KeyOutOfRange { .. })));
-    assert_eq!(state.entry_count(), 0);
+    assert_eq!(state.entry_count().unwrap(), 0);
 }
 
+both!(storing_state_for_a_key_outside_the_owned_groups_is_refused);
+
 /// Fills the backend of subtask `subtask` of `parallelism` with every key it owns among `keys`.
-fn fill(parallelism: u32, subtask: u32, keys: &[Value]) -> KeyedSnapshot {
-    let mut state = backend(parallelism, subtask);
+fn fill<B: Backend>(parallelism: u32, subtask: u32, keys: &[Value]) -> KeyedSnapshot {
+    let mut state: B = backend(parallelism, subtask);
     let handles = register(&mut state);
     for key in keys.iter().filter(|key| owner(key, parallelism) == subtask) {
         let Value::Int(n) = key else { unreachable!() };
@@ -141,31 +182,32 @@ fn fill(parallelism: u32, subtask: u32, keys: &[Value]) -> KeyedSnapshot {
     state.snapshot().unwrap()
 }
 
-#[test]
-fn state_snapshotted_at_four_subtasks_restores_at_two_and_three_with_every_key_once() {
+fn state_snapshotted_at_four_subtasks_restores_at_two_and_three_with_every_key_once<B: Backend>() {
     let keys: Vec<Value> = (0..500).map(Value::Int).collect();
-    let snapshots: Vec<KeyedSnapshot> = (0..4).map(|subtask| fill(4, subtask, &keys)).collect();
+    let snapshots: Vec<KeyedSnapshot> = (0..4).map(|subtask| fill::<B>(4, subtask, &keys)).collect();
     let references: Vec<&KeyedSnapshot> = snapshots.iter().collect();
     for parallelism in [2u32, 3, 1, 5] {
         let mut found: BTreeMap<i64, u32> = BTreeMap::new();
         for subtask in 0..parallelism {
-            let mut state = backend(parallelism, subtask);
+            let mut state: B = backend(parallelism, subtask);
             let handles = register(&mut state);
             state.restore(&references).unwrap();
-            state.for_each_value(handles.count, &mut |key, namespace, value| {
-                let Value::Int(n) = key else { panic!("unexpected key {key}") };
-                if namespace == Namespace::Global {
-                    assert_eq!(value, n);
-                    *found.entry(*n).or_default() += 1;
-                } else {
-                    assert_eq!((namespace, *value), (window(*n, n + 10), n * 2));
-                }
-            });
+            state
+                .for_each_value(handles.count, &mut |key, namespace, value| {
+                    let Value::Int(n) = key else { panic!("unexpected key {key}") };
+                    if namespace == Namespace::Global {
+                        assert_eq!(value, n);
+                        *found.entry(*n).or_default() += 1;
+                    } else {
+                        assert_eq!((namespace, *value), (window(*n, n + 10), n * 2));
+                    }
+                })
+                .unwrap();
             for key in keys.iter().filter(|key| owner(key, parallelism) == subtask) {
                 let Value::Int(n) = key else { unreachable!() };
                 state.set_current_key(key.clone()).unwrap();
-                assert_eq!(state.list(handles.seen, Namespace::Global), [format!("k{n}")]);
-                assert_eq!(state.reducing_get(handles.total, window(0, 1)), Some(n));
+                assert_eq!(state.list(handles.seen, Namespace::Global).unwrap(), [format!("k{n}")]);
+                assert_eq!(state.reducing_get(handles.total, window(0, 1)).unwrap(), Some(n));
             }
         }
         assert_eq!(found.len(), keys.len(), "p={parallelism}: every key restored");
@@ -173,21 +215,23 @@ fn state_snapshotted_at_four_subtasks_restores_at_two_and_three_with_every_key_o
     }
 }
 
-#[test]
-fn snapshots_are_ordered_and_repeatable() {
+both!(state_snapshotted_at_four_subtasks_restores_at_two_and_three_with_every_key_once);
+
+fn snapshots_are_ordered_and_repeatable<B: Backend>() {
     let keys: Vec<Value> = (0..100).map(Value::Int).collect();
-    let first = fill(1, 0, &keys);
-    let second = fill(1, 0, &keys);
+    let first = fill::<B>(1, 0, &keys);
+    let second = fill::<B>(1, 0, &keys);
     assert_eq!(first, second);
     assert!(first.groups.windows(2).all(|pair| pair[0].key_group < pair[1].key_group));
 }
 
-#[test]
-fn restore_refuses_bad_snapshots_with_typed_errors() {
+both!(snapshots_are_ordered_and_repeatable);
+
+fn restore_refuses_bad_snapshots_with_typed_errors<B: Backend>() {
     let keys: Vec<Value> = (0..50).map(Value::Int).collect();
-    let snapshot = fill(1, 0, &keys);
+    let snapshot = fill::<B>(1, 0, &keys);
     let restore = |snapshots: &[&KeyedSnapshot]| {
-        let mut state = backend(1, 0);
+        let mut state: B = backend(1, 0);
         register(&mut state);
         state.restore(snapshots)
     };
@@ -206,13 +250,14 @@ fn restore_refuses_bad_snapshots_with_typed_errors() {
         bytes.truncate(bytes.len().saturating_sub(cut + 1));
         assert!(matches!(restore(&[&truncated]), Err(StateError::Corrupt { .. })), "cut {cut}");
     }
-    let mut unregistered = backend(1, 0);
+    let mut unregistered: B = backend(1, 0);
     unregistered.register_value::<i64>("count", SerdeCodec);
     assert!(matches!(unregistered.restore(&[&snapshot]), Err(StateError::UnknownState { .. })));
 }
 
-#[test]
-fn garbage_bytes_never_panic_on_restore() {
+both!(restore_refuses_bad_snapshots_with_typed_errors);
+
+fn garbage_bytes_never_panic_on_restore<B: Backend>() {
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     for length in 0..200usize {
         let bytes: Vec<u8> = (0..length)
@@ -226,22 +271,25 @@ fn garbage_bytes_never_panic_on_restore() {
             key_group_range: KeyGroupRange::new(0, MAX_PARALLELISM),
             groups: vec![KeyGroupSnapshot { key_group: 3, bytes }],
         };
-        let mut state = backend(1, 0);
+        let mut state: B = backend(1, 0);
         register(&mut state);
         let _ = state.restore(&[&snapshot]);
     }
 }
 
-#[test]
-fn restore_into_a_backend_with_state_is_refused() {
+both!(garbage_bytes_never_panic_on_restore);
+
+fn restore_into_a_backend_with_state_is_refused<B: Backend>() {
     let keys: Vec<Value> = (0..10).map(Value::Int).collect();
-    let snapshot = fill(1, 0, &keys);
-    let mut state = backend(1, 0);
+    let snapshot = fill::<B>(1, 0, &keys);
+    let mut state: B = backend(1, 0);
     let handles = register(&mut state);
     state.set_current_key(Value::Int(1)).unwrap();
     state.set_value(handles.count, Namespace::Global, 1).unwrap();
     assert_eq!(state.restore(&[&snapshot]), Err(StateError::NotEmpty { entries: 1 }));
 }
+
+both!(restore_into_a_backend_with_state_is_refused);
 
 mod table_index {
     use super::super::table::{Probe, Table};
@@ -305,10 +353,106 @@ mod table_index {
 #[test]
 #[should_panic(expected = "used with another type")]
 fn a_handle_of_another_backend_and_type_is_refused_before_any_cast() {
-    let mut ints = backend(1, 0);
+    let mut ints: HeapKeyedStateBackend = backend(1, 0);
     let _count: ValueState<i64> = ints.register_value("count", SerdeCodec);
-    let mut texts = backend(1, 0);
+    let mut texts: HeapKeyedStateBackend = backend(1, 0);
     let names: ValueState<String> = texts.register_value("names", SerdeCodec);
     ints.set_current_key(Value::Int(1)).unwrap();
     let _ = ints.set_value(names, Namespace::Global, "x".to_string());
+}
+
+mod heap_and_store_agree {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Key(i64),
+        Set(i64, i64),
+        Add(i64, i64),
+        Take(i64),
+        Push(String),
+        TakeList,
+        Put(String, i64),
+        RemoveFromMap(String),
+        Reduce(i64),
+        Snapshot,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let text = "[a-c]{1,2}";
+        prop_oneof![
+            3 => (0i64..30).prop_map(Op::Key),
+            3 => (0i64..4, any::<i32>()).prop_map(|(window, value)| Op::Set(window, value as i64)),
+            3 => (0i64..4, -5i64..5).prop_map(|(window, value)| Op::Add(window, value)),
+            2 => (0i64..4).prop_map(Op::Take),
+            2 => text.prop_map(Op::Push),
+            1 => Just(Op::TakeList),
+            2 => (text, any::<i16>()).prop_map(|(key, value)| Op::Put(key, value as i64)),
+            1 => text.prop_map(Op::RemoveFromMap),
+            2 => (-100i64..100).prop_map(Op::Reduce),
+            1 => Just(Op::Snapshot),
+        ]
+    }
+
+    fn at(window: i64) -> Namespace {
+        if window == 0 { Namespace::Global } else { super::window(window * 10, window * 10 + 10) }
+    }
+
+    /// Applies `op` and returns what an operator would observe, as text.
+    fn apply(state: &mut impl KeyedStateBackend, handles: &States, op: &Op) -> String {
+        let seen = match op {
+            Op::Key(key) => format!("{:?}", state.set_current_key(Value::Int(*key))),
+            Op::Set(window, value) => format!("{:?}", state.set_value(handles.count, at(*window), *value)),
+            Op::Add(window, delta) => format!(
+                "{:?}",
+                state.entry(handles.count, at(*window), || 100).map(|value| {
+                    *value += delta;
+                    *value
+                })
+            ),
+            Op::Take(window) => format!("{:?}", state.take_value(handles.count, at(*window))),
+            Op::Push(item) => format!("{:?}", state.list_add(handles.seen, Namespace::Global, item.clone())),
+            Op::TakeList => format!("{:?}", state.list_take(handles.seen, Namespace::Global)),
+            Op::Put(key, value) => {
+                format!("{:?}", state.map_put(handles.tags, Namespace::Global, (key.clone(), *value)))
+            }
+            Op::RemoveFromMap(key) => format!("{:?}", state.map_remove(handles.tags, Namespace::Global, key)),
+            Op::Reduce(value) => format!("{:?}", state.reducing_add(handles.total, Namespace::Global, *value)),
+            Op::Snapshot => format!("{:?}", state.snapshot()),
+        };
+        let mut namespaces = Vec::new();
+        let listed = state.namespaces(handles.count, &mut namespaces);
+        let map = state.map(handles.tags, Namespace::Global).map(|map| map.cloned());
+        let total = state.reducing_get(handles.total, Namespace::Global).map(|total| total.copied());
+        let list = state.list(handles.seen, Namespace::Global).map(|list| list.to_vec());
+        format!("{seen} | {listed:?} {namespaces:?} | {map:?} | {total:?} | {list:?}")
+    }
+
+    proptest! {
+        /// The store backend, whose tiny cache sends most accesses to the store, answers every
+        /// operation as the heap backend does, takes byte-identical snapshots, and each restores
+        /// the other's snapshot (at two subtasks) to the same state.
+        #[test]
+        fn the_store_backend_behaves_as_the_heap_backend(ops in proptest::collection::vec(op(), 0..200)) {
+            let mut heap: HeapKeyedStateBackend = backend(1, 0);
+            let mut store: StoreKeyedStateBackend = backend(1, 0);
+            let (heap_handles, store_handles) = (register(&mut heap), register(&mut store));
+            for op in &ops {
+                prop_assert_eq!(apply(&mut heap, &heap_handles, op), apply(&mut store, &store_handles, op), "{:?}", op);
+            }
+            prop_assert_eq!(heap.entry_count().unwrap(), store.entry_count().unwrap());
+            let (heap_snapshot, store_snapshot) = (heap.snapshot().unwrap(), store.snapshot().unwrap());
+            prop_assert_eq!(&heap_snapshot, &store_snapshot);
+            for subtask in 0..2 {
+                let mut from_store: HeapKeyedStateBackend = backend(2, subtask);
+                let mut from_heap: StoreKeyedStateBackend = backend(2, subtask);
+                register(&mut from_store);
+                register(&mut from_heap);
+                from_store.restore(&[&store_snapshot]).unwrap();
+                from_heap.restore(&[&heap_snapshot]).unwrap();
+                prop_assert_eq!(from_store.snapshot().unwrap(), from_heap.snapshot().unwrap());
+            }
+        }
+    }
 }

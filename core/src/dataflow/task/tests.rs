@@ -5,6 +5,7 @@ use super::*;
 use crate::checkpoint::rescale;
 use crate::checkpoint::storage::{self, TaskStateFile};
 use crate::dataflow::operators::{LineWriter, OperatorContext, PartStore, ReaderRequest, SinkIoError, SourceReader};
+use crate::dataflow::state::{MemoryStateStore, StateStore};
 use crate::dataflow::{Barrier, BarrierKind, StreamElement};
 use crate::ids::{AttemptNumber, Hex128, JobId, OperatorIndex};
 use crate::job::builder::StreamEnvironment;
@@ -113,6 +114,10 @@ impl Connectors for Io {
 
     fn part_store(&mut self, _: &OperatorContext, _: &str) -> Result<Box<dyn PartStore>, String> {
         Ok(Box::new(self.parts.clone()))
+    }
+
+    fn keyed_state_store(&mut self, _operator: &OperatorContext) -> Result<Box<dyn StateStore>, String> {
+        Ok(Box::new(MemoryStateStore::new()))
     }
 }
 
