@@ -38,7 +38,25 @@ fn windowed_sum_runs_to_the_end_and_counts_its_records() {
 
 #[test]
 fn wordcount_with_checkpoints_commits_every_count_exactly_once() {
-    let dir = temp_dir("wordcount");
+    run_wordcount_with_checkpoints("wordcount", &[]);
+}
+
+/// The same with keyed state in RocksDB at parallelism 2: the counts are the heap's, and every
+/// RocksDB instance's files are gone once the job ends.
+#[test]
+fn wordcount_on_rocksdb_state_commits_the_same_counts_and_leaves_no_instance_behind() {
+    let rocks = temp_dir("wordcount-rocks-instances");
+    let local_dir = format!("state.backend.rocksdb.localdir={}", rocks.display());
+    run_wordcount_with_checkpoints(
+        "wordcount-rocks",
+        &["-D", "state.backend.type=rocksdb", "-D", &local_dir, "-p", "2"],
+    );
+    let left: Vec<_> = std::fs::read_dir(&rocks).expect("the instances' directory").collect();
+    assert!(left.is_empty(), "RocksDB instances left behind: {left:?}");
+}
+
+fn run_wordcount_with_checkpoints(name: &str, extra: &[&str]) {
+    let dir = temp_dir(name);
     let words: Vec<String> = (0..30_000u64).map(|i| format!("w{}", (i * 7919) % 211)).collect();
     let input: String = words.chunks(10).map(|line| line.join(" ") + "\n").collect();
     std::fs::write(dir.join("words.txt"), &input).expect("input");
@@ -51,7 +69,9 @@ fn wordcount_with_checkpoints_commits_every_count_exactly_once() {
     std::fs::write(&job_path, job).expect("job");
     let checkpoints = dir.join("checkpoints");
     let checkpoint_dir = format!("execution.checkpointing.dir={}", checkpoints.display());
-    let output = weir(&["local", job_path.to_str().expect("utf-8"), "-D", &checkpoint_dir]);
+    let mut args = vec!["local", job_path.to_str().expect("utf-8"), "-D", &checkpoint_dir];
+    args.extend(extra);
+    let output = weir(&args);
     assert!(output.status.success(), "{}", text(&output));
     assert_eq!(committed_lines(&dir.join("out")), expected_counts(&input));
 }

@@ -350,12 +350,6 @@ static KEYS: &[KeyDoc] = &[
          TaskManager's data directory.",
     ),
     key(
-        "state.backend.rocksdb.memory.high-prio-pool-ratio",
-        "0.1",
-        Number,
-        "Share of a slot's block cache kept for index and filter blocks.",
-    ),
-    key(
         "state.backend.rocksdb.memory.write-buffer-ratio",
         "0.5",
         Number,

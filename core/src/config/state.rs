@@ -44,9 +44,6 @@ pub struct StateBackendConfig {
     /// Share of a slot's managed memory RocksDB's write buffers may take
     /// (`state.backend.rocksdb.memory.write-buffer-ratio`).
     pub write_buffer_ratio: f64,
-    /// Share of the block cache kept for index and filter blocks
-    /// (`state.backend.rocksdb.memory.high-prio-pool-ratio`).
-    pub high_priority_pool_ratio: f64,
 }
 
 impl StateBackendConfig {
@@ -56,8 +53,6 @@ impl StateBackendConfig {
             incremental: reader.value("execution.checkpointing.incremental", boolean)?,
             rocksdb_local_dir: reader.optional("state.backend.rocksdb.localdir", text)?,
             write_buffer_ratio: reader.value("state.backend.rocksdb.memory.write-buffer-ratio", number(0.0, 1.0))?,
-            high_priority_pool_ratio: reader
-                .value("state.backend.rocksdb.memory.high-prio-pool-ratio", number(0.0, 1.0))?,
         })
     }
 
@@ -66,6 +61,5 @@ impl StateBackendConfig {
         listing.put("execution.checkpointing.incremental", self.incremental);
         listing.put_optional("state.backend.rocksdb.localdir", self.rocksdb_local_dir.as_ref());
         listing.put("state.backend.rocksdb.memory.write-buffer-ratio", self.write_buffer_ratio);
-        listing.put("state.backend.rocksdb.memory.high-prio-pool-ratio", self.high_priority_pool_ratio);
     }
 }

@@ -9,6 +9,7 @@
 //! ([`Operators`]); a name it lacks is `None`, and core fails the task naming the operator.
 
 use super::operators::Operators;
+use super::rocks_state::RocksState;
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
 use std::net::TcpStream;
@@ -18,20 +19,25 @@ use weir_core::dataflow::operators::{
     Connectors, LineWriter, PartStore, ReadOutcome, ReaderError, ReaderRequest, SinkIoError, SourceReader,
 };
 use weir_core::dataflow::operators::{Operator, OperatorContext};
+use weir_core::dataflow::state::StateStore;
+use weir_core::ids::AllocationId;
 
 use weir_core::dataflow::operators::PENDING_PART_PREFIX as PENDING_PREFIX;
 
 /// Connectors backed by the local file system, sockets and standard output, and the Rust
 /// operators the program registered.
-#[derive(Default)]
 pub struct LocalConnectors {
     operators: Operators,
+    /// Where keyed operators of the `rocksdb` backend open their databases.
+    rocks: RocksState,
+    /// The slot (allocation) the task runs in: its RocksDB instances share that slot's memory.
+    allocation: AllocationId,
 }
 
 impl LocalConnectors {
-    /// Connectors whose Rust operators come from `operators`.
-    pub fn new(operators: Operators) -> LocalConnectors {
-        LocalConnectors { operators }
+    /// Connectors whose Rust operators come from `operators`, for a task in `allocation`.
+    pub fn new(operators: Operators, rocks: RocksState, allocation: AllocationId) -> LocalConnectors {
+        LocalConnectors { operators, rocks, allocation }
     }
 }
 
@@ -49,6 +55,10 @@ impl Connectors for LocalConnectors {
                 Ok(Box::new(SocketReader { stream, ended: false }))
             }
         }
+    }
+
+    fn keyed_state_store(&mut self, operator: &OperatorContext) -> Result<Box<dyn StateStore>, String> {
+        self.rocks.open(self.allocation, operator)
     }
 
     fn line_writer(&mut self, _: &OperatorContext) -> Result<Box<dyn LineWriter>, String> {

@@ -6,10 +6,11 @@ use super::Clock;
 use super::exchange::{Exchange, Mail};
 use super::operators::Operators;
 use super::plans::JobPlans;
+use super::rocks_state::RocksState;
 use super::storage::CheckpointStorage;
 use super::task_thread::{self, Locations, MetricsBoard, TaskContext, TaskEvent};
 use std::sync::Arc;
-use weir_core::config::RawConfig;
+use weir_core::config::{Config, RawConfig};
 use weir_core::ids::{JobId, SubtaskIndex};
 use weir_core::protocol::{ExecutionState, TaskCommand, TaskDeployment, TaskReport};
 
@@ -32,6 +33,8 @@ pub struct TaskHost {
     pub metrics: MetricsBoard,
     /// Rust operators of the program this process runs.
     pub operators: Operators,
+    /// RocksDB instances of keyed state and each slot's managed memory.
+    pub rocks: RocksState,
 }
 
 impl TaskHost {
@@ -43,7 +46,10 @@ impl TaskHost {
         clock: Clock,
         operators: Operators,
     ) -> TaskHost {
+        // The daemons and the embedded cluster refuse an invalid configuration before this.
+        let config = Config::from_raw(own).unwrap_or_default();
         TaskHost {
+            rocks: RocksState::new(storage.data_dir(), &config),
             plans: JobPlans::new(own),
             storage,
             exchange,
@@ -106,6 +112,7 @@ impl TaskHost {
             report,
             metrics: self.metrics.clone(),
             operators: self.operators.clone(),
+            rocks: self.rocks.clone(),
         })
     }
 }

@@ -15,6 +15,7 @@ pub mod exchange;
 pub mod host;
 pub mod operators;
 pub mod plans;
+pub mod rocks_state;
 pub mod storage;
 pub mod task_thread;
 

@@ -22,6 +22,11 @@ impl CheckpointStorage {
         CheckpointStorage { data_dir: data_dir.into() }
     }
 
+    /// The directory relative locations resolve under.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
     /// The directory a location names.
     pub fn resolve(&self, location: &str) -> PathBuf {
         let path = location.strip_prefix("file://").unwrap_or(location);

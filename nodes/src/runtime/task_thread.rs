@@ -8,6 +8,7 @@ use super::Clock;
 use super::connectors::LocalConnectors;
 use super::exchange::{Credit, Exchange, Mail, release};
 use super::operators::Operators;
+use super::rocks_state::RocksState;
 use super::storage::CheckpointStorage;
 use std::collections::{BTreeMap, VecDeque};
 #[cfg(not(madsim))]
@@ -72,6 +73,8 @@ pub struct TaskContext {
     pub metrics: MetricsBoard,
     /// The Rust operators of this process.
     pub operators: Operators,
+    /// Where keyed state of the `rocksdb` backend lives.
+    pub rocks: RocksState,
 }
 
 /// Starts the task's thread; its mailbox is registered before this returns.
@@ -155,6 +158,9 @@ impl TaskThread {
     fn run(&mut self) {
         let Some(mut runner) = self.start() else { return };
         let ended = self.drive(&mut runner);
+        // The chain's resources (RocksDB instances and their files) go before the final
+        // report, after which the process may exit.
+        drop(runner);
         self.finish(ended);
     }
 
@@ -172,6 +178,7 @@ impl TaskThread {
                 Turn::Ended(ended) => break ended,
             }
         };
+        drop(runner);
         self.finish(ended);
     }
 
@@ -221,7 +228,8 @@ impl TaskThread {
                 files.push(self.context.storage.read(&restore.location, &handle.file).map_err(|e| (e, true))?);
             }
         }
-        let mut connectors = LocalConnectors::new(self.context.operators.clone());
+        let (operators, rocks) = (self.context.operators.clone(), self.context.rocks.clone());
+        let mut connectors = LocalConnectors::new(operators, rocks, self.context.deployment.allocation);
         let setup = TaskSetup {
             execution: self.execution,
             plan: &self.context.plan,
