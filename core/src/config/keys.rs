@@ -119,8 +119,8 @@ static KEYS: &[KeyDoc] = &[
         "execution.checkpointing.incremental",
         "false",
         Boolean,
-        "With the RocksDB backend, checkpoints upload only files new since the previous one \
-         (shared between checkpoints under `<job-id>/shared/`); savepoints stay whole.",
+        "With the RocksDB backend, checkpoints would upload only files new since the previous \
+         one; not built yet (a warning says so): every checkpoint is a full snapshot.",
     ),
     key(
         "execution.checkpointing.interval",

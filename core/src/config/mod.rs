@@ -89,6 +89,13 @@ impl Config {
         let checkpoint = CheckpointConfig::read(&reader)?;
         let mut warnings = keys::key_warnings(raw);
         warnings.extend(checkpoint.warnings());
+        let state_backend = StateBackendConfig::read(&reader)?;
+        if state_backend.incremental {
+            warnings.push(
+                "`execution.checkpointing.incremental` has no effect yet: every checkpoint is a full snapshot"
+                    .to_string(),
+            );
+        }
         Ok(Config {
             rpc: RpcConfig::read(&reader)?,
             rest: RestConfig::read(&reader)?,
@@ -101,7 +108,7 @@ impl Config {
             restart_strategy: RestartStrategy::read(&reader, checkpoint.enabled())?,
             failover_strategy: FailoverStrategy::read(&reader)?,
             ha: HaConfig::read(&reader)?,
-            state_backend: StateBackendConfig::read(&reader)?,
+            state_backend,
             checkpoint,
             warnings,
         })
