@@ -93,6 +93,16 @@ impl Cluster {
         request(&self.address, "POST", path, Some(&body.to_string()), Some(TOKEN)).0
     }
 
+    /// Waits until the job and all its tasks run (a savepoint needs every task running).
+    fn wait_running(&self, job_id: &str) {
+        wait_for("the job's tasks to run", || {
+            let (_, detail) = self.get(&format!("/jobs/{job_id}"));
+            let counts = detail["status-counts"].as_object()?.clone();
+            let total: u64 = counts.values().filter_map(Value::as_u64).sum();
+            (detail["state"] == "RUNNING" && total > 0 && counts["RUNNING"].as_u64() == Some(total)).then_some(())
+        });
+    }
+
     fn state(&self, job_id: &str) -> String {
         self.get(&format!("/jobs/{job_id}/status")).1["status"].as_str().unwrap_or("UNKNOWN").to_string()
     }
@@ -435,8 +445,8 @@ fn check_cluster_endpoints(cluster: &Cluster) {
     let ((status, _), text) = request(&cluster.address, "GET", "/metrics", None, Some(TOKEN));
     assert_eq!(status, 200);
     for name in [
-        "# TYPE weir_slots_total gauge",
-        "weir_slots_total 8",
+        "# TYPE weir_slots gauge",
+        "weir_slots 8",
         "weir_task_records_out_total{job_id=",
         "weir_vertex_busy_time_ms_per_second{job_id=",
         "weir_checkpoints_completed_total{job_id=",
@@ -479,14 +489,16 @@ fn check_rest_savepoint_and_stop(cluster: &Cluster, job_id: &str, dir: &Path) {
     let checkpoints = cluster.get(&format!("/jobs/{job_id}/checkpoints")).1;
     assert_eq!(checkpoints["latest"]["savepoint"]["is_savepoint"], true, "{checkpoints}");
 
-    let (status, answer) = cluster.post(&format!("/jobs/{job_id}/stop"), &json!({ "drain": false }));
+    // weir local exits once the job it was started with ends: stop another one.
+    let stopped = submit(cluster, ENDLESS_JOB);
+    cluster.wait_running(&stopped);
+    let (status, answer) = cluster.post(&format!("/jobs/{stopped}/stop"), &json!({ "drain": false }));
     assert_eq!(status, 202, "{answer}");
-    let location = wait_for_location(cluster, job_id, answer["request-id"].as_str().expect("request-id"));
-    assert!(
-        location.starts_with(&dir.join("savepoints").display().to_string()),
-        "the configured directory: {location}"
-    );
-    wait_for("the stopped job to finish", || (cluster.state(job_id) == "FINISHED").then_some(()));
+    let location = wait_for_location(cluster, &stopped, answer["request-id"].as_str().expect("request-id"));
+    let configured = dir.join("savepoints").display().to_string();
+    assert!(location.starts_with(&configured), "the configured directory: {location}");
+    wait_for("the stopped job to finish", || (cluster.state(&stopped) == "FINISHED").then_some(()));
+    assert_eq!(cluster.state(job_id), "RUNNING");
 }
 
 fn wait_for_location(cluster: &Cluster, job_id: &str, trigger: &str) -> String {
@@ -528,7 +540,7 @@ fn check_cli_savepoint_stop_and_resume(cluster: &Cluster, dir: &Path) {
         .find_map(|line| line.strip_prefix("Job has been submitted with JobID "))
         .unwrap_or_else(|| panic!("no job id in {printed}"))
         .to_string();
-    wait_for("the counted job to run", || (cluster.state(&job_id) == "RUNNING").then_some(()));
+    cluster.wait_running(&job_id);
 
     let target = dir.join("cli-savepoints");
     let target = target.to_str().expect("utf-8");

@@ -121,7 +121,7 @@ pub fn job_manager(state: &ClusterState<'_>) -> String {
     let mut out = Exposition::default();
     let resource_manager = state.job_manager.resource_manager();
     out.sample("weir_taskmanagers", "Registered TaskManagers.", &[], resource_manager.task_managers().len() as f64);
-    out.sample("weir_slots_total", "Slots of all TaskManagers.", &[], resource_manager.slots_total() as f64);
+    out.sample("weir_slots", "Slots of all TaskManagers.", &[], resource_manager.slots_total() as f64);
     out.sample("weir_slots_free", "Free slots of all TaskManagers.", &[], resource_manager.slots_free() as f64);
     let running = state.job_manager.dispatcher().jobs().values().filter(|job| !job.status.is_terminal()).count();
     out.sample("weir_jobs_running", "Jobs not yet in a terminal state.", &[], running as f64);
