@@ -62,9 +62,12 @@ fn host_of(state: &ClusterState<'_>, resource_id: ResourceId) -> String {
     state.task_manager_addresses.get(&resource_id).cloned().unwrap_or_else(|| "embedded".to_string())
 }
 
+/// A metric's name and how to read it from a subtask's numbers.
+type Series = (&'static str, fn(&TaskMetrics) -> u64);
+
 /// Flink's `aggregated.metrics`: min, max, avg, sum and percentiles over the subtasks.
 fn aggregated(subtasks: &[TaskMetrics]) -> Value {
-    let series: [(&str, fn(&TaskMetrics) -> u64); 7] = [
+    let series: [Series; 7] = [
         ("read-bytes", |metrics| metrics.bytes_in),
         ("write-bytes", |metrics| metrics.bytes_out),
         ("read-records", |metrics| metrics.records_in),
