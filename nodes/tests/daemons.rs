@@ -225,6 +225,26 @@ impl Cluster {
     }
 }
 
+/// `/taskmanagers` shows each TaskManager's data port (from its slot offer), not its RPC port.
+fn check_data_ports(cluster: &Cluster, task_managers: &[&Daemon]) {
+    let rows = get(&cluster.rest, "/taskmanagers").expect("/taskmanagers")["taskmanagers"].clone();
+    let rows = rows.as_array().expect("rows").clone();
+    for daemon in task_managers {
+        let log = daemon.log();
+        let line = log.lines().find(|line| line.contains(" started: rpc ")).expect("the start line");
+        let port = |after: &str| -> i64 {
+            let address = line.split(after).nth(1).and_then(|rest| rest.split([',', ' ']).next()).expect("address");
+            address.rsplit_once(':').and_then(|(_, port)| port.parse().ok()).expect("port")
+        };
+        let (rpc, data) = (port("rpc "), port("data "));
+        let row = rows
+            .iter()
+            .find(|row| row["path"].as_str().is_some_and(|path| path.ends_with(&format!(":{rpc}"))))
+            .unwrap_or_else(|| panic!("no row with RPC port {rpc}: {rows:?}"));
+        assert_eq!(row["dataPort"].as_i64(), Some(data), "{row}");
+    }
+}
+
 #[test]
 fn a_task_manager_killed_mid_job_and_restarted_leaves_the_committed_output_exact() {
     let mut cluster = Cluster::new("tm-kill", &[]);
@@ -237,6 +257,7 @@ fn a_task_manager_killed_mid_job_and_restarted_leaves_the_committed_output_exact
     let job_id = cluster.submit(&job);
     job_manager.wait_checkpoint(&job_id);
     assert_eq!(cluster.job_state(&job_id).as_deref(), Some("RUNNING"), "killed mid-run");
+    check_data_ports(&cluster, &[&_first, &second]);
     second.kill9();
     let _restarted = cluster.task_manager(&[]);
     cluster.wait_finished(&job_id);

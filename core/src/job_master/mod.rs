@@ -134,6 +134,8 @@ pub struct JobMaster {
     artifacts: Option<Arc<JobArtifacts>>,
     /// Data addresses of the TaskManagers that offered slots, from their offers.
     data_addresses: BTreeMap<ResourceId, String>,
+    /// The job's configuration (cluster settings with the job's own), for the REST API.
+    config: Box<Config>,
 }
 
 /// Attempts each leader epoch numbers from: a JobMaster of a later leader (a recovered job)
@@ -210,6 +212,7 @@ impl JobMaster {
             outputs: VecDeque::new(),
             artifacts: None,
             data_addresses: BTreeMap::new(),
+            config: Box::new(config.clone()),
         };
         // Its own generator, so enabling checkpointing does not change the restart jitter.
         let checkpoint_seed = seed ^ 0x6368_6563_6b70_6f69;
@@ -228,6 +231,16 @@ impl JobMaster {
     /// The checkpoint coordinator, when checkpointing is on.
     pub fn checkpoint_coordinator(&self) -> Option<&crate::checkpoint::CheckpointCoordinator> {
         self.checkpointing.as_ref().map(|checkpointing| checkpointing.coordinator())
+    }
+
+    /// The job's configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The data address (host:port) `resource_id` gave in its slot offer, if it offered any.
+    pub fn data_address(&self, resource_id: ResourceId) -> Option<&str> {
+        self.data_addresses.get(&resource_id).map(String::as_str)
     }
 
     /// Ships `artifacts` with every deployment from now on, so TaskManagers in other processes

@@ -21,6 +21,8 @@ const RESPONSE_BYTES_MAX: u64 = 16 << 20;
 #[derive(Clone, Debug)]
 pub struct Endpoint {
     host_port: String,
+    /// Sent as `Authorization: Bearer …` when set (the cluster's `security.token`).
+    token: Option<String>,
 }
 
 /// A response: status code and body.
@@ -53,10 +55,15 @@ impl Endpoint {
         let host_port = target.trim().trim_start_matches("http://").trim_end_matches('/');
         match host_port.rsplit_once(':') {
             Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
-                Ok(Endpoint { host_port: host_port.to_string() })
+                Ok(Endpoint { host_port: host_port.to_string(), token: None })
             }
             _ => Err(format!("expected the JobManager's REST address as HOST:PORT, got {target:?}")),
         }
+    }
+
+    /// The endpoint, sending `token` as a bearer token with every request.
+    pub fn with_token(self, token: Option<String>) -> Endpoint {
+        Endpoint { token, ..self }
     }
 
     /// `http://host:port`.
@@ -68,9 +75,13 @@ impl Endpoint {
     pub fn request(&self, method: &str, path: &str, body: Option<&[u8]>) -> Result<Response, String> {
         let mut stream = self.connect()?;
         let body = body.unwrap_or_default();
+        let authorization = match &self.token {
+            Some(token) => format!("Authorization: Bearer {token}\r\n"),
+            None => String::new(),
+        };
         let head = format!(
             "{method} {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: weir\r\nAccept: application/json\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+             Content-Type: application/json\r\n{authorization}Content-Length: {}\r\nConnection: close\r\n\r\n",
             self.host_port,
             body.len()
         );

@@ -89,6 +89,40 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Take a savepoint of a running job and print its path.
+    Savepoint {
+        /// The job id (32 hex characters).
+        id: String,
+        /// Target directory (default: execution.checkpointing.savepoint-dir).
+        directory: Option<String>,
+        /// Print the outcome as JSON.
+        #[arg(long)]
+        json: bool,
+        /// The JobManager's REST address (default: rest.address:rest.port).
+        #[arg(short = 'm', long = "jobmanager", value_name = "HOST:PORT")]
+        jobmanager: Option<String>,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Stop a job with a savepoint (stop-with-savepoint) and print the savepoint's path.
+    Stop {
+        /// The job id (32 hex characters).
+        id: String,
+        /// Target directory (default: execution.checkpointing.savepoint-dir).
+        #[arg(short = 'p', long = "savepoint-path", value_name = "DIR")]
+        savepoint_path: Option<String>,
+        /// Advance event time to the end first, so every window fires.
+        #[arg(short = 'd', long)]
+        drain: bool,
+        /// Print the outcome as JSON.
+        #[arg(long)]
+        json: bool,
+        /// The JobManager's REST address (default: rest.address:rest.port).
+        #[arg(short = 'm', long = "jobmanager", value_name = "HOST:PORT")]
+        jobmanager: Option<String>,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
     /// Run a JobManager (ResourceManager, Dispatcher, JobMasters, REST) until killed.
     Jobmanager {
         #[command(flatten)]
@@ -295,6 +329,12 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::List { json, jobmanager, config } => remote::list(json, jobmanager.as_deref(), &config),
         Command::Cancel { id, jobmanager, config } => remote::cancel(&id, jobmanager.as_deref(), &config),
+        Command::Savepoint { id, directory, json, jobmanager, config } => {
+            remote::savepoint(&id, directory.as_deref(), json, jobmanager.as_deref(), &config)
+        }
+        Command::Stop { id, savepoint_path, drain, json, jobmanager, config } => {
+            remote::stop(&id, savepoint_path.as_deref(), drain, json, jobmanager.as_deref(), &config)
+        }
         Command::Sim(SimCommand::Run { scenario, seed, json, log, check_determinism, record }) => {
             sim::run(&scenario, seed, json, log, check_determinism, record.as_deref())
         }

@@ -1,9 +1,11 @@
-//! `weir run`, `weir list`, `weir cancel`: commands against a running cluster's REST API, as
+//! `weir run`, `weir list`, `weir cancel`, `weir savepoint`, `weir stop`: commands against a running cluster's REST API, as
 //! Flink's CLI talks to its JobManager (same paths under `/v1`, same output lines where Flink
 //! has them).
 //!
 //! The JobManager is `-m HOST:PORT`, else `rest.address`:`rest.port` of the configuration
-//! (localhost:8081). Exit codes: 0 done (for an attached `run`, the job FINISHED), 1 the
+//! (localhost:8081). With a cluster token (`-D security.token=…`, else the `WEIR_TOKEN`
+//! environment variable, else the configuration file's) every request carries it as
+//! `Authorization: Bearer …`. Exit codes: 0 done (for an attached `run`, the job FINISHED), 1 the
 //! cluster is unreachable, refused or the job did not finish, 2 bad input (a job file, an id).
 
 use super::CliError;
@@ -21,16 +23,36 @@ const POLL_INTERVAL: Duration = Duration::from_millis(500);
 /// Job states after which nothing changes any more.
 const TERMINAL_STATES: [&str; 4] = ["FINISHED", "CANCELED", "FAILED", "SUSPENDED"];
 
-/// The REST endpoint: `-m`, else the configuration's `rest.address`:`rest.port`.
+/// How often `savepoint` and `stop` ask whether the savepoint is done.
+const TRIGGER_POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// Longest wait for a savepoint (Flink's default checkpoint timeout).
+const TRIGGER_WAIT_MAX: Duration = Duration::from_secs(600);
+
+/// The REST endpoint: `-m`, else the configuration's `rest.address`:`rest.port`; with the
+/// cluster token when one is given.
 fn endpoint(jobmanager: Option<&str>, config_args: &ConfigArgs) -> Result<Endpoint, CliError> {
+    let mut token = None;
+    for text in &config_args.overrides {
+        let (key, value) = RawConfig::parse_override(text).map_err(|error| CliError::input(error.to_string()))?;
+        if key == "security.token" {
+            token = Some(value);
+        }
+    }
+    if token.is_none() {
+        token = std::env::var("WEIR_TOKEN").ok().filter(|token| !token.is_empty());
+    }
     let target = match jobmanager {
         Some(target) => target.to_string(),
         None => {
             let config = settings::load_config(config_args, None)?;
+            token = token.or(config.security.token);
             format!("{}:{}", config.rest.address, config.rest.port)
         }
     };
-    Endpoint::new(&target).map_err(CliError::input)
+    if token.as_ref().is_some_and(|token| token.chars().any(char::is_control)) {
+        return Err(CliError::input("the token must not contain control characters".to_string()));
+    }
+    Ok(Endpoint::new(&target).map_err(CliError::input)?.with_token(token))
 }
 
 fn call(endpoint: &Endpoint, method: &str, path: &str, body: Option<&Value>) -> Result<Response, CliError> {
@@ -185,6 +207,96 @@ pub fn cancel(id: &str, jobmanager: Option<&str>, config_args: &ConfigArgs) -> R
         status => {
             Err(CliError::failed(format!("cancelling job {job_id} failed ({status}): {}", response.error_message())))
         }
+    }
+}
+
+/// `weir savepoint ID [DIR]`: takes a savepoint of the job and prints its path.
+pub fn savepoint(
+    id: &str,
+    directory: Option<&str>,
+    json: bool,
+    jobmanager: Option<&str>,
+    config_args: &ConfigArgs,
+) -> Result<(), CliError> {
+    let job_id: JobId = id.parse().map_err(|error| CliError::input(format!("job id: {error}")))?;
+    let endpoint = endpoint(jobmanager, config_args)?;
+    let body = json!({ "target-directory": directory, "cancel-job": false, "formatType": "CANONICAL" });
+    if !json {
+        println!("Triggering savepoint for job {job_id}.");
+    }
+    let location = trigger_and_wait(&endpoint, job_id, &format!("/v1/jobs/{job_id}/savepoints"), &body, json)?;
+    if json {
+        println!("{}", json!({ "jobid": job_id.to_string(), "savepoint": location }));
+    } else {
+        println!("Savepoint completed. Path: {location}");
+        println!("You can resume your program from this savepoint with the run command.");
+    }
+    Ok(())
+}
+
+/// `weir stop ID [--savepoint-path DIR] [--drain]`: stop-with-savepoint; prints the path.
+pub fn stop(
+    id: &str,
+    directory: Option<&str>,
+    drain: bool,
+    json: bool,
+    jobmanager: Option<&str>,
+    config_args: &ConfigArgs,
+) -> Result<(), CliError> {
+    let job_id: JobId = id.parse().map_err(|error| CliError::input(format!("job id: {error}")))?;
+    let endpoint = endpoint(jobmanager, config_args)?;
+    let body = json!({ "targetDirectory": directory, "drain": drain, "formatType": "CANONICAL" });
+    if !json {
+        println!("Suspending job {job_id}.");
+    }
+    let location = trigger_and_wait(&endpoint, job_id, &format!("/v1/jobs/{job_id}/stop"), &body, json)?;
+    if json {
+        println!("{}", json!({ "jobid": job_id.to_string(), "savepoint": location, "drain": drain }));
+    } else {
+        println!("Savepoint completed. Path: {location}");
+    }
+    Ok(())
+}
+
+/// POSTs a trigger, then polls `/jobs/:id/savepoints/:trigger` until it completes; the location.
+fn trigger_and_wait(
+    endpoint: &Endpoint,
+    job_id: JobId,
+    path: &str,
+    body: &Value,
+    quiet: bool,
+) -> Result<String, CliError> {
+    let response = call(endpoint, "POST", path, Some(body))?;
+    let trigger = match (response.status, response.json()["request-id"].as_str()) {
+        (200 | 202, Some(trigger)) => trigger.to_string(),
+        (status, _) => {
+            let message = format!("savepoint of job {job_id} refused ({status}): {}", response.error_message());
+            return Err(CliError::failed(message));
+        }
+    };
+    if !quiet {
+        println!("Waiting for response...");
+    }
+    let started = Instant::now();
+    loop {
+        let response = call(endpoint, "GET", &format!("/v1/jobs/{job_id}/savepoints/{trigger}"), None)?;
+        if response.status != 200 {
+            return Err(CliError::failed(format!("savepoint of job {job_id}: {}", response.error_message())));
+        }
+        let status = response.json();
+        if status["status"]["id"] == "COMPLETED" {
+            let operation = &status["operation"];
+            return match (operation["location"].as_str(), operation["failure-cause"]["stack-trace"].as_str()) {
+                (Some(location), _) => Ok(location.to_string()),
+                (None, Some(cause)) => Err(CliError::failed(format!("savepoint of job {job_id} failed: {cause}"))),
+                (None, None) => Err(CliError::failed(format!("savepoint of job {job_id} failed: {operation}"))),
+            };
+        }
+        if started.elapsed() > TRIGGER_WAIT_MAX {
+            let waited = TRIGGER_WAIT_MAX.as_secs();
+            return Err(CliError::failed(format!("savepoint of job {job_id} not done after {waited} s")));
+        }
+        std::thread::sleep(TRIGGER_POLL_INTERVAL);
     }
 }
 

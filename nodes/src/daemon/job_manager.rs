@@ -27,8 +27,8 @@ use weir_core::dispatcher::ClusterMode;
 use weir_core::ids::{Epoch, Hex128, JobId, ResourceId, stable_hash128};
 use weir_core::job_manager::{self, JobManager};
 use weir_core::protocol::{
-    Address, ClientMessage, DispatcherMessage, Envelope, Event, JobStatus, Message, Output, ResourceManagerMessage,
-    Role, StorageReply, StorageRequest,
+    Address, ClientMessage, DispatcherMessage, Envelope, Event, JobMasterMessage, JobStatus, Message, Output,
+    ResourceManagerMessage, Role, StorageReply, StorageRequest,
 };
 use weir_net::handshake::{Hello, PROTOCOL_VERSION, PeerRole};
 use weir_net::rpc::{Peers, RpcEvent};
@@ -109,6 +109,7 @@ pub async fn serve(raw: RawConfig, config: Config, options: JobManagerOptions) -
         peers: Peers::new(hello, weir_net::frame::DEFAULT_MAX_FRAME_BYTES),
         inbox,
         addresses: BTreeMap::new(),
+        data_addresses: BTreeMap::new(),
         rest_clients: RestClients::new(),
         in_flight: VecDeque::new(),
         storage: CheckpointStorage::new(&options.data_dir),
@@ -152,7 +153,7 @@ async fn start_rest(config: &Config, inbox: mpsc::Sender<Inbox>) -> Result<Strin
     let bound = listener.local_addr().map_err(|error| error.to_string())?;
     let (calls, receiver) = mpsc::channel::<RestCall>(REST_CALLS);
     super::forward(receiver, inbox, Inbox::Rest);
-    tokio::spawn(crate::rest::serve(listener, calls));
+    tokio::spawn(crate::rest::serve(listener, calls, config.security.token.clone()));
     Ok(bound.to_string())
 }
 
@@ -164,6 +165,8 @@ struct Driver {
     inbox: mpsc::Sender<Inbox>,
     /// RPC addresses of TaskManagers, as they introduced themselves.
     addresses: BTreeMap<ResourceId, String>,
+    /// Data-channel addresses of TaskManagers, from their slot offers (REST's `dataPort`).
+    data_addresses: BTreeMap<ResourceId, String>,
     rest_clients: RestClients,
     /// Envelopes for roles of this process (REST's Dispatcher calls), delivered in order.
     in_flight: VecDeque<Envelope>,
@@ -199,10 +202,19 @@ impl Driver {
                 {
                     self.addresses.insert(resource_id, listen.clone());
                 }
+                if let (
+                    Address::TaskExecutor(resource_id),
+                    Message::JobMaster(JobMasterMessage::OfferSlots { data_address, .. }),
+                ) = (envelope.from, &envelope.message)
+                    && !data_address.is_empty()
+                {
+                    self.data_addresses.insert(resource_id, data_address.clone());
+                }
                 self.feed(now, job_manager::Input::Message(envelope));
             }
             Inbox::Rpc(RpcEvent::Closed { peer, reason }) if peer.role == PeerRole::TaskManager => {
                 let Ok(resource_id) = peer.name.parse::<ResourceId>() else { return };
+                self.data_addresses.remove(&resource_id);
                 if self.addresses.remove(&resource_id).is_none() {
                     return;
                 }
@@ -239,6 +251,7 @@ impl Driver {
             epoch_ms_at_zero: self.epoch_ms_at_zero,
             now: self.clock.now(),
             task_manager_addresses: &self.addresses,
+            task_manager_data_addresses: &self.data_addresses,
             task_metrics: &self.metrics,
         };
         let in_flight = &mut self.in_flight;

@@ -5,23 +5,28 @@
 //! refused with a 400 before anything is sent.
 
 use super::submit::parse_submission;
-use super::{ClusterState, RestCall, views};
+use super::triggers::{Triggers, parse_trigger, status_body};
+use super::{ClusterState, RestCall, metrics, views};
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde_json::{Value, json};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
-use weir_core::ids::JobId;
+use weir_core::ids::{Hex128, JobId, ResourceId, VertexId};
 use weir_core::protocol::{ClientMessage, DispatcherMessage};
 
 /// Longest wait for the JobManager's owner to take and answer a call.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Longest wait for a savepoint (Flink's default checkpoint timeout).
+const SAVEPOINT_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// A failed request: a status and Flink's `{"errors": [message]}`.
 #[derive(Debug)]
@@ -52,6 +57,7 @@ type Answer = Result<Response, RestError>;
 #[derive(Clone)]
 struct Rest {
     calls: mpsc::Sender<RestCall>,
+    triggers: Triggers,
 }
 
 impl Rest {
@@ -67,6 +73,20 @@ impl Rest {
         if value.is_null() { Err(RestError::job_not_found(job_id)) } else { Ok(Json(value).into_response()) }
     }
 
+    /// A view of one job's part (`vid`, a TaskManager…): `None` from `view` is a 404 with `missing`.
+    async fn lookup(
+        &self,
+        missing: String,
+        view: impl FnOnce(&ClusterState<'_>) -> Option<Value> + Send + 'static,
+    ) -> Answer {
+        let value = self.view(move |state| view(state).unwrap_or(Value::Null)).await?;
+        if value.is_null() {
+            Err(RestError::new(StatusCode::NOT_FOUND, missing))
+        } else {
+            Ok(Json(value).into_response())
+        }
+    }
+
     /// Sends `message` to the Dispatcher and waits for its answer.
     async fn dispatcher(&self, message: DispatcherMessage) -> Result<ClientMessage, RestError> {
         let (reply, answer) = oneshot::channel();
@@ -74,20 +94,30 @@ impl Rest {
     }
 
     async fn call<T>(&self, call: RestCall, answer: oneshot::Receiver<T>) -> Result<T, RestError> {
+        self.call_within(ANSWER_TIMEOUT, call, answer).await
+    }
+
+    async fn call_within<T>(
+        &self,
+        limit: Duration,
+        call: RestCall,
+        answer: oneshot::Receiver<T>,
+    ) -> Result<T, RestError> {
         let unavailable = |why: &str| RestError::new(StatusCode::SERVICE_UNAVAILABLE, why.to_string());
         let exchange = async {
             self.calls.send(call).await.map_err(|_| unavailable("the JobManager is not running"))?;
             answer.await.map_err(|_| unavailable("the JobManager dropped the request without an answer"))
         };
-        match tokio::time::timeout(ANSWER_TIMEOUT, exchange).await {
+        match tokio::time::timeout(limit, exchange).await {
             Ok(result) => result,
             Err(_) => Err(unavailable("the JobManager did not answer in time")),
         }
     }
 }
 
-/// Every route, at the root and under `/v1`.
-pub fn router(calls: mpsc::Sender<RestCall>) -> Router {
+/// Every route, at the root and under `/v1`; with `token`, every request must carry
+/// `Authorization: Bearer <token>` or gets a 401 before anything else happens.
+pub fn router(calls: mpsc::Sender<RestCall>, token: Option<String>) -> Router {
     let api = Router::new()
         .route("/overview", get(overview))
         .route("/config", get(config))
@@ -96,13 +126,58 @@ pub fn router(calls: mpsc::Sender<RestCall>) -> Router {
         .route("/jobs/{id}", get(job).patch(patch_job))
         .route("/jobs/{id}/plan", get(plan))
         .route("/jobs/{id}/status", get(status))
-        .route("/taskmanagers", get(task_managers));
+        .route("/jobs/{id}/exceptions", get(exceptions))
+        .route("/jobs/{id}/checkpoints", get(checkpoints))
+        .route("/jobs/{id}/checkpoints/config", get(checkpoint_config))
+        .route("/jobs/{id}/config", get(job_config))
+        .route("/jobs/{id}/vertices/{vid}", get(vertex))
+        .route("/jobs/{id}/savepoints", post(trigger_savepoint))
+        .route("/jobs/{id}/savepoints/{trigger}", get(savepoint_status))
+        .route("/jobs/{id}/stop", post(stop))
+        .route("/taskmanagers", get(task_managers))
+        .route("/taskmanagers/{id}", get(task_manager))
+        .route("/jobmanager/config", get(job_manager_config))
+        .route("/metrics", get(prometheus));
     Router::new()
         .merge(api.clone())
         .nest("/v1", api)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(Rest { calls })
+        .layer(middleware::from_fn_with_state(token.map(std::sync::Arc::<str>::from), authorize))
+        .with_state(Rest { calls, triggers: Triggers::default() })
+}
+
+/// Refuses a request without the configured bearer token (compared in constant time).
+async fn authorize(State(token): State<Option<std::sync::Arc<str>>>, request: Request, next: Next) -> Response {
+    let Some(token) = token else { return next.run(request).await };
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if constant_time_eq(presented.as_bytes(), token.as_bytes()) {
+        next.run(request).await
+    } else {
+        let message = "missing or wrong token: send the cluster's security.token as `Authorization: Bearer <token>`";
+        RestError::new(StatusCode::UNAUTHORIZED, message).into_response()
+    }
+}
+
+fn constant_time_eq(left: &[u8], right: &[u8]) -> bool {
+    left.len() == right.len() && left.iter().zip(right).fold(0u8, |diff, (a, b)| diff | (a ^ b)) == 0
+}
+
+fn job_and(path: Result<Path<(String, String)>, PathRejection>, what: &str) -> Result<(JobId, Hex128), RestError> {
+    let Path((job, other)) =
+        path.map_err(|rejection| RestError::new(StatusCode::BAD_REQUEST, rejection.body_text()))?;
+    let job_id = job
+        .parse::<JobId>()
+        .map_err(|error| RestError::new(StatusCode::BAD_REQUEST, format!("bad job id: {error}")))?;
+    let id = other
+        .parse::<Hex128>()
+        .map_err(|error| RestError::new(StatusCode::BAD_REQUEST, format!("bad {what} id: {error}")))?;
+    Ok((job_id, id))
 }
 
 fn job_id(path: Result<Path<String>, PathRejection>) -> Result<JobId, RestError> {
@@ -140,6 +215,114 @@ async fn plan(State(rest): State<Rest>, path: Result<Path<String>, PathRejection
 
 async fn status(State(rest): State<Rest>, path: Result<Path<String>, PathRejection>) -> Answer {
     rest.job_view(job_id(path)?, views::job_status).await
+}
+
+async fn exceptions(State(rest): State<Rest>, path: Result<Path<String>, PathRejection>) -> Answer {
+    rest.job_view(job_id(path)?, views::exceptions).await
+}
+
+async fn checkpoints(State(rest): State<Rest>, path: Result<Path<String>, PathRejection>) -> Answer {
+    rest.job_view(job_id(path)?, views::checkpoints).await
+}
+
+async fn checkpoint_config(State(rest): State<Rest>, path: Result<Path<String>, PathRejection>) -> Answer {
+    rest.job_view(job_id(path)?, views::checkpoint_config).await
+}
+
+async fn job_config(State(rest): State<Rest>, path: Result<Path<String>, PathRejection>) -> Answer {
+    rest.job_view(job_id(path)?, views::job_config).await
+}
+
+/// `GET /jobs/:id/vertices/:vid`: 404 names the job when it is unknown, else the vertex.
+async fn vertex(State(rest): State<Rest>, path: Result<Path<(String, String)>, PathRejection>) -> Answer {
+    let (job_id, vertex) = job_and(path, "vertex")?;
+    let vertex_id = VertexId(vertex);
+    let known = rest.view(move |state| json!(state.job_manager.dispatcher().jobs().contains_key(&job_id))).await?;
+    if known != json!(true) {
+        return Err(RestError::job_not_found(job_id));
+    }
+    let missing = format!("Vertex {vertex_id} not found in job {job_id} (an ended job's vertices are not kept)");
+    rest.lookup(missing, move |state| views::vertex(state, job_id, vertex_id)).await
+}
+
+async fn task_manager(State(rest): State<Rest>, path: Result<Path<String>, PathRejection>) -> Answer {
+    let Path(text) = path.map_err(|rejection| RestError::new(StatusCode::BAD_REQUEST, rejection.body_text()))?;
+    let resource_id = text
+        .parse::<ResourceId>()
+        .map_err(|error| RestError::new(StatusCode::BAD_REQUEST, format!("bad TaskManager id: {error}")))?;
+    let missing = format!("TaskManager {resource_id} not found");
+    rest.lookup(missing, move |state| views::task_manager(state, resource_id)).await
+}
+
+async fn job_manager_config(State(rest): State<Rest>) -> Answer {
+    Ok(Json(rest.view(views::job_manager_config).await?).into_response())
+}
+
+/// `GET /metrics`: the JobManager's numbers as Prometheus text.
+async fn prometheus(State(rest): State<Rest>) -> Answer {
+    let text = rest.view(|state| Value::String(metrics::job_manager(state))).await?;
+    let text = text.as_str().unwrap_or_default().to_string();
+    Ok(([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response())
+}
+
+/// `POST /jobs/:id/savepoints`: 202 `{"request-id": …}` at once; the savepoint is taken meanwhile.
+async fn trigger_savepoint(
+    State(rest): State<Rest>,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer {
+    trigger(rest, job_id(path)?, body, false).await
+}
+
+/// `POST /jobs/:id/stop`: stop-with-savepoint, the same protocol.
+async fn stop(
+    State(rest): State<Rest>,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer {
+    trigger(rest, job_id(path)?, body, true).await
+}
+
+async fn trigger(rest: Rest, job_id: JobId, body: Result<Bytes, BytesRejection>, stop: bool) -> Answer {
+    let body = body.map_err(|rejection| RestError::new(rejection.status(), rejection.body_text()))?;
+    let request = parse_trigger(&body, stop).map_err(|reason| RestError::new(StatusCode::BAD_REQUEST, reason))?;
+    let known = rest.view(move |state| json!(state.job_manager.dispatcher().jobs().contains_key(&job_id))).await?;
+    if known != json!(true) {
+        return Err(RestError::job_not_found(job_id));
+    }
+    let trigger_id = rest.triggers.start(job_id);
+    let message = DispatcherMessage::TriggerSavepoint {
+        request: 0,
+        job_id,
+        target: request.target,
+        stop: request.stop,
+        drain: request.drain,
+    };
+    tokio::spawn(async move {
+        let (reply, answer) = oneshot::channel();
+        let call = RestCall::Dispatcher { message, reply };
+        let result = match rest.call_within(SAVEPOINT_TIMEOUT, call, answer).await {
+            Ok(ClientMessage::SavepointDone { result, .. }) => result,
+            Ok(ClientMessage::Rejected { reason, .. }) => Err(reason),
+            Ok(ClientMessage::NotFound { .. }) => Err(format!("Job {job_id} not found")),
+            Ok(other) => Err(unexpected(other).message),
+            Err(error) => Err(error.message),
+        };
+        rest.triggers.finish(job_id, trigger_id, result);
+    });
+    Ok((StatusCode::ACCEPTED, Json(json!({ "request-id": trigger_id.to_string() }))).into_response())
+}
+
+/// `GET /jobs/:id/savepoints/:triggerid`: IN_PROGRESS or COMPLETED with a location or a cause.
+async fn savepoint_status(State(rest): State<Rest>, path: Result<Path<(String, String)>, PathRejection>) -> Answer {
+    let (job_id, trigger_id) = job_and(path, "trigger")?;
+    match rest.triggers.status(job_id, trigger_id) {
+        Some(status) => Ok(Json(status_body(&status)).into_response()),
+        None => {
+            let message = format!("There is no savepoint operation with triggerId={trigger_id} for job {job_id}");
+            Err(RestError::new(StatusCode::NOT_FOUND, message))
+        }
+    }
 }
 
 /// `PATCH /jobs/:id?mode=cancel` (the mode may be left out): 202 `{}` once cancellation began.
@@ -223,7 +406,7 @@ mod tests {
             }
         });
         let request = Request::builder().method(method).uri(uri).body(Body::from(body.to_string())).expect("request");
-        let response = router(calls).oneshot(request).await.expect("infallible");
+        let response = router(calls, None).oneshot(request).await.expect("infallible");
         let status = response.status();
         let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("body");
         (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
@@ -243,6 +426,26 @@ mod tests {
             ("POST", "/v1/jobs".to_string(), "garbage", StatusCode::BAD_REQUEST),
             ("GET", "/nowhere".to_string(), "", StatusCode::NOT_FOUND),
             ("DELETE", "/jobs".to_string(), "", StatusCode::METHOD_NOT_ALLOWED),
+            ("GET", format!("/jobs/{id}/exceptions"), "", StatusCode::NOT_FOUND),
+            ("GET", "/jobs/xyz/exceptions".to_string(), "", StatusCode::BAD_REQUEST),
+            ("GET", format!("/jobs/{id}/checkpoints"), "", StatusCode::NOT_FOUND),
+            ("GET", "/v1/jobs/12/checkpoints".to_string(), "", StatusCode::BAD_REQUEST),
+            ("GET", format!("/jobs/{id}/checkpoints/config"), "", StatusCode::NOT_FOUND),
+            ("GET", format!("/jobs/{id}/config"), "", StatusCode::NOT_FOUND),
+            ("GET", format!("/jobs/{id}/vertices/{id}"), "", StatusCode::NOT_FOUND),
+            ("GET", format!("/jobs/{id}/vertices/not-a-vertex"), "", StatusCode::BAD_REQUEST),
+            ("GET", format!("/jobs/not-a-job/vertices/{id}"), "", StatusCode::BAD_REQUEST),
+            ("GET", format!("/taskmanagers/{id}"), "", StatusCode::NOT_FOUND),
+            ("GET", "/taskmanagers/tm-0".to_string(), "", StatusCode::BAD_REQUEST),
+            ("POST", format!("/jobs/{id}/savepoints"), "{}", StatusCode::NOT_FOUND),
+            ("POST", format!("/jobs/{id}/savepoints"), "{\"cancel-job\": \"no\"}", StatusCode::BAD_REQUEST),
+            ("POST", format!("/jobs/{id}/savepoints"), "[1]", StatusCode::BAD_REQUEST),
+            ("POST", format!("/jobs/{id}/stop"), "{\"drain\": 1}", StatusCode::BAD_REQUEST),
+            ("POST", format!("/jobs/{id}/stop"), "not json", StatusCode::BAD_REQUEST),
+            ("POST", format!("/v1/jobs/{id}/stop"), "", StatusCode::NOT_FOUND),
+            ("GET", format!("/jobs/{id}/savepoints/{id}"), "", StatusCode::NOT_FOUND),
+            ("GET", format!("/jobs/{id}/savepoints/nope"), "", StatusCode::BAD_REQUEST),
+            ("GET", format!("/jobs/{id}/stop"), "", StatusCode::METHOD_NOT_ALLOWED),
         ];
         for (method, uri, body, expected) in cases {
             let (status, answer) = request(method, &uri, body).await;
@@ -251,6 +454,45 @@ mod tests {
             assert_eq!(errors.len(), 1);
             assert!(errors[0].is_string());
         }
+    }
+
+    #[tokio::test]
+    async fn with_a_token_only_requests_that_carry_it_reach_the_owner() {
+        let (calls, mut owner) = mpsc::channel(8);
+        let reached = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = reached.clone();
+        tokio::spawn(async move {
+            while let Some(call) = owner.recv().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if let RestCall::View { reply, .. } = call {
+                    let _ = reply.send(json!({"taskmanagers": []}));
+                }
+            }
+        });
+        let app = router(calls, Some("sesame".to_string()));
+        let send = |authorization: Option<&str>, method: &str, uri: &str| {
+            let mut builder = Request::builder().method(method).uri(uri);
+            if let Some(value) = authorization {
+                builder = builder.header("authorization", value);
+            }
+            app.clone().oneshot(builder.body(Body::from("{}")).expect("request"))
+        };
+        let id = "0123456789abcdef0123456789abcdef";
+        for (authorization, method, uri) in [
+            (None, "GET", "/overview".to_string()),
+            (Some("Bearer wrong"), "GET", "/overview".to_string()),
+            (Some("sesame"), "GET", "/overview".to_string()),
+            (None, "POST", "/jobs".to_string()),
+            (None, "PATCH", format!("/jobs/{id}?mode=cancel")),
+            (None, "POST", format!("/jobs/{id}/stop")),
+        ] {
+            let response = send(authorization, method, &uri).await.expect("infallible");
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{method} {uri} with {authorization:?}");
+        }
+        assert_eq!(reached.load(std::sync::atomic::Ordering::SeqCst), 0, "no refused request reached the owner");
+        let response = send(Some("Bearer sesame"), "GET", "/overview").await.expect("infallible");
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(reached.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 
     #[tokio::test]
@@ -269,7 +511,7 @@ mod tests {
             .header("content-type", "multipart/form-data; boundary=x")
             .body(Body::from("--x--"))
             .expect("request");
-        let response = router(calls).oneshot(request).await.expect("infallible");
+        let response = router(calls, None).oneshot(request).await.expect("infallible");
         assert_eq!(response.status(), StatusCode::BAD_REQUEST);
         let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("body");
         assert!(String::from_utf8_lossy(&bytes).contains("jar upload is not supported"));
@@ -280,7 +522,7 @@ mod tests {
         let (calls, owner) = mpsc::channel(1);
         drop(owner);
         let request = Request::builder().uri("/overview").body(Body::empty()).expect("request");
-        let response = router(calls).oneshot(request).await.expect("infallible");
+        let response = router(calls, None).oneshot(request).await.expect("infallible");
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     }
 }

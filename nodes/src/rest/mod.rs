@@ -12,7 +12,9 @@
 
 mod clients;
 mod handlers;
+pub mod metrics;
 mod submit;
+mod triggers;
 pub mod views;
 
 pub use clients::RestClients;
@@ -48,19 +50,27 @@ pub struct ClusterState<'a> {
     pub now: Time,
     /// Known TaskManager addresses (host:port) by resource id; may be empty (embedded cluster).
     pub task_manager_addresses: &'a BTreeMap<ResourceId, String>,
+    /// Data-channel addresses (host:port) of TaskManagers, from their slot offers; may be empty.
+    pub task_manager_data_addresses: &'a BTreeMap<ResourceId, String>,
     /// Latest metrics of every task attempt the process knows (may be empty).
     pub task_metrics: &'a BTreeMap<ExecutionId, TaskMetrics>,
 }
 
-/// The router; `calls` goes to the owner.
-pub fn router(calls: mpsc::Sender<RestCall>) -> axum::Router {
-    handlers::router(calls)
+/// The router; `calls` goes to the owner; with `token`, every request must carry it as a
+/// bearer token.
+pub fn router(calls: mpsc::Sender<RestCall>, token: Option<String>) -> axum::Router {
+    handlers::router(calls, token)
 }
 
 /// Binds `bind:port` (port 0 = any free port) and serves on a new thread with its own tokio
 /// runtime (for the embedded cluster, which is not async); returns the bound address.
 #[cfg(not(madsim))]
-pub fn serve_in_thread(bind: &str, port: u16, calls: mpsc::Sender<RestCall>) -> Result<SocketAddr, String> {
+pub fn serve_in_thread(
+    bind: &str,
+    port: u16,
+    calls: mpsc::Sender<RestCall>,
+    token: Option<String>,
+) -> Result<SocketAddr, String> {
     let listener = std::net::TcpListener::bind((bind, port))
         .map_err(|error| format!("cannot bind the REST endpoint to {bind}:{port}: {error}"))?;
     let address = listener.local_addr().map_err(|error| format!("REST endpoint {bind}:{port}: {error}"))?;
@@ -74,7 +84,7 @@ pub fn serve_in_thread(bind: &str, port: u16, calls: mpsc::Sender<RestCall>) -> 
         .spawn(move || {
             runtime.block_on(async move {
                 match tokio::net::TcpListener::from_std(listener) {
-                    Ok(listener) => serve(listener, calls).await,
+                    Ok(listener) => serve(listener, calls, token).await,
                     Err(error) => eprintln!("warning: REST endpoint {address}: {error}"),
                 }
             })
@@ -85,8 +95,8 @@ pub fn serve_in_thread(bind: &str, port: u16, calls: mpsc::Sender<RestCall>) -> 
 
 /// Serves on `listener` inside an existing runtime (the daemon uses this).
 #[cfg(not(madsim))]
-pub async fn serve(listener: tokio::net::TcpListener, calls: mpsc::Sender<RestCall>) {
-    if let Err(error) = axum::serve(listener, router(calls)).await {
+pub async fn serve(listener: tokio::net::TcpListener, calls: mpsc::Sender<RestCall>, token: Option<String>) {
+    if let Err(error) = axum::serve(listener, router(calls, token)).await {
         eprintln!("warning: the REST endpoint stopped: {error}");
     }
 }
@@ -94,14 +104,19 @@ pub async fn serve(listener: tokio::net::TcpListener, calls: mpsc::Sender<RestCa
 /// Under madsim, axum cannot take the simulated listener: REST is not served in simulation (the
 /// router itself is tested without a socket).
 #[cfg(madsim)]
-pub async fn serve(listener: tokio::net::TcpListener, calls: mpsc::Sender<RestCall>) {
-    let _ = (listener, calls);
+pub async fn serve(listener: tokio::net::TcpListener, calls: mpsc::Sender<RestCall>, token: Option<String>) {
+    let _ = (listener, calls, token);
     tracing::warn!("REST is not served under madsim");
 }
 
 /// Under madsim there is no REST thread.
 #[cfg(madsim)]
-pub fn serve_in_thread(bind: &str, port: u16, calls: mpsc::Sender<RestCall>) -> Result<SocketAddr, String> {
-    let _ = calls;
+pub fn serve_in_thread(
+    bind: &str,
+    port: u16,
+    calls: mpsc::Sender<RestCall>,
+    token: Option<String>,
+) -> Result<SocketAddr, String> {
+    let _ = (calls, token);
     Err(format!("REST at {bind}:{port} is not served under madsim"))
 }

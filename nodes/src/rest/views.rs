@@ -13,11 +13,11 @@ use super::ClusterState;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use weir_core::dataflow::task::TaskMetrics;
-use weir_core::ids::{AttemptNumber, JobId, ResourceId, SubtaskIndex};
+use weir_core::ids::{AttemptNumber, JobId, ResourceId, SubtaskIndex, VertexIndex};
 use weir_core::job_master::JobMaster;
 use weir_core::plan::{JobPlan, JobVertex};
 use weir_core::protocol::{ExecutionState, JobStatus, JobSummary};
-use weir_core::resource_manager::SlotState;
+use weir_core::resource_manager::{SlotState, TaskManagerView};
 use weir_core::time::Time;
 
 /// weir's version, reported where Flink reports its own.
@@ -25,7 +25,7 @@ pub const WEIR_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The revision reported as `flink-commit` / `flink-revision`.
 const WEIR_REVISION: &str = concat!("weir ", env!("CARGO_PKG_VERSION"));
 /// Flink's value for "no time yet".
-const NO_TIME: i64 = -1;
+pub(crate) const NO_TIME: i64 = -1;
 
 /// Milliseconds since the Unix epoch of core time `time`.
 pub fn epoch_ms(state: &ClusterState<'_>, time: Time) -> i64 {
@@ -153,27 +153,51 @@ pub fn task_managers(state: &ClusterState<'_>) -> Value {
         .resource_manager()
         .task_managers()
         .iter()
-        .map(|task_manager| {
-            let address = state.task_manager_addresses.get(&task_manager.resource_id);
-            let data_port = address.and_then(|address| address.rsplit_once(':')?.1.parse::<u16>().ok());
-            let slots = task_manager.slots.len() as u64;
-            let free = task_manager.slots.iter().filter(|slot| **slot == SlotState::Free).count() as u64;
-            let managed_mb = task_manager.resources.managed_memory_bytes / (1024 * 1024);
-            json!({
-                "id": task_manager.resource_id.to_string(),
-                "path": address.cloned().unwrap_or_else(|| "embedded".to_string()),
-                "dataPort": data_port.map_or(-1, i64::from),
-                "jmxPort": -1,
-                "timeSinceLastHeartbeat": epoch_ms(state, task_manager.last_heartbeat_at),
-                "slotsNumber": slots,
-                "freeSlots": free,
-                "assignedTasks": assigned.get(&task_manager.resource_id).copied().unwrap_or(0),
-                "totalResource": {"managedMemory": managed_mb},
-                "freeResource": {"managedMemory": managed_mb * free / slots.max(1)},
-            })
-        })
+        .map(|task_manager| task_manager_row_with(state, task_manager, &assigned))
         .collect();
     json!({ "taskmanagers": rows })
+}
+
+/// One `/taskmanagers` row.
+pub(crate) fn task_manager_row(state: &ClusterState<'_>, task_manager: &TaskManagerView) -> Value {
+    let mut assigned: BTreeMap<ResourceId, u32> = BTreeMap::new();
+    for job_master in state.job_manager.job_masters().values() {
+        for execution in job_master.executions().filter(|execution| !execution.state.is_terminal()) {
+            if execution.location.is_some_and(|location| location.resource_id == task_manager.resource_id) {
+                *assigned.entry(task_manager.resource_id).or_default() += 1;
+            }
+        }
+    }
+    task_manager_row_with(state, task_manager, &assigned)
+}
+
+fn task_manager_row_with(
+    state: &ClusterState<'_>,
+    task_manager: &TaskManagerView,
+    assigned: &BTreeMap<ResourceId, u32>,
+) -> Value {
+    let address = state.task_manager_addresses.get(&task_manager.resource_id);
+    // The data port is where the TaskManager accepts data channels (from its slot offers), not
+    // its RPC port.
+    let data_port = state
+        .task_manager_data_addresses
+        .get(&task_manager.resource_id)
+        .and_then(|address| address.rsplit_once(':')?.1.parse::<u16>().ok());
+    let slots = task_manager.slots.len() as u64;
+    let free = task_manager.slots.iter().filter(|slot| **slot == SlotState::Free).count() as u64;
+    let managed_mb = task_manager.resources.managed_memory_bytes / (1024 * 1024);
+    json!({
+        "id": task_manager.resource_id.to_string(),
+        "path": address.cloned().unwrap_or_else(|| "embedded".to_string()),
+        "dataPort": data_port.map_or(-1, i64::from),
+        "jmxPort": -1,
+        "timeSinceLastHeartbeat": epoch_ms(state, task_manager.last_heartbeat_at),
+        "slotsNumber": slots,
+        "freeSlots": free,
+        "assignedTasks": assigned.get(&task_manager.resource_id).copied().unwrap_or(0),
+        "totalResource": {"managedMemory": managed_mb},
+        "freeResource": {"managedMemory": managed_mb * free / slots.max(1)},
+    })
 }
 
 fn job_row(state: &ClusterState<'_>, job: &JobSummary) -> Value {
@@ -289,17 +313,27 @@ fn vertex_status(counts: &BTreeMap<ExecutionState, u32>, parallelism: u32) -> Ex
     }
 }
 
-/// Sums of the newest attempt of every subtask of `vertex`; `*-complete` when every subtask
-/// has reported.
-fn vertex_metrics(state: &ClusterState<'_>, job_id: JobId, vertex: &JobVertex) -> Value {
+/// The newest reported attempt of every subtask of `vertex`, by subtask.
+pub(crate) fn newest_metrics(
+    state: &ClusterState<'_>,
+    job_id: JobId,
+    vertex: VertexIndex,
+) -> BTreeMap<SubtaskIndex, (AttemptNumber, TaskMetrics)> {
     let mut newest: BTreeMap<SubtaskIndex, (AttemptNumber, TaskMetrics)> = BTreeMap::new();
-    let of_vertex = state.task_metrics.iter().filter(|(id, _)| id.job == job_id && id.vertex == vertex.index);
+    let of_vertex = state.task_metrics.iter().filter(|(id, _)| id.job == job_id && id.vertex == vertex);
     for (execution, metrics) in of_vertex {
         let entry = newest.entry(execution.subtask).or_insert((execution.attempt, *metrics));
         if execution.attempt >= entry.0 {
             *entry = (execution.attempt, *metrics);
         }
     }
+    newest
+}
+
+/// Sums of the newest attempt of every subtask of `vertex`; `*-complete` when every subtask
+/// has reported.
+fn vertex_metrics(state: &ClusterState<'_>, job_id: JobId, vertex: &JobVertex) -> Value {
+    let newest = newest_metrics(state, job_id, vertex.index);
     let mut sum = TaskMetrics::default();
     for (_, metrics) in newest.values() {
         sum.records_in += metrics.records_in;
@@ -310,19 +344,23 @@ fn vertex_metrics(state: &ClusterState<'_>, job_id: JobId, vertex: &JobVertex) -
         sum.idle = weir_core::time::Duration(sum.idle.0 + metrics.idle.0);
         sum.backpressured = weir_core::time::Duration(sum.backpressured.0 + metrics.backpressured.0);
     }
-    let complete = newest.len() as u32 == vertex.parallelism;
+    metrics_json(&sum, newest.len() as u32 == vertex.parallelism)
+}
+
+/// Flink's `metrics` object of a vertex or subtask.
+pub(crate) fn metrics_json(metrics: &TaskMetrics, complete: bool) -> Value {
     json!({
-        "read-bytes": sum.bytes_in,
+        "read-bytes": metrics.bytes_in,
         "read-bytes-complete": complete,
-        "write-bytes": sum.bytes_out,
+        "write-bytes": metrics.bytes_out,
         "write-bytes-complete": complete,
-        "read-records": sum.records_in,
+        "read-records": metrics.records_in,
         "read-records-complete": complete,
-        "write-records": sum.records_out,
+        "write-records": metrics.records_out,
         "write-records-complete": complete,
-        "accumulated-backpressured-time": sum.backpressured.as_millis(),
-        "accumulated-idle-time": sum.idle.as_millis(),
-        "accumulated-busy-time": sum.busy.as_micros() as f64 / 1000.0,
+        "accumulated-backpressured-time": metrics.backpressured.as_millis(),
+        "accumulated-idle-time": metrics.idle.as_millis(),
+        "accumulated-busy-time": metrics.busy.as_micros() as f64 / 1000.0,
     })
 }
 
@@ -333,6 +371,12 @@ fn plan_document(plan: &JobPlan, job_id: JobId) -> Value {
 fn empty_plan(job: &JobSummary) -> Value {
     json!({"jid": job.job_id.to_string(), "name": job.name, "type": "STREAMING", "nodes": []})
 }
+
+mod checkpoints;
+mod vertices;
+
+pub use checkpoints::{checkpoint_config, checkpoints, exceptions, job_config_view as job_config};
+pub use vertices::{job_manager_config, task_manager, vertex};
 
 #[cfg(test)]
 mod tests;

@@ -174,7 +174,8 @@ impl LocalCluster {
     /// calls are answered while the cluster runs. Returns the bound address.
     pub fn serve_rest(&self, bind: &str, port: u16) -> Result<std::net::SocketAddr, String> {
         let (calls, mut receiver) = tokio::sync::mpsc::channel::<RestCall>(REST_CALLS_QUEUED_MAX);
-        let address = crate::rest::serve_in_thread(bind, port, calls)?;
+        let address =
+            crate::rest::serve_in_thread(bind, port, calls, self.job_manager.config().security.token.clone())?;
         // The control thread waits on one mailbox; this thread moves REST calls into it.
         let mailbox = self.sender.clone();
         let forward = move || {
@@ -207,6 +208,7 @@ impl LocalCluster {
                 epoch_ms_at_zero: self.epoch_ms_at_zero,
                 now: self.host.clock.now(),
                 task_manager_addresses: &self.task_manager_addresses,
+                task_manager_data_addresses: &self.task_manager_addresses,
                 task_metrics: &board,
             };
             let in_flight = &mut self.in_flight;

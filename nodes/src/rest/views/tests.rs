@@ -76,6 +76,7 @@ impl Harness {
             epoch_ms_at_zero: EPOCH_MS,
             now: self.now,
             task_manager_addresses: &self.addresses,
+            task_manager_data_addresses: &self.addresses,
             task_metrics: &self.metrics,
         }
     }
@@ -92,6 +93,7 @@ impl Harness {
             epoch_ms_at_zero: 0,
             now: Time::ZERO,
             task_manager_addresses: &empty,
+            task_manager_data_addresses: &empty,
             task_metrics: &metrics,
         };
         self.clients.answer(RestCall::Dispatcher { message, reply }, &state, |envelope| sent.push(envelope));
