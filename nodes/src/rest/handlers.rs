@@ -86,7 +86,7 @@ impl Rest {
     }
 }
 
-/// Every route, at the root and under `/v1`.
+/// Every route, at the root and under `/v1`, and the web UI at `/` and `/web/`.
 pub fn router(calls: mpsc::Sender<RestCall>) -> Router {
     let api = Router::new()
         .route("/overview", get(overview))
@@ -100,6 +100,7 @@ pub fn router(calls: mpsc::Sender<RestCall>) -> Router {
     Router::new()
         .merge(api.clone())
         .nest("/v1", api)
+        .merge(super::ui::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(Rest { calls })

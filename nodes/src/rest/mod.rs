@@ -13,6 +13,7 @@
 mod clients;
 mod handlers;
 mod submit;
+mod ui;
 pub mod views;
 
 pub use clients::RestClients;
