@@ -277,6 +277,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_web_ui_shares_the_port_without_shadowing_the_api() {
+        let (calls, _owner) = mpsc::channel(1);
+        let app = router(calls);
+        let cases = [
+            ("/", StatusCode::OK, "text/html"),
+            ("/web/app.js", StatusCode::OK, "text/javascript"),
+            ("/config", StatusCode::OK, "application/json"),
+            ("/v1/config", StatusCode::OK, "application/json"),
+            ("/v1/", StatusCode::NOT_FOUND, "application/json"),
+            ("/v1/web/app.js", StatusCode::NOT_FOUND, "application/json"),
+        ];
+        for (uri, expected, content_type) in cases {
+            let request = Request::builder().uri(uri).body(Body::empty()).expect("request");
+            let response = app.clone().oneshot(request).await.expect("infallible");
+            assert_eq!(response.status(), expected, "{uri}");
+            let header = response.headers().get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok());
+            assert!(header.is_some_and(|value| value.starts_with(content_type)), "{uri}: {header:?}");
+        }
+    }
+
+    #[tokio::test]
     async fn an_owner_that_is_gone_is_a_503() {
         let (calls, owner) = mpsc::channel(1);
         drop(owner);

@@ -32,6 +32,15 @@ export async function handleClick(event, { refresh, memory }) {
     refresh();
     return;
   }
+  const summary = event.target.closest('details[data-key] > summary');
+  if (summary) {
+    // Remember which stack traces are open so that the next refresh keeps them open.
+    const details = summary.parentElement;
+    memory.open ||= new Set();
+    if (details.open) memory.open.delete(details.dataset.key);
+    else memory.open.add(details.dataset.key);
+    return;
+  }
   const row = event.target.closest('tr[data-href]');
   if (row && !event.target.closest('a')) location.hash = row.dataset.href;
 }
@@ -213,7 +222,7 @@ async function renderJob(context) {
     ${panel('Vertices', vertexTable(job.vertices || []))}
     <div class="columns">
       ${panel(`Subtasks${selected ? ` of <span class="muted">${esc(selected.name)}</span>` : ''}`, subtaskTable(subtasks, stale))}
-      ${panel('Exceptions', exceptionList(exceptions, job))}
+      ${panel('Exceptions', exceptionList(exceptions, job, memory.open || new Set()))}
     </div>
     ${panel('Checkpoints', checkpointPanel(checkpoints))}`);
 }
@@ -242,15 +251,18 @@ function subtaskTable(result, stale) {
   return table(['#', 'Status', 'Attempt', 'Host', 'Records in', 'Records out', 'Duration'], rows, 'No subtasks.');
 }
 
-function exceptionList(result, job) {
+function exceptionList(result, job, open) {
   if (result.error) {
     return unavailable('Exception history', result.error) + (job.failure ? `<pre class="trace">${esc(job.failure)}</pre>` : '');
   }
   const entries = result.value.exceptionHistory?.entries || [];
   if (!entries.length) return '<p class="muted">No exceptions.</p>';
-  return entries.map((entry) => `<details class="exception"><summary><span class="when">${formatTime(entry.timestamp)}</span>
+  return entries.map((entry) => {
+    const key = `${entry.timestamp}/${entry.exceptionName}/${entry.taskName || ''}`;
+    return `<details class="exception" data-key="${esc(key)}"${open.has(key) ? ' open' : ''}><summary><span class="when">${formatTime(entry.timestamp)}</span>
       <strong>${esc(entry.exceptionName || 'Exception')}</strong>${entry.taskName ? ` in ${esc(entry.taskName)}` : ''}${entry.endpoint ? ` <span class="muted">at ${esc(entry.endpoint)}</span>` : ''}</summary>
-      <pre class="trace">${esc(entry.stacktrace || '')}</pre></details>`).join('') +
+      <pre class="trace">${esc(entry.stacktrace || '')}</pre></details>`;
+  }).join('') +
     (result.value.exceptionHistory?.truncated ? '<p class="muted">Older exceptions were dropped.</p>' : '');
 }
 
