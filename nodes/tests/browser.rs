@@ -1,9 +1,9 @@
 //! The web UI in a real browser: headless Chromium (Debian's `chromium`, installed by
 //! scripts/setup.sh), driven over the DevTools protocol, loads the job page of a real cluster
 //! (JobManager and TaskManager daemons) running a streaming word count. The job graph must be
-//! drawn with every vertex's name, parallelism and state; a screenshot is saved under
-//! `target/test-output/browser/`; the job is cancelled with the page's own button and the page
-//! must then show it CANCELED.
+//! drawn with every vertex's name, parallelism and state, the TaskManagers page its slots and the
+//! overview the job; screenshots are saved under `target/test-output/browser/`; the job is
+//! cancelled with the page's own button and the page must then show it CANCELED.
 
 #[path = "browser/cdp.rs"]
 mod cdp;
@@ -157,12 +157,13 @@ const JOB_STATE: &str = "document.getElementById('job-state')?.dataset.state ?? 
 
 #[test]
 fn the_job_page_draws_the_graph_and_a_cancel_from_the_page_shows_canceled() {
+    let chromium = chromium(); // first: without it, fail before starting anything
     let dir = support::temp_dir("browser", "job-page");
     let job = dir.join("streaming-wordcount.toml");
     std::fs::write(&job, STREAMING_WORDCOUNT).expect("job file");
     let cluster = Cluster::start(&dir);
     let address = cluster.address.clone();
-    let mut browser = Browser::start(&chromium(), &dir.join("chromium-profile"), 1280, 800);
+    let mut browser = Browser::start(&chromium, &dir.join("chromium-profile"), 1280, 800);
     let job_id = cluster.submit(&job);
     support::wait_for(|| job_state(&address, &job_id).as_deref() == Some("RUNNING"), "the word count to run", WAIT_MAX);
     let detail = support::get(&address, &format!("/jobs/{job_id}")).expect("the job's detail");
@@ -193,6 +194,24 @@ fn the_job_page_draws_the_graph_and_a_cancel_from_the_page_shows_canceled() {
     assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "a real screenshot ({} bytes)", png.len());
     let screenshot = output_dir().join("job-page.png");
     std::fs::write(&screenshot, &png).expect("screenshot written");
+
+    // The TaskManagers page draws each slot, filled when in use, as /taskmanagers counts them.
+    let managers = support::get(&address, "/taskmanagers").expect("TaskManagers");
+    let manager = &managers["taskmanagers"][0];
+    let slots = manager["slotsNumber"].as_u64().expect("slots");
+    let used = slots - manager["freeSlots"].as_u64().expect("free slots");
+    assert!(used > 0, "the running job holds slots: {manager}");
+    browser.navigate(&cluster.url("/taskmanagers"));
+    let counted = "(() => { const slots = document.querySelectorAll('.slots .slot'); \
+        return slots.length ? [slots.length, document.querySelectorAll('.slots .slot.used').length] : null; })()";
+    assert_eq!(browser.wait_for(counted, "the TaskManagers page", WAIT_MAX), json!([slots, used]));
+    std::fs::write(output_dir().join("taskmanagers.png"), browser.screenshot()).expect("screenshot written");
+    browser.navigate(&cluster.url("/overview"));
+    let listed = "[...document.querySelectorAll('tr[data-href^=\"#/jobs/\"] a')].map((link) => link.textContent)";
+    assert_eq!(browser.wait_for(listed, "the overview's job list", WAIT_MAX), json!(["streaming-wordcount"]));
+    std::fs::write(output_dir().join("overview.png"), browser.screenshot()).expect("screenshot written");
+    browser.navigate(&cluster.url(&format!("/jobs/{job_id}")));
+    browser.wait_for("document.getElementById('cancel-job')", "the job page again", WAIT_MAX);
 
     // Cancel from the page: the button asks, "Cancel job" confirms, the page turns CANCELED.
     browser.evaluate("document.getElementById('cancel-job').click()");
