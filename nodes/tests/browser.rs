@@ -195,6 +195,18 @@ fn the_job_page_draws_the_graph_and_a_cancel_from_the_page_shows_canceled() {
     let screenshot = output_dir().join("job-page.png");
     std::fs::write(&screenshot, &png).expect("screenshot written");
 
+    // The layout, on a graph with a diamond and a longer branch: a vertex's layer is its
+    // longest path from a source, and the same plan always gives the same positions.
+    let layout = "import('/web/graph.js').then(({ layout }) => { \
+        const nodes = [{ id: 'd', inputs: [{ id: 'b' }, { id: 'x' }, { id: 'c' }] }, { id: 'a' }, \
+          { id: 'b', inputs: [{ id: 'a' }] }, { id: 'x', inputs: [{ id: 'b' }] }, { id: 'c', inputs: [{ id: 'a' }] }]; \
+        const [one, two] = [layout(nodes), layout(nodes)]; \
+        const at = (placed, id) => placed.positions.get(id); \
+        return nodes.map(({ id }) => [id, at(one, id).layer, \
+          at(one, id).x === at(two, id).x && at(one, id).y === at(two, id).y]); })";
+    let expected = json!([["d", 3, true], ["a", 0, true], ["b", 1, true], ["x", 2, true], ["c", 1, true]]);
+    assert_eq!(browser.evaluate(layout), expected);
+
     // The TaskManagers page draws each slot, filled when in use, as /taskmanagers counts them.
     let managers = support::get(&address, "/taskmanagers").expect("TaskManagers");
     let manager = &managers["taskmanagers"][0];
