@@ -222,6 +222,13 @@ fn the_job_page_draws_the_graph_and_a_cancel_from_the_page_shows_canceled() {
     let listed = "[...document.querySelectorAll('tr[data-href^=\"#/jobs/\"] a')].map((link) => link.textContent)";
     assert_eq!(browser.wait_for(listed, "the overview's job list", WAIT_MAX), json!(["streaming-wordcount"]));
     std::fs::write(output_dir().join("overview.png"), browser.screenshot()).expect("screenshot written");
+    browser.navigate(&cluster.url("/jobs"));
+    let listed =
+        "document.querySelector('h1').textContent === 'Jobs' && document.querySelectorAll('tr[data-href]').length";
+    assert_eq!(browser.wait_for(listed, "the job list", WAIT_MAX), 1);
+    let manager_id = manager["id"].as_str().expect("TaskManager id");
+    browser.navigate(&cluster.url(&format!("/taskmanagers/{manager_id}")));
+    browser.wait_for("document.querySelectorAll('.panel').length === 2", "a TaskManager's panel", WAIT_MAX);
     browser.navigate(&cluster.url(&format!("/jobs/{job_id}")));
     browser.wait_for("document.getElementById('cancel-job')", "the job page again", WAIT_MAX);
 
@@ -238,9 +245,12 @@ fn the_job_page_draws_the_graph_and_a_cancel_from_the_page_shows_canceled() {
     let states: Vec<&Value> = drawn.as_array().expect("vertices").iter().map(|vertex| &vertex[2]).collect();
     assert!(states.iter().all(|state| *state == "CANCELED"), "the graph as last seen, cancelled: {drawn}");
 
+    assert_eq!(browser.errors(), json!([]), "no page had a script error");
+
     // A fresh load of an ended job still shows its state.
     browser.call("Page.reload", json!({}));
     browser.wait_for(&format!("({JOB_STATE}) === 'CANCELED'"), "the reloaded page", WAIT_MAX);
+    assert_eq!(browser.errors(), json!([]), "the reloaded page had a script error");
 
     drop(browser);
     drop(cluster);

@@ -40,6 +40,12 @@ impl Browser {
         // The window size includes no browser frame in headless mode, but set the viewport exactly.
         let metrics = json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": false});
         browser.call("Emulation.setDeviceMetricsOverride", metrics);
+        browser.call("Page.enable", json!({}));
+        // Every page keeps its uncaught errors and rejections for `errors`.
+        let record = "window.__errors = []; \
+            addEventListener('error', (event) => __errors.push(String(event.message))); \
+            addEventListener('unhandledrejection', (event) => __errors.push(String(event.reason)));";
+        browser.call("Page.addScriptToEvaluateOnNewDocument", json!({ "source": record }));
         browser
     }
 
@@ -82,6 +88,11 @@ impl Browser {
             assert!(started.elapsed() < bound, "waited {bound:?} for {what}; last value {value}");
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// The uncaught errors and unhandled rejections of the current document so far.
+    pub fn errors(&mut self) -> Value {
+        self.evaluate("window.__errors")
     }
 
     /// A PNG of the viewport.

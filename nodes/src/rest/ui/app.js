@@ -97,7 +97,10 @@ export async function refresh() {
     show: (html) => {
       if (generation !== app.generation) return;
       // A refresh replaces the page: keep where the user had scrolled the graph and tables.
-      const scrolled = [...container.querySelectorAll('.graph-wrap, .table-wrap')].map((box) => [box.scrollLeft, box.scrollTop]);
+      const scrolled = [...container.querySelectorAll('.graph-wrap, .table-wrap')].map((box) => [
+        box.scrollLeft,
+        box.scrollTop,
+      ]);
       container.innerHTML = html;
       container.querySelectorAll('.graph-wrap, .table-wrap').forEach((box, index) => {
         if (scrolled[index]) [box.scrollLeft, box.scrollTop] = scrolled[index];

@@ -2,7 +2,10 @@
 
 /// Text made safe for HTML and SVG (element content and quoted attributes).
 export function esc(value) {
-  return String(value ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
+  return String(value ?? '').replace(
+    /[&<>"']/g,
+    (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c],
+  );
 }
 
 /// Flink's times are ms since the epoch, -1 or 0 for "not yet".
@@ -10,7 +13,8 @@ export function formatTime(ms) {
   if (typeof ms !== 'number' || ms <= 0) return '–';
   const date = new Date(ms);
   const pad = (n) => String(n).padStart(2, '0');
-  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())} ${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}`;
+  const day = `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}`;
+  return `${day} ${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}`;
 }
 
 export function formatDuration(ms) {
@@ -42,7 +46,11 @@ export function formatBytes(bytes) {
 export function formatCount(count) {
   if (typeof count !== 'number') return '–';
   if (count < 10000) return String(count);
-  const units = [['G', 1e9], ['M', 1e6], ['K', 1e3]];
+  const units = [
+    ['G', 1e9],
+    ['M', 1e6],
+    ['K', 1e3],
+  ];
   const [suffix, size] = units.find(([, size]) => count >= size);
   return `${(count / size).toFixed(count / size < 100 ? 1 : 0)}${suffix}`;
 }

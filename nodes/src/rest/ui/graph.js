@@ -97,10 +97,14 @@ export function drawGraph(vertices, selectedId) {
       const labelWidth = label.length * 7 + 14;
       const mx = (x1 + x2) / 2;
       const my = (y1 + y2) / 2;
-      edges.push(`<g class="edge" data-from="${esc(input.id)}" data-to="${esc(vertex.id)}" data-ship-strategy="${esc(label)}">
+      const labelled = label
+        ? `<rect x="${mx - labelWidth / 2}" y="${my - 10}" width="${labelWidth}" height="20" rx="10"/>
+          <text x="${mx}" y="${my + 4}" text-anchor="middle">${esc(label)}</text>`
+        : '';
+      edges.push(`<g class="edge" data-from="${esc(input.id)}" data-to="${esc(vertex.id)}"
+          data-ship-strategy="${esc(label)}">
         <path d="M${x1},${y1} C${x1 + bend},${y1} ${x2 - bend},${y2} ${x2 - 2},${y2}" marker-end="url(#arrow)"/>
-        ${label ? `<rect x="${mx - labelWidth / 2}" y="${my - 10}" width="${labelWidth}" height="20" rx="10"/>
-        <text x="${mx}" y="${my + 4}" text-anchor="middle">${esc(label)}</text>` : ''}
+        ${labelled}
       </g>`);
     }
   }
@@ -113,24 +117,33 @@ export function drawGraph(vertices, selectedId) {
     const pressureBadge = pressure
       ? `<g class="backpressure bp-${pressure.level}" data-backpressure="${pressure.level}">
           <rect x="${x + BOX_WIDTH - 92}" y="${y + BOX_HEIGHT - 24}" width="82" height="16" rx="8"/>
-          <text x="${x + BOX_WIDTH - 51}" y="${y + BOX_HEIGHT - 12.5}" text-anchor="middle">BP ${BACKPRESSURE_LABEL[pressure.level]} ${Math.round(pressure.ratio * 100)}%</text>
+          <text x="${x + BOX_WIDTH - 51}" y="${y + BOX_HEIGHT - 12.5}" text-anchor="middle"
+            >BP ${BACKPRESSURE_LABEL[pressure.level]} ${Math.round(pressure.ratio * 100)}%</text>
         </g>`
       : '';
     const records = vertex.records
-      ? `<text class="records" x="${x + 14}" y="${y + BOX_HEIGHT - 12}">in ${formatCount(vertex.records.in)} · out ${formatCount(vertex.records.out)}</text>`
+      ? `<text class="records" x="${x + 14}" y="${y + BOX_HEIGHT - 12}"
+          >in ${formatCount(vertex.records.in)} · out ${formatCount(vertex.records.out)}</text>`
       : '';
-    return `<g class="vertex state-${esc(status)}${selected}" data-vertex-id="${esc(vertex.id)}" data-name="${esc(vertex.name)}" data-parallelism="${vertex.parallelism}" data-status="${esc(status)}" tabindex="0">
+    const names = lines.map(
+      (line, index) => `<text class="name" x="${x + 14}" y="${y + 20 + index * 16}">${esc(line)}</text>`,
+    );
+    return `<g class="vertex state-${esc(status)}${selected}" tabindex="0" data-vertex-id="${esc(vertex.id)}"
+        data-name="${esc(vertex.name)}" data-parallelism="${vertex.parallelism}" data-status="${esc(status)}">
       <title>${esc(vertex.name)}</title>
       <rect class="box" x="${x}" y="${y}" width="${BOX_WIDTH}" height="${BOX_HEIGHT}" rx="8"/>
       <rect class="stripe" x="${x}" y="${y}" width="6" height="${BOX_HEIGHT}" rx="3"/>
-      ${lines.map((line, index) => `<text class="name" x="${x + 14}" y="${y + 20 + index * 16}">${esc(line)}</text>`).join('')}
-      <text class="meta" x="${x + 14}" y="${y + 58}"><tspan class="status">${esc(status)}</tspan> · parallelism ${vertex.parallelism}</text>
+      ${names.join('')}
+      <text class="meta" x="${x + 14}" y="${y + 58}"
+        ><tspan class="status">${esc(status)}</tspan> · parallelism ${vertex.parallelism}</text>
       ${records}
       ${pressureBadge}
     </g>`;
   });
-  return `<svg id="job-graph" class="graph" data-vertex-count="${vertices.length}" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" role="img" aria-label="Job graph">
-    <defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z"/></marker></defs>
+  return `<svg id="job-graph" class="graph" data-vertex-count="${vertices.length}" width="${width}" height="${height}"
+      viewBox="0 0 ${width} ${height}" role="img" aria-label="Job graph">
+    <defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7"
+      orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z"/></marker></defs>
     ${edges.join('')}
     ${boxes.join('')}
   </svg>`;
