@@ -107,9 +107,17 @@ impl Cluster {
             cluster.daemons.push(child);
         }
         let address = cluster.address.clone();
-        let registered =
-            || support::get(&address, "/taskmanagers").is_some_and(|body| body["taskmanagers"][0].is_object());
-        support::wait_for(registered, "the TaskManager to register", WAIT_MAX);
+        let started = std::time::Instant::now();
+        while !support::get(&address, "/taskmanagers").is_some_and(|body| body["taskmanagers"][0].is_object()) {
+            if started.elapsed() > WAIT_MAX {
+                let log = |role: &str| std::fs::read_to_string(dir.join(format!("{role}.log"))).unwrap_or_default();
+                let (job_manager, task_manager) = (log("jobmanager"), log("taskmanager"));
+                panic!(
+                    "no TaskManager registered in {WAIT_MAX:?}\njobmanager:\n{job_manager}\ntaskmanager:\n{task_manager}"
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         cluster
     }
 
