@@ -12,9 +12,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 /// The assets under `/web/`: name, content type, text.
-const ASSETS: [(&str, &str, &str); 6] = [
+const ASSETS: [(&str, &str, &str); 8] = [
     ("app.js", JAVASCRIPT, include_str!("ui/app.js")),
     ("pages.js", JAVASCRIPT, include_str!("ui/pages.js")),
+    ("job.js", JAVASCRIPT, include_str!("ui/job.js")),
+    ("html.js", JAVASCRIPT, include_str!("ui/html.js")),
     ("graph.js", JAVASCRIPT, include_str!("ui/graph.js")),
     ("format.js", JAVASCRIPT, include_str!("ui/format.js")),
     ("style.css", "text/css; charset=utf-8", include_str!("ui/style.css")),
@@ -80,6 +82,16 @@ mod tests {
             let (status, content_type, text) = fetch(&format!("/web/{name}")).await;
             assert_eq!((status, content_type.as_str()), (StatusCode::OK, expected_type), "{name}");
             assert!(!text.is_empty(), "{name}");
+        }
+    }
+
+    #[test]
+    fn every_module_a_script_imports_is_served() {
+        for (name, _, text) in ASSETS.iter().filter(|(name, _, _)| name.ends_with(".js")) {
+            for import in text.split("from './").skip(1) {
+                let module = import.split('\'').next().unwrap_or("");
+                assert!(ASSETS.iter().any(|(served, _, _)| *served == module), "{name} imports {module}, not served");
+            }
         }
     }
 
