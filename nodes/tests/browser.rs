@@ -170,11 +170,25 @@ fn the_job_page_draws_the_graph_and_a_cancel_from_the_page_shows_canceled() {
     let job = dir.join("streaming-wordcount.toml");
     std::fs::write(&job, STREAMING_WORDCOUNT).expect("job file");
     let cluster = Cluster::start(&dir);
-    let address = cluster.address.clone();
     let mut browser = Browser::start(&chromium, &dir.join("chromium-profile"), 1280, 800);
     let job_id = cluster.submit(&job);
-    support::wait_for(|| job_state(&address, &job_id).as_deref() == Some("RUNNING"), "the word count to run", WAIT_MAX);
-    let detail = support::get(&address, &format!("/jobs/{job_id}")).expect("the job's detail");
+    let running = || job_state(&cluster.address, &job_id).as_deref() == Some("RUNNING");
+    support::wait_for(running, "the word count to run", WAIT_MAX);
+
+    check_the_job_graph(&mut browser, &cluster, &job_id);
+    check_the_layout(&mut browser);
+    check_the_other_pages(&mut browser, &cluster);
+    check_cancel_from_the_job_page(&mut browser, &cluster, &job_id);
+
+    drop(browser);
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// One box per vertex, in plan order, with its name, parallelism and state; edges labelled with
+/// their partitioner; every panel of the page; a screenshot.
+fn check_the_job_graph(browser: &mut Browser, cluster: &Cluster, job_id: &str) {
+    let detail = support::get(&cluster.address, &format!("/jobs/{job_id}")).expect("the job's detail");
     let expected: Vec<Value> = detail["vertices"]
         .as_array()
         .expect("vertices")
@@ -183,7 +197,6 @@ fn the_job_page_draws_the_graph_and_a_cancel_from_the_page_shows_canceled() {
         .collect();
     assert!(expected.len() >= 2, "the word count has several vertices: {expected:?}");
 
-    // The graph: one box per vertex, in plan order, with its name, parallelism and state.
     browser.navigate(&cluster.url(&format!("/jobs/{job_id}")));
     let drawn = browser.wait_for(DRAWN_VERTICES, "the job graph", WAIT_MAX);
     assert_eq!(drawn, Value::Array(expected.clone()), "the graph's vertices");
@@ -192,7 +205,7 @@ fn the_job_page_draws_the_graph_and_a_cancel_from_the_page_shows_canceled() {
     assert_eq!(labels.len(), expected.len() - 1, "a pipeline has one edge fewer than vertices: {labels:?}");
     assert!(labels.contains(&"HASH"), "the keyed edge is labelled HASH: {labels:?}");
     assert_eq!(browser.evaluate(JOB_STATE), "RUNNING");
-    // The subtasks and vertices panels were rendered too (each either data or one line).
+    // Every panel is there (each with its data or a one-line "not available").
     let panels = browser.evaluate("[...document.querySelectorAll('.panel h2')].map((title) => title.textContent)");
     for title in ["Job graph", "Vertices", "Exceptions", "Checkpoints"] {
         assert!(panels.as_array().expect("titles").iter().any(|panel| panel.as_str() == Some(title)), "{panels}");
@@ -200,11 +213,12 @@ fn the_job_page_draws_the_graph_and_a_cancel_from_the_page_shows_canceled() {
 
     let png = browser.screenshot();
     assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "a real screenshot ({} bytes)", png.len());
-    let screenshot = output_dir().join("job-page.png");
-    std::fs::write(&screenshot, &png).expect("screenshot written");
+    std::fs::write(output_dir().join("job-page.png"), &png).expect("screenshot written");
+}
 
-    // The layout, on a graph with a diamond and a longer branch: a vertex's layer is its
-    // longest path from a source, and the same plan always gives the same positions.
+/// The layout, on a graph with a diamond and a longer branch: a vertex's layer is its longest
+/// path from a source, and the same plan always gives the same positions.
+fn check_the_layout(browser: &mut Browser) {
     let layout = "import('/web/graph.js').then(({ layout }) => { \
         const nodes = [{ id: 'd', inputs: [{ id: 'b' }, { id: 'x' }, { id: 'c' }] }, { id: 'a' }, \
           { id: 'b', inputs: [{ id: 'a' }] }, { id: 'x', inputs: [{ id: 'b' }] }, { id: 'c', inputs: [{ id: 'a' }] }]; \
@@ -214,9 +228,12 @@ fn the_job_page_draws_the_graph_and_a_cancel_from_the_page_shows_canceled() {
           at(one, id).x === at(two, id).x && at(one, id).y === at(two, id).y]); })";
     let expected = json!([["d", 3, true], ["a", 0, true], ["b", 1, true], ["x", 2, true], ["c", 1, true]]);
     assert_eq!(browser.evaluate(layout), expected);
+}
 
-    // The TaskManagers page draws each slot, filled when in use, as /taskmanagers counts them.
-    let managers = support::get(&address, "/taskmanagers").expect("TaskManagers");
+/// The TaskManagers page draws each slot, filled when in use, as /taskmanagers counts them; the
+/// overview and the job list show the job; a TaskManager's own page renders.
+fn check_the_other_pages(browser: &mut Browser, cluster: &Cluster) {
+    let managers = support::get(&cluster.address, "/taskmanagers").expect("TaskManagers");
     let manager = &managers["taskmanagers"][0];
     let slots = manager["slotsNumber"].as_u64().expect("slots");
     let used = slots - manager["freeSlots"].as_u64().expect("free slots");
@@ -226,10 +243,12 @@ fn the_job_page_draws_the_graph_and_a_cancel_from_the_page_shows_canceled() {
         return slots.length ? [slots.length, document.querySelectorAll('.slots .slot.used').length] : null; })()";
     assert_eq!(browser.wait_for(counted, "the TaskManagers page", WAIT_MAX), json!([slots, used]));
     std::fs::write(output_dir().join("taskmanagers.png"), browser.screenshot()).expect("screenshot written");
+
     browser.navigate(&cluster.url("/overview"));
     let listed = "[...document.querySelectorAll('tr[data-href^=\"#/jobs/\"] a')].map((link) => link.textContent)";
     assert_eq!(browser.wait_for(listed, "the overview's job list", WAIT_MAX), json!(["streaming-wordcount"]));
     std::fs::write(output_dir().join("overview.png"), browser.screenshot()).expect("screenshot written");
+
     browser.navigate(&cluster.url("/jobs"));
     let listed =
         "document.querySelector('h1').textContent === 'Jobs' && document.querySelectorAll('tr[data-href]').length";
@@ -237,30 +256,27 @@ fn the_job_page_draws_the_graph_and_a_cancel_from_the_page_shows_canceled() {
     let manager_id = manager["id"].as_str().expect("TaskManager id");
     browser.navigate(&cluster.url(&format!("/taskmanagers/{manager_id}")));
     browser.wait_for("document.querySelectorAll('.panel').length === 2", "a TaskManager's panel", WAIT_MAX);
-    browser.navigate(&cluster.url(&format!("/jobs/{job_id}")));
-    browser.wait_for("document.getElementById('cancel-job')", "the job page again", WAIT_MAX);
+}
 
-    // Cancel from the page: the button asks, "Cancel job" confirms, the page turns CANCELED.
+/// The page's Cancel button asks first; confirming cancels the job and the page turns CANCELED
+/// (the graph as last seen, each vertex CANCELED), as does a fresh load. No script error anywhere.
+fn check_cancel_from_the_job_page(browser: &mut Browser, cluster: &Cluster, job_id: &str) {
+    browser.navigate(&cluster.url(&format!("/jobs/{job_id}")));
+    browser.wait_for("document.getElementById('cancel-job')", "the job page's cancel button", WAIT_MAX);
     browser.evaluate("document.getElementById('cancel-job').click()");
     browser.wait_for("document.getElementById('confirm-dialog').open", "the confirmation", WAIT_MAX);
-    assert_eq!(job_state(&address, &job_id).as_deref(), Some("RUNNING"), "nothing happens before confirming");
+    let state = || job_state(&cluster.address, job_id);
+    assert_eq!(state().as_deref(), Some("RUNNING"), "nothing happens before confirming");
     browser.evaluate("document.querySelector('#confirm-dialog button[value=yes]').click()");
-    let state = browser.wait_for(&format!("({JOB_STATE}) === 'CANCELED'"), "the page to show CANCELED", WAIT_MAX);
-    assert_eq!(state, true);
-    assert_eq!(job_state(&address, &job_id).as_deref(), Some("CANCELED"), "the cluster cancelled it");
+    browser.wait_for(&format!("({JOB_STATE}) === 'CANCELED'"), "the page to show CANCELED", WAIT_MAX);
+    assert_eq!(state().as_deref(), Some("CANCELED"), "the cluster cancelled it");
     assert_eq!(browser.evaluate("document.getElementById('cancel-job') === null"), true, "no cancel button once ended");
     let drawn = browser.evaluate(DRAWN_VERTICES);
     let states: Vec<&Value> = drawn.as_array().expect("vertices").iter().map(|vertex| &vertex[2]).collect();
-    assert!(states.iter().all(|state| *state == "CANCELED"), "the graph as last seen, cancelled: {drawn}");
-
+    assert!(!states.is_empty() && states.iter().all(|state| *state == "CANCELED"), "the graph as last seen: {drawn}");
     assert_eq!(browser.errors(), json!([]), "no page had a script error");
 
-    // A fresh load of an ended job still shows its state.
     browser.call("Page.reload", json!({}));
     browser.wait_for(&format!("({JOB_STATE}) === 'CANCELED'"), "the reloaded page", WAIT_MAX);
     assert_eq!(browser.errors(), json!([]), "the reloaded page had a script error");
-
-    drop(browser);
-    drop(cluster);
-    let _ = std::fs::remove_dir_all(&dir);
 }
