@@ -112,9 +112,8 @@ impl Cluster {
             if started.elapsed() > WAIT_MAX {
                 let log = |role: &str| std::fs::read_to_string(dir.join(format!("{role}.log"))).unwrap_or_default();
                 let (job_manager, task_manager) = (log("jobmanager"), log("taskmanager"));
-                panic!(
-                    "no TaskManager registered in {WAIT_MAX:?}\njobmanager:\n{job_manager}\ntaskmanager:\n{task_manager}"
-                );
+                let logs = format!("jobmanager:\n{job_manager}\ntaskmanager:\n{task_manager}");
+                panic!("no TaskManager registered in {WAIT_MAX:?}\n{logs}");
             }
             std::thread::sleep(Duration::from_millis(50));
         }
