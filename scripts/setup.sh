@@ -5,7 +5,8 @@ set -euo pipefail
 
 # Debian packages the build or the tests need. libclang-dev: bindgen generates RocksDB's Rust
 # bindings with it when librocksdb-sys builds (cmake and the clang binary are not needed).
-APT_PACKAGES=(libclang-dev)
+# chromium and a font for its screenshots: the web UI test (nodes/tests/browser.rs).
+APT_PACKAGES=(libclang-dev chromium fonts-dejavu-core)
 
 missing=()
 for package in "${APT_PACKAGES[@]}"; do

@@ -115,8 +115,9 @@ impl Rest {
     }
 }
 
-/// Every route, at the root and under `/v1`; with `token`, every request must carry
-/// `Authorization: Bearer <token>` or gets a 401 before anything else happens.
+/// Every route, at the root and under `/v1`, and the web UI at `/` and `/web/`; with `token`,
+/// every API request must carry `Authorization: Bearer <token>` or gets a 401 before anything
+/// else happens (the UI's files hold no cluster data and stay open, so the page can ask for it).
 pub fn router(calls: mpsc::Sender<RestCall>, token: Option<String>) -> Router {
     let api = Router::new()
         .route("/overview", get(overview))
@@ -141,6 +142,7 @@ pub fn router(calls: mpsc::Sender<RestCall>, token: Option<String>) -> Router {
     Router::new()
         .merge(api.clone())
         .nest("/v1", api)
+        .merge(super::ui::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(token.map(std::sync::Arc::<str>::from), authorize))
@@ -150,6 +152,9 @@ pub fn router(calls: mpsc::Sender<RestCall>, token: Option<String>) -> Router {
 /// Refuses a request without the configured bearer token (compared in constant time).
 async fn authorize(State(token): State<Option<std::sync::Arc<str>>>, request: Request, next: Next) -> Response {
     let Some(token) = token else { return next.run(request).await };
+    if super::ui::is_ui_path(request.uri().path()) {
+        return next.run(request).await; // the page and its files: no cluster data
+    }
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -493,6 +498,12 @@ mod tests {
         let response = send(Some("Bearer sesame"), "GET", "/overview").await.expect("infallible");
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(reached.load(std::sync::atomic::Ordering::SeqCst), 1);
+        for uri in ["/", "/web/app.js"] {
+            let response = send(None, "GET", uri).await.expect("infallible");
+            assert_eq!(response.status(), StatusCode::OK, "the UI's {uri} loads without the token, to ask for it");
+        }
+        let response = send(None, "GET", "/v1/web/app.js").await.expect("infallible");
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "only the UI's own paths are open");
     }
 
     #[tokio::test]
@@ -515,6 +526,27 @@ mod tests {
         assert_eq!(response.status(), StatusCode::BAD_REQUEST);
         let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("body");
         assert!(String::from_utf8_lossy(&bytes).contains("jar upload is not supported"));
+    }
+
+    #[tokio::test]
+    async fn the_web_ui_shares_the_port_without_shadowing_the_api() {
+        let (calls, _owner) = mpsc::channel(1);
+        let app = router(calls, None);
+        let cases = [
+            ("/", StatusCode::OK, "text/html"),
+            ("/web/app.js", StatusCode::OK, "text/javascript"),
+            ("/config", StatusCode::OK, "application/json"),
+            ("/v1/config", StatusCode::OK, "application/json"),
+            ("/v1/", StatusCode::NOT_FOUND, "application/json"),
+            ("/v1/web/app.js", StatusCode::NOT_FOUND, "application/json"),
+        ];
+        for (uri, expected, content_type) in cases {
+            let request = Request::builder().uri(uri).body(Body::empty()).expect("request");
+            let response = app.clone().oneshot(request).await.expect("infallible");
+            assert_eq!(response.status(), expected, "{uri}");
+            let header = response.headers().get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok());
+            assert!(header.is_some_and(|value| value.starts_with(content_type)), "{uri}: {header:?}");
+        }
     }
 
     #[tokio::test]

@@ -15,6 +15,7 @@ mod handlers;
 pub mod metrics;
 mod submit;
 mod triggers;
+mod ui;
 pub mod views;
 
 pub use clients::RestClients;
