@@ -21,6 +21,23 @@ fn bench_schedule_deploys_every_task_and_reports_each_phase() {
 }
 
 #[test]
+fn bench_state_runs_both_backends_on_the_same_work_and_they_snapshot_the_same_bytes() {
+    let output = weir(&["bench", "state", "--keys", "2000", "--records", "20000", "--json"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("one JSON line");
+    let (heap, rocksdb) = (&report["heap"], &report["rocksdb"]);
+    assert_eq!((heap["backend"].as_str(), rocksdb["backend"].as_str()), (Some("heap"), Some("rocksdb")));
+    assert!(heap["snapshot_bytes"].as_u64().is_some_and(|bytes| bytes > 2000), "{report}");
+    assert_eq!(heap["snapshot_bytes"], rocksdb["snapshot_bytes"], "the same state, the same snapshot");
+    for figure in ["records_per_second", "snapshot_ms"] {
+        assert!(rocksdb[figure].as_f64().is_some_and(|value| value > 0.0), "{figure}: {report}");
+    }
+    assert!(report["throughput_ratio"].as_f64().is_some(), "{report}");
+    let refused = weir(&["bench", "state", "--keys", "0"]);
+    assert_eq!(refused.status.code(), Some(2));
+}
+
+#[test]
 fn bench_schedule_refuses_an_odd_task_count() {
     let output = weir(&["bench", "schedule", "--tasks", "3"]);
     assert_eq!(output.status.code(), Some(2));

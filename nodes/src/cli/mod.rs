@@ -1,6 +1,7 @@
 //! The `weir` command line: argument definitions and dispatch.
 
 mod bench;
+mod bench_state;
 mod daemons;
 mod explore;
 pub(crate) mod http;
@@ -203,6 +204,20 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Keyed state on the heap and in RocksDB: updates per second and snapshot time.
+    State {
+        /// Distinct keys.
+        #[arg(long, default_value_t = 1_000_000)]
+        keys: u64,
+        /// Updates (records).
+        #[arg(long, default_value_t = 10_000_000)]
+        records: u64,
+        /// Print one JSON line.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -359,6 +374,9 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             explore::run(&scenarios, budget, jobs)
         }
         Command::Bench(BenchCommand::Schedule { tasks, json }) => bench::schedule(tasks, json),
+        Command::Bench(BenchCommand::State { keys, records, json, config }) => {
+            bench_state::state(keys, records, &crate::settings::load_raw_config(&config)?, json)
+        }
         Command::Journal(JournalCommand::Replay { file }) => journal::replay(&file),
     }
 }

@@ -1,0 +1,116 @@
+//! `weir bench state --keys N --records M`: keyed state on the heap and in RocksDB, side by side.
+//!
+//! Each backend gets the same work, as a keyed running sum does it: M records spread over N keys
+//! (a fixed pseudo-random sequence), each one `set_current_key` and an update of the key's sum,
+//! then one full snapshot, timed separately. The RocksDB backend runs as tasks do: one database
+//! with a slot's share of managed memory (`taskmanager.memory.managed.size` over
+//! `taskmanager.numberOfTaskSlots`, from `-D` or the defaults), behind the store backend's cache.
+
+use super::CliError;
+use crate::runtime::rocks_state::RocksState;
+use serde::Serialize;
+use std::time::Instant;
+use weir_core::config::{Config, RawConfig};
+use weir_core::dataflow::operators::OperatorContext;
+use weir_core::dataflow::state::{
+    HeapKeyedStateBackend, KeyGroupRange, KeyedStateBackend, Namespace, SerdeCodec, StoreKeyedStateBackend,
+};
+use weir_core::ids::{AllocationId, Hex128, SubtaskIndex};
+use weir_core::row::Value;
+
+const MAX_PARALLELISM: u32 = 128;
+
+/// One backend's figures.
+#[derive(Serialize)]
+struct BackendReport {
+    backend: &'static str,
+    records_per_second: f64,
+    snapshot_ms: f64,
+    snapshot_bytes: usize,
+}
+
+/// Both backends and their ratios.
+#[derive(Serialize)]
+struct StateReport {
+    keys: u64,
+    records: u64,
+    heap: BackendReport,
+    rocksdb: BackendReport,
+    /// RocksDB's throughput as a fraction of the heap's.
+    throughput_ratio: f64,
+    /// RocksDB's snapshot time over the heap's.
+    snapshot_ratio: f64,
+}
+
+/// Runs the benchmark and prints the report.
+pub fn state(keys: u64, records: u64, raw: &RawConfig, json: bool) -> Result<(), CliError> {
+    if keys == 0 || records == 0 {
+        return Err(CliError::input("--keys and --records must be above 0".to_string()));
+    }
+    let config = Config::from_raw(raw).map_err(|error| CliError::input(error.to_string()))?;
+    let range = KeyGroupRange::new(0, MAX_PARALLELISM);
+    let heap = run("heap", HeapKeyedStateBackend::new(MAX_PARALLELISM, range), keys, records)?;
+    let dir = std::env::temp_dir().join(format!("weir-bench-state-{}", std::process::id()));
+    let rocks = RocksState::new(&dir, &config);
+    let operator = OperatorContext {
+        uid: "bench".to_string(),
+        subtask: SubtaskIndex(0),
+        parallelism: 1,
+        max_parallelism: MAX_PARALLELISM,
+        attempt: 0,
+    };
+    let store = rocks.open(AllocationId(Hex128(1)), &operator).map_err(CliError::failed)?;
+    let rocksdb = run("rocksdb", StoreKeyedStateBackend::new(MAX_PARALLELISM, range, store), keys, records);
+    let _ = std::fs::remove_dir_all(&dir);
+    let rocksdb = rocksdb?;
+    let report = StateReport {
+        keys,
+        records,
+        throughput_ratio: rocksdb.records_per_second / heap.records_per_second,
+        snapshot_ratio: rocksdb.snapshot_ms / heap.snapshot_ms.max(f64::MIN_POSITIVE),
+        heap,
+        rocksdb,
+    };
+    if json {
+        println!("{}", serde_json::to_string(&report).map_err(|error| CliError::failed(error.to_string()))?);
+    } else {
+        for backend in [&report.heap, &report.rocksdb] {
+            println!(
+                "{:8} {:>12.0} records/s  snapshot {:>9.1} ms  {:>11} bytes",
+                backend.backend, backend.records_per_second, backend.snapshot_ms, backend.snapshot_bytes
+            );
+        }
+        println!(
+            "{} keys, {} records: RocksDB keeps {:.1}% of the heap's throughput; its snapshot takes {:.1}x as long",
+            report.keys,
+            report.records,
+            report.throughput_ratio * 100.0,
+            report.snapshot_ratio
+        );
+    }
+    Ok(())
+}
+
+fn run(
+    name: &'static str,
+    mut backend: impl KeyedStateBackend,
+    keys: u64,
+    records: u64,
+) -> Result<BackendReport, CliError> {
+    let failed = |error: weir_core::dataflow::state::StateError| CliError::failed(format!("{name}: {error}"));
+    let sums = backend.register_value::<i64>("sums", SerdeCodec);
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let started = Instant::now();
+    for record in 0..records {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        backend.set_current_key(Value::Int((seed % keys) as i64)).map_err(failed)?;
+        *backend.entry(sums, Namespace::Global, || 0).map_err(failed)? += (record % 101) as i64;
+    }
+    let records_per_second = records as f64 / started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let snapshot = backend.snapshot().map_err(failed)?;
+    let snapshot_ms = started.elapsed().as_secs_f64() * 1e3;
+    Ok(BackendReport { backend: name, records_per_second, snapshot_ms, snapshot_bytes: snapshot.byte_size() })
+}
