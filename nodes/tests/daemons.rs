@@ -160,6 +160,7 @@ impl Cluster {
             "heartbeat.interval=1 s".to_string(),
             "heartbeat.timeout=5 s".to_string(),
             format!("journal.dir={}", dir.join("journal").display()),
+            "metrics.port=0".to_string(),
         ];
         settings.extend(extra.iter().map(|text| text.to_string()));
         Cluster { dir, rest: format!("127.0.0.1:{rest}"), settings, started: 0 }
@@ -245,6 +246,28 @@ fn check_data_ports(cluster: &Cluster, task_managers: &[&Daemon]) {
     }
 }
 
+/// A TaskManager's own `/metrics` (at the address it printed) shows its slot and its tasks.
+fn check_task_manager_metrics(daemon: &Daemon) {
+    let log = daemon.log();
+    let url = log.lines().find_map(|line| line.strip_prefix("Metrics at http://")).expect("the metrics line");
+    let address = url.trim_end_matches("/metrics");
+    let mut stream = TcpStream::connect(address).expect("the metrics endpoint accepts");
+    stream.set_read_timeout(Some(WAIT_MAX)).unwrap();
+    write!(stream, "GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("text/plain; version=0.0.4"), "{text}");
+    for expected in [
+        "weir_slots 1\n",
+        "weir_slots_free 0\n",
+        "weir_task_records_out_total{job_id=\"",
+        "weir_process_resident_memory_bytes ",
+    ] {
+        assert!(text.contains(expected), "no {expected:?} in {text}");
+    }
+}
+
 #[test]
 fn a_task_manager_killed_mid_job_and_restarted_leaves_the_committed_output_exact() {
     let mut cluster = Cluster::new("tm-kill", &[]);
@@ -258,6 +281,7 @@ fn a_task_manager_killed_mid_job_and_restarted_leaves_the_committed_output_exact
     job_manager.wait_checkpoint(&job_id);
     assert_eq!(cluster.job_state(&job_id).as_deref(), Some("RUNNING"), "killed mid-run");
     check_data_ports(&cluster, &[&_first, &second]);
+    check_task_manager_metrics(&_first);
     second.kill9();
     let _restarted = cluster.task_manager(&[]);
     cluster.wait_finished(&job_id);

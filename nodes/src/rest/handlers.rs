@@ -148,7 +148,11 @@ pub fn router(calls: mpsc::Sender<RestCall>, token: Option<String>) -> Router {
 }
 
 /// Refuses a request without the configured bearer token (compared in constant time).
-async fn authorize(State(token): State<Option<std::sync::Arc<str>>>, request: Request, next: Next) -> Response {
+pub(super) async fn authorize(
+    State(token): State<Option<std::sync::Arc<str>>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let Some(token) = token else { return next.run(request).await };
     let presented = request
         .headers()
