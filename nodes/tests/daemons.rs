@@ -16,7 +16,7 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{free_port, get};
+use support::{free_port, get, get_with_token};
 
 fn temp_dir(name: &str) -> PathBuf {
     support::temp_dir("daemons-test", name)
@@ -141,6 +141,8 @@ impl Drop for Daemon {
 struct Cluster {
     dir: PathBuf,
     rest: String,
+    /// The cluster's `security.token`, sent with REST calls.
+    token: Option<String>,
     settings: Vec<String>,
     started: usize,
 }
@@ -160,9 +162,11 @@ impl Cluster {
             "heartbeat.interval=1 s".to_string(),
             "heartbeat.timeout=5 s".to_string(),
             format!("journal.dir={}", dir.join("journal").display()),
+            "metrics.port=0".to_string(),
         ];
         settings.extend(extra.iter().map(|text| text.to_string()));
-        Cluster { dir, rest: format!("127.0.0.1:{rest}"), settings, started: 0 }
+        let token = extra.iter().find_map(|text| text.strip_prefix("security.token=")).map(String::from);
+        Cluster { dir, rest: format!("127.0.0.1:{rest}"), token, settings, started: 0 }
     }
 
     fn spawn(&mut self, role: &str, extra: &[&str]) -> Daemon {
@@ -185,7 +189,7 @@ impl Cluster {
 
     fn job_manager(&mut self) -> Daemon {
         let daemon = self.spawn("jobmanager", &[]);
-        wait_for(|| get(&self.rest, "/overview").is_some(), "the JobManager's REST API");
+        wait_for(|| self.get("/overview").is_some(), "the JobManager's REST API");
         daemon
     }
 
@@ -196,19 +200,28 @@ impl Cluster {
     }
 
     fn task_managers_registered(&self) -> usize {
-        get(&self.rest, "/taskmanagers").and_then(|body| body["taskmanagers"].as_array().map(Vec::len)).unwrap_or(0)
+        self.get("/taskmanagers").and_then(|body| body["taskmanagers"].as_array().map(Vec::len)).unwrap_or(0)
+    }
+
+    /// GET over REST with the cluster's token.
+    fn get(&self, path: &str) -> Option<serde_json::Value> {
+        get_with_token(&self.rest, path, self.token.as_deref())
     }
 
     fn submit(&self, job: &Path) -> String {
-        let output =
-            Command::new(env!("CARGO_BIN_EXE_weir")).args(["run", "-d", "-m", &self.rest]).arg(job).output().unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
+        command.args(["run", "-d", "-m", &self.rest]).arg(job).env_remove("WEIR_TOKEN");
+        if let Some(token) = &self.token {
+            command.env("WEIR_TOKEN", token);
+        }
+        let output = command.output().unwrap();
         let text = String::from_utf8_lossy(&output.stdout).to_string();
         assert!(output.status.success(), "{text}{}", String::from_utf8_lossy(&output.stderr));
         text.split_whitespace().find(|word| word.len() == 32).expect("a job id").to_string()
     }
 
     fn job_state(&self, job_id: &str) -> Option<String> {
-        get(&self.rest, &format!("/jobs/{job_id}")).and_then(|body| body["state"].as_str().map(str::to_string))
+        self.get(&format!("/jobs/{job_id}")).and_then(|body| body["state"].as_str().map(str::to_string))
     }
 
     fn wait_finished(&self, job_id: &str) {
@@ -227,7 +240,7 @@ impl Cluster {
 
 /// `/taskmanagers` shows each TaskManager's data port (from its slot offer), not its RPC port.
 fn check_data_ports(cluster: &Cluster, task_managers: &[&Daemon]) {
-    let rows = get(&cluster.rest, "/taskmanagers").expect("/taskmanagers")["taskmanagers"].clone();
+    let rows = cluster.get("/taskmanagers").expect("/taskmanagers")["taskmanagers"].clone();
     let rows = rows.as_array().expect("rows").clone();
     for daemon in task_managers {
         let log = daemon.log();
@@ -245,6 +258,28 @@ fn check_data_ports(cluster: &Cluster, task_managers: &[&Daemon]) {
     }
 }
 
+/// A TaskManager's own `/metrics` (at the address it printed) shows its slot and its tasks.
+fn check_task_manager_metrics(daemon: &Daemon) {
+    let log = daemon.log();
+    let url = log.lines().find_map(|line| line.strip_prefix("Metrics at http://")).expect("the metrics line");
+    let address = url.trim_end_matches("/metrics");
+    let mut stream = TcpStream::connect(address).expect("the metrics endpoint accepts");
+    stream.set_read_timeout(Some(WAIT_MAX)).unwrap();
+    write!(stream, "GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("text/plain; version=0.0.4"), "{text}");
+    for expected in [
+        "weir_slots 1\n",
+        "weir_slots_free 0\n",
+        "weir_task_records_out_total{job_id=\"",
+        "weir_process_resident_memory_bytes ",
+    ] {
+        assert!(text.contains(expected), "no {expected:?} in {text}");
+    }
+}
+
 #[test]
 fn a_task_manager_killed_mid_job_and_restarted_leaves_the_committed_output_exact() {
     let mut cluster = Cluster::new("tm-kill", &[]);
@@ -258,6 +293,7 @@ fn a_task_manager_killed_mid_job_and_restarted_leaves_the_committed_output_exact
     job_manager.wait_checkpoint(&job_id);
     assert_eq!(cluster.job_state(&job_id).as_deref(), Some("RUNNING"), "killed mid-run");
     check_data_ports(&cluster, &[&_first, &second]);
+    check_task_manager_metrics(&_first);
     second.kill9();
     let _restarted = cluster.task_manager(&[]);
     cluster.wait_finished(&job_id);
@@ -326,6 +362,7 @@ fn a_task_manager_with_the_wrong_token_is_refused_and_says_why() {
     assert_eq!(cluster.task_managers_registered(), 0);
     let _right = cluster.task_manager(&["security.token=right-token"]);
     wait_for(|| cluster.task_managers_registered() == 1, "the TaskManager with the right token");
+    assert!(get(&cluster.rest, "/taskmanagers").is_none(), "REST without the token is refused");
 }
 
 #[test]

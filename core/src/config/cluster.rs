@@ -54,6 +54,8 @@ pub struct TaskManagerConfig {
     pub data_port: u16,
     /// A fixed resource id (`taskmanager.resource-id`), when configured.
     pub resource_id: Option<String>,
+    /// Port of the Prometheus `/metrics` endpoint (`metrics.port`); 0 picks a free one.
+    pub metrics_port: u16,
 }
 
 /// Smallest accepted network buffer, as Flink's smallest memory page.
@@ -209,6 +211,7 @@ impl TaskManagerConfig {
             rpc_port: reader.value("taskmanager.rpc.port", whole(0, u16::MAX))?,
             data_port: reader.value("taskmanager.data.port", whole(0, u16::MAX))?,
             resource_id: reader.optional("taskmanager.resource-id", text)?,
+            metrics_port: reader.value("metrics.port", whole(0, u16::MAX))?,
         };
         config.check()?;
         Ok(config)
@@ -243,6 +246,7 @@ impl TaskManagerConfig {
         listing.put("taskmanager.rpc.port", self.rpc_port);
         listing.put("taskmanager.data.port", self.data_port);
         listing.put_optional("taskmanager.resource-id", self.resource_id.as_ref());
+        listing.put("metrics.port", self.metrics_port);
     }
 }
 

@@ -247,6 +247,12 @@ static KEYS: &[KeyDoc] = &[
     key("journal.flush-interval", "200 ms", Duration, "Longest a journaled input waits in the write buffer."),
     key("journal.segment-size", "64 mb", Size, "Size at which a journal segment file is closed and a new one begun."),
     key("journal.segments", "8", Integer, "Journal segments kept; older ones are deleted."),
+    weir(
+        "metrics.port",
+        "9249",
+        Integer,
+        "Port of a TaskManager's Prometheus `/metrics` (0: any free port), as Flink's Prometheus reporter's default.",
+    ),
     key("parallelism.default", "1", Integer, "Parallelism of operators that do not set one."),
     key(
         "pipeline.auto-watermark-interval",

@@ -51,6 +51,7 @@ fn defaults_equal_flinks() {
         rpc_port: 0,
         data_port: 0,
         resource_id: None,
+        metrics_port: 9249,
     };
     assert_eq!(config.task_manager, task_manager);
     let pipeline = PipelineConfig {

@@ -1,6 +1,6 @@
-//! `weir run`, `weir list`, `weir cancel`, `weir savepoint`, `weir stop`: commands against a running cluster's REST API, as
-//! Flink's CLI talks to its JobManager (same paths under `/v1`, same output lines where Flink
-//! has them).
+//! `weir run`, `weir list`, `weir cancel`, `weir savepoint`, `weir stop`: commands against a
+//! running cluster's REST API, as Flink's CLI talks to its JobManager (same paths under `/v1`,
+//! same output lines where Flink has them).
 //!
 //! The JobManager is `-m HOST:PORT`, else `rest.address`:`rest.port` of the configuration
 //! (localhost:8081). With a cluster token (`-D security.token=…`, else the `WEIR_TOKEN`

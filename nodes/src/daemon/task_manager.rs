@@ -15,13 +15,15 @@
 
 use super::journal::{self, Journal, JournalSettings};
 use super::{Endpoint, init_logging, resolve_listen};
+use crate::rest::metrics::TaskManagerGauges;
 use crate::runtime::Clock;
 use crate::runtime::exchange::Exchange;
 use crate::runtime::host::TaskHost;
 use crate::runtime::operators::Operators;
 use crate::runtime::storage::CheckpointStorage;
+use crate::runtime::task_thread::MetricsBoard;
 use crate::runtime::task_thread::TaskEvent;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use weir_core::config::{Config, RawConfig};
 use weir_core::ids::{Hex128, JobId, ResourceId, stable_hash128};
@@ -102,16 +104,11 @@ pub async fn serve(
     tracing::info!(%resource_id, rpc = %rpc_address, data = %data_address, job_manager = %job_manager.address,
         slots = config.task_manager.slots, "TaskManager started");
     println!("TaskManager {resource_id} started: rpc {rpc_address}, data {data_address}");
-    let mut driver = Driver {
-        clock,
-        resource_id,
-        executor,
-        job_manager: job_manager.address,
-        peers,
-        inbox,
-        host: TaskHost::new(&raw, CheckpointStorage::new(data_dir), exchange, clock, operators),
-        journal,
-    };
+    let host = TaskHost::new(&raw, CheckpointStorage::new(data_dir), exchange, clock, operators);
+    let gauges = Arc::new(Mutex::new(TaskManagerGauges::default()));
+    serve_metrics(&config, host.metrics.clone(), gauges.clone()).await;
+    let mut driver =
+        Driver { clock, resource_id, executor, job_manager: job_manager.address, peers, inbox, host, journal, gauges };
     driver.drain();
     loop {
         let now = driver.clock.now();
@@ -128,6 +125,36 @@ pub async fn serve(
         driver.drain();
         driver.prune();
     }
+}
+
+/// Serves `/metrics` on `taskmanager.host`:`metrics.port` and prints where; a port that cannot
+/// be bound (another TaskManager on this machine has 9249) is a warning, not a failure.
+#[cfg(not(madsim))]
+async fn serve_metrics(config: &Config, board: MetricsBoard, gauges: Arc<Mutex<TaskManagerGauges>>) {
+    let (host, port) = (&config.task_manager.host, config.task_manager.metrics_port);
+    let listener = match tokio::net::TcpListener::bind((host.as_str(), port)).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("warning: cannot bind the metrics endpoint to {host}:{port}: {error}; /metrics is off");
+            return;
+        }
+    };
+    match listener.local_addr() {
+        Ok(address) => println!("Metrics at http://{address}/metrics"),
+        Err(error) => eprintln!("warning: the metrics endpoint: {error}"),
+    }
+    let render = move || {
+        let board = board.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let gauges = gauges.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        crate::rest::metrics::task_manager(&board, &gauges)
+    };
+    tokio::spawn(crate::rest::serve_metrics(listener, config.security.token.clone(), Arc::new(render)));
+}
+
+/// Under madsim there is no metrics endpoint (axum cannot take a simulated listener).
+#[cfg(madsim)]
+async fn serve_metrics(config: &Config, board: MetricsBoard, gauges: Arc<Mutex<TaskManagerGauges>>) {
+    let _ = (config, board, gauges);
 }
 
 /// A resource id unique to this process start.
@@ -153,6 +180,8 @@ struct Driver {
     host: TaskHost,
     /// Every input the TaskExecutor is fed, for replay.
     journal: Journal,
+    /// What `/metrics` shows besides the tasks' numbers.
+    gauges: Arc<Mutex<TaskManagerGauges>>,
 }
 
 impl Driver {
@@ -236,6 +265,11 @@ impl Driver {
             })
             .collect();
         self.host.forget_jobs(|job| holding.contains(&job));
+        let slots = self.executor.slots();
+        let free = slots.iter().filter(|slot| slot.state == task_executor::SlotState::Free).count();
+        let vertex_ids = self.host.plans.vertex_ids().into_iter().map(|(job, index, id)| ((job, index), id)).collect();
+        let gauges = TaskManagerGauges { slots_total: slots.len() as u64, slots_free: free as u64, vertex_ids };
+        *self.gauges.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = gauges;
     }
 }
 

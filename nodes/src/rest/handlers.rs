@@ -150,7 +150,11 @@ pub fn router(calls: mpsc::Sender<RestCall>, token: Option<String>) -> Router {
 }
 
 /// Refuses a request without the configured bearer token (compared in constant time).
-async fn authorize(State(token): State<Option<std::sync::Arc<str>>>, request: Request, next: Next) -> Response {
+pub(super) async fn authorize(
+    State(token): State<Option<std::sync::Arc<str>>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let Some(token) = token else { return next.run(request).await };
     if super::ui::is_ui_path(request.uri().path()) {
         return next.run(request).await; // the page and its files: no cluster data

@@ -10,7 +10,8 @@ use super::views::newest_metrics;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use weir_core::dataflow::task::TaskMetrics;
-use weir_core::ids::JobId;
+use weir_core::ids::{JobId, VertexId, VertexIndex};
+use weir_core::protocol::ExecutionId;
 
 /// Content type of the exposition.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -196,6 +197,40 @@ fn checkpoint_metrics(out: &mut Exposition, job_id: JobId, stats: &weir_core::ch
     );
     let sizes = stats.summary.state_size_bytes;
     out.sample("weir_checkpoint_size_max_bytes", "Largest completed checkpoint.", &labels, sizes.max as f64);
+}
+
+/// What a TaskManager's `/metrics` reads besides its tasks' numbers; its control task keeps it
+/// current.
+#[derive(Clone, Debug, Default)]
+pub struct TaskManagerGauges {
+    /// Its slots.
+    pub slots_total: u64,
+    /// Its free slots.
+    pub slots_free: u64,
+    /// REST ids of the vertices of the jobs planned here.
+    pub vertex_ids: BTreeMap<(JobId, VertexIndex), VertexId>,
+}
+
+/// A TaskManager's exposition: its tasks (newest attempt of each subtask), slots and memory.
+pub fn task_manager(board: &BTreeMap<ExecutionId, TaskMetrics>, gauges: &TaskManagerGauges) -> String {
+    let mut out = Exposition::default();
+    out.sample("weir_slots", "Slots of this TaskManager.", &[], gauges.slots_total as f64);
+    out.sample("weir_slots_free", "Free slots of this TaskManager.", &[], gauges.slots_free as f64);
+    let mut newest: BTreeMap<(JobId, VertexIndex, u32), (ExecutionId, TaskMetrics)> = BTreeMap::new();
+    for (execution, metrics) in board {
+        let key = (execution.job, execution.vertex, execution.subtask.0);
+        if newest.get(&key).is_none_or(|(known, _)| known.attempt <= execution.attempt) {
+            newest.insert(key, (*execution, *metrics));
+        }
+    }
+    for ((job, vertex, subtask), (_, metrics)) in &newest {
+        // A task whose job's plan is already forgotten keeps its index as the vertex label.
+        let vertex_id =
+            gauges.vertex_ids.get(&(*job, *vertex)).map_or_else(|| vertex.0.to_string(), |id| id.to_string());
+        task_metrics(&mut out, Prefix::Task, &task_labels(*job, &vertex_id, Some(*subtask)), metrics);
+    }
+    process_metrics(&mut out);
+    out.render()
 }
 
 #[cfg(test)]

@@ -102,6 +102,30 @@ pub async fn serve(listener: tokio::net::TcpListener, calls: mpsc::Sender<RestCa
     }
 }
 
+/// Serves a TaskManager's Prometheus `/metrics` on `listener` (text from `render`), behind the
+/// same bearer-token check as the REST API.
+#[cfg(not(madsim))]
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    token: Option<String>,
+    render: std::sync::Arc<dyn Fn() -> String + Send + Sync>,
+) {
+    use axum::http::header;
+    use axum::response::IntoResponse;
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let render = render.clone();
+                async move { ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], render()).into_response() }
+            }),
+        )
+        .layer(axum::middleware::from_fn_with_state(token.map(std::sync::Arc::<str>::from), handlers::authorize));
+    if let Err(error) = axum::serve(listener, app).await {
+        eprintln!("warning: the metrics endpoint stopped: {error}");
+    }
+}
+
 /// Under madsim, axum cannot take the simulated listener: REST is not served in simulation (the
 /// router itself is tested without a socket).
 #[cfg(madsim)]

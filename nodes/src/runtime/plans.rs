@@ -53,6 +53,15 @@ impl JobPlans {
         Ok(planned)
     }
 
+    /// Every vertex of every planned job, with its REST id.
+    pub fn vertex_ids(&self) -> Vec<(JobId, weir_core::ids::VertexIndex, weir_core::ids::VertexId)> {
+        let mut ids = Vec::new();
+        for (job, (plan, _)) in &self.plans {
+            ids.extend(plan.vertices.iter().map(|vertex| (*job, vertex.index, vertex.id)));
+        }
+        ids
+    }
+
     /// Drops the plans of jobs `keep` rejects; returns those jobs.
     pub fn retain(&mut self, keep: impl Fn(JobId) -> bool) -> Vec<JobId> {
         let gone: Vec<JobId> = self.plans.keys().filter(|job| !keep(**job)).copied().collect();

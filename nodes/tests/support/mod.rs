@@ -31,9 +31,15 @@ pub fn wait_for(mut done: impl FnMut() -> bool, what: &str, bound: Duration) {
 
 /// GET `path` from `address`; the JSON body of a 200 answer.
 pub fn get(address: &str, path: &str) -> Option<serde_json::Value> {
+    get_with_token(address, path, None)
+}
+
+/// GET `path` from `address` with the cluster token as a bearer token; the JSON of a 200 answer.
+pub fn get_with_token(address: &str, path: &str, token: Option<&str>) -> Option<serde_json::Value> {
     let mut stream = TcpStream::connect(address).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").ok()?;
+    let authorization = token.map_or(String::new(), |token| format!("Authorization: Bearer {token}\r\n"));
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\n{authorization}Connection: close\r\n\r\n").ok()?;
     let mut reader = BufReader::new(stream);
     let mut status = String::new();
     reader.read_line(&mut status).ok()?;

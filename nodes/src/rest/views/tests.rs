@@ -287,3 +287,36 @@ fn vertex_status_follows_flinks_precedence() {
     assert_eq!(vertex_status(&counts(&[(Deploying, 1), (Created, 1)]), 2), Created);
     assert_eq!(vertex_status(&counts(&[(Initializing, 1), (Running, 1)]), 2), Initializing);
 }
+
+#[test]
+fn a_job_without_checkpointing_has_zero_counts_flinks_endless_interval_and_scheduled_subtasks() {
+    let mut harness = Harness::new();
+    let job_id = harness.submit(2);
+    let state = harness.state();
+    let stats = checkpoints(&state, job_id).expect("known job");
+    assert_eq!(stats["counts"], json!({"restored": 0, "total": 0, "in_progress": 0, "completed": 0, "failed": 0}));
+    assert_eq!(stats["latest"]["completed"], Value::Null);
+    assert_eq!(stats["history"], json!([]));
+    assert_eq!(stats["summary"]["end_to_end_duration"]["p99"], 0.0);
+    let config = checkpoint_config(&state, job_id).expect("known job");
+    assert_eq!(config["interval"], i64::MAX, "Flink's Long.MAX_VALUE for no periodic checkpoints");
+    assert_eq!(config["mode"], "exactly_once");
+    let history = exceptions(&state, job_id).expect("known job");
+    assert_eq!(history["exceptionHistory"], json!({"entries": [], "truncated": false}));
+
+    let detail = job_detail(&state, job_id).expect("known job");
+    let vertex_id: weir_core::ids::VertexId = detail["vertices"][0]["id"].as_str().expect("id").parse().expect("hex");
+    let vertex_view = vertex(&state, job_id, vertex_id).expect("known vertex");
+    let subtasks = vertex_view["subtasks"].as_array().expect("subtasks");
+    assert_eq!(subtasks.len(), 2);
+    assert_eq!(subtasks[1]["subtask"], 1);
+    assert_eq!(subtasks[1]["status"], "SCHEDULED");
+    assert_eq!(subtasks[1]["start-time"], -1, "not started yet");
+    assert_eq!(subtasks[1]["endpoint"], Value::Null, "not deployed anywhere");
+    assert_eq!(vertex_view["aggregated"]["metrics"]["read-records"]["sum"], 0);
+    let unknown = weir_core::ids::VertexId(Hex128(1));
+    assert!(vertex(&state, job_id, unknown).is_none());
+    assert!(checkpoints(&state, JobId(Hex128(99))).is_none());
+    assert!(task_manager(&state, ResourceId(Hex128(0x7e))).is_some_and(|tm| tm["allocatedSlots"].is_array()));
+    assert!(task_manager(&state, ResourceId(Hex128(0x7f))).is_none());
+}
