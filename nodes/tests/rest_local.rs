@@ -288,7 +288,9 @@ fn check_cli_run_list_cancel(cluster: &LocalCluster, dir: &Path, first_job: &str
     let output = weir(&["cancel", &job_id, "-m", &cluster.address]);
     assert!(output.status.success(), "{}", text(&output));
     assert!(text(&output).contains(&format!("Cancelled job {job_id}.")));
-    let state = wait_for("the cancelled job to end", || job_state(cluster, &job_id).filter(|state| state != "RUNNING"));
+    // CANCELLING comes first, until every task reported CANCELED.
+    let ended = |state: &String| ["CANCELED", "FAILED", "FINISHED"].contains(&state.as_str());
+    let state = wait_for("the cancelled job to end", || job_state(cluster, &job_id).filter(ended));
     assert_eq!(state, "CANCELED");
     assert_eq!(job_state(cluster, first_job).as_deref(), Some("RUNNING"), "only the cancelled job ended");
 
