@@ -397,8 +397,22 @@ fn check_ended_job(cluster: &Cluster, job_id: &str, state: &str) {
     let (status, config) = cluster.get(&format!("/jobs/{job_id}/checkpoints/config"));
     assert_eq!((status, config["mode"].as_str()), (200, Some("exactly_once")));
     check_job_config_and_exceptions(cluster, job_id);
+    // An ended job is archived as it ended: its vertices and subtasks stay readable.
+    let vertices = detail["vertices"].as_array().expect("vertices");
+    assert!(!vertices.is_empty(), "an ended job keeps its vertices: {detail}");
+    for vertex in vertices {
+        assert_eq!(vertex["status"], state, "{vertex}");
+        let id = vertex["id"].as_str().expect("vertex id");
+        let (status, found) = cluster.get(&format!("/jobs/{job_id}/vertices/{id}"));
+        assert_eq!(status, 200, "vertex {id} of an ended job: {found}");
+        let subtasks = found["subtasks"].as_array().expect("subtasks");
+        assert!(subtasks.iter().all(|subtask| subtask["status"] == state), "{found}");
+    }
+    let (status, plan) = cluster.get(&format!("/jobs/{job_id}/plan"));
+    assert_eq!(status, 200);
+    assert!(plan["plan"]["nodes"].as_array().is_some_and(|nodes| !nodes.is_empty()), "{plan}");
     let vertex = cluster.get(&format!("/jobs/{job_id}/vertices/0123456789abcdef0123456789abcdef"));
-    assert_error(&vertex, 404, "a vertex of an ended job");
+    assert_error(&vertex, 404, "an unknown vertex of an ended job");
     let savepoint = cluster.post(&format!("/jobs/{job_id}/savepoints"), &json!({}));
     assert_eq!(savepoint.0, 202, "the trigger is accepted; its status says why it failed");
     let trigger = savepoint.1["request-id"].as_str().expect("request-id").to_string();

@@ -33,6 +33,9 @@ pub enum Input {
     Storage(crate::protocol::StorageReply),
 }
 
+/// Ended jobs whose final JobMaster state queries can still read; older ones are forgotten.
+pub const ARCHIVED_JOBS_MAX: usize = 32;
+
 /// The JobManager process's roles.
 #[derive(Debug)]
 pub struct JobManager {
@@ -41,6 +44,9 @@ pub struct JobManager {
     resource_manager: ResourceManager,
     dispatcher: Dispatcher,
     job_masters: BTreeMap<JobId, JobMaster>,
+    /// JobMasters of ended jobs, for queries (Flink's archived execution graphs), oldest first,
+    /// at most [`ARCHIVED_JOBS_MAX`].
+    archived: VecDeque<(JobId, JobMaster)>,
     seeds: Rng,
     /// Envelopes between roles of this process, delivered before anything else happens.
     internal: VecDeque<Envelope>,
@@ -60,6 +66,7 @@ impl JobManager {
             config,
             dispatcher,
             job_masters: BTreeMap::new(),
+            archived: VecDeque::new(),
             seeds,
             internal: VecDeque::new(),
             outputs: VecDeque::new(),
@@ -89,6 +96,14 @@ impl JobManager {
     /// The running jobs' JobMasters, for queries.
     pub fn job_masters(&self) -> &BTreeMap<JobId, JobMaster> {
         &self.job_masters
+    }
+
+    /// The JobMaster of a running job, or the final state of a recently ended one (its vertices,
+    /// executions, checkpoint statistics and exceptions as they were when it ended).
+    pub fn job_master(&self, job_id: JobId) -> Option<&JobMaster> {
+        self.job_masters
+            .get(&job_id)
+            .or_else(|| self.archived.iter().rev().find(|(id, _)| *id == job_id).map(|(_, job_master)| job_master))
     }
 
     fn accept_from_outside(&self, envelope: &Envelope) -> bool {
@@ -165,7 +180,21 @@ impl JobManager {
                 break;
             }
         }
-        self.job_masters.retain(|_, job_master| !job_master.status().is_globally_terminal());
+        let ended: Vec<JobId> = self
+            .job_masters
+            .iter()
+            .filter(|(_, job_master)| job_master.status().is_globally_terminal())
+            .map(|(job_id, _)| *job_id)
+            .collect();
+        for job_id in ended {
+            if let Some(job_master) = self.job_masters.remove(&job_id) {
+                self.archived.retain(|(id, _)| *id != job_id);
+                self.archived.push_back((job_id, job_master));
+            }
+        }
+        while self.archived.len() > ARCHIVED_JOBS_MAX {
+            self.archived.pop_front();
+        }
     }
 
     fn route(&mut self, output: Output) {

@@ -92,7 +92,7 @@ pub fn job_status(state: &ClusterState<'_>, job_id: JobId) -> Option<Value> {
 /// plus weir's slot fields); an ended job's plan has no nodes.
 pub fn job_plan(state: &ClusterState<'_>, job_id: JobId) -> Option<Value> {
     let job = state.job_manager.dispatcher().jobs().get(&job_id)?;
-    Some(match state.job_manager.job_masters().get(&job_id) {
+    Some(match state.job_manager.job_master(job_id) {
         Some(job_master) => plan_document(job_master.plan(), job_id),
         None => json!({ "plan": empty_plan(job) }),
     })
@@ -101,7 +101,7 @@ pub fn job_plan(state: &ClusterState<'_>, job_id: JobId) -> Option<Value> {
 /// `GET /jobs/:id`: the job with its vertices, counts per state and plan.
 pub fn job_detail(state: &ClusterState<'_>, job_id: JobId) -> Option<Value> {
     let job = state.job_manager.dispatcher().jobs().get(&job_id)?;
-    let job_master = state.job_manager.job_masters().get(&job_id);
+    let job_master = state.job_manager.job_master(job_id);
     let (start, end, duration) = times(state, job);
     let counts = task_counts(job, job_master);
     let vertices: Vec<Value> = match job_master {
@@ -201,7 +201,7 @@ fn task_manager_row_with(
 }
 
 fn job_row(state: &ClusterState<'_>, job: &JobSummary) -> Value {
-    let job_master = state.job_manager.job_masters().get(&job.job_id);
+    let job_master = state.job_manager.job_master(job.job_id);
     let (start, end, duration) = times(state, job);
     let last_modification = match (job_master, job.end_time) {
         (_, Some(end_time)) => epoch_ms(state, end_time),

@@ -75,8 +75,8 @@ export async function renderJob(context) {
   if (vertices.length) {
     memory.graph = vertices;
   } else if (memory.graph) {
-    // An ended job has no JobMaster and so no vertices: show the graph as last seen, each
-    // vertex in the job's final state unless it had already ended on its own.
+    // A job that has left the JobManager's archive of ended jobs has no vertices: show the
+    // graph as last seen, each vertex in the job's final state unless it had ended on its own.
     vertices = memory.graph.map((vertex) => ({
       ...vertex,
       backpressure: null,
@@ -117,7 +117,7 @@ export async function renderJob(context) {
     ? `${stale ? '<p class="muted">The job has ended; the graph is as last seen on this page.</p>' : ''}
        <div class="graph-wrap">${drawGraph(vertices, memory.selected)}</div>
        <div class="legend">Click a vertex for its subtasks. Edges are labelled with their partitioner.</div>`
-    : '<p class="muted">The job has ended; weir keeps no graph for ended jobs.</p>';
+    : '<p class="muted">The job ended and has left the archive of recently ended jobs.</p>';
   const subtasksTitle = `Subtasks${selected ? ` of <span class="muted">${esc(selected.name)}</span>` : ''}`;
   context.show(`${header}
     ${panel('Job graph', graph, ' id="graph-panel"')}

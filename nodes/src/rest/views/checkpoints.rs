@@ -9,7 +9,7 @@ use super::{NO_TIME, epoch_ms};
 use crate::rest::ClusterState;
 use serde_json::{Value, json};
 use weir_core::checkpoint::stats::{CheckpointStats, CheckpointStatsEntry, MinMaxAvg};
-use weir_core::config::{CheckpointConfig, CheckpointRetention, Config};
+use weir_core::config::{CheckpointConfig, CheckpointRetention, Config, StateBackendKind};
 use weir_core::ids::JobId;
 
 /// Flink's interval of a job without periodic checkpoints (`Long.MAX_VALUE`).
@@ -21,8 +21,7 @@ pub fn checkpoints(state: &ClusterState<'_>, job_id: JobId) -> Option<Value> {
     let empty = CheckpointStats::default();
     let stats = state
         .job_manager
-        .job_masters()
-        .get(&job_id)
+        .job_master(job_id)
         .and_then(|job_master| job_master.checkpoint_coordinator())
         .map_or(&empty, |coordinator| coordinator.stats());
     let entry = |entry: &CheckpointStatsEntry| checkpoint_entry(state, entry);
@@ -119,9 +118,9 @@ fn checkpoint_type(entry: &CheckpointStatsEntry) -> &'static str {
     }
 }
 
-/// The configuration a job runs with: its JobMaster's, else (ended) the cluster's.
+/// The configuration a job runs with: its JobMaster's (running or archived), else the cluster's.
 fn job_config<'a>(state: &'a ClusterState<'_>, job_id: JobId) -> &'a Config {
-    match state.job_manager.job_masters().get(&job_id) {
+    match state.job_manager.job_master(job_id) {
         Some(job_master) => job_master.config(),
         None => state.job_manager.config(),
     }
@@ -130,8 +129,13 @@ fn job_config<'a>(state: &'a ClusterState<'_>, job_id: JobId) -> &'a Config {
 /// `GET /jobs/:id/checkpoints/config`.
 pub fn checkpoint_config(state: &ClusterState<'_>, job_id: JobId) -> Option<Value> {
     state.job_manager.dispatcher().jobs().get(&job_id)?;
-    let config: &CheckpointConfig = &job_config(state, job_id).checkpoint;
+    let job = job_config(state, job_id);
+    let config: &CheckpointConfig = &job.checkpoint;
     let retention = config.retention;
+    let state_backend = match job.state_backend.kind {
+        StateBackendKind::HashMap => "HashMapStateBackend",
+        StateBackendKind::RocksDb => "EmbeddedRocksDBStateBackend",
+    };
     Some(json!({
         "mode": config.mode.as_str().to_lowercase(),
         "interval": config.interval.map_or(NO_INTERVAL, |interval| interval.as_millis() as i64),
@@ -142,7 +146,7 @@ pub fn checkpoint_config(state: &ClusterState<'_>, job_id: JobId) -> Option<Valu
             "enabled": retention != CheckpointRetention::NoExternalizedCheckpoints,
             "delete_on_cancellation": retention == CheckpointRetention::DeleteOnCancellation,
         },
-        "state_backend": "HashMapStateBackend",
+        "state_backend": state_backend,
         "checkpoint_storage": "FileSystemCheckpointStorage",
         "unaligned_checkpoints": config.unaligned,
         "tolerable_failed_checkpoints": config.tolerable_failed,
@@ -159,7 +163,7 @@ pub fn job_config_view(state: &ClusterState<'_>, job_id: JobId) -> Option<Value>
     let config = job_config(state, job_id);
     let entries = config.entries();
     let value_of = |key: &str| entries.iter().find(|(name, _)| name == key).map(|(_, value)| value.clone());
-    let parallelism = state.job_manager.job_masters().get(&job_id).map_or(-1, |job_master| {
+    let parallelism = state.job_manager.job_master(job_id).map_or(-1, |job_master| {
         job_master.plan().vertices.iter().map(|vertex| i64::from(vertex.parallelism)).max().unwrap_or(-1)
     });
     let user_config: serde_json::Map<String, Value> =
@@ -180,7 +184,7 @@ pub fn job_config_view(state: &ClusterState<'_>, job_id: JobId) -> Option<Value>
 /// `GET /jobs/:id/exceptions`: Flink 2.x's `exceptionHistory`, newest first.
 pub fn exceptions(state: &ClusterState<'_>, job_id: JobId) -> Option<Value> {
     let job = state.job_manager.dispatcher().jobs().get(&job_id)?;
-    let entries: Vec<Value> = match state.job_manager.job_masters().get(&job_id) {
+    let entries: Vec<Value> = match state.job_manager.job_master(job_id) {
         Some(job_master) => job_master
             .exceptions()
             .map(|entry| {

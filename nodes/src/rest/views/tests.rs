@@ -235,16 +235,27 @@ fn jobs_overview_lists_newest_first_with_lower_case_task_counts() {
 }
 
 #[test]
-fn an_ended_job_keeps_its_summary_without_vertices() {
+fn an_ended_job_is_archived_as_it_ended_until_newer_ones_push_it_out() {
     let mut harness = Harness::new();
     let job_id = harness.submit(1);
     harness.call(DispatcherMessage::Cancel { request: 0, job_id });
     let detail = job_detail(&harness.state(), job_id).expect("retained");
     assert_eq!(detail["state"], "CANCELED");
-    assert_eq!(detail["vertices"], json!([]));
-    assert_eq!(detail["plan"]["nodes"], json!([]));
+    let vertices = detail["vertices"].as_array().expect("vertices");
+    assert_eq!(vertices.len(), 1, "the archive keeps the vertices: {detail}");
+    assert_eq!(vertices[0]["status"], "CANCELED");
+    assert_eq!(vertices[0]["tasks"]["CANCELED"], 1);
+    assert_eq!(detail["plan"]["nodes"].as_array().map(Vec::len), Some(1));
     assert!(detail["timestamps"]["CANCELED"].as_i64().expect("ms") > 0);
     assert_eq!(detail["end-time"].as_i64(), detail["timestamps"]["CANCELED"].as_i64());
+    for _ in 0..weir_core::job_manager::ARCHIVED_JOBS_MAX {
+        let newer = harness.submit(1);
+        harness.call(DispatcherMessage::Cancel { request: 0, job_id: newer });
+    }
+    let detail = job_detail(&harness.state(), job_id).expect("the summary stays");
+    assert_eq!(detail["state"], "CANCELED");
+    assert_eq!(detail["vertices"], json!([]), "pushed out of the archive");
+    assert_eq!(detail["plan"]["nodes"], json!([]));
 }
 
 #[test]

@@ -15,7 +15,7 @@ use weir_core::resource_manager::SlotState;
 /// `GET /jobs/:id/vertices/:vid`: the vertex's subtasks; `None` when the job or vertex is not
 /// known (an ended job's vertices are gone with its JobMaster).
 pub fn vertex(state: &ClusterState<'_>, job_id: JobId, vertex_id: VertexId) -> Option<Value> {
-    let job_master = state.job_manager.job_masters().get(&job_id)?;
+    let job_master = state.job_manager.job_master(job_id)?;
     let vertex = job_master.plan().vertices.iter().find(|vertex| vertex.id == vertex_id)?;
     let metrics = newest_metrics(state, job_id, vertex.index);
     let started = job_master.status_timestamps().get(&JobStatus::Running).copied();
