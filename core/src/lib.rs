@@ -15,6 +15,7 @@ pub mod ids;
 pub mod job;
 pub mod job_manager;
 pub mod job_master;
+pub mod leader;
 pub mod plan;
 pub mod protocol;
 pub mod resource_manager;
