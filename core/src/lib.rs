@@ -11,6 +11,7 @@ pub mod config;
 pub mod dataflow;
 pub mod dispatcher;
 pub mod expr;
+pub mod ha;
 pub mod ids;
 pub mod job;
 pub mod job_manager;
