@@ -34,3 +34,18 @@ fn run_all(name: &str) {
 fn ha_leader_crash() {
     run_all("ha-leader-crash");
 }
+
+#[test]
+fn ha_leader_pause() {
+    run_all("ha-leader-pause");
+}
+
+#[test]
+fn ha_leader_store_partition() {
+    run_all("ha-leader-store-partition");
+}
+
+#[test]
+fn ha_repeated_failover() {
+    run_all("ha-repeated-failover");
+}

@@ -163,7 +163,13 @@ impl JobManager {
             }
             for job_master in self.job_masters.values_mut() {
                 while let Some(output) = job_master.poll_output() {
-                    route(self.epoch, &mut self.internal, &mut self.outputs, output);
+                    let output = match &mut self.ha {
+                        Some(tracker) => tracker.intercept(output),
+                        None => Some(output),
+                    };
+                    if let Some(output) = output {
+                        route(self.epoch, &mut self.internal, &mut self.outputs, output);
+                    }
                     moved = true;
                 }
             }
@@ -179,7 +185,13 @@ impl JobManager {
     }
 
     fn route(&mut self, output: Output) {
-        route(self.epoch, &mut self.internal, &mut self.outputs, output);
+        let output = match &mut self.ha {
+            Some(tracker) => tracker.intercept(output),
+            None => Some(output),
+        };
+        if let Some(output) = output {
+            route(self.epoch, &mut self.internal, &mut self.outputs, output);
+        }
     }
 
     fn start_job_master(&mut self, now: Time, start: dispatcher::JobStart) {

@@ -83,8 +83,13 @@ pub(super) enum StoreMessage {
 #[derive(Clone, Debug)]
 pub(super) enum StoreAnswer {
     Lease(StoreReply),
-    Records { epoch: Epoch, records: Box<HaRecords> },
+    Records {
+        epoch: Epoch,
+        records: Box<HaRecords>,
+    },
     Leader(LeaseView),
+    /// The write was accepted.
+    Written(HaWrite),
 }
 
 /// Something a paused node had ready to send when it stopped.
@@ -221,6 +226,7 @@ impl World<'_> {
                 Some(StoreAnswer::Lease(reply))
             }
             StoreMessage::Write(write) => {
+                let acknowledgement = write.clone();
                 let epoch = write.epoch;
                 let pointer = match &write.record {
                     HaRecord::CompletedCheckpoint { job_id, checkpoint, .. } => Some((*job_id, *checkpoint)),
@@ -233,16 +239,27 @@ impl World<'_> {
                             store.lease.epoch()
                         );
                         self.violation(message);
+                        None
                     }
                     Ok(()) => {
+                        let answer = Some(StoreAnswer::Written(acknowledgement));
                         if let Some((job_id, checkpoint)) = pointer {
-                            let newest = store.newest_pointer.entry(job_id).or_insert(checkpoint);
-                            *newest = (*newest).max(checkpoint);
+                            let grew = store.newest_pointer.get(&job_id).is_none_or(|newest| checkpoint > *newest);
+                            if grew {
+                                store.newest_pointer.insert(job_id, checkpoint);
+                            }
+                            if grew {
+                                // The linearization point: the checkpoint is complete now.
+                                self.checkpoint_completed(job_id, checkpoint);
+                            }
                         }
+                        answer
                     }
-                    Err(_) => store.refused += 1,
+                    Err(_) => {
+                        store.refused += 1;
+                        None
+                    }
                 }
-                None
             }
             StoreMessage::ReadRecords { epoch } => {
                 Some(StoreAnswer::Records { epoch, records: Box::new(store.records.records().clone()) })
@@ -273,6 +290,13 @@ impl World<'_> {
             }
             StoreAnswer::Records { epoch, records } => self.take_over(node, epoch, &records),
             StoreAnswer::Leader(view) => self.leader_found(node, view),
+            StoreAnswer::Written(write) => {
+                self.gate(node);
+                if let Machine::JobManager(job_manager) = &mut self.nodes[node].machine {
+                    job_manager.ha_acknowledged(&write);
+                    self.after_input(node);
+                }
+            }
         }
     }
 

@@ -739,13 +739,9 @@ impl World<'_> {
                     self.violation(format!("{execution}: illegal transition {from} -> {to} (last seen {previous:?})"));
                 }
             }
-            Event::CheckpointCompleted { job_id, checkpoint, .. } => {
-                let Some(index) = self.jobs.iter().position(|job| job.job_id == Some(job_id)) else { return };
-                let last = self.jobs[index].checkpoints.last().copied();
-                if last.is_some_and(|last| checkpoint <= last) {
-                    self.violation(format!("job {job_id}: checkpoint {checkpoint} completed after {last:?}"));
-                }
-                self.jobs[index].checkpoints.push(checkpoint);
+            // With HA a checkpoint is complete once the store holds its pointer (see `ha.rs`).
+            Event::CheckpointCompleted { job_id, checkpoint, .. } if !self.is_ha() => {
+                self.checkpoint_completed(job_id, checkpoint)
             }
             Event::CheckpointDropped { job_id, .. } => {
                 if let Some(job) = self.jobs.iter_mut().find(|job| job.job_id == Some(job_id)) {
@@ -764,6 +760,16 @@ impl World<'_> {
             }
             _ => {}
         }
+    }
+
+    /// A checkpoint completed: completed ids only grow per job, across leaders too.
+    fn checkpoint_completed(&mut self, job_id: JobId, checkpoint: weir_core::ids::CheckpointId) {
+        let Some(index) = self.jobs.iter().position(|job| job.job_id == Some(job_id)) else { return };
+        let last = self.jobs[index].checkpoints.last().copied();
+        if last.is_some_and(|last| checkpoint <= last) {
+            self.violation(format!("job {job_id}: checkpoint {checkpoint} completed after {last:?}"));
+        }
+        self.jobs[index].checkpoints.push(checkpoint);
     }
 
     fn job_status(&mut self, job_id: JobId, status: JobStatus) {
