@@ -144,6 +144,22 @@ pub struct Cluster {
     /// Slots per TaskManager.
     #[serde(default = "one")]
     pub slots: u32,
+    /// JobManager processes. With two or more the cluster runs highly available: the JobManagers
+    /// `jm-0`, `jm-1`, … campaign for a lease in a simulated store node (`store`), the leader acts,
+    /// standbys wait; TaskManagers and the client find the leader through the store.
+    #[serde(default = "one")]
+    pub job_managers: u32,
+    /// The largest clock drift of a JobManager against the store, in parts per million; each
+    /// JobManager draws its own drift (either way) and clock offset from the seed.
+    #[serde(default)]
+    pub clock_drift_ppm: u32,
+}
+
+impl Cluster {
+    /// Whether the JobManagers elect a leader through the store.
+    pub fn highly_available(&self) -> bool {
+        self.job_managers >= 2
+    }
 }
 
 fn one() -> u32 {
@@ -249,6 +265,19 @@ pub enum FaultKind {
     },
     /// Every partition heals.
     Heal,
+    /// The node's process is stopped (SIGSTOP) for `duration`: it handles nothing, and the step
+    /// it was in the middle of sends its outputs only when it wakes (a zombie).
+    Pause {
+        /// How long.
+        duration: TimeSpec,
+    },
+    /// The store answers every request `latency` late, for `duration`.
+    Slow {
+        /// How long.
+        duration: TimeSpec,
+        /// The extra delay per request.
+        latency: TimeSpec,
+    },
     /// A disk fault damages one task state file of the newest completed checkpoint.
     DamageCheckpoint {
         /// Flip a byte or cut the file short.
@@ -357,6 +386,7 @@ struct RawFault {
     peer: Option<String>,
     restart_after: Option<String>,
     duration: Option<String>,
+    latency: Option<String>,
 }
 
 /// Reads a scenario file; job files it names are read relative to the scenario's folder.
@@ -393,7 +423,7 @@ pub fn parse(
     }
     let mut faults = Vec::new();
     for (position, fault) in raw.fault.iter().enumerate() {
-        let spec = fault_spec(fault, raw.cluster.task_managers);
+        let spec = fault_spec(fault, &raw.cluster);
         faults.push(spec.map_err(|message| fail(format!("fault[{position}]: {message}")))?);
     }
     let config = raw.config.iter().map(|(key, value)| (key.clone(), toml_text(value))).collect();
@@ -591,41 +621,53 @@ fn job_spec(raw: &RawJob, read_job: &dyn Fn(&str) -> Result<String, String>) -> 
     })
 }
 
-fn check_node(name: &str, task_managers: u32) -> Result<(), String> {
-    let known = name == "jm"
+fn check_node(name: &str, cluster: &Cluster) -> Result<(), String> {
+    let task_managers = cluster.task_managers;
+    let ha = cluster.highly_available();
+    let known = (name == "jm" && !ha)
+        || (ha && (name == "leader" || name == "store"))
+        || (ha
+            && name.strip_prefix("jm-").and_then(|n| n.parse::<u32>().ok()).is_some_and(|n| n < cluster.job_managers))
         || name == "any-tm"
         || name == "busy-tm"
         || name.strip_prefix("tm-").and_then(|n| n.parse::<u32>().ok()).is_some_and(|n| n < task_managers);
     if known {
         Ok(())
     } else {
-        Err(format!("unknown node {name:?}; nodes are jm, any-tm, busy-tm, tm-0..tm-{}", task_managers - 1))
+        let job_managers =
+            if ha { format!("leader, store, jm-0..jm-{}", cluster.job_managers - 1) } else { "jm".into() };
+        Err(format!("unknown node {name:?}; nodes are {job_managers}, any-tm, busy-tm, tm-0..tm-{}", task_managers - 1))
     }
 }
 
-fn fault_spec(raw: &RawFault, task_managers: u32) -> Result<FaultSpec, String> {
+fn fault_spec(raw: &RawFault, cluster: &Cluster) -> Result<FaultSpec, String> {
     let at = time_spec("at", &raw.at)?;
     let kind = match raw.kind.as_str() {
         "crash" => FaultKind::Crash { restart_after: optional("restart_after", &raw.restart_after)? },
         "isolate" => FaultKind::Isolate { duration: optional("duration", &raw.duration)? },
         "partition" => {
             let peer = raw.peer.clone().ok_or("a partition needs `peer`, the node on the other side")?;
-            check_node(&peer, task_managers)?;
+            check_node(&peer, cluster)?;
             FaultKind::Partition { peer, duration: optional("duration", &raw.duration)? }
         }
         "heal" => FaultKind::Heal,
+        "pause" => FaultKind::Pause { duration: time_spec("duration", raw.duration.as_deref().unwrap_or(""))? },
+        "slow" => FaultKind::Slow {
+            duration: time_spec("duration", raw.duration.as_deref().unwrap_or(""))?,
+            latency: time_spec("latency", raw.latency.as_deref().unwrap_or(""))?,
+        },
         "corrupt-checkpoint" => FaultKind::DamageCheckpoint { damage: crate::disk::Damage::Corrupt },
         "truncate-checkpoint" => FaultKind::DamageCheckpoint { damage: crate::disk::Damage::Truncate },
         other => {
             return Err(format!(
-                "unknown fault kind {other:?}; use crash, isolate, partition, heal, corrupt-checkpoint or \
-                 truncate-checkpoint"
+                "unknown fault kind {other:?}; use crash, isolate, partition, heal, pause, slow, corrupt-checkpoint \
+                 or truncate-checkpoint"
             ));
         }
     };
     let damage_alone = matches!(kind, FaultKind::DamageCheckpoint { .. }) && raw.node.is_empty();
     if kind != FaultKind::Heal && !damage_alone {
-        check_node(&raw.node, task_managers)?;
+        check_node(&raw.node, cluster)?;
     }
     Ok(FaultSpec { at, node: raw.node.clone(), kind })
 }
@@ -652,6 +694,11 @@ pub fn render_faults(faults: &[FaultSpec]) -> String {
                 ("partition", Some(format!("peer = \"{peer}\"\n{duration}")))
             }
             FaultKind::Heal => ("heal", None),
+            FaultKind::Pause { duration } => ("pause", Some(format!("duration = \"{}\"\n", render_time(duration)))),
+            FaultKind::Slow { duration, latency } => (
+                "slow",
+                Some(format!("duration = \"{}\"\nlatency = \"{}\"\n", render_time(duration), render_time(latency))),
+            ),
             FaultKind::DamageCheckpoint { damage: crate::disk::Damage::Corrupt } => ("corrupt-checkpoint", None),
             FaultKind::DamageCheckpoint { damage: crate::disk::Damage::Truncate } => ("truncate-checkpoint", None),
         };

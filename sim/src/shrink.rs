@@ -98,6 +98,10 @@ fn halved(fault: &FaultSpec) -> Option<FaultSpec> {
         FaultKind::Partition { peer, duration } => {
             FaultKind::Partition { peer: peer.clone(), duration: half(duration)? }
         }
+        FaultKind::Pause { duration } => FaultKind::Pause { duration: half(&Some(*duration))?? },
+        FaultKind::Slow { duration, latency } => {
+            FaultKind::Slow { duration: half(&Some(*duration))??, latency: *latency }
+        }
         FaultKind::Heal | FaultKind::DamageCheckpoint { .. } => return None,
     };
     Some(FaultSpec { kind, ..fault.clone() })

@@ -308,6 +308,12 @@ impl CheckpointCoordinator {
         self.checkpoint_id_next
     }
 
+    /// Makes the next id at least `floor`: a new leader never reuses an id an earlier leader
+    /// recorded as used.
+    pub fn raise_checkpoint_id_next(&mut self, floor: CheckpointId) {
+        self.checkpoint_id_next = self.checkpoint_id_next.max(floor);
+    }
+
     /// Consecutive counted failures since the last success.
     pub fn failure_count(&self) -> u32 {
         self.failures.count()

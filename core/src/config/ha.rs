@@ -59,6 +59,10 @@ pub struct HaConfig {
     pub lease_duration: Duration,
     /// How often the leader renews its lease; shorter than `lease_duration` (weir's key).
     pub renew_interval: Duration,
+    /// How long before its lease could expire a leader stops acting: covers clock drift between
+    /// the leader and the store (weir's key). `lease_duration - lease_margin` must exceed
+    /// `renew_interval`, so a leader renews before it would fence itself.
+    pub lease_margin: Duration,
 }
 
 impl HaConfig {
@@ -70,6 +74,7 @@ impl HaConfig {
             etcd_endpoints: reader.optional("high-availability.etcd.endpoints", list)?.unwrap_or_default(),
             lease_duration: reader.value("high-availability.lease-duration", duration)?,
             renew_interval: reader.value("high-availability.renew-interval", duration)?,
+            lease_margin: reader.value("high-availability.lease-margin", duration)?,
         };
         config.check()?;
         Ok(config)
@@ -95,6 +100,17 @@ impl HaConfig {
                 format!("a duration longer than `high-availability.renew-interval` ({})", self.renew_interval),
             ));
         }
+        let acting = Duration(self.lease_duration.0.saturating_sub(self.lease_margin.0));
+        if acting <= self.renew_interval {
+            return Err(ConfigError::invalid(
+                "high-availability.lease-margin",
+                self.lease_margin.to_string(),
+                format!(
+                    "a margin that leaves more than `high-availability.renew-interval` ({}) of the lease ({})",
+                    self.renew_interval, self.lease_duration
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -106,5 +122,6 @@ impl HaConfig {
         listing.put_optional("high-availability.etcd.endpoints", endpoints);
         listing.put("high-availability.lease-duration", self.lease_duration);
         listing.put("high-availability.renew-interval", self.renew_interval);
+        listing.put("high-availability.lease-margin", self.lease_margin);
     }
 }

@@ -211,6 +211,12 @@ static KEYS: &[KeyDoc] = &[
         "How long a leader lease lasts without renewal (as Flink's Kubernetes lease duration).",
     ),
     weir(
+        "high-availability.lease-margin",
+        "3 s",
+        Duration,
+        "How long before its lease could expire a leader stops acting (covers clock drift); lease minus margin must exceed the renew interval.",
+    ),
+    weir(
         "high-availability.renew-interval",
         "5 s",
         Duration,

@@ -97,6 +97,7 @@ fn checkpointing_and_ha_defaults_equal_flinks() {
         etcd_endpoints: Vec::new(),
         lease_duration: secs(15),
         renew_interval: secs(5),
+        lease_margin: secs(3),
     };
     assert_eq!(config.ha, ha);
 }

@@ -16,11 +16,18 @@ use crate::config::{Config, RawConfig};
 use crate::dispatcher::{self, ClusterMode, Dispatcher, DispatcherOutput};
 use crate::ids::{Epoch, JobId};
 use crate::job_master::{self, JobMaster};
-use crate::protocol::{Address, Envelope, Message, Output, ResourceManagerMessage, Role, TaskExecutorMessage};
+use crate::protocol::{
+    Address, DispatcherMessage, Envelope, Message, Output, ResourceManagerMessage, Role, TaskExecutorMessage,
+};
 use crate::resource_manager::{self, ResourceManager};
 use crate::rng::Rng;
 use crate::time::Time;
 use std::collections::{BTreeMap, VecDeque};
+
+mod ha;
+
+/// The client address recovered jobs are resubmitted from; answers to it are dropped.
+pub const RECOVERY_CLIENT: Address = Address::Client(u64::MAX);
 
 /// Inputs of the JobManager process.
 #[derive(Clone, Debug)]
@@ -51,6 +58,8 @@ pub struct JobManager {
     /// Envelopes between roles of this process, delivered before anything else happens.
     internal: VecDeque<Envelope>,
     outputs: VecDeque<Output>,
+    /// HA record writing, once [`JobManager::recover`] turned it on.
+    ha: Option<ha::HaTracker>,
 }
 
 impl JobManager {
@@ -70,6 +79,7 @@ impl JobManager {
             seeds,
             internal: VecDeque::new(),
             outputs: VecDeque::new(),
+            ha: None,
         })
     }
 
@@ -168,7 +178,13 @@ impl JobManager {
             }
             for job_master in self.job_masters.values_mut() {
                 while let Some(output) = job_master.poll_output() {
-                    route(self.epoch, &mut self.internal, &mut self.outputs, output);
+                    let output = match &mut self.ha {
+                        Some(tracker) => tracker.intercept(output),
+                        None => Some(output),
+                    };
+                    if let Some(output) = output {
+                        route(self.epoch, &mut self.internal, &mut self.outputs, output);
+                    }
                     moved = true;
                 }
             }
@@ -198,7 +214,13 @@ impl JobManager {
     }
 
     fn route(&mut self, output: Output) {
-        route(self.epoch, &mut self.internal, &mut self.outputs, output);
+        let output = match &mut self.ha {
+            Some(tracker) => tracker.intercept(output),
+            None => Some(output),
+        };
+        if let Some(output) = output {
+            route(self.epoch, &mut self.internal, &mut self.outputs, output);
+        }
     }
 
     fn start_job_master(&mut self, now: Time, start: dispatcher::JobStart) {
@@ -206,6 +228,9 @@ impl JobManager {
         let mut job_master =
             JobMaster::with_savepoint(start.job_id, *start.plan, &start.config, self.epoch, seed, now, start.savepoint);
         job_master.ship(start.artifacts);
+        if let Some(floor) = self.ha.as_ref().and_then(|tracker| tracker.floors.get(&start.job_id)) {
+            job_master.raise_checkpoint_id_floor(*floor);
+        }
         self.job_masters.insert(start.job_id, job_master);
     }
 }
@@ -216,6 +241,7 @@ fn route(epoch: Epoch, internal: &mut VecDeque<Envelope>, outputs: &mut VecDeque
             envelope.epoch = epoch;
             internal.push_back(envelope);
         }
+        Output::Send(envelope) if envelope.to == RECOVERY_CLIENT => {} // nobody waits for it
         Output::Send(mut envelope) => {
             envelope.epoch = epoch;
             outputs.push_back(Output::Send(envelope));
@@ -230,6 +256,11 @@ impl Role for JobManager {
     fn handle(&mut self, now: Time, input: Input) {
         match input {
             Input::Message(mut envelope) => {
+                if let (Some(tracker), Message::Dispatcher(DispatcherMessage::Submit { submission, .. })) =
+                    (&mut self.ha, &envelope.message)
+                {
+                    tracker.submission = Some((**submission).clone());
+                }
                 if self.accept_from_outside(&envelope) {
                     // Fencing is checked here, at the process's border; inside, roles see their
                     // own epoch (a registration arrives before its sender knows the epoch).
@@ -255,6 +286,7 @@ impl Role for JobManager {
             }
         }
         self.pump(now);
+        self.track_ha();
     }
 
     fn poll_output(&mut self) -> Option<Output> {

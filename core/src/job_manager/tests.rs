@@ -227,3 +227,54 @@ fn a_submission_from_a_savepoint_reads_its_metadata_through_the_driver_and_fails
     assert!(job_manager.job_masters().is_empty());
     job_manager.check_invariants().unwrap_or_else(|broken| panic!("{broken}"));
 }
+
+fn submit_envelope(submission: JobSubmission) -> Envelope {
+    let message = Message::Dispatcher(DispatcherMessage::Submit { request: 1, submission: Box::new(submission) });
+    Envelope { from: Address::Client(1), to: Address::Dispatcher, epoch: Epoch(0), message }
+}
+
+fn ha_writes(job_manager: &mut JobManager) -> Vec<crate::ha::HaWrite> {
+    std::iter::from_fn(|| job_manager.poll_ha_write()).collect()
+}
+
+#[test]
+fn a_new_leader_resumes_the_recorded_jobs_and_not_the_finished_ones() {
+    use crate::ha::{HaRecord, RecordStore};
+    let mut leader = job_manager();
+    leader.recover(Time(0), &Default::default());
+    leader.handle(Time(1), Input::Message(submit_envelope(small_submission(1))));
+    let mut store = RecordStore::new();
+    let writes = ha_writes(&mut leader);
+    assert!(matches!(writes.first().map(|w| &w.record), Some(HaRecord::JobGraph(_))), "graph first: {writes:?}");
+    assert!(writes.iter().all(|write| write.epoch == EPOCH));
+    for write in writes {
+        store.apply(write).expect("the leader's epoch is current");
+    }
+    let job_id = *store.records().jobs.keys().next().expect("recorded");
+    // A second job, already ended, is in the records too.
+    let mut ended = small_submission(1);
+    ended.job_id = Some(JobId(Hex128(77)));
+    store.apply(crate::ha::HaWrite { epoch: EPOCH, record: HaRecord::JobGraph(Box::new(ended)) }).unwrap();
+    let result = HaRecord::JobResult { job_id: JobId(Hex128(77)), status: JobStatus::Finished };
+    store.apply(crate::ha::HaWrite { epoch: EPOCH, record: result }).unwrap();
+    store
+        .apply(crate::ha::HaWrite {
+            epoch: EPOCH,
+            record: HaRecord::CheckpointCounter { job_id, next: crate::ids::CheckpointId(9) },
+        })
+        .unwrap();
+
+    let mut raw = RawConfig::new();
+    raw.set("heartbeat.interval", "1 s");
+    let mut successor = JobManager::new(raw, ClusterMode::Session, Epoch(EPOCH.0 + 1), 5).unwrap();
+    store.observe_epoch(successor.epoch());
+    successor.recover(Time(10), store.records());
+    assert_eq!(successor.dispatcher().jobs().keys().copied().collect::<Vec<_>>(), vec![job_id]);
+    assert!(successor.job_masters().contains_key(&job_id), "running again under the new leader");
+    assert!(drain(&mut successor).iter().all(|output| !matches!(output, Output::Send(e) if e.to == RECOVERY_CLIENT)));
+    // The deposed leader's late write is refused.
+    leader.handle(Time(2), Input::Message(submit_envelope(small_submission(1))));
+    for write in ha_writes(&mut leader) {
+        assert!(store.apply(write).is_err(), "a stale epoch's write is refused");
+    }
+}

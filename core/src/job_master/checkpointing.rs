@@ -64,6 +64,11 @@ impl Checkpointing {
         &self.coordinator
     }
 
+    /// See [`CheckpointCoordinator::raise_checkpoint_id_next`].
+    pub fn raise_checkpoint_id_next(&mut self, floor: CheckpointId) {
+        self.coordinator.raise_checkpoint_id_next(floor);
+    }
+
     /// Drops an unreadable retained checkpoint (see `savepoints.rs`).
     pub fn drop_retained(&mut self, checkpoint: CheckpointId) -> Option<checkpoint::CompletedCheckpoint> {
         self.coordinator.drop_retained(checkpoint)

@@ -132,6 +132,8 @@ pub struct JobMaster {
     outputs: VecDeque<Output>,
     /// The job as submitted, shipped with every deployment (None: the TaskManagers know it).
     artifacts: Option<Arc<JobArtifacts>>,
+    /// The lowest checkpoint id this job may use (recovery by a new leader raises it).
+    checkpoint_id_floor: crate::ids::CheckpointId,
     /// Data addresses of the TaskManagers that offered slots, from their offers.
     data_addresses: BTreeMap<ResourceId, String>,
     /// The job's configuration (cluster settings with the job's own), for the REST API.
@@ -211,6 +213,7 @@ impl JobMaster {
             now,
             outputs: VecDeque::new(),
             artifacts: None,
+            checkpoint_id_floor: crate::ids::CheckpointId(1),
             data_addresses: BTreeMap::new(),
             config: Box::new(config.clone()),
         };
@@ -226,6 +229,14 @@ impl JobMaster {
             }
         }
         job_master
+    }
+
+    /// Makes every checkpoint id this job uses at least `floor` (the HA checkpoint id counter).
+    pub fn raise_checkpoint_id_floor(&mut self, floor: crate::ids::CheckpointId) {
+        self.checkpoint_id_floor = self.checkpoint_id_floor.max(floor);
+        if let Some(checkpointing) = &mut self.checkpointing {
+            checkpointing.raise_checkpoint_id_next(floor);
+        }
     }
 
     /// The checkpoint coordinator, when checkpointing is on.

@@ -131,7 +131,7 @@ impl JobMaster {
             .and_then(|metadata| self.initial_restore(&metadata, location.clone()));
         match restore {
             Ok(restore) => {
-                let next = CheckpointId(restore.checkpoint.0.saturating_add(1));
+                let next = CheckpointId(restore.checkpoint.0.saturating_add(1)).max(self.checkpoint_id_floor);
                 self.checkpointing = Checkpointing::new(&checkpoint_config, self, checkpoint_seed, next);
                 self.savepoint = Some(SavepointRestore::Restoring(restore));
                 self.start();

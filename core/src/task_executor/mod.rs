@@ -67,6 +67,12 @@ pub enum Input {
     CheckpointReport(TaskCheckpointReport),
     /// Time passed; due timers fire.
     Tick,
+    /// Leader retrieval found a leader in `epoch` (from the HA store): a higher one is followed
+    /// at once, without waiting for its first message or for the old leader's heartbeat timeout.
+    LeaderFound {
+        /// The leader's epoch.
+        epoch: Epoch,
+    },
 }
 
 /// Who holds a slot, as [`TaskExecutor::slots`] shows it.
@@ -201,7 +207,7 @@ impl TaskExecutor {
             return; // A deposed leader: fenced off.
         }
         if epoch > self.leader_epoch {
-            self.follow_leader(epoch, &message);
+            self.follow_leader(epoch, Some(&message));
         }
         if let Address::JobMaster(job) = from
             && let Some(heard_at) = self.job_masters_heard_at.get_mut(&job)
@@ -271,6 +277,11 @@ impl Role for TaskExecutor {
         self.now = now;
         match input {
             Input::Message { from, epoch, message } => self.on_message(from, epoch, message),
+            Input::LeaderFound { epoch } => {
+                if epoch > self.leader_epoch {
+                    self.follow_leader(epoch, None);
+                }
+            }
             Input::TaskReport(report) => self.on_task_report(report),
             Input::CheckpointReport(report) => self.on_checkpoint_report(report),
             Input::Tick => self.on_tick(),

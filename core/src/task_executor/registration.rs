@@ -9,7 +9,7 @@ use crate::time::Duration;
 impl TaskExecutor {
     /// Adopts a higher leader epoch: a new leader means registering again. Its answer to a
     /// registration needs no new attempt: an acceptance completes it, a refusal schedules the next.
-    pub(super) fn follow_leader(&mut self, epoch: Epoch, message: &TaskExecutorMessage) {
+    pub(super) fn follow_leader(&mut self, epoch: Epoch, message: Option<&TaskExecutorMessage>) {
         assert!(epoch > self.leader_epoch, "the followed epoch only grows: {epoch} after {}", self.leader_epoch);
         let deposed = self.leader_epoch != Epoch(0);
         self.leader_epoch = epoch;
@@ -22,8 +22,8 @@ impl TaskExecutor {
             }
         }
         match message {
-            TaskExecutorMessage::RegistrationAccepted => {}
-            TaskExecutorMessage::RegistrationRejected { .. } => {
+            Some(TaskExecutorMessage::RegistrationAccepted) => {}
+            Some(TaskExecutorMessage::RegistrationRejected { .. }) => {
                 let next_timeout = self.config.registration_timeout_initial;
                 self.registration = Registration::Unregistered { retry_at: self.now, next_timeout };
             }

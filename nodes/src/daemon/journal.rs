@@ -284,6 +284,8 @@ pub enum JournalInput {
     TaskReport(TaskReport),
     /// TaskExecutor: a task's answer to a checkpoint barrier.
     CheckpointReport(TaskCheckpointReport),
+    /// TaskExecutor: leader retrieval found a leader in this epoch.
+    LeaderFound(Epoch),
 }
 
 impl From<&job_manager::Input> for JournalInput {
@@ -307,6 +309,7 @@ impl From<&task_executor::Input> for JournalInput {
             task_executor::Input::TaskReport(report) => JournalInput::TaskReport(report.clone()),
             task_executor::Input::CheckpointReport(report) => JournalInput::CheckpointReport(report.clone()),
             task_executor::Input::Tick => JournalInput::Tick,
+            task_executor::Input::LeaderFound { epoch } => JournalInput::LeaderFound(*epoch),
         }
     }
 }
@@ -331,6 +334,7 @@ impl JournalInput {
             JournalInput::TaskReport(report) => Some(task_executor::Input::TaskReport(report)),
             JournalInput::CheckpointReport(report) => Some(task_executor::Input::CheckpointReport(report)),
             JournalInput::Tick => Some(task_executor::Input::Tick),
+            JournalInput::LeaderFound(epoch) => Some(task_executor::Input::LeaderFound { epoch }),
             _ => None,
         }
     }
@@ -341,6 +345,7 @@ impl JournalInput {
             JournalInput::TaskExecutorMessage { message: TaskExecutorMessage::DeployTask(_), .. } => "deployment",
             JournalInput::Envelope(_) | JournalInput::TaskExecutorMessage { .. } => "message",
             JournalInput::Tick => "tick",
+            JournalInput::LeaderFound(_) => "leader found",
             JournalInput::Storage(_) => "storage reply",
             JournalInput::TaskReport(report) if report.state == ExecutionState::Finished => "task finished",
             JournalInput::TaskReport(_) => "task report",

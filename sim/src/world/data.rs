@@ -8,7 +8,7 @@
 //! that does not depend on timing (no processing-time windows, no count windows fed by several
 //! producers), which the scenario's author guarantees.
 
-use super::{Action, JOB_MANAGER, Machine, NodeInput, World};
+use super::{Action, Machine, NodeInput, World};
 use crate::dataplane::connectors::committed_lines;
 use crate::dataplane::{Effect, Packet};
 use crate::disk::{Damage, Disk, SharedDisk, lock};
@@ -154,26 +154,26 @@ impl World<'_> {
 
     /// The JobManager's storage: `_metadata` is durable after a short seeded delay (lost if the
     /// JobManager dies first); deletes happen at once.
-    pub(super) fn storage(&mut self, request: StorageRequest) {
+    pub(super) fn storage(&mut self, node: super::NodeIndex, request: StorageRequest) {
         match request {
             StorageRequest::WriteMetadata { job_id, checkpoint, location, bytes } => {
                 let at = self.now.after(Duration::from_millis(1 + self.rng.below(5)));
-                let incarnation = self.nodes[JOB_MANAGER].incarnation;
+                let incarnation = self.nodes[node].incarnation;
                 let path =
                     format!("{}/{}", location.trim_end_matches('/'), weir_core::checkpoint::storage::METADATA_FILE);
                 let reply = StorageReply::MetadataWritten { job_id, checkpoint };
-                self.schedule(at, Action::Stored { incarnation, reply, write: Some((path, bytes)) });
+                self.schedule(at, Action::Stored { node, incarnation, reply, write: Some((path, bytes)) });
             }
             StorageRequest::ReadMetadata { job_id, location } => {
                 let at = self.now.after(Duration::from_millis(1 + self.rng.below(5)));
-                let incarnation = self.nodes[JOB_MANAGER].incarnation;
+                let incarnation = self.nodes[node].incarnation;
                 let path = format!("{}/{}", location.trim_end_matches('/'), storage::METADATA_FILE);
                 let result = match lock(&self.disk).read(&path) {
                     Some(bytes) => Ok(bytes.to_vec()),
                     None => Err(format!("{path}: no such file")),
                 };
                 let reply = StorageReply::MetadataRead { job_id, location, result };
-                self.schedule(at, Action::Stored { incarnation, reply, write: None });
+                self.schedule(at, Action::Stored { node, incarnation, reply, write: None });
             }
             StorageRequest::Delete { location, .. } => lock(&self.disk).remove_tree(&location),
         }

@@ -6,6 +6,7 @@
 //! clean up (a heartbeat timeout), whichever comes first.
 
 mod data;
+mod ha;
 
 pub use data::fault_free_output;
 
@@ -45,7 +46,12 @@ enum Action {
     Wake { node: NodeIndex, incarnation: u32 },
     Report { node: NodeIndex, incarnation: u32, report: TaskReport },
     Ack { node: NodeIndex, incarnation: u32, report: TaskCheckpointReport },
-    Stored { incarnation: u32, reply: StorageReply, write: Option<(String, Vec<u8>)> },
+    Stored { node: NodeIndex, incarnation: u32, reply: StorageReply, write: Option<(String, Vec<u8>)> },
+    ToStore { from: NodeIndex, incarnation: u32, message: ha::StoreMessage },
+    FromStore { to: NodeIndex, incarnation: u32, answer: ha::StoreAnswer },
+    Retrieve { node: NodeIndex, incarnation: u32 },
+    Resume { node: NodeIndex },
+    ClientRetry { envelope: Envelope },
     Step { node: NodeIndex, incarnation: u32, execution: weir_core::protocol::ExecutionId },
     Data { from: NodeIndex, to: NodeIndex, packet: Packet },
     StateWritten { node: NodeIndex, incarnation: u32, path: String, bytes: Vec<u8>, report: TaskCheckpointReport },
@@ -83,6 +89,10 @@ impl Ord for Scheduled {
 enum Machine {
     JobManager(Box<JobManager>),
     TaskManager(Box<TaskExecutor>),
+    /// A JobManager that does not lead (or has not read the records yet).
+    Standby,
+    /// The HA store.
+    Store(Box<ha::StoreNode>),
     Down,
 }
 
@@ -92,6 +102,8 @@ impl Node {
         match &self.machine {
             Machine::JobManager(job_manager) => format!("{job_manager:#?}"),
             Machine::TaskManager(task_executor) => format!("{task_executor:#?}"),
+            Machine::Standby => format!("standby {:#?}", self.ha),
+            Machine::Store(store) => format!("{store:#?}"),
             Machine::Down => "down".to_string(),
         }
     }
@@ -104,6 +116,30 @@ struct Node {
     /// The earliest wake-up already scheduled, to avoid scheduling duplicates.
     wake_at: Option<Time>,
     resource_id: Option<ResourceId>,
+    /// A JobManager's candidacy (highly available clusters).
+    ha: Option<ha::HaSide>,
+    /// The leader a TaskManager found through the store, and its epoch.
+    leader: Option<(NodeIndex, Epoch)>,
+    /// Paused (stopped) until then.
+    paused_until: Option<Time>,
+    /// What a paused node's interrupted step sends when it wakes.
+    held: Option<Vec<ha::Held>>,
+}
+
+impl Node {
+    fn new(name: String) -> Node {
+        Node {
+            name,
+            machine: Machine::Down,
+            incarnation: 0,
+            wake_at: None,
+            resource_id: None,
+            ha: None,
+            leader: None,
+            paused_until: None,
+            held: None,
+        }
+    }
 }
 
 /// A job of the scenario, as the client sees it.
@@ -287,19 +323,25 @@ impl<'s> World<'s> {
             log: None,
             stop_after: None,
         };
-        world.nodes.push(Node {
-            name: "jm".into(),
-            machine: Machine::Down,
-            incarnation: 0,
-            wake_at: None,
-            resource_id: None,
-        });
+        if scenario.cluster.highly_available() {
+            for index in 0..scenario.cluster.job_managers {
+                world.nodes.push(Node::new(format!("jm-{index}")));
+            }
+        } else {
+            world.nodes.push(Node::new("jm".into()));
+        }
         for index in 0..scenario.cluster.task_managers {
-            let name = format!("tm-{index}");
-            world.nodes.push(Node { name, machine: Machine::Down, incarnation: 0, wake_at: None, resource_id: None });
+            world.nodes.push(Node::new(format!("tm-{index}")));
+        }
+        if scenario.cluster.highly_available() {
+            let mut store = Node::new("store".into());
+            store.machine = World::new_store();
+            world.nodes.push(store);
         }
         for node in 0..world.nodes.len() {
-            world.start_node(node)?;
+            if !matches!(world.nodes[node].machine, Machine::Store(_)) {
+                world.start_node(node)?;
+            }
         }
         world.schedule_scenario();
         Ok(world)
@@ -348,7 +390,9 @@ impl<'s> World<'s> {
     /// Starts (or restarts) a node with fresh state; a TaskManager gets a new resource id.
     fn start_node(&mut self, node: NodeIndex) -> Result<(), String> {
         let incarnation = self.nodes[node].incarnation + 1;
-        let machine = if node == JOB_MANAGER {
+        let machine = if self.is_ha() && self.is_job_manager_node(node) {
+            self.start_candidate(node, incarnation)
+        } else if node == JOB_MANAGER {
             let epoch = Epoch(incarnation as u64);
             let seed = self.rng.next_u64();
             let job_manager = JobManager::new(self.cluster_config.clone(), ClusterMode::Session, epoch, seed)?;
@@ -365,6 +409,10 @@ impl<'s> World<'s> {
         entry.machine = machine;
         entry.incarnation = incarnation;
         entry.wake_at = None;
+        entry.leader = None;
+        if self.is_ha() && matches!(self.nodes[node].machine, Machine::TaskManager(_)) {
+            self.retrieve(node, incarnation);
+        }
         self.after_input(node);
         Ok(())
     }
@@ -389,17 +437,45 @@ impl<'s> World<'s> {
         self.final_checks();
     }
 
+    /// The node an action happens on, if it is one that a pause holds back.
+    fn target(action: &Action) -> Option<NodeIndex> {
+        match action {
+            Action::Deliver { to, .. } | Action::Data { to, .. } | Action::FromStore { to, .. } => Some(*to),
+            Action::Wake { node, .. }
+            | Action::Report { node, .. }
+            | Action::Ack { node, .. }
+            | Action::Stored { node, .. }
+            | Action::Step { node, .. }
+            | Action::StateWritten { node, .. }
+            | Action::Retrieve { node, .. } => Some(*node),
+            _ => None,
+        }
+    }
+
     fn process(&mut self, action: Action) {
         if let Some(log) = &mut self.log {
             log.push(format!("#{} {} {}", self.events, self.now, describe(&action, &self.nodes)));
         }
+        if let Some(until) = Self::target(&action).and_then(|node| self.nodes.get(node)?.paused_until) {
+            self.schedule(until, action); // a stopped process handles nothing until it wakes
+            return;
+        }
         match action {
+            Action::ToStore { from, incarnation, message } => self.store_received(from, incarnation, message),
+            Action::FromStore { to, incarnation, answer } => self.store_answered(to, incarnation, answer),
+            Action::Retrieve { node, incarnation } => self.retrieve(node, incarnation),
+            Action::Resume { node } => self.resume(node),
+            Action::ClientRetry { envelope } => self.send(CLIENT_NODE, envelope),
             Action::Deliver { from, to, envelope } => self.deliver(from, to, envelope),
             Action::Wake { node, incarnation } => {
                 if self.nodes[node].incarnation == incarnation {
                     self.nodes[node].wake_at = None;
                     self.trace.record(&("wake", node));
+                    self.gate(node);
                     self.feed(node, NodeInput::Tick);
+                    if matches!(self.nodes[node].machine, Machine::Standby) {
+                        self.after_input(node); // the election's next tick
+                    }
                 }
             }
             Action::Report { node, incarnation, report } => {
@@ -423,14 +499,17 @@ impl<'s> World<'s> {
                     self.feed(node, NodeInput::Ack(report));
                 }
             }
-            Action::Stored { incarnation, reply, write } => {
-                if self.nodes[JOB_MANAGER].incarnation == incarnation {
+            Action::Stored { node, incarnation, reply, write } => {
+                self.gate(node); // a deposed leader's completion writes nothing
+                if self.nodes[node].incarnation == incarnation
+                    && matches!(self.nodes[node].machine, Machine::JobManager(_))
+                {
                     if let Some((path, bytes)) = write {
                         lock(&self.disk).write(&path, bytes);
                         self.damage_if_armed();
                     }
                     self.trace.record(&reply);
-                    self.feed(JOB_MANAGER, NodeInput::Stored(reply));
+                    self.feed(node, NodeInput::Stored(reply));
                 }
             }
             Action::Step { node, incarnation, execution } => self.step_task(node, incarnation, execution),
@@ -483,8 +562,36 @@ impl World<'_> {
         }
     }
 
+    fn is_job_manager_node(&self, node: NodeIndex) -> bool {
+        self.nodes.get(node).is_some_and(|entry| entry.name == "jm" || entry.name.starts_with("jm-"))
+    }
+
+    /// Where an envelope for a JobManager role goes: the one JobManager, or in a highly
+    /// available cluster the leader as the sender found it through the store.
+    fn job_manager_for(&self, from: NodeIndex) -> Option<NodeIndex> {
+        if !self.is_ha() {
+            return Some(JOB_MANAGER);
+        }
+        if from == CLIENT_NODE {
+            return self.client_leader();
+        }
+        self.nodes.get(from).and_then(|node| node.leader).map(|(leader, _)| leader)
+    }
+
     fn send(&mut self, from: NodeIndex, envelope: Envelope) {
-        let Some(to) = self.node_of(envelope.to) else { return };
+        if let Some(held) = self.nodes.get_mut(from).and_then(|node| node.held.as_mut()) {
+            held.push(ha::Held::Envelope(envelope));
+            return;
+        }
+        let to = if envelope.to.is_job_manager() { self.job_manager_for(from) } else { self.node_of(envelope.to) };
+        let Some(to) = to else {
+            if from == CLIENT_NODE {
+                // No leader known yet: the client asks again, as Flink's client retries.
+                let at = self.now.after(Duration::from_millis(200));
+                self.schedule(at, Action::ClientRetry { envelope });
+            }
+            return;
+        };
         if from == CLIENT_NODE || to == CLIENT_NODE {
             let at = self.now.after(Duration::from_millis(1));
             self.schedule(at, Action::Deliver { from, to, envelope });
@@ -508,12 +615,18 @@ impl World<'_> {
             return;
         }
         // A TaskManager that restarted has a new resource id: mail for the old one is dropped.
-        if self.node_of(envelope.to) == Some(to) {
+        let addressed = if envelope.to.is_job_manager() {
+            self.is_job_manager_node(to)
+        } else {
+            self.node_of(envelope.to) == Some(to)
+        };
+        if addressed {
             self.feed(to, NodeInput::Message(envelope));
         }
     }
 
     fn feed(&mut self, node: NodeIndex, input: NodeInput) {
+        self.gate(node);
         let now = self.now;
         match (&mut self.nodes[node].machine, input) {
             (Machine::JobManager(job_manager), NodeInput::Message(envelope)) => {
@@ -544,24 +657,29 @@ impl World<'_> {
 
     /// Drains a node's outputs and schedules its next wake-up.
     fn after_input(&mut self, node: NodeIndex) {
+        self.drain_ha_writes(node);
         loop {
             let output = match &mut self.nodes[node].machine {
                 Machine::JobManager(job_manager) => job_manager.poll_output(),
                 Machine::TaskManager(task_executor) => task_executor.poll_output(),
-                Machine::Down => None,
+                _ => None,
             };
             let Some(output) = output else { break };
             match output {
                 Output::Send(envelope) => self.send(node, envelope),
                 Output::Task(command) => self.task_command(node, command),
                 Output::Event(event) => self.observe(event),
-                Output::Storage(request) => self.storage(request),
+                Output::Storage(request) => self.storage(node, request),
             }
         }
         let deadline = match &self.nodes[node].machine {
             Machine::JobManager(job_manager) => job_manager.poll_timeout(),
             Machine::TaskManager(task_executor) => task_executor.poll_timeout(),
-            Machine::Down => None,
+            _ => None,
+        };
+        let deadline = match (deadline, self.election_timeout(node)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         };
         if let Some(deadline) = deadline {
             let at = deadline.max(self.now);
@@ -621,13 +739,9 @@ impl World<'_> {
                     self.violation(format!("{execution}: illegal transition {from} -> {to} (last seen {previous:?})"));
                 }
             }
-            Event::CheckpointCompleted { job_id, checkpoint, .. } => {
-                let Some(index) = self.jobs.iter().position(|job| job.job_id == Some(job_id)) else { return };
-                let last = self.jobs[index].checkpoints.last().copied();
-                if last.is_some_and(|last| checkpoint <= last) {
-                    self.violation(format!("job {job_id}: checkpoint {checkpoint} completed after {last:?}"));
-                }
-                self.jobs[index].checkpoints.push(checkpoint);
+            // With HA a checkpoint is complete once the store holds its pointer (see `ha.rs`).
+            Event::CheckpointCompleted { job_id, checkpoint, .. } if !self.is_ha() => {
+                self.checkpoint_completed(job_id, checkpoint)
             }
             Event::CheckpointDropped { job_id, .. } => {
                 if let Some(job) = self.jobs.iter_mut().find(|job| job.job_id == Some(job_id)) {
@@ -646,6 +760,16 @@ impl World<'_> {
             }
             _ => {}
         }
+    }
+
+    /// A checkpoint completed: completed ids only grow per job, across leaders too.
+    fn checkpoint_completed(&mut self, job_id: JobId, checkpoint: weir_core::ids::CheckpointId) {
+        let Some(index) = self.jobs.iter().position(|job| job.job_id == Some(job_id)) else { return };
+        let last = self.jobs[index].checkpoints.last().copied();
+        if last.is_some_and(|last| checkpoint <= last) {
+            self.violation(format!("job {job_id}: checkpoint {checkpoint} completed after {last:?}"));
+        }
+        self.jobs[index].checkpoints.push(checkpoint);
     }
 
     fn job_status(&mut self, job_id: JobId, status: JobStatus) {
@@ -791,6 +915,9 @@ impl World<'_> {
             }
             return Some(live[self.rng.below(live.len() as u64) as usize]);
         }
+        if name == "leader" {
+            return self.client_leader();
+        }
         self.nodes.iter().position(|node| node.name == name)
     }
 
@@ -863,6 +990,19 @@ impl World<'_> {
                     self.schedule(self.now.after(duration), Action::Restore { a: node, b: Some(peer) });
                 }
             }
+            FaultKind::Pause { duration } => {
+                let duration = duration.draw(&mut self.rng);
+                self.faults_fired.push(format!("{} pause {name} for {duration}", self.now));
+                self.record_plan(name.clone(), FaultKind::Pause { duration: TimeSpec::fixed(duration) });
+                self.pause(node, duration);
+            }
+            FaultKind::Slow { duration, latency } => {
+                let (duration, latency) = (duration.draw(&mut self.rng), latency.draw(&mut self.rng));
+                self.faults_fired.push(format!("{} slow {name}: +{latency} for {duration}", self.now));
+                let kind = FaultKind::Slow { duration: TimeSpec::fixed(duration), latency: TimeSpec::fixed(latency) };
+                self.record_plan(name.clone(), kind);
+                self.slow_store(duration, latency);
+            }
             FaultKind::Heal | FaultKind::DamageCheckpoint { .. } => unreachable!("handled above"),
         }
     }
@@ -876,13 +1016,15 @@ impl World<'_> {
             let result = match &node.machine {
                 Machine::JobManager(job_manager) => job_manager.check_invariants(),
                 Machine::TaskManager(task_executor) => task_executor.check_invariants(),
-                Machine::Down => Ok(()),
+                _ => Ok(()),
             };
+            let result = result.and_then(|()| node.ha.as_ref().map_or(Ok(()), |ha| ha.election.check_invariants()));
             if let Err(message) = result {
                 problems.push(format!("{}: {message}", node.name));
             }
         }
         problems.extend(check_cluster(&self.nodes));
+        problems.extend(World::check_leaders(&self.nodes, self.now));
         for message in problems {
             if self.violations.len() < 100 {
                 self.violations.push(Violation { event, time_ms: self.now.as_millis(), message });
@@ -949,8 +1091,15 @@ impl World<'_> {
 
     fn failure_of(&self, job_id: Option<JobId>) -> Option<String> {
         let job_id = job_id?;
-        let Machine::JobManager(job_manager) = &self.nodes[JOB_MANAGER].machine else { return None };
-        job_manager.dispatcher().jobs().get(&job_id).and_then(|job| job.failure.clone())
+        let newest = self
+            .nodes
+            .iter()
+            .filter_map(|node| match &node.machine {
+                Machine::JobManager(job_manager) => Some(job_manager),
+                _ => None,
+            })
+            .max_by_key(|job_manager| job_manager.epoch())?;
+        newest.dispatcher().jobs().get(&job_id).and_then(|job| job.failure.clone())
     }
 
     /// After every job ended and the cluster settled, no TaskManager may hold a slot for one.
@@ -991,6 +1140,10 @@ impl World<'_> {
                 checkpoints: job.checkpoints.len() as u32,
             })
             .collect();
+        if self.is_ha() {
+            let refused = self.stale_writes_refused();
+            self.faults_fired.push(format!("the store refused {refused} writes of a stale epoch"));
+        }
         RunReport {
             scenario: self.scenario.name.clone(),
             seed: self.seed,
@@ -1030,7 +1183,10 @@ fn check_cluster(nodes: &[Node]) -> Vec<String> {
             }
         }
     }
-    if let Some(Node { machine: Machine::JobManager(job_manager), .. }) = nodes.first() {
+    for job_manager in nodes.iter().filter_map(|node| match &node.machine {
+        Machine::JobManager(job_manager) => Some(job_manager),
+        _ => None,
+    }) {
         let mut holders = BTreeMap::new();
         for (job_id, job_master) in job_manager.job_masters() {
             for held in job_master.held_slots() {
