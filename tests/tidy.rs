@@ -84,7 +84,10 @@ fn long_functions(text: &str) -> Vec<(usize, usize)> {
         let trimmed = line.trim_start();
         let is_fn =
             ["fn ", "pub fn ", "pub(crate) fn ", "const fn ", "pub const fn "].iter().any(|p| trimmed.starts_with(p));
-        if !is_fn || line.trim_end().ends_with(';') {
+        // A declaration without a body (a trait's required method) ends its signature with `;`,
+        // which may come lines later when the signature wraps.
+        let signature_end = lines[start..].iter().map(|l| l.trim_end()).find(|l| l.ends_with(';') || l.ends_with('{'));
+        if !is_fn || signature_end.is_none_or(|l| l.ends_with(';')) {
             continue;
         }
         let indent = line.len() - trimmed.len();

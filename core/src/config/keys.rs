@@ -214,7 +214,8 @@ static KEYS: &[KeyDoc] = &[
         "high-availability.lease-margin",
         "3 s",
         Duration,
-        "How long before its lease could expire a leader stops acting (covers clock drift); lease minus margin must exceed the renew interval.",
+        "How long before its lease could expire a leader stops acting (covers clock drift); lease minus \
+         margin must exceed the renew interval.",
     ),
     weir(
         "high-availability.renew-interval",

@@ -12,19 +12,19 @@ use super::{ConfigError, Listing};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StateBackendKind {
     /// State as objects on the heap (Flink's `HashMapStateBackend`), the default.
-    HashMap,
+    Heap,
     /// State in an embedded RocksDB (Flink's `EmbeddedRocksDBStateBackend`).
     RocksDb,
 }
 
 impl StateBackendKind {
     const NAMES: [(&str, StateBackendKind); 2] =
-        [("hashmap", StateBackendKind::HashMap), ("rocksdb", StateBackendKind::RocksDb)];
+        [("hashmap", StateBackendKind::Heap), ("rocksdb", StateBackendKind::RocksDb)];
 
     /// The kind's name as the key spells it.
     pub fn as_str(self) -> &'static str {
         match self {
-            StateBackendKind::HashMap => "hashmap",
+            StateBackendKind::Heap => "hashmap",
             StateBackendKind::RocksDb => "rocksdb",
         }
     }

@@ -47,7 +47,7 @@ impl Default for ChainOptions {
             auto_watermark_interval: Duration::from_millis(200),
             checkpointing: false,
             attempt: 0,
-            state_backend: StateBackendKind::HashMap,
+            state_backend: StateBackendKind::Heap,
         }
     }
 }
@@ -539,26 +539,8 @@ impl Site<'_> {
                 let interval = self.options.auto_watermark_interval;
                 Box::new(WatermarkAssigner::new(context, timestamp, *out_of_orderness, interval))
             }
-            OperatorKind::Window { assigner, allowed_lateness, aggregates } => {
-                let specs = self.aggregates(aggregates, &input)?;
-                let keys = self.keys(is_head)?;
-                let timestamps = match assigner.time() {
-                    Some(crate::job::TimeDomain::Event) => self.timestamps()?,
-                    _ => Vec::new(),
-                };
-                let settings = WindowSettings { assigner: *assigner, allowed_lateness: *allowed_lateness };
-                let parts = (specs, keys, timestamps);
-                match self.keyed_state(&context, connectors)? {
-                    KeyedState::Heap(backend) => Box::new(WindowOperator::new(context, settings, parts, backend)),
-                    KeyedState::Store(backend) => Box::new(WindowOperator::new(context, settings, parts, backend)),
-                }
-            }
-            OperatorKind::Aggregate { aggregates } => {
-                let (specs, keys) = (self.aggregates(aggregates, &input)?, self.keys(is_head)?);
-                match self.keyed_state(&context, connectors)? {
-                    KeyedState::Heap(backend) => Box::new(RunningAggregate::new(context, specs, keys, backend)),
-                    KeyedState::Store(backend) => Box::new(RunningAggregate::new(context, specs, keys, backend)),
-                }
+            OperatorKind::Window { .. } | OperatorKind::Aggregate { .. } => {
+                self.keyed_operator(kind, &input, is_head, context, connectors)?
             }
             OperatorKind::Discard => Box::new(Discard),
             OperatorKind::Print { prefix } => {
@@ -576,6 +558,40 @@ impl Site<'_> {
         })
     }
 
+    /// A window or a running aggregation over the keyed state backend the job chose.
+    fn keyed_operator(
+        &self,
+        kind: &OperatorKind,
+        input: &Schema,
+        is_head: bool,
+        context: OperatorContext,
+        connectors: &mut dyn Connectors,
+    ) -> Result<Box<dyn Operator>, BuildError> {
+        let keys = self.keys(is_head)?;
+        Ok(match kind {
+            OperatorKind::Window { assigner, allowed_lateness, aggregates } => {
+                let timestamps = match assigner.time() {
+                    Some(crate::job::TimeDomain::Event) => self.timestamps()?,
+                    _ => Vec::new(),
+                };
+                let settings = WindowSettings { assigner: *assigner, allowed_lateness: *allowed_lateness };
+                let parts = (self.aggregates(aggregates, input)?, keys, timestamps);
+                match self.keyed_state(&context, connectors)? {
+                    KeyedState::Heap(backend) => Box::new(WindowOperator::new(context, settings, parts, backend)),
+                    KeyedState::Store(backend) => Box::new(WindowOperator::new(context, settings, parts, backend)),
+                }
+            }
+            OperatorKind::Aggregate { aggregates } => {
+                let specs = self.aggregates(aggregates, input)?;
+                match self.keyed_state(&context, connectors)? {
+                    KeyedState::Heap(backend) => Box::new(RunningAggregate::new(context, specs, keys, backend)),
+                    KeyedState::Store(backend) => Box::new(RunningAggregate::new(context, specs, keys, backend)),
+                }
+            }
+            other => unreachable!("{other:?} is not a keyed operator"),
+        })
+    }
+
     /// The keyed state backend of a keyed operator instance, as `state.backend.type` says.
     fn keyed_state(
         &self,
@@ -584,7 +600,7 @@ impl Site<'_> {
     ) -> Result<KeyedState, BuildError> {
         let (max_parallelism, range) = (context.max_parallelism, context.key_group_range());
         Ok(match self.options.state_backend {
-            StateBackendKind::HashMap => KeyedState::Heap(HeapKeyedStateBackend::new(max_parallelism, range)),
+            StateBackendKind::Heap => KeyedState::Heap(HeapKeyedStateBackend::new(max_parallelism, range)),
             StateBackendKind::RocksDb => {
                 let store = connectors
                     .keyed_state_store(context)

@@ -133,7 +133,7 @@ pub fn checkpoint_config(state: &ClusterState<'_>, job_id: JobId) -> Option<Valu
     let config: &CheckpointConfig = &job.checkpoint;
     let retention = config.retention;
     let state_backend = match job.state_backend.kind {
-        StateBackendKind::HashMap => "HashMapStateBackend",
+        StateBackendKind::Heap => "HashMapStateBackend",
         StateBackendKind::RocksDb => "EmbeddedRocksDBStateBackend",
     };
     Some(json!({
