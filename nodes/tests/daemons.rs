@@ -280,6 +280,19 @@ fn check_task_manager_metrics(daemon: &Daemon) {
     }
 }
 
+/// The TaskManagers report their tasks' counters to the JobManager (about once a second), so
+/// its `/jobs/:id` shows records moving through the job.
+fn check_job_manager_task_metrics(cluster: &Cluster, job_id: &str) {
+    wait_for(
+        || {
+            let detail = cluster.get(&format!("/jobs/{job_id}")).unwrap_or_default();
+            let vertices = detail["vertices"].as_array().cloned().unwrap_or_default();
+            vertices.iter().any(|vertex| vertex["metrics"]["write-records"].as_u64().is_some_and(|records| records > 0))
+        },
+        "the JobManager to show the tasks' records",
+    );
+}
+
 #[test]
 fn a_task_manager_killed_mid_job_and_restarted_leaves_the_committed_output_exact() {
     let mut cluster = Cluster::new("tm-kill", &[]);
@@ -294,6 +307,7 @@ fn a_task_manager_killed_mid_job_and_restarted_leaves_the_committed_output_exact
     assert_eq!(cluster.job_state(&job_id).as_deref(), Some("RUNNING"), "killed mid-run");
     check_data_ports(&cluster, &[&_first, &second]);
     check_task_manager_metrics(&_first);
+    check_job_manager_task_metrics(&cluster, &job_id);
     second.kill9();
     let _restarted = cluster.task_manager(&[]);
     cluster.wait_finished(&job_id);

@@ -67,6 +67,16 @@ pub enum Message {
     Dispatcher(DispatcherMessage),
     /// To a client.
     Client(ClientMessage),
+    /// A TaskManager's live task metrics, for the JobManager's REST API and `/metrics` (what
+    /// Flink's metric fetcher pulls). The drivers exchange it; no state machine takes it.
+    Metrics(TaskMetricsReport),
+}
+
+/// The latest counters of the tasks running on one TaskManager.
+#[derive(Clone, Debug, Default, Hash, PartialEq, Serialize, Deserialize)]
+pub struct TaskMetricsReport {
+    /// Each task attempt's counters.
+    pub tasks: Vec<(ExecutionId, crate::dataflow::task::TaskMetrics)>,
 }
 
 impl Message {
@@ -78,6 +88,7 @@ impl Message {
             Message::TaskExecutor(message) => message.kind(),
             Message::Dispatcher(message) => message.kind(),
             Message::Client(message) => message.kind(),
+            Message::Metrics(_) => "TaskMetrics",
         }
     }
 }

@@ -202,6 +202,10 @@ impl Driver {
                 {
                     self.addresses.insert(resource_id, listen.clone());
                 }
+                if let Message::Metrics(report) = envelope.message {
+                    self.take_metrics(report);
+                    return; // for REST and `/metrics` only: no state machine takes it
+                }
                 if let (
                     Address::TaskExecutor(resource_id),
                     Message::JobMaster(JobMasterMessage::OfferSlots { data_address, .. }),
@@ -262,6 +266,14 @@ impl Driver {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         let epoch = self.job_manager.epoch().0;
         JobId(Hex128(stable_hash128(&[b"job", name.as_bytes(), &nanos.to_le_bytes(), &epoch.to_le_bytes()])))
+    }
+
+    /// Keeps a TaskManager's latest task counters, and forgets those of jobs the Dispatcher no
+    /// longer knows (so the map stays as bounded as the Dispatcher's list of jobs).
+    fn take_metrics(&mut self, report: weir_core::protocol::TaskMetricsReport) {
+        self.metrics.extend(report.tasks);
+        let jobs = self.job_manager.dispatcher().jobs();
+        self.metrics.retain(|execution, _| jobs.contains_key(&execution.job));
     }
 
     /// Resubmits every recorded job from its latest completed checkpoint.

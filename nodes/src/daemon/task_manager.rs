@@ -110,9 +110,12 @@ pub async fn serve(
     let mut driver =
         Driver { clock, resource_id, executor, job_manager: job_manager.address, peers, inbox, host, journal, gauges };
     driver.drain();
+    let mut metrics_reported = driver.clock.now();
     loop {
         let now = driver.clock.now();
-        let wait = super::wait_until(driver.executor.poll_timeout(), now);
+        let next_report = metrics_reported.after(METRICS_REPORT_INTERVAL);
+        let wake = driver.executor.poll_timeout().map_or(next_report, |at| at.min(next_report));
+        let wait = super::wait_until(Some(wake), now);
         match tokio::time::timeout(wait, receiver.recv()).await {
             Ok(Some(mail)) => driver.handle(mail),
             Ok(None) => return Ok(()),
@@ -124,8 +127,16 @@ pub async fn serve(
         }
         driver.drain();
         driver.prune();
+        if now >= next_report {
+            driver.report_metrics();
+            metrics_reported = now;
+        }
     }
 }
+
+/// How often a TaskManager sends its tasks' counters to the JobManager (Flink's web UI
+/// refreshes its metrics about as often).
+const METRICS_REPORT_INTERVAL: weir_core::time::Duration = weir_core::time::Duration::from_millis(1000);
 
 /// Serves `/metrics` on `taskmanager.host`:`metrics.port` and prints where; a port that cannot
 /// be bound (another TaskManager on this machine has 9249) is a warning, not a failure.
@@ -250,6 +261,23 @@ impl Driver {
         });
         if let Some(failed) = self.host.command(command, report) {
             let _ = self.inbox.try_send(Inbox::Task(TaskEvent::State(failed)));
+        }
+    }
+
+    /// Sends the latest counters of the tasks running here to the JobManager, for its REST API
+    /// and `/metrics`. Nothing is sent while no task runs or none has registered with it.
+    fn report_metrics(&mut self) {
+        let board = self.host.metrics.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if board.is_empty() || self.executor.leader_epoch().0 == 0 {
+            return;
+        }
+        let tasks = board.iter().map(|(execution, metrics)| (*execution, *metrics)).collect();
+        drop(board);
+        let message = Message::Metrics(weir_core::protocol::TaskMetricsReport { tasks });
+        let (from, epoch) = (Address::TaskExecutor(self.resource_id), self.executor.leader_epoch());
+        let envelope = Envelope { from, to: Address::ResourceManager, epoch, message };
+        if !self.peers.send(&self.job_manager, envelope) {
+            tracing::debug!("the queue to the JobManager is full; a metrics report was skipped");
         }
     }
 

@@ -9,9 +9,10 @@
 
 use super::StepStatus;
 use crate::time::{Duration, Time};
+use serde::{Deserialize, Serialize};
 
 /// Counters of one task, cumulative since it started.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct TaskMetrics {
     /// Records read from the input channels (Flink's `numRecordsIn`; zero for a source).
     pub records_in: u64,
