@@ -624,10 +624,11 @@ fn job_spec(raw: &RawJob, read_job: &dyn Fn(&str) -> Result<String, String>) -> 
 fn check_node(name: &str, cluster: &Cluster) -> Result<(), String> {
     let task_managers = cluster.task_managers;
     let ha = cluster.highly_available();
-    let known = (name == "jm" && !ha)
-        || (ha && (name == "leader" || name == "store"))
-        || (ha
-            && name.strip_prefix("jm-").and_then(|n| n.parse::<u32>().ok()).is_some_and(|n| n < cluster.job_managers))
+    let job_manager = |name: &str| {
+        name.strip_prefix("jm-").and_then(|n| n.parse::<u32>().ok()).is_some_and(|n| n < cluster.job_managers)
+    };
+    let known = if ha { name == "leader" || name == "store" || job_manager(name) } else { name == "jm" };
+    let known = known
         || name == "any-tm"
         || name == "busy-tm"
         || name.strip_prefix("tm-").and_then(|n| n.parse::<u32>().ok()).is_some_and(|n| n < task_managers);

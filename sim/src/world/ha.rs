@@ -168,9 +168,9 @@ impl World<'_> {
             let Some(ha) = &mut self.nodes[node].ha else { return };
             let Some(output) = ha.election.poll_output() else { break };
             match output {
-                ElectionOutput::Store(request) => self.to_store(node, StoreMessage::Lease(request)),
+                ElectionOutput::Store(request) => self.send_to_store(node, StoreMessage::Lease(request)),
                 ElectionOutput::Role(LeaderRole::Leading { epoch }) => {
-                    self.to_store(node, StoreMessage::ReadRecords { epoch });
+                    self.send_to_store(node, StoreMessage::ReadRecords { epoch });
                 }
                 ElectionOutput::Role(_) => self.fence_unless_leading(node),
             }
@@ -191,12 +191,12 @@ impl World<'_> {
             if let Some(ha) = &mut self.nodes[node].ha {
                 ha.last_write = Some(write.clone());
             }
-            self.to_store(node, StoreMessage::Write(write));
+            self.send_to_store(node, StoreMessage::Write(write));
         }
     }
 
     /// Sends `message` from `node` to the store over the network (partitions and loss apply).
-    pub(super) fn to_store(&mut self, node: NodeIndex, message: StoreMessage) {
+    pub(super) fn send_to_store(&mut self, node: NodeIndex, message: StoreMessage) {
         if let Some(held) = &mut self.nodes[node].held {
             held.push(Held::Store(message));
             return;
@@ -347,7 +347,7 @@ impl World<'_> {
         if self.nodes[node].incarnation != incarnation || !matches!(self.nodes[node].machine, Machine::TaskManager(_)) {
             return;
         }
-        self.to_store(node, StoreMessage::Retrieve);
+        self.send_to_store(node, StoreMessage::Retrieve);
         let next = self.now.after(self.timing().renew_interval);
         self.schedule(next, Action::Retrieve { node, incarnation });
     }
@@ -376,7 +376,7 @@ impl World<'_> {
         for item in held {
             match item {
                 Held::Envelope(envelope) => self.send(node, envelope),
-                Held::Store(message) => self.to_store(node, message),
+                Held::Store(message) => self.send_to_store(node, message),
             }
         }
         self.gate(node);
