@@ -463,6 +463,8 @@ fn check_cluster_endpoints(cluster: &Cluster) {
         "weir_slots 8",
         "weir_task_records_out_total{job_id=",
         "weir_vertex_busy_time_ms_per_second{job_id=",
+        "weir_task_busy_time_ms_total{job_id=",
+        "weir_vertex_idle_time_ms_total{job_id=",
         "weir_checkpoints_completed_total{job_id=",
         "weir_process_resident_memory_bytes ",
     ] {

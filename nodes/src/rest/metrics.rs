@@ -106,6 +106,22 @@ pub fn task_metrics(out: &mut Exposition, prefix: Prefix, labels: &[(&str, Strin
     out.sample(busy, busy_help, labels, per_second(metrics.busy.0));
     out.sample(backpressured, backpressured_help, labels, per_second(metrics.backpressured.0));
     out.sample(idle, idle_help, labels, per_second(metrics.idle.0));
+    // The counters behind them: `rate(…_total[1m])` is Flink's per-second figure over any window.
+    let (busy, backpressured, idle) = match prefix {
+        Prefix::Task => {
+            ("weir_task_busy_time_ms_total", "weir_task_backpressured_time_ms_total", "weir_task_idle_time_ms_total")
+        }
+        Prefix::Vertex => (
+            "weir_vertex_busy_time_ms_total",
+            "weir_vertex_backpressured_time_ms_total",
+            "weir_vertex_idle_time_ms_total",
+        ),
+    };
+    let millis = |time: weir_core::time::Duration| time.0 as f64 / 1000.0;
+    out.sample(busy, "Time busy, in ms, since the attempt started.", labels, millis(metrics.busy));
+    let help = "Time backpressured, in ms, since the attempt started.";
+    out.sample(backpressured, help, labels, millis(metrics.backpressured));
+    out.sample(idle, "Time idle, in ms, since the attempt started.", labels, millis(metrics.idle));
 }
 
 /// Which family of names [`task_metrics`] writes.
