@@ -72,11 +72,6 @@ mod rocks {
             SlotMemory { budget, cache_capacity, cache, write_buffers }
         }
 
-        /// Bytes the slot's block cache holds now (memtables included: they are charged to it).
-        pub fn cache_usage(&self) -> usize {
-            self.cache.get_usage()
-        }
-
         /// Bytes of memtables of the slot's instances now.
         pub fn write_buffer_usage(&self) -> usize {
             self.write_buffers.get_usage()

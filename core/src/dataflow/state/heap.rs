@@ -401,15 +401,6 @@ impl KeyedStateBackend for HeapKeyedStateBackend {
         Ok(())
     }
 
-    fn map_get<K: StateKey, V: StateType>(
-        &mut self,
-        state: MapState<K, V>,
-        at: Namespace,
-        key: &K,
-    ) -> StateResult<Option<&V>> {
-        Ok(self.map(state, at)?.and_then(|map| map.get(key)))
-    }
-
     fn map_remove<K: StateKey, V: StateType>(
         &mut self,
         state: MapState<K, V>,

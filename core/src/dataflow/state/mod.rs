@@ -396,7 +396,9 @@ pub trait KeyedStateBackend {
         state: MapState<K, V>,
         at: Namespace,
         key: &K,
-    ) -> StateResult<Option<&V>>;
+    ) -> StateResult<Option<&V>> {
+        Ok(self.map(state, at)?.and_then(|map| map.get(key)))
+    }
     /// Removes `key` from the map; an emptied map is dropped.
     fn map_remove<K: StateKey, V: StateType>(
         &mut self,

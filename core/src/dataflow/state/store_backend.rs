@@ -253,8 +253,19 @@ impl StoreKeyedStateBackend {
             return Ok(());
         }
         let (from, to) = (group_start(self.range.start).to_vec(), group_end(self.range.end - 1));
+        self.scan_range(&from, &to, visit)
+    }
+
+    /// Visits the store's entries with keys in `[from, to)`, parsed, as they are in the store
+    /// (the cache is not written back first).
+    fn scan_range(
+        &mut self,
+        from: &[u8],
+        to: &[u8],
+        visit: &mut dyn FnMut(StoreKey, &[u8]) -> StateResult<()>,
+    ) -> StateResult<()> {
         let mut failure = None;
-        let scanned = self.store.scan(&from, &to, &mut |key, value| {
+        let scanned = self.store.scan(from, to, &mut |key, value| {
             let result = parse_key(key)
                 .map_err(|message| StateError::Store { message: format!("a malformed key in the store: {message}") })
                 .and_then(|key| visit(key, value));
@@ -316,6 +327,11 @@ impl StoreKeyedStateBackend {
         }
         Ok(())
     }
+}
+
+/// The key after every key that starts with `prefix` (past every key when there is none).
+fn range_end(prefix: &[u8]) -> Vec<u8> {
+    prefix_end(prefix).unwrap_or_else(|| vec![0xff; prefix.len() + 1])
 }
 
 impl KeyedStateBackend for StoreKeyedStateBackend {
@@ -399,31 +415,16 @@ impl KeyedStateBackend for StoreKeyedStateBackend {
         // The store's namespaces, overlaid with the cache's (which may add or remove some).
         let mut found = BTreeSet::new();
         let prefix = self.current.prefix.clone();
-        let mut stored = Vec::new();
-        let from = prefix.clone();
-        let to = prefix_end(&prefix).unwrap_or_else(|| vec![0xff; prefix.len() + 1]);
-        let mut failure = None;
-        self.store
-            .scan(&from, &to, &mut |key, _| match parse_key(key) {
-                Ok(key) => {
-                    stored.push(key);
-                    true
-                }
-                Err(message) => {
-                    failure = Some(StateError::Store { message: format!("a malformed key in the store: {message}") });
-                    false
-                }
-            })
-            .map_err(Self::store_error)?;
-        if let Some(error) = failure {
-            return Err(error);
-        }
-        found.extend(stored.into_iter().filter(|key| key.state == state.id).map(|key| key.namespace));
+        self.scan_range(&prefix, &range_end(&prefix), &mut |key, _| {
+            if key.state == state.id {
+                found.insert(key.namespace);
+            }
+            Ok(())
+        })?;
         let cache = self.cache_ref::<T>(state.id);
         let mut own = prefix;
         own.extend_from_slice(&(state.id as u16).to_be_bytes());
-        let end = prefix_end(&own).unwrap_or_else(|| vec![0xff; own.len() + 1]);
-        for (key, slot) in cache.slots.range(own.clone()..end) {
+        for (key, slot) in cache.slots.range(own.clone()..range_end(&own)) {
             let namespace = parse_key(key).map_err(Self::store_error)?.namespace;
             if slot.value.is_some() {
                 found.insert(namespace);
@@ -483,15 +484,6 @@ impl KeyedStateBackend for StoreKeyedStateBackend {
         slot.dirty = true;
         slot.value.get_or_insert_with(BTreeMap::new).insert(kv.0, kv.1);
         Ok(())
-    }
-
-    fn map_get<K: StateKey, V: StateType>(
-        &mut self,
-        state: MapState<K, V>,
-        at: Namespace,
-        key: &K,
-    ) -> StateResult<Option<&V>> {
-        Ok(self.map(state, at)?.and_then(|map| map.get(key)))
     }
 
     fn map_remove<K: StateKey, V: StateType>(
