@@ -7,11 +7,11 @@
 mod support;
 
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc::{Receiver, channel};
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 use support::committed_lines;
 
@@ -56,24 +56,14 @@ impl Cluster {
         let checkpoints = format!("execution.checkpointing.dir={}", dir.join("checkpoints").display());
         let savepoints = format!("execution.checkpointing.savepoint-dir={}", dir.join("savepoints").display());
         let token = format!("security.token={TOKEN}");
-        let mut child = weir_command()
+        let mut command = weir_command();
+        command
             .arg("local")
             .arg(job)
             .args(["-D", "rest.port=0", "-D", "taskmanager.numberOfTaskSlots=8", "-D", &token])
-            .args(["-D", "execution.checkpointing.interval=100 ms", "-D", &checkpoints, "-D", &savepoints])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("weir local starts");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (sender, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if sender.send(line).is_err() {
-                    return;
-                }
-            }
-        });
+            .args(["-D", "execution.checkpointing.interval=100 ms", "-D", &checkpoints, "-D", &savepoints]);
+        command.stderr(Stdio::inherit());
+        let (child, lines) = support::spawn_with_stdout_lines(&mut command);
         let deadline = Instant::now() + WAIT_MAX;
         let address = loop {
             let left = deadline.saturating_duration_since(Instant::now());

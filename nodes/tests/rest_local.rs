@@ -5,11 +5,11 @@
 mod support;
 
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc::{Receiver, channel};
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 use support::{committed_lines, expected_counts};
 
@@ -54,24 +54,10 @@ struct LocalCluster {
 
 impl LocalCluster {
     fn start(job: &Path, args: &[&str]) -> LocalCluster {
-        let mut child = weir_command()
-            .arg("local")
-            .arg(job)
-            .args(["-D", "rest.port=0"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("weir local starts");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (sender, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if sender.send(line).is_err() {
-                    return;
-                }
-            }
-        });
+        let mut command = weir_command();
+        command.arg("local").arg(job).args(["-D", "rest.port=0"]).args(args);
+        command.stderr(Stdio::inherit());
+        let (child, lines) = support::spawn_with_stdout_lines(&mut command);
         let mut cluster = LocalCluster { child, address: String::new(), stdout_lines: lines };
         let deadline = Instant::now() + WAIT_MAX;
         while cluster.address.is_empty() {

@@ -78,3 +78,22 @@ pub fn committed_lines(directory: &std::path::Path) -> Vec<String> {
     lines.sort();
     lines
 }
+
+/// Starts `command` with its standard output piped, and a thread that hands each line of it to
+/// the returned receiver (the daemons print their addresses there).
+pub fn spawn_with_stdout_lines(
+    command: &mut std::process::Command,
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead;
+    let mut child = command.stdout(std::process::Stdio::piped()).spawn().expect("the process starts");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (sender, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if sender.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    (child, lines)
+}
