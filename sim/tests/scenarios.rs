@@ -3,6 +3,8 @@
 //! `WEIR_SIM_SEEDS` sets the number of seeds per scenario (default 500); long explorations use
 //! `weir sim explore` instead.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use weir_sim::scenario::load;
 
@@ -18,23 +20,9 @@ fn scenario_files() -> Vec<PathBuf> {
     files
 }
 
-fn seeds() -> u64 {
-    std::env::var("WEIR_SIM_SEEDS").ok().and_then(|text| text.parse().ok()).unwrap_or(500)
-}
-
 fn run_all(name: &str) {
-    let path = scenario_files().into_iter().find(|path| path.file_stem().is_some_and(|stem| stem == name));
-    let path = path.unwrap_or_else(|| panic!("scenarios/{name}.toml is missing"));
-    let scenario = load(&path).unwrap_or_else(|error| panic!("{error}"));
-    for seed in 0..seeds() {
-        let report = weir_sim::run(&scenario, seed);
-        assert!(
-            report.passed(),
-            "{name} failed with seed {seed} (replay: weir sim run {} --seed {seed}):\n{}",
-            path.display(),
-            serde_json::to_string_pretty(&report).unwrap_or_default()
-        );
-    }
+    assert!(scenario_files().iter().any(|path| path.file_stem().is_some_and(|stem| stem == name)), "no {name}");
+    common::run_seeds(name, common::seeds_from("WEIR_SIM_SEEDS", 500), |_, _| {});
 }
 
 #[test]
