@@ -176,6 +176,7 @@ fn every_endpoint_savepoints_and_the_token_on_one_cluster() {
         let job = jobs["jobs"].as_array()?.first()?.clone();
         (job["state"] == "RUNNING").then(|| job["jid"].as_str().map(String::from)).flatten()
     });
+    cluster.wait_running(&running);
 
     check_token(&cluster, &running);
     check_running_job(&cluster, &running);

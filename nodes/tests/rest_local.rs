@@ -138,7 +138,9 @@ fn weir_local_serves_flinks_rest_api_and_the_cli_controls_jobs_over_it() {
     let job_id = wait_for("the first job to run", || {
         let (_, overview) = cluster.get("/jobs/overview");
         let job = overview["jobs"].as_array()?.first()?.clone();
-        (job["state"] == "RUNNING").then(|| job["jid"].as_str().map(String::from)).flatten()
+        // The job turns RUNNING when it is scheduled; its task only once deployed.
+        let running = job["state"] == "RUNNING" && job["tasks"]["running"] == 1;
+        running.then(|| job["jid"].as_str().map(String::from)).flatten()
     });
     assert_eq!(job_id.len(), 32);
 
