@@ -171,8 +171,11 @@ fn the_job_page_draws_the_graph_and_a_cancel_from_the_page_shows_canceled() {
     let cluster = Cluster::start(&dir);
     let mut browser = Browser::start(&chromium, &dir.join("chromium-profile"), 1280, 800);
     let job_id = cluster.submit(&job);
-    let running = || job_state(&cluster.address, &job_id).as_deref() == Some("RUNNING");
-    support::wait_for(running, "the word count to run", WAIT_MAX);
+    let running = || {
+        support::get(&cluster.address, &format!("/jobs/{job_id}"))
+            .is_some_and(|detail| support::all_tasks_running(&detail))
+    };
+    support::wait_for(running, "the word count's tasks to run", WAIT_MAX);
 
     check_the_job_graph(&mut browser, &cluster, &job_id);
     check_the_layout(&mut browser);

@@ -87,9 +87,7 @@ impl Cluster {
     fn wait_running(&self, job_id: &str) {
         wait_for("the job's tasks to run", || {
             let (_, detail) = self.get(&format!("/jobs/{job_id}"));
-            let counts = detail["status-counts"].as_object()?.clone();
-            let total: u64 = counts.values().filter_map(Value::as_u64).sum();
-            (detail["state"] == "RUNNING" && total > 0 && counts["RUNNING"].as_u64() == Some(total)).then_some(())
+            support::all_tasks_running(&detail).then_some(())
         });
     }
 

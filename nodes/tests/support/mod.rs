@@ -52,6 +52,16 @@ pub fn get_with_token(address: &str, path: &str, token: Option<&str>) -> Option<
     serde_json::from_str(json).ok()
 }
 
+/// Whether a job's detail (`GET /jobs/:id`) shows it RUNNING with every task RUNNING: a job is
+/// RUNNING once scheduled, its tasks only once deployed.
+pub fn all_tasks_running(detail: &serde_json::Value) -> bool {
+    let Some(counts) = detail["status-counts"].as_object() else { return false };
+    let total: u64 = counts.values().filter_map(serde_json::Value::as_u64).sum();
+    detail["state"] == "RUNNING"
+        && total > 0
+        && counts.get("RUNNING").and_then(serde_json::Value::as_u64) == Some(total)
+}
+
 /// What wordcount with running counts must commit for `input`: for every word seen n times, the
 /// lines `word,1` .. `word,n`, sorted.
 pub fn expected_counts(input: &str) -> Vec<String> {
