@@ -224,7 +224,35 @@ class Weir:
         return {"cli_start_to_all_tasks_running_s": round(all_running - started, 3),
                 "cli_wall_s": round(returned - started, 3)}
 
-    def cluster(self, records, parallelisms, submissions=3):
+    def steady_state(self, parallelism, checkpoint_ms, window_s, pids):
+        """An unbounded windowed-sum: source records/s over a window after a warm-up, read from the
+        REST API's vertex metrics; unlike a bounded job's duration, no end-of-job wait for a final
+        checkpoint is in it."""
+        path = job_file(self.work, f"steady-{checkpoint_ms}", None, checkpoint_ms=checkpoint_ms)
+        jid = self.submit(path, parallelism)
+
+        def source_records():
+            job = rest(f"/jobs/{jid}") or {"vertices": [{}]}
+            return (job["vertices"][0].get("metrics") or {}).get("write-records", 0), time.time()
+
+        try:
+            self.wait_job(jid, ("RUNNING",))
+            time.sleep(2)
+            (first, at), cpu_before = source_records(), cpu_seconds(pids.values())
+            time.sleep(window_s)
+            (last, until), cpu = source_records(), cpu_seconds(pids.values()) - cpu_before
+            checkpoints = ((rest(f"/jobs/{jid}/checkpoints") or {}).get("summary") or {}).get("end_to_end_duration")
+        finally:
+            self.cancel(jid)
+        result = {"mode": "cluster-steady", "p": parallelism, "checkpoint_ms": checkpoint_ms,
+                  "records_per_s": round((last - first) / (until - at)),
+                  "records_per_cpu_s": round((last - first) / cpu) if cpu else None,
+                  "checkpoint_ms_p50": (checkpoints or {}).get("p50"),
+                  "checkpoint_ms_p99": (checkpoints or {}).get("p99")}
+        log("steady", result)
+        return result
+
+    def cluster(self, records, parallelisms, submissions=3, window_s=6):
         """JobManager + 2 TaskManagers: start, RSS, windowed-sum throughput, submission latency."""
         out = {}
         directory, pids, out["start_to_all_tms_registered_s"] = self.start_cluster("cluster-c1", 2)
@@ -238,6 +266,8 @@ class Weir:
                 for parallelism in parallelisms:
                     out["throughput"].append(self.cluster_throughput(path, parallelism, checkpoint_ms, records, pids))
             out["rss_after_jobs_mb"] = {name: rss_mb(pid) for name, pid in pids.items()}
+            out["steady_state"] = [self.steady_state(parallelism, checkpoint_ms, window_s, pids)
+                                   for parallelism in parallelisms for checkpoint_ms in (0, 1000)]
             long_run = self.long_run_file("submission")
             out["submission"] = [self.submission(long_run) for _ in range(submissions)]
         finally:
