@@ -15,7 +15,8 @@ stderr.
 Knobs (env): QUICK, FLINK (1), N (100000000 records; 20000000 with QUICK), WEIR (a weir binary:
 skips the build), OUT (docs/performance.md; "-" for none), FLINK_JSON (read Flink's figures
 from this file of an earlier anchor run instead of running Flink), ANCHOR (the Flink anchor's
-directory).
+directory), RESULTS (where every figure is saved as JSON; target/bench-results.json), RENDER (a
+saved RESULTS file: rewrite the page from it without measuring again).
 """
 import json
 import os
@@ -34,7 +35,7 @@ N = int(os.environ.get("N", 20_000_000 if QUICK else 100_000_000))
 SAMPLES = 1 if QUICK else 3
 RECOVERY_SAMPLES = 1 if QUICK else 2
 SCHEDULE_TASKS = 20_000
-STATE = (200_000, 2_000_000, 5) if QUICK else (1_000_000, 10_000_000, 20)  # keys, records, snapshots
+STATE = (200_000, 1_000_000, 5) if QUICK else (1_000_000, 3_000_000, 10)  # keys, records, snapshots
 SIM_SEEDS = 50 if QUICK else 300
 ANCHOR = os.environ.get("ANCHOR", os.path.join(os.path.dirname(ROOT), "shared", "anchors", "flink"))
 OUT = os.environ.get("OUT", "-" if QUICK else os.path.join(ROOT, "docs", "performance.md"))
@@ -136,6 +137,13 @@ def flink_recovery(flink, key, field):
 
 
 def main():
+    results_path = os.environ.get("RESULTS", os.path.join(ROOT, "target", "bench-results.json"))
+    if os.environ.get("RENDER"):
+        results = json.load(open(os.environ["RENDER"]))
+        tables = report(results)
+        if OUT != "-":
+            write_markdown(OUT, results, tables)
+        return
     started = time.time()
     info = machine()
     weir = bench_weir.Weir(weir_binary(), bench_weir.new_work_dir())
@@ -156,6 +164,9 @@ def main():
         bench_weir.remove_work_dir(weir.work)
     results["flink"] = run_flink()
     results["wall_s"] = round(time.time() - started)
+    with open(results_path, "w") as saved:
+        json.dump(results, saved, indent=1)
+    log("saved every figure in", results_path)
     tables = report(results)
     if OUT != "-":
         write_markdown(OUT, results, tables)
@@ -273,13 +284,17 @@ def report(results):
     kept = {}
     for mode, runs in (("local", results["local"]), ("cluster", results["cluster"]["throughput"])):
         for parallelism in (1, 2):
-            by_checkpoint = {run["checkpoint_ms"]: run["records_per_s"] for run in runs if run["p"] == parallelism}
-            fraction = by_checkpoint[1000] / by_checkpoint[0]
+            by_checkpoint = {run["checkpoint_ms"]: run for run in runs if run["p"] == parallelism}
+            fraction = by_checkpoint[1000]["records_per_s"] / by_checkpoint[0]["records_per_s"]
             their = flink_throughput(flink, parallelism, 1000), flink_throughput(flink, parallelism, 0)
             their_fraction = their[0] / their[1] if all(their) else None
-            table.row(f"{mode} p={parallelism}: throughput kept with 1 s checkpoints", fraction * 100,
+            table.row(f"{mode} p={parallelism}, bounded job: records/s kept with 1 s checkpoints", fraction * 100,
                       their_fraction * 100 if their_fraction else None, "%", "≥ 95%", fraction >= 0.95, digits=1)
-            kept[f"{mode}_p{parallelism}"] = {"weir": round(fraction, 3), "flink": their_fraction}
+            cpu = by_checkpoint[1000]["records_per_cpu_s"] / by_checkpoint[0]["records_per_cpu_s"]
+            table.row(f"{mode} p={parallelism}, bounded job: records per CPU-second kept", cpu * 100, None, "%",
+                      "≥ 95%", cpu >= 0.95, digits=1)
+            kept[f"{mode}_p{parallelism}"] = {"weir": round(fraction, 3), "weir_cpu": round(cpu, 3),
+                                             "flink": their_fraction}
     steady = results["cluster"]["steady_state"]
     for parallelism in (1, 2):
         by_checkpoint = {run["checkpoint_ms"]: run for run in steady if run["p"] == parallelism}
@@ -288,7 +303,7 @@ def report(results):
                   fraction * 100, None, "%", "≥ 95%", fraction >= 0.95, digits=1)
         cpu = by_checkpoint[1000]["records_per_cpu_s"] / by_checkpoint[0]["records_per_cpu_s"]
         table.row(f"cluster p={parallelism}, steady state: records per CPU-second kept", cpu * 100, None, "%",
-                  digits=1)
+                  "≥ 95%", cpu >= 0.95, digits=1)
         kept[f"cluster_steady_p{parallelism}"] = {"weir": round(fraction, 3), "cpu": round(cpu, 3)}
         run = by_checkpoint[1000]
         if run.get("checkpoint_ms_p50") is not None:
@@ -357,11 +372,41 @@ pieces run alone too: `weir bench schedule --tasks 20000`, `weir bench state --k
     open(path, "w").write(header + "\n".join(table.markdown() for table in tables) + FINDINGS)
 
 
-# What the figures above mean, kept with the generator so a rerun keeps the analysis.
+# What the figures above mean, kept with the generator so a rerun keeps the analysis. It names
+# mechanisms, not figures: the tables above carry the figures of the run.
 FINDINGS = """
 ## Findings
 
-See the closing note of issue 9 for the before/after figures of any fixes.
+- **Noise.** The machine has 2 cores shared with other builds; wall-clock figures (records/s,
+  seconds) move by tens of percent between runs. Records per CPU-second (user + system time of
+  weir's processes) is the steadier throughput figure. Flink's anchor does not record CPU time.
+- **Throughput at p=2.** The keyed exchange between the two subtasks serializes every record
+  (across TaskManagers: over TCP with credit-based flow control), so p=2 costs about a third more
+  CPU per record than p=1, and on 2 shared cores two subtasks rarely get a core each: p=2 is not
+  faster than p=1 here, for weir as for Flink. The ratio to Flink at p=2 is therefore the
+  ratio of per-record cost; closing a gap to 5x means cheaper serialization on the exchange
+  (for example writing rows into the network buffer without an intermediate encoding).
+- **Checkpoint cost.** Checkpoints of this job's state (1,000 keys) take milliseconds, and
+  per-record CPU with 1 s checkpoints is within a few percent of none (the CPU rows). What a
+  bounded job loses in wall-clock throughput is mostly its end: as Flink's checkpoints after
+  tasks finish, a finished task waits for a final checkpoint so an exactly-once sink commits its
+  last records, and that checkpoint is triggered by the periodic timer, up to one interval (1 s)
+  after the sources ended; a job of a few seconds cannot hide that second. Flink pays the same
+  wait. The steady-state rows (an unbounded job, source records/s over a window) leave it out.
+  What would remove it: tasks reporting the end of their input so the coordinator triggers the
+  final checkpoint at once (a change of protocol and a departure from Flink's timing).
+- **Recovery.** A killed TaskManager's closed connection is noticed at once (milliseconds, with
+  any heartbeat settings); heartbeats only matter when a peer goes silent without closing (a
+  partition or a paused process). All tasks run again after the 100 ms restart delay plus
+  redeployment. The first new committed output waits for the next periodic checkpoint.
+- **RocksDB state.** Updates of 1 M random keys through the RocksDB backend are about 100x slower
+  than on the heap. `perf` shows the time in RocksDB's memtable skip-list searches
+  (`InlineSkipList::FindGreaterOrEqual`, `memcmp`) and background compaction: the backend's
+  4,096-entry value cache is emptied when it fills, so a random key is nearly always a point
+  lookup in RocksDB. A larger or LRU value cache, and bloom filters
+  (`state.backend.rocksdb.use-bloom-filter` in Flink) for first-time keys, are the next steps.
+- **Leader failover** is not measured yet: standby JobManager daemons are not on main. The row
+  and the hook in `scripts/bench.py` are where it goes.
 """
 
 
