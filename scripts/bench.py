@@ -148,18 +148,29 @@ def main():
     info = machine()
     weir = bench_weir.Weir(weir_binary(), bench_weir.new_work_dir())
     results = {"machine": info, "records": N, "quick": QUICK}
+    steps = [
+        ("local", ("throughput", "checkpoint cost"), lambda: [weir.local(N, p, ck) for ck in (0, 1000) for p in (1, 2)]),
+        ("chaining", ("chaining",), lambda: [weir.local(N, 1, 0, chaining) for chaining in (True, False)]),
+        ("cluster", ("throughput", "startup and footprint", "checkpoint cost"),
+         lambda: weir.cluster(N, (1, 2), submissions=SAMPLES, window_s=3 if QUICK else 6)),
+        ("recovery", ("recovery",), lambda: {"default": weir.recovery(RECOVERY_SAMPLES),
+                                             "hb_1s_5s": weir.recovery(RECOVERY_SAMPLES, ("1 s", "5 s"))}),
+        ("schedule", ("scheduling",), lambda: weir.schedule(SCHEDULE_TASKS, runs=SAMPLES)),
+        ("state", ("checkpoint cost",), lambda: weir.state(*STATE)),
+        ("sim", ("simulator speed",), lambda: [weir.simulator(scenario, SIM_SEEDS)
+                                               for scenario in ("happy-path.toml", "tm-crash.toml")]),
+    ]
+    results["errors"] = {}
     try:
-        log("weir local throughput")
-        results["local"] = [weir.local(N, p, ck) for ck in (0, 1000) for p in (1, 2)]
-        results["chaining"] = [weir.local(N, 1, 0, chaining) for chaining in (True, False)]
-        log("weir cluster: start, RSS, throughput, submission")
-        results["cluster"] = weir.cluster(N, (1, 2), submissions=SAMPLES, window_s=3 if QUICK else 6)
-        log("weir recovery")
-        results["recovery"] = {"default": weir.recovery(RECOVERY_SAMPLES),
-                               "hb_1s_5s": weir.recovery(RECOVERY_SAMPLES, ("1 s", "5 s"))}
-        results["schedule"] = weir.schedule(SCHEDULE_TASKS, runs=SAMPLES)
-        results["state"] = weir.state(*STATE)
-        results["sim"] = [weir.simulator(scenario, SIM_SEEDS) for scenario in ("happy-path.toml", "tm-crash.toml")]
+        for key, sections, measure in steps:
+            log("weir", key)
+            try:
+                results[key] = measure()
+            except (RuntimeError, OSError, ValueError, subprocess.SubprocessError) as error:
+                # One failed benchmark leaves the others' figures; its tables say what failed.
+                log("FAILED", key, error)
+                for section in sections:
+                    results["errors"][section] = str(error)[-300:]
     finally:
         bench_weir.remove_work_dir(weir.work)
     results["flink"] = run_flink()
@@ -175,9 +186,21 @@ def main():
 
 
 def report(results):
+    """One table per benchmark; a benchmark whose figures are missing (it failed) gets a row saying so."""
     flink = results["flink"]
     tables = []
+    for number, (title, build) in enumerate(SECTIONS, 1):
+        try:
+            tables.append(build(results, flink))
+        except (KeyError, TypeError, ZeroDivisionError, IndexError) as error:
+            table = Table(f"{number}. {title}")
+            table.row("not measured in this run", f"error: {results.get('errors', {}).get(title) or repr(error)}")
+            emit(title, error=repr(error))
+            tables.append(table)
+    return tables
 
+
+def throughput_table(results, flink):
     table = Table("1. Throughput: windowed-sum", f"{results['records']:,} records; weir `local` (one process) and "
                   "weir JobManager + 2 TaskManagers (1 slot each) against Flink's session cluster of the same "
                   "layout; records/s over the job's duration (REST `duration` on clusters). Flink's CPU time is "
@@ -195,16 +218,20 @@ def report(results):
             table.row(f"{mode} p={run['p']}, {checkpoints}: records per CPU-second", run["records_per_cpu_s"],
                       None, "rec/s")
     emit("throughput", records=results["records"], runs=rows)
-    tables.append(table)
+    return table
 
+
+def chaining_table(results, flink):
     table = Table("2. Chaining", "weir local, p=1: `pipeline.operator-chaining.enabled` true vs false.")
     on, off = (run["records_per_s"] for run in results["chaining"])
     table.row("chained records/s", on, None, "rec/s")
     table.row("unchained records/s", off, None, "rec/s")
     table.row("chained / unchained", on / off, None, "x", "≥ 1.5x", on / off >= 1.5)
     emit("chaining", chained=on, unchained=off, ratio=round(on / off, 3))
-    tables.append(table)
+    return table
 
+
+def startup_table(results, flink):
     table = Table("3. Startup and footprint", "JobManager + 2 TaskManagers; RSS from /proc (VmRSS).")
     cluster = results["cluster"]
     flink_start = ((flink.get("cluster_start") or {}).get("c1_2tm_x_1slot_default_hb") or {})
@@ -231,8 +258,10 @@ def report(results):
          flink={"start_to_all_tms_registered_s": flink_start.get("start_to_all_tms_registered_s"),
                 "idle_rss_mb": flink.get("idle_rss_mb"), "rss_after_jobs_mb": flink.get("rss_after_throughput_mb")},
          submission_s={"weir": submission, "flink": flink_submission})
-    tables.append(table)
+    return table
 
+
+def recovery_table(results, flink):
     table = Table("4. Recovery: kill -9 of the TaskManager running a checkpointing job, spare slots free",
                   "Long-running windowed-sum at 200,000 records/s, checkpoints every 1 s, fixed-delay restart "
                   "100 ms (the anchor's LongRun). Medians of the samples. \"First new output\" is the first "
@@ -250,16 +279,20 @@ def report(results):
                       (value is not None and value < 1) if goal else None)
             summary[f"{ours}.{field}"] = {"weir": value, "flink": other}
     emit("recovery", **summary)
-    tables.append(table)
+    return table
 
+
+def leader_failover_table(results, flink):
     table = Table("5. Leader failover", "Kill the leader JobManager; time until the job is RUNNING under the standby "
                   "(2 s lease, 20 runs). Flink's standalone HA needs ZooKeeper: weir only.")
     # HOOK: leader failover. Standby JobManager daemons (`high-availability.type: file`) are being built on
     # another branch; when `weir cluster start` can start standbys, measure here as recovery() does.
     table.row("kill leader until job RUNNING under the standby", "not yet", None, "", "< 3 s", None)
     emit("leader_failover", weir=None, note="not yet: standby JobManager daemons are not on main")
-    tables.append(table)
+    return table
 
+
+def scheduling_table(results, flink):
     table = Table("6. Scheduling", "weir: `weir bench schedule --tasks 20000` (two vertices of 10,000 joined "
                   "all-to-all, in-process TaskManagers of 1,000 slots), median of the runs. Flink: the widest job "
                   "it runs here (WideJob 10 x 50 = 500 tasks all-to-all, one TaskManager of 50 slots), JobManager "
@@ -275,8 +308,10 @@ def report(results):
         table.row("tasks per second scheduled", schedule["tasks"] / ours,
                   widest["tasks"] / theirs if theirs else None, "tasks/s")
     emit("scheduling", weir=schedule, flink=widest or None)
-    tables.append(table)
+    return table
 
+
+def checkpoint_cost_table(results, flink):
     table = Table("7. Checkpoint cost", "Throughput with exactly-once checkpoints every 1 s as a fraction of "
                   "throughput without (same run). Snapshot times: `weir bench state` (the keyed backend's full "
                   f"snapshot, {results['state']['keys']:,} keys, taken after every equal share of "
@@ -316,8 +351,10 @@ def report(results):
                   f"{figures['snapshot_ms_p50']:.0f} / {figures['snapshot_ms_p99']:.0f} ms")
         table.row(f"{backend}: state updates per second", figures["records_per_second"], None, "rec/s")
     emit("checkpoint_cost", kept=kept, state=state)
-    tables.append(table)
+    return table
 
+
+def simulator_table(results, flink):
     table = Table("8. Simulator speed", f"`weir sim explore <scenario> --seeds {SIM_SEEDS} --jobs 1` (one thread); "
                   "happy-path is the standard JobManager + 3 TaskManagers scenario.")
     for run in results["sim"]:
@@ -327,8 +364,19 @@ def report(results):
         table.row(f"{name}: events per second", run["events_per_s"], None, "/s")
         table.row(f"{name}: seeds per minute", run["seeds_per_min"], None, "/min")
     emit("simulator", runs=results["sim"])
-    tables.append(table)
-    return tables
+    return table
+
+
+SECTIONS = [
+    ("throughput", throughput_table),
+    ("chaining", chaining_table),
+    ("startup and footprint", startup_table),
+    ("recovery", recovery_table),
+    ("leader failover", leader_failover_table),
+    ("scheduling", scheduling_table),
+    ("checkpoint cost", checkpoint_cost_table),
+    ("simulator speed", simulator_table),
+]
 
 
 def mark(table, ratio, test):

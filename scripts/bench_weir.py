@@ -12,6 +12,7 @@ import re
 import resource
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -20,13 +21,20 @@ import urllib.error
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REST_PORT, RPC_PORT = 18091, 16191
+REST_PORT, RPC_PORT = 18091, 16191  # each cluster takes fresh free ports (free_port)
 LONG_RATE = 200_000  # records/s per subtask, as the Flink anchor's LongRun
 TERMINAL = ("FINISHED", "FAILED", "CANCELED")
 
 
 def log(*args):
     print(f"[bench {time.strftime('%H:%M:%S')}]", *args, file=sys.stderr, flush=True)
+
+
+def free_port():
+    """A TCP port nothing listens on now (other jobs on this machine may hold fixed ones)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def rest(path, method="GET", timeout=5):
@@ -146,23 +154,32 @@ class Weir:
         return result
 
     # -------------------------------------------------------------------------------- cluster
-    def cluster_flags(self, heartbeats=None):
+    def cluster_flags(self, name, heartbeats=None):
         settings = [f"jobmanager.rpc.port={RPC_PORT}", f"rest.port={REST_PORT}", "jobmanager.rpc.address=127.0.0.1",
                     "rest.address=127.0.0.1", "taskmanager.host=127.0.0.1", "taskmanager.numberOfTaskSlots=1",
-                    f"high-availability.storageDir={self.work}/ha",
-                    f"execution.checkpointing.dir={self.work}/checkpoints"]
+                    f"high-availability.storageDir={self.work}/{name}-ha",
+                    f"execution.checkpointing.dir={self.work}/{name}-checkpoints"]
         if heartbeats:
             settings += [f"heartbeat.interval={heartbeats[0]}", f"heartbeat.timeout={heartbeats[1]}"]
         return [arg for setting in settings for arg in ("-D", setting)]
 
     def start_cluster(self, name, task_managers, heartbeats=None):
         """`weir cluster start` (returns once every TaskManager registered); its wall time and pids."""
+        global REST_PORT, RPC_PORT
+        REST_PORT, RPC_PORT = free_port(), free_port()
         directory = os.path.join(self.work, name)
         workers = os.path.join(self.work, f"workers-{task_managers}")
         open(workers, "w").write("localhost\n" * task_managers)
         started = time.time()
-        self.run("cluster", "start", "--dir", directory, "--workers", workers, *self.cluster_flags(heartbeats))
+        done = self.run("cluster", "start", "--dir", directory, "--workers", workers,
+                        *self.cluster_flags(name, heartbeats), check=False)
         seconds = time.time() - started
+        if done.returncode != 0:
+            self.stop_cluster(directory)
+            logs = os.path.join(directory, "log")
+            tails = {name: open(os.path.join(logs, name)).read()[-600:] for name in sorted(os.listdir(logs))} \
+                if os.path.isdir(logs) else {}
+            raise RuntimeError(f"weir cluster start {name}: {done.stderr[-600:]}; logs: {tails}")
         overview = rest("/overview") or {}
         if overview.get("taskmanagers") != task_managers:
             raise RuntimeError(f"cluster {name}: {overview.get('taskmanagers')} TaskManagers registered")
