@@ -355,7 +355,8 @@ def checkpoint_cost_table(results, flink):
 
 
 def simulator_table(results, flink):
-    table = Table("8. Simulator speed", f"`weir sim explore <scenario> --seeds {SIM_SEEDS} --jobs 1` (one thread); "
+    seeds = results["sim"][0]["seeds"]
+    table = Table("8. Simulator speed", f"`weir sim explore <scenario> --seeds {seeds} --jobs 1` (one thread); "
                   "happy-path is the standard JobManager + 3 TaskManagers scenario.")
     for run in results["sim"]:
         name = run["scenario"].removesuffix(".toml")
