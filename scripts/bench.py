@@ -250,6 +250,10 @@ def startup_table(results, flink):
         their_both = theirs["jm"] + max(flink_tms) if flink_tms and theirs.get("jm") else None
         mark(table, table.row(f"{label} RSS JobManager + TaskManager", both, their_both, "MB", "≤ 1/20 of Flink"),
              lambda r: r <= 0.05)
+        pss = cluster.get(key.replace("rss", "pss"))
+        if pss:
+            table.row(f"{label} PSS JobManager + TaskManager (weir's shared binary pages split)",
+                      pss["jm"] + max(pss["tm-0"], pss["tm-1"]), None, "MB")
     submission = median(sample["cli_start_to_all_tasks_running_s"] for sample in cluster["submission"])
     flink_submission = median(sample.get("cli_start_to_all_tasks_running_s")
                               for sample in flink.get("submission_latency_long_run_p1", []))
@@ -298,7 +302,9 @@ def scheduling_table(results, flink):
                   "it runs here (WideJob 10 x 50 = 500 tasks all-to-all, one TaskManager of 50 slots), JobManager "
                   "received until the last task RUNNING.")
     schedule = results["schedule"]
-    wide = [run for run in flink.get("scheduling_wide", []) if run.get("hold_ms") and run.get("tasks")]
+    wide = [run for run in flink.get("scheduling_wide", [])
+            if run.get("hold_ms") and run.get("tasks") and run.get("jm_received_to_last_task_running_ms")]
+    failed = [run for run in flink.get("scheduling_wide", []) if run.get("final_state") == "FAILED"]
     widest = max(wide, key=lambda run: run["tasks"]) if wide else {}
     ours = schedule["total_ms"] / 1000
     theirs = (widest.get("jm_received_to_last_task_running_ms") or 0) / 1000 or None
@@ -307,7 +313,10 @@ def scheduling_table(results, flink):
         table.row(f"Flink {widest['tasks']} tasks: received until all RUNNING", None, theirs, "s")
         table.row("tasks per second scheduled", schedule["tasks"] / ours,
                   widest["tasks"] / theirs if theirs else None, "tasks/s")
-    emit("scheduling", weir=schedule, flink=widest or None)
+    for run in failed:
+        table.row(f"Flink {run.get('tasks')} tasks ({run.get('v')} x {run.get('p')}, hold {run.get('hold_ms')} ms): "
+                  "final state", None, "FAILED")
+    emit("scheduling", weir=schedule, flink=widest or None, flink_failed=len(failed))
     return table
 
 
@@ -444,6 +453,10 @@ FINDINGS = """
   wait. The steady-state rows (an unbounded job, source records/s over a window) leave it out.
   What would remove it: tasks reporting the end of their input so the coordinator triggers the
   final checkpoint at once (a change of protocol and a departure from Flink's timing).
+- **Footprint.** Most of an idle weir process's RSS is pages of the weir binary's code (file
+  pages, shared by the JobManager and every TaskManager on a host); its private memory is a
+  few MB. The PSS rows split the shared pages between the processes. Flink's figures are
+  RSS; its JVMs' heaps are private.
 - **Recovery.** A killed TaskManager's closed connection is noticed at once (milliseconds, with
   any heartbeat settings); heartbeats only matter when a peer goes silent without closing (a
   partition or a paused process). All tasks run again after the 100 ms restart delay plus

@@ -58,6 +58,19 @@ def rss_mb(pid):
     return None
 
 
+def pss_mb(pid):
+    """Proportional set size: private pages plus a share of the pages it shares (the weir binary's
+    code, mapped by every weir process) per process sharing them."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as rollup:
+            for line in rollup:
+                if line.startswith("Pss:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
 def cpu_seconds(pids):
     """User + system CPU time of live processes, in seconds."""
     total = 0
@@ -277,12 +290,14 @@ class Weir:
         try:
             time.sleep(3)
             out["idle_rss_mb"] = {name: rss_mb(pid) for name, pid in pids.items()}
+            out["idle_pss_mb"] = {name: pss_mb(pid) for name, pid in pids.items()}
             out["throughput"] = []
             for checkpoint_ms in (0, 1000):
                 path = job_file(self.work, f"cluster-{checkpoint_ms}", records, checkpoint_ms=checkpoint_ms)
                 for parallelism in parallelisms:
                     out["throughput"].append(self.cluster_throughput(path, parallelism, checkpoint_ms, records, pids))
             out["rss_after_jobs_mb"] = {name: rss_mb(pid) for name, pid in pids.items()}
+            out["pss_after_jobs_mb"] = {name: pss_mb(pid) for name, pid in pids.items()}
             out["steady_state"] = [self.steady_state(parallelism, checkpoint_ms, window_s, pids)
                                    for parallelism in parallelisms for checkpoint_ms in (0, 1000)]
             long_run = self.long_run_file("submission")
