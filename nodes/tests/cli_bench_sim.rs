@@ -22,7 +22,7 @@ fn bench_schedule_deploys_every_task_and_reports_each_phase() {
 
 #[test]
 fn bench_state_runs_both_backends_on_the_same_work_and_they_snapshot_the_same_bytes() {
-    let output = weir(&["bench", "state", "--keys", "2000", "--records", "20000", "--json"]);
+    let output = weir(&["bench", "state", "--keys", "2000", "--records", "20000", "--snapshots", "3", "--json"]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("one JSON line");
     let (heap, rocksdb) = (&report["heap"], &report["rocksdb"]);
@@ -33,8 +33,15 @@ fn bench_state_runs_both_backends_on_the_same_work_and_they_snapshot_the_same_by
         assert!(rocksdb[figure].as_f64().is_some_and(|value| value > 0.0), "{figure}: {report}");
     }
     assert!(report["throughput_ratio"].as_f64().is_some(), "{report}");
-    let refused = weir(&["bench", "state", "--keys", "0"]);
-    assert_eq!(refused.status.code(), Some(2));
+    for backend in [heap, rocksdb] {
+        assert_eq!(backend["snapshots"], 3, "{report}");
+        let (p50, p99) = (backend["snapshot_ms_p50"].as_f64(), backend["snapshot_ms_p99"].as_f64());
+        assert!(p50.zip(p99).is_some_and(|(p50, p99)| 0.0 < p50 && p50 <= p99), "{report}");
+    }
+    for refused in [["--keys", "0"], ["--snapshots", "0"]] {
+        let refused = weir(&["bench", "state", refused[0], refused[1]]);
+        assert_eq!(refused.status.code(), Some(2));
+    }
 }
 
 #[test]

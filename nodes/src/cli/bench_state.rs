@@ -2,7 +2,9 @@
 //!
 //! Each backend gets the same work, as a keyed running sum does it: M records spread over N keys
 //! (a fixed pseudo-random sequence), each one `set_current_key` and an update of the key's sum,
-//! then one full snapshot, timed separately. The RocksDB backend runs as tasks do: one database
+//! with a full snapshot after every M/K of them (`--snapshots K`, as a checkpoint would take one),
+//! timed separately: the snapshot times' median and 99th percentile are the backend's share of a
+//! checkpoint's duration. The RocksDB backend runs as tasks do: one database
 //! with a slot's share of managed memory (`taskmanager.memory.managed.size` over
 //! `taskmanager.numberOfTaskSlots`, from `-D` or the defaults), behind the store backend's cache.
 
@@ -25,7 +27,11 @@ const MAX_PARALLELISM: u32 = 128;
 struct BackendReport {
     backend: &'static str,
     records_per_second: f64,
+    /// The last snapshot's time (every key present).
     snapshot_ms: f64,
+    snapshot_ms_p50: f64,
+    snapshot_ms_p99: f64,
+    snapshots: u32,
     snapshot_bytes: usize,
 }
 
@@ -43,13 +49,14 @@ struct StateReport {
 }
 
 /// Runs the benchmark and prints the report.
-pub fn state(keys: u64, records: u64, raw: &RawConfig, json: bool) -> Result<(), CliError> {
-    if keys == 0 || records == 0 {
-        return Err(CliError::input("--keys and --records must be above 0".to_string()));
+pub fn state(keys: u64, records: u64, snapshots: u32, raw: &RawConfig, json: bool) -> Result<(), CliError> {
+    if keys == 0 || records == 0 || snapshots == 0 {
+        return Err(CliError::input("--keys, --records and --snapshots must be above 0".to_string()));
     }
+    let work = Work { keys, records, snapshots };
     let config = Config::from_raw(raw).map_err(|error| CliError::input(error.to_string()))?;
     let range = KeyGroupRange::new(0, MAX_PARALLELISM);
-    let heap = run("heap", HeapKeyedStateBackend::new(MAX_PARALLELISM, range), keys, records)?;
+    let heap = run("heap", HeapKeyedStateBackend::new(MAX_PARALLELISM, range), work)?;
     let dir = std::env::temp_dir().join(format!("weir-bench-state-{}", std::process::id()));
     let rocks = RocksState::new(&dir, &config);
     let operator = OperatorContext {
@@ -60,12 +67,12 @@ pub fn state(keys: u64, records: u64, raw: &RawConfig, json: bool) -> Result<(),
         attempt: 0,
     };
     let store = rocks.open(AllocationId(Hex128(1)), &operator).map_err(CliError::failed)?;
-    let rocksdb = run("rocksdb", StoreKeyedStateBackend::new(MAX_PARALLELISM, range, store), keys, records);
+    let rocksdb = run("rocksdb", StoreKeyedStateBackend::new(MAX_PARALLELISM, range, store), work);
     let _ = std::fs::remove_dir_all(&dir);
     let rocksdb = rocksdb?;
     let report = StateReport {
-        keys,
-        records,
+        keys: work.keys,
+        records: work.records,
         throughput_ratio: rocksdb.records_per_second / heap.records_per_second,
         snapshot_ratio: rocksdb.snapshot_ms / heap.snapshot_ms.max(f64::MIN_POSITIVE),
         heap,
@@ -76,8 +83,14 @@ pub fn state(keys: u64, records: u64, raw: &RawConfig, json: bool) -> Result<(),
     } else {
         for backend in [&report.heap, &report.rocksdb] {
             println!(
-                "{:8} {:>12.0} records/s  snapshot {:>9.1} ms  {:>11} bytes",
-                backend.backend, backend.records_per_second, backend.snapshot_ms, backend.snapshot_bytes
+                "{:8} {:>12.0} records/s  snapshot {:>9.1} ms (p50 {:.1} ms, p99 {:.1} ms of {})  {:>11} bytes",
+                backend.backend,
+                backend.records_per_second,
+                backend.snapshot_ms,
+                backend.snapshot_ms_p50,
+                backend.snapshot_ms_p99,
+                backend.snapshots,
+                backend.snapshot_bytes
             );
         }
         println!(
@@ -91,26 +104,58 @@ pub fn state(keys: u64, records: u64, raw: &RawConfig, json: bool) -> Result<(),
     Ok(())
 }
 
-fn run(
-    name: &'static str,
-    mut backend: impl KeyedStateBackend,
+/// The same work for each backend.
+#[derive(Clone, Copy)]
+struct Work {
     keys: u64,
     records: u64,
-) -> Result<BackendReport, CliError> {
+    snapshots: u32,
+}
+
+fn run(name: &'static str, mut backend: impl KeyedStateBackend, work: Work) -> Result<BackendReport, CliError> {
     let failed = |error: weir_core::dataflow::state::StateError| CliError::failed(format!("{name}: {error}"));
     let sums = backend.register_value::<i64>("sums", SerdeCodec);
     let mut seed = 0x2545_f491_4f6c_dd1du64;
-    let started = Instant::now();
-    for record in 0..records {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        backend.set_current_key(Value::Int((seed % keys) as i64)).map_err(failed)?;
-        *backend.entry(sums, Namespace::Global, || 0).map_err(failed)? += (record % 101) as i64;
+    let mut updating = std::time::Duration::ZERO;
+    let mut snapshot_ms = Vec::with_capacity(work.snapshots as usize);
+    let mut snapshot_bytes = 0;
+    let mut record = 0;
+    for round in 1..=u64::from(work.snapshots) {
+        // Rounds split the records evenly; the last one takes the remainder.
+        let until = work.records * round / u64::from(work.snapshots);
+        let started = Instant::now();
+        while record < until {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            backend.set_current_key(Value::Int((seed % work.keys) as i64)).map_err(failed)?;
+            *backend.entry(sums, Namespace::Global, || 0).map_err(failed)? += (record % 101) as i64;
+            record += 1;
+        }
+        updating += started.elapsed();
+        let started = Instant::now();
+        let snapshot = backend.snapshot().map_err(failed)?;
+        snapshot_ms.push(started.elapsed().as_secs_f64() * 1e3);
+        snapshot_bytes = snapshot.byte_size();
     }
-    let records_per_second = records as f64 / started.elapsed().as_secs_f64();
-    let started = Instant::now();
-    let snapshot = backend.snapshot().map_err(failed)?;
-    let snapshot_ms = started.elapsed().as_secs_f64() * 1e3;
-    Ok(BackendReport { backend: name, records_per_second, snapshot_ms, snapshot_bytes: snapshot.byte_size() })
+    let last_ms = snapshot_ms.last().copied().unwrap_or_default();
+    snapshot_ms.sort_by(f64::total_cmp);
+    Ok(BackendReport {
+        backend: name,
+        records_per_second: work.records as f64 / updating.as_secs_f64().max(f64::MIN_POSITIVE),
+        snapshot_ms: last_ms,
+        snapshot_ms_p50: percentile(&snapshot_ms, 0.50),
+        snapshot_ms_p99: percentile(&snapshot_ms, 0.99),
+        snapshots: work.snapshots,
+        snapshot_bytes,
+    })
+}
+
+/// The nearest-rank percentile of sorted values.
+fn percentile(sorted: &[f64], fraction: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = (fraction * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
 }

@@ -212,6 +212,9 @@ enum BenchCommand {
         /// Updates (records).
         #[arg(long, default_value_t = 10_000_000)]
         records: u64,
+        /// Full snapshots, one after each equal share of the records (their p50 and p99 are reported).
+        #[arg(long, default_value_t = 1)]
+        snapshots: u32,
         /// Print one JSON line.
         #[arg(long)]
         json: bool,
@@ -374,8 +377,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             explore::run(&scenarios, budget, jobs)
         }
         Command::Bench(BenchCommand::Schedule { tasks, json }) => bench::schedule(tasks, json),
-        Command::Bench(BenchCommand::State { keys, records, json, config }) => {
-            bench_state::state(keys, records, &crate::settings::load_raw_config(&config)?, json)
+        Command::Bench(BenchCommand::State { keys, records, snapshots, json, config }) => {
+            bench_state::state(keys, records, snapshots, &crate::settings::load_raw_config(&config)?, json)
         }
         Command::Journal(JournalCommand::Replay { file }) => journal::replay(&file),
     }
