@@ -450,6 +450,40 @@ fn cluster_start_waits_for_its_workers_and_cluster_stop_ends_them() {
     assert!(get(&cluster.rest, "/overview").is_none());
 }
 
+#[test]
+fn a_cluster_start_whose_job_manager_cannot_start_fails_at_once_and_leaves_nothing_running() {
+    let cluster = Cluster::new("standalone-fails", &[]);
+    let rpc_port = cluster.settings.iter().find_map(|text| text.strip_prefix("jobmanager.rpc.port=")).unwrap();
+    let _taken = std::net::TcpListener::bind(format!("127.0.0.1:{rpc_port}")).expect("the RPC port taken");
+    let state = cluster.dir.join("cluster");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
+    command.args(["cluster", "start", "--dir", state.to_str().unwrap()]);
+    for setting in &cluster.settings {
+        command.arg("-D").arg(setting);
+    }
+    let started = Instant::now();
+    let output = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("jobmanager exited"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(20), "failed without waiting for the ready timeout");
+    let pid_files: Vec<_> = std::fs::read_dir(&state)
+        .unwrap()
+        .flatten()
+        .filter(|entry| entry.path().extension().is_some_and(|e| e == "pid"))
+        .collect();
+    assert!(pid_files.is_empty(), "no pid file claims a cluster: {pid_files:?}");
+    let marker = cluster.dir.to_string_lossy().to_string();
+    let left: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| std::fs::read(entry.path().join("cmdline")).ok())
+        .map(|cmdline| String::from_utf8_lossy(&cmdline).replace('\0', " "))
+        .filter(|cmdline| cmdline.contains(&marker) && cmdline.contains("taskmanager"))
+        .collect();
+    assert!(left.is_empty(), "no TaskManager of the failed start is left running: {left:?}");
+}
+
 /// Whether `pid` ended and waits for its parent to reap it.
 fn is_zombie(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| stat.contains(") Z "))

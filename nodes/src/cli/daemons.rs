@@ -145,21 +145,57 @@ pub fn cluster_start(dir: &Path, workers_file: Option<&Path>, config_args: &Conf
         )));
     }
     let started = Instant::now();
-    spawn_logged("jobmanager", config_args, dir, "jobmanager")?;
+    let mut children = Vec::new();
+    let ready = start_and_wait(dir, &hosts, config_args, &config, &mut children);
+    if ready.is_err() {
+        // A half-started cluster is no cluster: stop what this call started, so no daemon is left
+        // behind holding ports and no pid file claims a cluster that is not there.
+        for (name, mut child) in children {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = std::fs::remove_file(dir.join(format!("{name}.pid")));
+        }
+        return ready;
+    }
+    let rest = format!("{}:{}", config.rest.address, config.rest.port);
+    println!(
+        "cluster started in {:.2} s: JobManager (REST http://{rest}) and {} TaskManager(s); logs in {}",
+        started.elapsed().as_secs_f64(),
+        hosts.len(),
+        dir.join("log").display()
+    );
+    Ok(())
+}
+
+/// Starts the JobManager and one TaskManager per host (each pushed onto `children`) and waits
+/// until every TaskManager has registered; fails at once when a daemon exits.
+fn start_and_wait(
+    dir: &Path,
+    hosts: &[String],
+    config_args: &ConfigArgs,
+    config: &Config,
+    children: &mut Vec<(String, Child)>,
+) -> Result<(), CliError> {
+    let started = Instant::now();
+    children.push(("jobmanager".to_string(), spawn_logged("jobmanager", config_args, dir, "jobmanager")?));
     for index in 0..hosts.len() {
-        spawn_logged("taskmanager", config_args, dir, &format!("taskmanager-{index}"))?;
+        let name = format!("taskmanager-{index}");
+        children.push((name.clone(), spawn_logged("taskmanager", config_args, dir, &name)?));
     }
     let rest = format!("{}:{}", config.rest.address, config.rest.port);
     let wanted = hosts.len();
     loop {
         let registered = super::remote::registered_task_managers(&rest).unwrap_or(0);
         if registered >= wanted {
-            println!(
-                "cluster started in {:.2} s: JobManager (REST http://{rest}) and {wanted} TaskManager(s); logs in {}",
-                started.elapsed().as_secs_f64(),
-                dir.join("log").display()
-            );
             return Ok(());
+        }
+        for (name, child) in children.iter_mut() {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(CliError::failed(format!(
+                    "{name} exited ({status}) before the cluster was ready; see {}",
+                    dir.join("log").join(format!("{name}.log")).display()
+                )));
+            }
         }
         if started.elapsed() > READY_TIMEOUT {
             return Err(CliError::failed(format!(
