@@ -8,6 +8,7 @@
 
 pub mod job_manager;
 pub mod journal;
+pub mod ha;
 pub mod metadata;
 pub mod task_manager;
 
