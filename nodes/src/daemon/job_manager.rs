@@ -12,10 +12,10 @@
 //! the Dispatcher sees them, each completed checkpoint's location after it completes, and a
 //! restarted JobManager resubmits what it finds, in a higher leader epoch.
 
-use super::journal::{self, Journal, JournalSettings};
 use super::ha::candidate::{Candidacy, Step};
 use super::ha::standby::Gate;
 use super::ha::{self, HaAnswer, LeaderAddress};
+use super::journal::{self, Journal, JournalSettings};
 use super::metadata::MetadataStore;
 use super::{init_logging, resolve_listen};
 use crate::rest::{ClusterState, RestCall, RestClients};
@@ -102,7 +102,8 @@ pub async fn serve(raw: RawConfig, config: Config, options: JobManagerOptions) -
                  high-availability {}",
                 config.ha.kind.as_str()
             );
-            let (epoch, candidacy, records) = campaign(&config, backend, &address, gate, &clock, &inbox, &mut receiver).await?;
+            let (epoch, candidacy, records) =
+                campaign(&config, backend, &address, gate, &clock, &inbox, &mut receiver).await?;
             (epoch, Some(candidacy), Some(records))
         }
         (None, Some(metadata)) => (metadata.next_epoch()?, None, None),
@@ -119,7 +120,9 @@ pub async fn serve(raw: RawConfig, config: Config, options: JobManagerOptions) -
         token: token.clone(),
     };
     super::serve_rpc(rpc_listener, token, inbox.clone(), Inbox::Rpc);
-    let stored = metadata.as_ref().map_or_else(|| format!("high-availability {}", config.ha.kind.as_str()), |m| m.dir().display().to_string());
+    let stored = metadata
+        .as_ref()
+        .map_or_else(|| format!("high-availability {}", config.ha.kind.as_str()), |m| m.dir().display().to_string());
     tracing::info!(rpc = %rpc_address, rest = %rest_address, %epoch, metadata = %stored, "JobManager started");
     println!("JobManager started: rpc {rpc_address}, REST API at http://{rest_address}, leader epoch {epoch}");
     let journal =

@@ -135,8 +135,7 @@ pub async fn serve_gated(
     token: Option<String>,
     gate: crate::daemon::ha::standby::Gate,
 ) {
-    let app = router(calls, token)
-        .layer(axum::middleware::from_fn_with_state(gate, crate::daemon::ha::standby::gate));
+    let app = router(calls, token).layer(axum::middleware::from_fn_with_state(gate, crate::daemon::ha::standby::gate));
     if let Err(error) = axum::serve(listener, app).await {
         eprintln!("warning: the REST endpoint stopped: {error}");
     }

@@ -83,7 +83,9 @@ impl Candidacy {
                 }
                 match records {
                     Ok(records) => Step::Lead { epoch, records: Box::new(records) },
-                    Err(error) => exit_fenced(&format!("cannot read the HA records as leader of epoch {epoch}: {error}")),
+                    Err(error) => {
+                        exit_fenced(&format!("cannot read the HA records as leader of epoch {epoch}: {error}"))
+                    }
                 }
             }
             HaAnswer::Written(write) => Step::Written(write),

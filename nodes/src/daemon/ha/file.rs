@@ -84,7 +84,9 @@ impl FileStore {
 pub fn load<T: DeserializeOwned + Default>(dir: &Path, name: &str) -> Result<T, String> {
     let path = dir.join(name);
     match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|error| format!("{} is malformed: {error}", path.display())),
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes).map_err(|error| format!("{} is malformed: {error}", path.display()))
+        }
         Err(error) if error.kind() == ErrorKind::NotFound => Ok(T::default()),
         Err(error) => Err(format!("cannot read {}: {error}", path.display())),
     }

@@ -2,8 +2,8 @@ use super::file::FileStore;
 use super::{Backend, LeaderAddress};
 use weir_core::ha::{HaRecord, HaWrite};
 use weir_core::ids::{Epoch, Hex128, JobId};
-use weir_core::protocol::JobStatus;
 use weir_core::leader::{StoreReply, StoreRequest};
+use weir_core::protocol::JobStatus;
 use weir_core::time::Duration;
 
 fn scratch(name: &str) -> std::path::PathBuf {
@@ -51,7 +51,8 @@ fn a_write_from_below_the_newest_grant_is_refused_and_records_survive_reopening(
     let dir = scratch("records");
     let mut store = FileStore::open(dir.to_str().unwrap(), "cluster").unwrap();
     let job_id = JobId(Hex128(7));
-    let counter = |epoch| HaWrite { epoch: Epoch(epoch), record: HaRecord::JobResult { job_id, status: JobStatus::Finished } };
+    let counter =
+        |epoch| HaWrite { epoch: Epoch(epoch), record: HaRecord::JobResult { job_id, status: JobStatus::Finished } };
     let short = Duration::from_millis(50);
     assert!(matches!(acquire(&mut store, "a", short, 0), StoreReply::Granted { epoch: Epoch(1), .. }));
     assert_eq!(store.write(&counter(1)).unwrap(), Ok(()));
