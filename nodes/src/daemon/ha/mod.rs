@@ -1,7 +1,7 @@
 //! High availability in the daemons: the driver side of core's leader election
 //! ([`weir_core::leader`]) and HA records ([`weir_core::ha`]) against a real store.
 //!
-//! - [`Backend`]: one store (`file`: [`file::FileStore`]) answering lease requests, fenced
+//! - [`Backend`]: one store (`file`: [`file::FileStore`], `etcd`: [`etcd::EtcdStore`]) answering lease requests, fenced
 //!   record writes, record reads and leader retrieval, blocking;
 //! - [`Service`]: a thread that carries out a JobManager's requests against its backend in the
 //!   order they were made and posts the answers to the control task;
@@ -13,6 +13,7 @@
 //! RocksDB ([`super::metadata`]) and leads alone in the epoch after its last one.
 
 pub mod candidate;
+pub mod etcd;
 pub mod file;
 pub mod standby;
 
@@ -45,9 +46,7 @@ pub fn open(config: &HaConfig) -> Result<Option<Box<dyn Backend>>, String> {
             let storage_dir = config.storage_dir.as_deref().ok_or("high-availability.storageDir is required")?;
             Ok(Some(Box::new(file::FileStore::open(storage_dir, &config.cluster_id)?)))
         }
-        HaType::Etcd => Err("high-availability.type: etcd is not available in this build of the daemons; \
-             use `file` (a storage directory shared by the JobManagers)"
-            .to_string()),
+        HaType::Etcd => Ok(Some(Box::new(etcd::EtcdStore::open(&config.etcd_endpoints, &config.cluster_id)?))),
     }
 }
 

@@ -74,3 +74,17 @@ fn malformed_files_and_bad_cluster_ids_are_errors_not_panics() {
     let error = store.leader().unwrap_err();
     assert!(error.contains("lease.json is malformed"), "{error}");
 }
+
+#[test]
+fn base64_round_trips_and_matches_known_encodings() {
+    use super::etcd::{base64_decode, base64_encode};
+    for (plain, encoded) in
+        [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("/weir/x/leader", "L3dlaXIveC9sZWFkZXI=")]
+    {
+        assert_eq!(base64_encode(plain.as_bytes()), encoded);
+        assert_eq!(base64_decode(encoded).unwrap(), plain.as_bytes());
+    }
+    let bytes: Vec<u8> = (0..=255).collect();
+    assert_eq!(base64_decode(&base64_encode(&bytes)).unwrap(), bytes);
+    assert!(base64_decode("a*b").is_err());
+}
