@@ -47,11 +47,9 @@ pub struct FileStore {
 }
 
 impl FileStore {
-    /// Opens (creating it if needed) `storage_dir/cluster_id/`.
+    /// Opens (creating it if needed) `storage_dir/cluster_id/` (`/default` is `default`).
     pub fn open(storage_dir: &str, cluster_id: &str) -> Result<FileStore, String> {
-        if cluster_id.is_empty() || cluster_id.contains(['/', '\\']) || cluster_id == ".." {
-            return Err(format!("high-availability.cluster-id {cluster_id:?} is not a directory name"));
-        }
+        let cluster_id = super::cluster_name(cluster_id)?;
         let dir = Path::new(storage_dir).join(cluster_id);
         std::fs::create_dir_all(&dir).map_err(|error| format!("cannot create {}: {error}", dir.display()))?;
         let path = dir.join(LOCK_FILE);
@@ -72,11 +70,27 @@ impl FileStore {
 
     /// Runs `work` holding the lock (exclusive, or shared for reads).
     fn locked<T>(&self, exclusive: bool, work: impl FnOnce(&Path) -> Result<T, String>) -> Result<T, String> {
-        let taken = if exclusive { self.lock.lock() } else { self.lock.lock_shared() };
-        taken.map_err(|error| format!("cannot lock {}: {error}", self.dir.join(LOCK_FILE).display()))?;
+        let operation = if exclusive { libc::LOCK_EX } else { libc::LOCK_SH };
+        flock(&self.lock, operation)
+            .map_err(|error| format!("cannot lock {}: {error}", self.dir.join(LOCK_FILE).display()))?;
         let result = work(&self.dir);
-        let _ = self.lock.unlock(); // closing the file would release it too
+        let _ = flock(&self.lock, libc::LOCK_UN); // closing the file would release it too
         result
+    }
+}
+
+/// `flock(2)` on `file`, again when a signal interrupted the wait.
+fn flock(file: &File, operation: libc::c_int) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    loop {
+        // SAFETY: flock takes a descriptor `file` owns for the whole call and no memory.
+        if unsafe { libc::flock(file.as_raw_fd(), operation) } == 0 {
+            return Ok(());
+        }
+        let error = std::io::Error::last_os_error();
+        if error.kind() != ErrorKind::Interrupted {
+            return Err(error);
+        }
     }
 }
 

@@ -44,10 +44,21 @@ pub fn open(config: &HaConfig) -> Result<Option<Box<dyn Backend>>, String> {
         HaType::None => Ok(None),
         HaType::File => {
             let storage_dir = config.storage_dir.as_deref().ok_or("high-availability.storageDir is required")?;
-            Ok(Some(Box::new(file::FileStore::open(storage_dir, &config.cluster_id)?)))
+            let storage_dir = storage_dir.strip_prefix("file://").unwrap_or(storage_dir);
+            Ok(Some(Box::new(file::FileStore::open(storage_dir, cluster_name(&config.cluster_id)?)?)))
         }
-        HaType::Etcd => Ok(Some(Box::new(etcd::EtcdStore::open(&config.etcd_endpoints, &config.cluster_id)?))),
+        HaType::Etcd => {
+            let name = cluster_name(&config.cluster_id)?;
+            Ok(Some(Box::new(etcd::EtcdStore::open(&config.etcd_endpoints, name)?)))
+        }
     }
+}
+
+/// `high-availability.cluster-id` as one path segment: Flink's `/default` is `default`.
+pub fn cluster_name(cluster_id: &str) -> Result<&str, String> {
+    let name = cluster_id.trim_matches('/');
+    let plain = !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\']);
+    if plain { Ok(name) } else { Err(format!("high-availability.cluster-id {cluster_id:?} is not one plain name")) }
 }
 
 /// Where a leader is reached: its RPC endpoint (TaskManagers) and REST endpoint (clients),

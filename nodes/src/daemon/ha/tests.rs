@@ -68,6 +68,8 @@ fn a_write_from_below_the_newest_grant_is_refused_and_records_survive_reopening(
 #[test]
 fn malformed_files_and_bad_cluster_ids_are_errors_not_panics() {
     assert!(FileStore::open("/tmp", "../x").is_err());
+    assert!(FileStore::open("/tmp", "/").is_err());
+    assert_eq!(super::cluster_name("/default"), Ok("default"));
     let dir = scratch("malformed");
     let mut store = FileStore::open(dir.to_str().unwrap(), "cluster").unwrap();
     std::fs::write(store.dir().join(super::file::LEASE_FILE), b"{not json").unwrap();
