@@ -99,3 +99,12 @@ fn a_leader_paused_past_its_lease_steps_down_without_an_accepted_write() {
     running.check_taken_over();
     check_exactly_once(&running.cluster.dir, &running.input);
 }
+
+#[test]
+#[ignore = "a measurement: WEIR_FAILOVER_RUNS=20 ... -- --ignored --nocapture"]
+fn failover_distribution() {
+    let etcd = Etcd::start("bench");
+    let url = etcd.url.clone();
+    // One etcd for every run: each run's cluster id is its own.
+    support::ha::measure_failover(SUITE, || Store::Etcd(url.clone()));
+}

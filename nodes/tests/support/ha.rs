@@ -76,6 +76,8 @@ pub enum Store {
 
 pub struct HaCluster {
     pub dir: PathBuf,
+    /// Its `high-availability.cluster-id`: the test's name, so clusters sharing an etcd differ.
+    name: String,
     store: Store,
     settings: Vec<String>,
     started: usize,
@@ -92,7 +94,7 @@ impl HaCluster {
         };
         settings.extend([
             format!("high-availability.storageDir={}", dir.join("ha").display()),
-            "high-availability.cluster-id=test".to_string(),
+            format!("high-availability.cluster-id={name}"),
             format!("high-availability.lease-duration={LEASE}"),
             "high-availability.renew-interval=500 ms".to_string(),
             "high-availability.lease-margin=500 ms".to_string(),
@@ -107,7 +109,7 @@ impl HaCluster {
             format!("journal.dir={}", dir.join("journal").display()),
             "metrics.port=0".to_string(),
         ]);
-        HaCluster { dir, store, settings, started: 0 }
+        HaCluster { dir, name: name.to_string(), store, settings, started: 0 }
     }
 
     fn spawn(&mut self, role: &str, extra: &[String]) -> Daemon {
@@ -147,7 +149,7 @@ impl HaCluster {
     fn epoch(&self) -> serde_json::Value {
         match &self.store {
             Store::File => self.file_json("lease.json")["epoch"].clone(),
-            Store::Etcd(url) => etcd_get(url, "/weir/test/epoch"),
+            Store::Etcd(url) => etcd_get(url, &format!("/weir/{}/epoch", self.name)),
         }
     }
 
@@ -155,13 +157,26 @@ impl HaCluster {
     pub fn records(&self) -> serde_json::Value {
         match &self.store {
             Store::File => self.file_json("records.json"),
-            Store::Etcd(url) => etcd_get(url, "/weir/test/records"),
+            Store::Etcd(url) => etcd_get(url, &format!("/weir/{}/records", self.name)),
         }
     }
 
     fn file_json(&self, name: &str) -> serde_json::Value {
-        let text = std::fs::read_to_string(self.dir.join("ha/test").join(name)).unwrap_or_default();
+        let text = std::fs::read_to_string(self.dir.join("ha").join(&self.name).join(name)).unwrap_or_default();
         serde_json::from_str(&text).unwrap_or_default()
+    }
+
+    /// `weir list` with the cluster's settings and no `-m`: the CLI finds the leader in the store.
+    pub fn cli_list(&self) -> String {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
+        command.arg("list").env_remove("WEIR_TOKEN");
+        for setting in &self.settings {
+            command.arg("-D").arg(setting);
+        }
+        let output = command.output().unwrap();
+        let text = String::from_utf8_lossy(&output.stdout).to_string();
+        assert!(output.status.success(), "{text}{}", String::from_utf8_lossy(&output.stderr));
+        text
     }
 
     /// Submits through `rest` with the CLI (a standby's address works: the CLI follows it).
@@ -310,4 +325,30 @@ fn etcd_get(url: &str, key: &str) -> serde_json::Value {
         answer.split_once("\r\n\r\n").and_then(|(_, body)| serde_json::from_str(body).ok()).unwrap_or_default();
     let value = json["kvs"][0]["value"].as_str().map(|value| base64_decode(value).unwrap());
     value.and_then(|bytes| serde_json::from_slice(&bytes).ok()).unwrap_or_default()
+}
+
+/// Kill -9 of the leader → the job RUNNING under the standby, `WEIR_FAILOVER_RUNS` times (5 by
+/// default); prints each run and the distribution.
+pub fn measure_failover(suite: &str, store: impl Fn() -> Store) {
+    let runs: usize = std::env::var("WEIR_FAILOVER_RUNS").ok().and_then(|text| text.parse().ok()).unwrap_or(5);
+    let mut times = Vec::new();
+    for run in 0..runs {
+        let mut running = start(suite, &format!("bench-{run}"), store());
+        let killed = Instant::now();
+        running.leader.daemon.kill9();
+        let took = running.wait_running_under_standby(killed);
+        println!("run {run}: {took:?}");
+        times.push(took);
+        let _ = std::fs::remove_dir_all(&running.cluster.dir);
+    }
+    times.sort();
+    let at = |quantile: f64| times[((times.len() - 1) as f64 * quantile).round() as usize];
+    println!(
+        "kill -9 -> RUNNING over {runs} runs (lease {LEASE}, renew 500 ms, margin 500 ms): \
+         min {:?} p50 {:?} p90 {:?} max {:?}",
+        times[0],
+        at(0.5),
+        at(0.9),
+        times[times.len() - 1]
+    );
 }
