@@ -314,7 +314,9 @@ impl Driver {
             Inbox::Storage(reply) => self.feed(now, job_manager::Input::Storage(reply)),
             Inbox::Ha(answer) => {
                 let Some(candidacy) = &mut self.candidacy else { return };
-                if let Step::Written(write) = candidacy.answer(now, answer) {
+                let step = candidacy.answer(now, answer);
+                self.check_leading(now); // a reply may have fenced it: nothing acts after that
+                if let Step::Written(write) = step {
                     self.job_manager.ha_acknowledged(&write);
                 }
             }

@@ -135,7 +135,12 @@ pub async fn serve_gated(
     token: Option<String>,
     gate: crate::daemon::ha::standby::Gate,
 ) {
-    let app = router(calls, token).layer(axum::middleware::from_fn_with_state(gate, crate::daemon::ha::standby::gate));
+    // The token is checked before the gate, so a standby names its leader only to callers
+    // that may use it.
+    let key = token.clone().map(std::sync::Arc::<str>::from);
+    let app = router(calls, token)
+        .layer(axum::middleware::from_fn_with_state(gate, crate::daemon::ha::standby::gate))
+        .layer(axum::middleware::from_fn_with_state(key, handlers::authorize));
     if let Err(error) = axum::serve(listener, app).await {
         eprintln!("warning: the REST endpoint stopped: {error}");
     }

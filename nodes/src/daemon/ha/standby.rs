@@ -66,3 +66,40 @@ pub async fn gate(State(gate): State<Gate>, request: Request, next: Next) -> Res
     }
     response
 }
+
+#[cfg(all(test, not(madsim)))]
+mod tests {
+    use super::Gate;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode, header};
+    use tower::ServiceExt;
+
+    async fn get(gate: &Gate, uri: &str) -> (StatusCode, Option<String>, serde_json::Value) {
+        let app = axum::Router::new()
+            .route("/jobs/overview", axum::routing::get(|| async { "served" }))
+            .layer(axum::middleware::from_fn_with_state(gate.clone(), super::gate));
+        let request = Request::builder().uri(uri).body(Body::empty()).expect("request");
+        let response = app.oneshot(request).await.expect("infallible");
+        let status = response.status();
+        let location = response.headers().get(header::LOCATION).and_then(|value| value.to_str().ok()).map(String::from);
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("body");
+        (status, location, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+    }
+
+    #[tokio::test]
+    async fn a_standby_names_the_leader_and_a_leader_serves() {
+        let gate = Gate::new();
+        let (status, location, body) = get(&gate, "/jobs/overview").await;
+        assert_eq!((status, location), (StatusCode::SERVICE_UNAVAILABLE, None));
+        assert_eq!(body["leader"], serde_json::Value::Null, "{body}");
+        gate.follow(Some("127.0.0.1:8082".to_string()));
+        let (status, location, body) = get(&gate, "/jobs/overview").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(location.as_deref(), Some("http://127.0.0.1:8082/jobs/overview"));
+        assert_eq!(body["leader"], "127.0.0.1:8082");
+        assert!(body["errors"][0].as_str().is_some_and(|error| error.contains("standby")), "{body}");
+        gate.lead();
+        let (status, _, _) = get(&gate, "/jobs/overview").await;
+        assert_eq!(status, StatusCode::OK);
+    }
+}
