@@ -80,22 +80,34 @@ pub fn run(raw: RawConfig, options: JobManagerOptions) -> Result<Option<JobStatu
     runtime.block_on(serve(raw, config, options))
 }
 
+/// Where a JobManager's jobs and epoch come from.
+enum Start {
+    /// High-availability `none`: the local record, and the epoch after its last.
+    Local(MetadataStore, Epoch),
+    /// `file` or `etcd`: the store, once this process wins its lease.
+    Ha(Box<dyn ha::Backend>),
+}
+
 /// The JobManager on the current runtime (a madsim node in simulation tests).
 pub async fn serve(raw: RawConfig, config: Config, options: JobManagerOptions) -> Result<Option<JobStatus>, String> {
-    let backend = ha::open(&config.ha)?;
-    // Without HA the local record also tells the epoch; with HA the lease does.
-    let metadata = match backend {
-        None => Some(MetadataStore::open(&options.metadata_dir)?),
-        Some(_) => None,
+    // Without HA the local record tells the epoch; with HA the lease does.
+    let start = match ha::open(&config.ha)? {
+        Some(backend) => Start::Ha(backend),
+        None => {
+            let metadata = MetadataStore::open(&options.metadata_dir)?;
+            let epoch = metadata.next_epoch()?;
+            Start::Local(metadata, epoch)
+        }
     };
     let (rpc_listener, rpc_address) = resolve_listen(&config.rpc.address, config.rpc.port).await?;
     let token = config.security.token.clone();
     let (inbox, mut receiver) = mpsc::channel(INBOX);
-    let gate = if backend.is_some() { Gate::new() } else { Gate::open() };
+    let gate = if matches!(start, Start::Ha(_)) { Gate::new() } else { Gate::open() };
     let rest_address = start_rest(&config, inbox.clone(), gate.clone()).await?;
     let clock = Clock::start();
-    let (epoch, candidacy, records) = match (backend, &metadata) {
-        (Some(backend), _) => {
+    let (epoch, metadata, candidacy, records) = match start {
+        Start::Local(metadata, epoch) => (epoch, Some(metadata), None, None),
+        Start::Ha(backend) => {
             let address = LeaderAddress { rpc: rpc_address.clone(), rest: rest_address.clone() };
             println!(
                 "JobManager started as a standby: rpc {rpc_address}, REST API at http://{rest_address}, \
@@ -104,10 +116,8 @@ pub async fn serve(raw: RawConfig, config: Config, options: JobManagerOptions) -
             );
             let (epoch, candidacy, records) =
                 campaign(&config, backend, &address, gate, &clock, &inbox, &mut receiver).await?;
-            (epoch, Some(candidacy), Some(records))
+            (epoch, None, Some(candidacy), Some(records))
         }
-        (None, Some(metadata)) => (metadata.next_epoch()?, None, None),
-        (None, None) => unreachable!("a JobManager without HA opened its metadata"),
     };
     let seed = journal::job_manager_seed(epoch);
     let journal_settings = JournalSettings::from_raw(&raw, &options.data_dir)?;
@@ -201,7 +211,9 @@ async fn campaign(
     receiver: &mut mpsc::Receiver<Inbox>,
 ) -> Result<(Epoch, Candidacy, Box<weir_core::ha::HaRecords>), String> {
     let answers = inbox.clone();
-    let service = ha::Service::start(backend, Box::new(move |answer| answers.blocking_send(Inbox::Ha(answer)).is_ok()));
+    let records = ha::open(&config.ha)?.ok_or("high availability is off")?;
+    let post = Box::new(move |answer| answers.blocking_send(Inbox::Ha(answer)).is_ok());
+    let service = ha::Service::start(backend, records, post);
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     let candidate = format!("jobmanager@{}#{}-{nanos}", address.rpc, std::process::id());
     let timing = ElectionTiming::from_config(&config.ha);

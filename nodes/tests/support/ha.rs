@@ -295,11 +295,15 @@ impl Running {
         assert!(!log.contains(&format!("recovering job {} from its start", self.job_id)), "{log}");
         assert!(log.contains("leader epoch 2"), "{log}");
         assert_eq!(self.cluster.epoch(), 2, "the store's epoch");
+        // The result's write follows the status change the test saw over REST.
+        let recorded = || {
+            let results = self.cluster.records()["records"]["results"].as_object().cloned().unwrap_or_default();
+            results.values().any(|status| *status == "Finished")
+        };
+        wait_for(recorded, "the job's result in the store", WAIT_MAX);
         let records = self.cluster.records();
         assert_eq!(records["epoch_seen"], 2, "{records}");
-        let results = records["records"]["results"].as_object().cloned().unwrap_or_default();
-        let finished: Vec<_> = results.values().filter(|status| *status == "Finished").collect();
-        assert_eq!(finished.len(), 1, "the job's result is recorded: {records}");
+        assert_eq!(records["records"]["results"].as_object().map(|results| results.len()), Some(1), "{records}");
         assert_eq!(records["records"]["jobs"], serde_json::json!({}), "no unfinished job is left: {records}");
     }
 }

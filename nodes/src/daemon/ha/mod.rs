@@ -3,8 +3,8 @@
 //!
 //! - [`Backend`]: one store (`file`: [`file::FileStore`], `etcd`: [`etcd::EtcdStore`]) answering lease requests, fenced
 //!   record writes, record reads and leader retrieval, blocking;
-//! - [`Service`]: a thread that carries out a JobManager's requests against its backend in the
-//!   order they were made and posts the answers to the control task;
+//! - [`Service`]: threads that carry out a JobManager's lease requests and record writes against
+//!   its backend, each kind in order, and post the answers to the control task;
 //! - [`candidate::Candidacy`]: a JobManager's election, fed by the service's answers;
 //! - [`standby`]: REST on a JobManager that does not lead (503 with the leader's address);
 //! - [`spawn_retrieval`]: TaskManagers' leader retrieval, polling the store.
@@ -127,54 +127,77 @@ pub enum HaAnswer {
 /// How long a failed record write waits before it is tried again.
 const WRITE_RETRY: Duration = Duration::from_millis(100);
 
-/// The thread carrying out a JobManager's requests in order.
+/// Two threads carrying out a JobManager's requests: one for the lease, one for the records, each
+/// in order and with its own connection to the store. Lease requests never wait behind record
+/// writes (a checkpoint's writes queued ahead of a renewal could make the leader fence itself);
+/// they need no order between them, as the store fences every write on its own.
 pub struct Service {
-    requests: mpsc::Sender<HaRequest>,
+    lease: mpsc::Sender<HaRequest>,
+    records: mpsc::Sender<HaRequest>,
 }
 
 impl Service {
-    /// Starts the thread; `answer` posts each answer to the control task (false: it is gone).
-    pub fn start(mut backend: Box<dyn Backend>, answer: Box<dyn Fn(HaAnswer) -> bool + Send>) -> Service {
-        let (requests, receiver) = mpsc::channel::<HaRequest>();
-        let work = move || {
-            while let Ok(request) = receiver.recv() {
-                let reply = match request {
-                    // A failed lease request goes unanswered: the election forgets it and a
-                    // leader that cannot renew fences itself at its deadline.
-                    HaRequest::Lease(request) => match backend.lease(request) {
-                        Ok(reply) => Some(HaAnswer::Lease(reply)),
-                        Err(error) => {
-                            tracing::warn!("the HA store did not answer a lease request: {error}");
-                            None
-                        }
-                    },
-                    HaRequest::Write(write) => Some(write_until_done(backend.as_mut(), write)),
-                    HaRequest::Records { epoch } => Some(HaAnswer::Records { epoch, records: backend.records() }),
-                };
-                if let Some(reply) = reply
-                    && !answer(reply)
-                {
-                    return;
-                }
-            }
-        };
-        if let Err(error) = std::thread::Builder::new().name("ha-store".into()).spawn(work) {
-            tracing::error!("cannot start the HA store thread: {error}");
+    /// Starts the threads over two handles on one store; `answer` posts each answer to the
+    /// control task (false: it is gone).
+    pub fn start(
+        lease: Box<dyn Backend>,
+        records: Box<dyn Backend>,
+        answer: Box<dyn Fn(HaAnswer) -> bool + Send + Sync>,
+    ) -> Service {
+        let answer: std::sync::Arc<dyn Fn(HaAnswer) -> bool + Send + Sync> = answer.into();
+        Service {
+            lease: spawn_worker("ha-lease", lease, answer.clone()),
+            records: spawn_worker("ha-records", records, answer),
         }
-        Service { requests }
     }
 
-    /// Queues `request`.
+    /// Queues `request` on its thread.
     pub fn send(&self, request: HaRequest) {
-        if self.requests.send(request).is_err() {
-            tracing::error!("the HA store thread has stopped; a request was dropped");
+        let queue = if matches!(request, HaRequest::Lease(_)) { &self.lease } else { &self.records };
+        if queue.send(request).is_err() {
+            tracing::error!("an HA store thread has stopped; a request was dropped");
         }
     }
 }
 
+/// A thread that carries out requests on `backend` in order.
+fn spawn_worker(
+    name: &str,
+    mut backend: Box<dyn Backend>,
+    answer: std::sync::Arc<dyn Fn(HaAnswer) -> bool + Send + Sync>,
+) -> mpsc::Sender<HaRequest> {
+    let (requests, receiver) = mpsc::channel::<HaRequest>();
+    let work = move || {
+        while let Ok(request) = receiver.recv() {
+            let reply = match request {
+                // A failed lease request goes unanswered: the election forgets it and a leader
+                // that cannot renew fences itself at its deadline.
+                HaRequest::Lease(request) => match backend.lease(request) {
+                    Ok(reply) => Some(HaAnswer::Lease(reply)),
+                    Err(error) => {
+                        tracing::warn!("the HA store did not answer a lease request: {error}");
+                        None
+                    }
+                },
+                HaRequest::Write(write) => Some(write_until_done(backend.as_mut(), write)),
+                HaRequest::Records { epoch } => Some(HaAnswer::Records { epoch, records: backend.records() }),
+            };
+            if let Some(reply) = reply
+                && !answer(reply)
+            {
+                return;
+            }
+        }
+    };
+    if let Err(error) = std::thread::Builder::new().name(name.to_string()).spawn(work) {
+        tracing::error!("cannot start the HA store thread {name}: {error}");
+    }
+    requests
+}
+
 /// Writes until the store answers: a record must not be lost (the checkpoint it names would never
-/// be acknowledged), and a store that stays unreachable stops lease renewals queued behind the
-/// write, so the leader fences itself rather than acting unrecorded.
+/// be acknowledged, so sinks never commit past it). A store that stays unreachable fails the
+/// lease renewals too, so the leader fences itself rather than acting unrecorded.
 fn write_until_done(backend: &mut dyn Backend, write: HaWrite) -> HaAnswer {
     loop {
         match backend.write(&write) {
