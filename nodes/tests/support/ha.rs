@@ -308,13 +308,24 @@ impl Running {
     }
 }
 
-/// A key's value in etcd (JSON), read through etcd's JSON gateway (HTTP/1.0: never chunked);
-/// `Null` when absent.
+/// A key's value in etcd (JSON); `Null` when absent.
 fn etcd_get(url: &str, key: &str) -> serde_json::Value {
+    let kv = etcd_range(url, key, None);
+    let value = kv["value"].as_str().map(|value| weir_nodes::daemon::ha::etcd::base64_decode(value).unwrap());
+    value.and_then(|bytes| serde_json::from_slice(&bytes).ok()).unwrap_or_default()
+}
+
+/// A key as etcd's JSON gateway shows it (`value` base64, revisions as strings), as of
+/// `revision` (etcd keeps every version until compacted) or now; `Null` when absent. HTTP/1.0,
+/// so the answer is never chunked.
+fn etcd_range(url: &str, key: &str, revision: Option<i64>) -> serde_json::Value {
     use std::io::{Read, Write};
-    use weir_nodes::daemon::ha::etcd::{base64_decode, base64_encode};
     let address = url.trim_start_matches("http://");
-    let body = serde_json::json!({ "key": base64_encode(key.as_bytes()) }).to_string();
+    let mut request = serde_json::json!({ "key": weir_nodes::daemon::ha::etcd::base64_encode(key.as_bytes()) });
+    if let Some(revision) = revision {
+        request["revision"] = serde_json::json!(revision.to_string());
+    }
+    let body = request.to_string();
     let mut stream = std::net::TcpStream::connect(address).expect("etcd accepts");
     write!(
         stream,
@@ -327,8 +338,35 @@ fn etcd_get(url: &str, key: &str) -> serde_json::Value {
     stream.read_to_string(&mut answer).unwrap();
     let json: serde_json::Value =
         answer.split_once("\r\n\r\n").and_then(|(_, body)| serde_json::from_str(body).ok()).unwrap_or_default();
-    let value = json["kvs"][0]["value"].as_str().map(|value| base64_decode(value).unwrap());
-    value.and_then(|bytes| serde_json::from_slice(&bytes).ok()).unwrap_or_default()
+    json["kvs"][0].clone()
+}
+
+impl HaCluster {
+    /// Every version etcd stored of the records since the newest grant (the `epoch` key changes
+    /// only when a lease is granted), oldest first: each version's `epoch_seen` is the epoch of
+    /// the write that made it.
+    pub fn etcd_records_since_newest_grant(&self) -> Vec<serde_json::Value> {
+        let Store::Etcd(url) = &self.store else { panic!("not an etcd cluster") };
+        let revision =
+            |kv: &serde_json::Value, field: &str| kv[field].as_str().and_then(|text| text.parse::<i64>().ok());
+        let granted = revision(&etcd_range(url, &format!("/weir/{}/epoch", self.name), None), "mod_revision")
+            .expect("an epoch key");
+        let key = format!("/weir/{}/records", self.name);
+        let mut at = revision(&etcd_range(url, &key, None), "mod_revision").expect("a records key");
+        let mut versions = Vec::new();
+        // Walk back version by version: the value as of `at - 1` is the one before.
+        while at > granted {
+            let kv = etcd_range(url, &key, Some(at));
+            let bytes = weir_nodes::daemon::ha::etcd::base64_decode(kv["value"].as_str().unwrap_or_default()).unwrap();
+            versions.push(serde_json::from_slice(&bytes).unwrap_or_default());
+            match revision(&etcd_range(url, &key, Some(at - 1)), "mod_revision") {
+                Some(before) => at = before,
+                None => break,
+            }
+        }
+        versions.reverse();
+        versions
+    }
 }
 
 /// Kill -9 of the leader → the job RUNNING under the standby, `WEIR_FAILOVER_RUNS` times (5 by
