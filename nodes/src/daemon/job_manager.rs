@@ -11,6 +11,13 @@
 //! Durability (high-availability type `none`, see [`super::metadata`]): jobs are recorded before
 //! the Dispatcher sees them, each completed checkpoint's location after it completes, and a
 //! restarted JobManager resubmits what it finds, in a higher leader epoch.
+//!
+//! High availability (`file`, `etcd`, see [`super::ha`]): the process campaigns as a standby
+//! first (REST answers with the leader's address, nothing from TaskManagers is taken), then
+//! starts its JobManager in the epoch it won and resumes the jobs of the HA records
+//! (`JobManager::recover`). The JobManager's record writes go to the store before the step's
+//! envelopes, their acknowledgements come back as input, and before every input the process
+//! checks it still leads in its epoch, exiting at once when not.
 
 use super::ha::candidate::{Candidacy, Step};
 use super::ha::standby::Gate;

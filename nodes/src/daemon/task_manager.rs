@@ -12,6 +12,11 @@
 //! ResourceManager disconnected, so it registers again at once, with whichever JobManager
 //! answers at that address (a restarted one leads in a higher epoch, and the deposed one's jobs
 //! are released).
+//!
+//! With high availability (`file`, `etcd`) the JobManager's address is not configured but
+//! retrieved: a thread reads the lease from the store twice per renew interval, and a live
+//! leader of a higher epoch than any seen becomes the address envelopes go to, with
+//! `LeaderFound` fed to the TaskExecutor so it registers there at once.
 
 use super::journal::{self, Journal, JournalSettings};
 use super::{Endpoint, init_logging, resolve_listen};
