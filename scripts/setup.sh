@@ -6,7 +6,8 @@ set -euo pipefail
 # Debian packages the build or the tests need. libclang-dev: bindgen generates RocksDB's Rust
 # bindings with it when librocksdb-sys builds (cmake and the clang binary are not needed).
 # chromium and a font for its screenshots: the web UI test (nodes/tests/browser.rs).
-APT_PACKAGES=(libclang-dev chromium fonts-dejavu-core)
+# etcd-server: the etcd high-availability test starts its own etcd (nodes/tests/ha_etcd.rs).
+APT_PACKAGES=(libclang-dev chromium fonts-dejavu-core etcd-server)
 
 missing=()
 for package in "${APT_PACKAGES[@]}"; do

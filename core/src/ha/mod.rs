@@ -145,7 +145,8 @@ pub struct StaleEpoch {
 }
 
 /// A fenced record store: the records plus the highest epoch seen (a lease grant or a write).
-#[derive(Clone, Debug, Default, PartialEq)]
+/// Serializable, so a backend that keeps it in a file fences with this very logic.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RecordStore {
     records: HaRecords,
     epoch_seen: Epoch,

@@ -10,9 +10,11 @@
 use super::{CandidateId, Holder, LeaseView, RequestId, StoreReply, StoreRequest};
 use crate::ids::Epoch;
 use crate::time::Time;
+use serde::{Deserialize, Serialize};
 
-/// A lease register: holder, expiry (store time), highest epoch and revision.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// A lease register: holder, expiry (store time), highest epoch and revision. Serializable, so a
+/// backend that keeps the register in a file (`file` HA) applies this very logic to it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaseStore {
     holder: Option<Holder>,
     expires_at: Time,

@@ -1,7 +1,8 @@
 //! A tiny HTTP/1.1 client for the CLI's REST calls: one request per connection
 //! (`Connection: close`), a `Content-Length` body, the response read to its end.
 //!
-//! It speaks to weir's own REST endpoint only, so it needs no TLS, redirects or keep-alive;
+//! It speaks to weir's own REST endpoint only, so it needs no TLS, general redirects or keep-alive
+//! (a standby JobManager's pointer to the leader is followed once);
 //! blocking std sockets with timeouts suit a command that makes a few calls and exits. Every
 //! wait is bounded ([`CONNECT_TIMEOUT`], [`IO_TIMEOUT`]) and so is a response
 //! ([`RESPONSE_BYTES_MAX`]).
@@ -71,8 +72,18 @@ impl Endpoint {
         format!("http://{}", self.host_port)
     }
 
-    /// Sends one request; the error says when the endpoint cannot be reached.
+    /// Sends one request; the error says when the endpoint cannot be reached. A standby
+    /// JobManager's answer (503 naming the leader's REST address) is followed once, to the leader.
     pub fn request(&self, method: &str, path: &str, body: Option<&[u8]>) -> Result<Response, String> {
+        let response = self.request_once(method, path, body)?;
+        let leader = (response.status == 503).then(|| response.json()["leader"].as_str().map(str::to_string));
+        match leader.flatten().and_then(|leader| Endpoint::new(&leader).ok()) {
+            Some(leader) => leader.with_token(self.token.clone()).request_once(method, path, body),
+            None => Ok(response),
+        }
+    }
+
+    fn request_once(&self, method: &str, path: &str, body: Option<&[u8]>) -> Result<Response, String> {
         let mut stream = self.connect()?;
         let body = body.unwrap_or_default();
         let authorization = match &self.token {

@@ -23,13 +23,23 @@ const POLL_INTERVAL: Duration = Duration::from_millis(500);
 /// Job states after which nothing changes any more.
 const TERMINAL_STATES: [&str; 4] = ["FINISHED", "CANCELED", "FAILED", "SUSPENDED"];
 
+/// The REST address of the leader the HA store names (leader retrieval, as TaskManagers do).
+fn leader_rest(mut backend: Box<dyn crate::daemon::ha::Backend>) -> Result<String, CliError> {
+    let view = backend.leader().map_err(|error| CliError::failed(format!("cannot read the HA store: {error}")))?;
+    match crate::daemon::ha::LeaderAddress::of_view(&view) {
+        Some((leader, _)) => Ok(leader.rest),
+        None => Err(CliError::failed("the HA store names no live leader; is a JobManager running?".to_string())),
+    }
+}
+
 /// How often `savepoint` and `stop` ask whether the savepoint is done.
 const TRIGGER_POLL_INTERVAL: Duration = Duration::from_millis(200);
 /// Longest wait for a savepoint (Flink's default checkpoint timeout).
 const TRIGGER_WAIT_MAX: Duration = Duration::from_secs(600);
 
-/// The REST endpoint: `-m`, else the configuration's `rest.address`:`rest.port`; with the
-/// cluster token when one is given.
+/// The REST endpoint: `-m`, else the leader's from the HA store when `high-availability.type`
+/// is `file` or `etcd`, else the configuration's `rest.address`:`rest.port`; with the cluster
+/// token when one is given.
 fn endpoint(jobmanager: Option<&str>, config_args: &ConfigArgs) -> Result<Endpoint, CliError> {
     let mut token = None;
     for text in &config_args.overrides {
@@ -46,7 +56,10 @@ fn endpoint(jobmanager: Option<&str>, config_args: &ConfigArgs) -> Result<Endpoi
         None => {
             let config = settings::load_config(config_args, None)?;
             token = token.or(config.security.token);
-            format!("{}:{}", config.rest.address, config.rest.port)
+            match crate::daemon::ha::open(&config.ha).map_err(CliError::input)? {
+                Some(backend) => leader_rest(backend)?,
+                None => format!("{}:{}", config.rest.address, config.rest.port),
+            }
         }
     };
     if token.as_ref().is_some_and(|token| token.chars().any(char::is_control)) {

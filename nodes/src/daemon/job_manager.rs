@@ -11,7 +11,17 @@
 //! Durability (high-availability type `none`, see [`super::metadata`]): jobs are recorded before
 //! the Dispatcher sees them, each completed checkpoint's location after it completes, and a
 //! restarted JobManager resubmits what it finds, in a higher leader epoch.
+//!
+//! High availability (`file`, `etcd`, see [`super::ha`]): the process campaigns as a standby
+//! first (REST answers with the leader's address, nothing from TaskManagers is taken), then
+//! starts its JobManager in the epoch it won and resumes the jobs of the HA records
+//! (`JobManager::recover`). The JobManager's record writes go to the store before the step's
+//! envelopes, their acknowledgements come back as input, and before every input the process
+//! checks it still leads in its epoch, exiting at once when not.
 
+use super::ha::candidate::{Candidacy, Step};
+use super::ha::standby::Gate;
+use super::ha::{self, HaAnswer, LeaderAddress};
 use super::journal::{self, Journal, JournalSettings};
 use super::metadata::MetadataStore;
 use super::{init_logging, resolve_listen};
@@ -26,6 +36,7 @@ use weir_core::config::{Config, RawConfig};
 use weir_core::dispatcher::ClusterMode;
 use weir_core::ids::{Epoch, Hex128, JobId, ResourceId, stable_hash128};
 use weir_core::job_manager::{self, JobManager};
+use weir_core::leader::ElectionTiming;
 use weir_core::protocol::{
     Address, ClientMessage, DispatcherMessage, Envelope, Event, JobMasterMessage, JobStatus, Message, Output,
     ResourceManagerMessage, Role, StorageReply, StorageRequest,
@@ -45,6 +56,8 @@ enum Inbox {
     Rpc(RpcEvent),
     Rest(RestCall),
     Storage(StorageReply),
+    /// An answer of the HA store.
+    Ha(HaAnswer),
 }
 
 /// How the JobManager runs.
@@ -74,15 +87,48 @@ pub fn run(raw: RawConfig, options: JobManagerOptions) -> Result<Option<JobStatu
     runtime.block_on(serve(raw, config, options))
 }
 
+/// Where a JobManager's jobs and epoch come from.
+enum Start {
+    /// High-availability `none`: the local record, and the epoch after its last.
+    Local(MetadataStore, Epoch),
+    /// `file` or `etcd`: the store, once this process wins its lease.
+    Ha(Box<dyn ha::Backend>),
+}
+
 /// The JobManager on the current runtime (a madsim node in simulation tests).
 pub async fn serve(raw: RawConfig, config: Config, options: JobManagerOptions) -> Result<Option<JobStatus>, String> {
-    let metadata = MetadataStore::open(&options.metadata_dir)?;
-    let epoch = metadata.next_epoch()?;
+    // Without HA the local record tells the epoch; with HA the lease does.
+    let start = match ha::open(&config.ha)? {
+        Some(backend) => Start::Ha(backend),
+        None => {
+            let metadata = MetadataStore::open(&options.metadata_dir)?;
+            let epoch = metadata.next_epoch()?;
+            Start::Local(metadata, epoch)
+        }
+    };
+    let (rpc_listener, rpc_address) = resolve_listen(&config.rpc.address, config.rpc.port).await?;
+    let token = config.security.token.clone();
+    let (inbox, mut receiver) = mpsc::channel(INBOX);
+    let gate = if matches!(start, Start::Ha(_)) { Gate::new() } else { Gate::open() };
+    let rest_address = start_rest(&config, inbox.clone(), gate.clone()).await?;
+    let clock = Clock::start();
+    let (epoch, metadata, candidacy, records) = match start {
+        Start::Local(metadata, epoch) => (epoch, Some(metadata), None, None),
+        Start::Ha(backend) => {
+            let address = LeaderAddress { rpc: rpc_address.clone(), rest: rest_address.clone() };
+            println!(
+                "JobManager started as a standby: rpc {rpc_address}, REST API at http://{rest_address}, \
+                 high-availability {}",
+                config.ha.kind.as_str()
+            );
+            let (epoch, candidacy, records) =
+                campaign(&config, backend, &address, gate, &clock, &inbox, &mut receiver).await?;
+            (epoch, None, Some(candidacy), Some(records))
+        }
+    };
     let seed = journal::job_manager_seed(epoch);
     let journal_settings = JournalSettings::from_raw(&raw, &options.data_dir)?;
     let job_manager = JobManager::new(raw.clone(), options.mode, epoch, seed)?;
-    let (rpc_listener, rpc_address) = resolve_listen(&config.rpc.address, config.rpc.port).await?;
-    let token = config.security.token.clone();
     let hello = Hello {
         version: PROTOCOL_VERSION,
         role: PeerRole::JobManager,
@@ -90,13 +136,12 @@ pub async fn serve(raw: RawConfig, config: Config, options: JobManagerOptions) -
         listen: Some(rpc_address.clone()),
         token: token.clone(),
     };
-    let (inbox, mut receiver) = mpsc::channel(INBOX);
     super::serve_rpc(rpc_listener, token, inbox.clone(), Inbox::Rpc);
-    let rest_address = start_rest(&config, inbox.clone()).await?;
-    tracing::info!(rpc = %rpc_address, rest = %rest_address, %epoch, metadata = %metadata.dir().display(),
-        "JobManager started");
+    let stored = metadata
+        .as_ref()
+        .map_or_else(|| format!("high-availability {}", config.ha.kind.as_str()), |m| m.dir().display().to_string());
+    tracing::info!(rpc = %rpc_address, rest = %rest_address, %epoch, metadata = %stored, "JobManager started");
     println!("JobManager started: rpc {rpc_address}, REST API at http://{rest_address}, leader epoch {epoch}");
-    let clock = Clock::start();
     let journal =
         Journal::open(&journal_settings, journal::Header::job_manager(&raw, options.mode, epoch, seed, clock.now()));
     journal.spawn_upkeep();
@@ -114,12 +159,16 @@ pub async fn serve(raw: RawConfig, config: Config, options: JobManagerOptions) -
         in_flight: VecDeque::new(),
         storage: CheckpointStorage::new(&options.data_dir),
         metadata,
+        candidacy,
         metrics: BTreeMap::new(),
         application: None,
         application_status: None,
         journal,
     };
-    driver.recover();
+    match records {
+        Some(records) => driver.take_over(&records),
+        None => driver.recover(),
+    }
     driver.drain(); // the Dispatcher knows the recovered jobs before an application is submitted
     if let Some(submission) = options.application {
         driver.submit_application(submission)?;
@@ -133,11 +182,21 @@ pub async fn serve(raw: RawConfig, config: Config, options: JobManagerOptions) -
             return Ok(Some(status));
         }
         let now = driver.clock.now();
-        let wait = super::wait_until(driver.job_manager.poll_timeout(), now);
-        match tokio::time::timeout(wait, receiver.recv()).await {
-            Ok(Some(mail)) => driver.handle(mail),
+        let deadline = driver.job_manager.poll_timeout();
+        let deadline = match driver.candidacy.as_ref().and_then(Candidacy::poll_timeout) {
+            Some(election) => Some(deadline.map_or(election, |at| at.min(election))),
+            None => deadline,
+        };
+        let wait = super::wait_until(deadline, now);
+        let mail = match tokio::time::timeout(wait, receiver.recv()).await {
+            Ok(Some(mail)) => Some(mail),
             Ok(None) => return Ok(None),
-            Err(_) => {}
+            Err(_) => None,
+        };
+        let now = driver.clock.now();
+        driver.check_leading(now); // self-fencing comes before any input
+        if let Some(mail) = mail {
+            driver.handle(mail);
         }
         let now = driver.clock.now();
         if driver.job_manager.poll_timeout().is_some_and(|at| at <= now) {
@@ -147,13 +206,48 @@ pub async fn serve(raw: RawConfig, config: Config, options: JobManagerOptions) -
     }
 }
 
+/// Campaigns until this process leads and has read the HA records. Meanwhile REST answers as a
+/// standby and nothing from TaskManagers is taken (they connect to the leader they retrieve).
+async fn campaign(
+    config: &Config,
+    backend: Box<dyn ha::Backend>,
+    address: &LeaderAddress,
+    gate: Gate,
+    clock: &Clock,
+    inbox: &mpsc::Sender<Inbox>,
+    receiver: &mut mpsc::Receiver<Inbox>,
+) -> Result<(Epoch, Candidacy, Box<weir_core::ha::HaRecords>), String> {
+    let answers = inbox.clone();
+    let records = ha::open(&config.ha)?.ok_or("high availability is off")?;
+    let post = Box::new(move |answer| answers.blocking_send(Inbox::Ha(answer)).is_ok());
+    let service = ha::Service::start(backend, records, post);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let candidate = format!("jobmanager@{}#{}-{nanos}", address.rpc, std::process::id());
+    let timing = ElectionTiming::from_config(&config.ha);
+    let mut candidacy = Candidacy::new(candidate, address, timing, service, gate, clock.now());
+    loop {
+        candidacy.tick(clock.now());
+        let wait = super::wait_until(candidacy.poll_timeout(), clock.now());
+        match tokio::time::timeout(wait, receiver.recv()).await {
+            Ok(Some(Inbox::Ha(answer))) => {
+                if let Step::Lead { epoch, records } = candidacy.answer(clock.now(), answer) {
+                    return Ok((epoch, candidacy, records));
+                }
+            }
+            Ok(Some(_)) => {} // not leading: no JobManager takes it
+            Ok(None) => return Err("the JobManager's inbox closed".to_string()),
+            Err(_) => {}
+        }
+    }
+}
+
 /// Starts REST on `rest.bind-address`:`rest.port`; its calls reach the control task.
-async fn start_rest(config: &Config, inbox: mpsc::Sender<Inbox>) -> Result<String, String> {
+async fn start_rest(config: &Config, inbox: mpsc::Sender<Inbox>, gate: Gate) -> Result<String, String> {
     let (listener, _) = resolve_listen(&config.rest.bind_address, config.rest.port).await?;
     let bound = listener.local_addr().map_err(|error| error.to_string())?;
     let (calls, receiver) = mpsc::channel::<RestCall>(REST_CALLS);
     super::forward(receiver, inbox, Inbox::Rest);
-    tokio::spawn(crate::rest::serve(listener, calls, config.security.token.clone()));
+    tokio::spawn(crate::rest::serve_gated(listener, calls, config.security.token.clone(), gate));
     Ok(bound.to_string())
 }
 
@@ -171,7 +265,10 @@ struct Driver {
     /// Envelopes for roles of this process (REST's Dispatcher calls), delivered in order.
     in_flight: VecDeque<Envelope>,
     storage: CheckpointStorage,
-    metadata: MetadataStore,
+    /// The local record of jobs (high-availability `none`).
+    metadata: Option<MetadataStore>,
+    /// The election and the HA store (high-availability `file`).
+    candidacy: Option<Candidacy>,
     metrics: BTreeMap<weir_core::protocol::ExecutionId, weir_core::dataflow::task::TaskMetrics>,
     /// Application mode: the one job, and how it ended.
     application: Option<JobId>,
@@ -234,6 +331,39 @@ impl Driver {
             Inbox::Rpc(RpcEvent::Closed { .. }) => {}
             Inbox::Rest(call) => self.rest_call(call),
             Inbox::Storage(reply) => self.feed(now, job_manager::Input::Storage(reply)),
+            Inbox::Ha(answer) => {
+                let Some(candidacy) = &mut self.candidacy else { return };
+                let step = candidacy.answer(now, answer);
+                self.check_leading(now); // a reply may have fenced it: nothing acts after that
+                if let Step::Written(write) = step {
+                    self.job_manager.ha_acknowledged(&write);
+                }
+            }
+        }
+    }
+
+    /// With HA: exits the process unless it still leads in its JobManager's epoch.
+    fn check_leading(&mut self, now: weir_core::time::Time) {
+        let epoch = self.job_manager.epoch();
+        if let Some(candidacy) = &mut self.candidacy {
+            candidacy.check_leading(now, epoch);
+        }
+    }
+
+    /// A new leader resumes every unfinished job of the HA records, and from now on records
+    /// what a successor needs; REST reaches it from now on.
+    fn take_over(&mut self, records: &weir_core::ha::HaRecords) {
+        let now = self.clock.now();
+        for recovery in records.recoveries() {
+            let job_id = recovery.submission.job_id.map(|id| id.to_string()).unwrap_or_default();
+            let from = recovery.submission.savepoint.clone().unwrap_or_else(|| "its start".to_string());
+            tracing::info!(job = %job_id, %from, floor = %recovery.checkpoint_id_floor, "recovering a job");
+            println!("recovering job {job_id} from {from}");
+        }
+        self.check_leading(now);
+        self.job_manager.recover(now, records);
+        if let Some(candidacy) = &self.candidacy {
+            candidacy.gate().lead();
         }
     }
 
@@ -241,7 +371,7 @@ impl Driver {
         let call = match call {
             RestCall::Dispatcher { message: DispatcherMessage::Submit { request, mut submission }, reply } => {
                 let job_id = *submission.job_id.get_or_insert_with(|| self.fresh_job_id(&submission.graph.name));
-                if let Err(error) = self.metadata.put_job(&submission) {
+                if let Some(Err(error)) = self.metadata.as_ref().map(|metadata| metadata.put_job(&submission)) {
                     let reason = format!("cannot record job {job_id}: {error}");
                     let _ = reply.send(ClientMessage::Rejected { request, reason });
                     return;
@@ -278,7 +408,8 @@ impl Driver {
 
     /// Resubmits every recorded job from its latest completed checkpoint.
     fn recover(&mut self) {
-        let (jobs, problems) = self.metadata.jobs();
+        let Some(metadata) = &self.metadata else { return };
+        let (jobs, problems) = metadata.jobs();
         for problem in problems {
             tracing::error!("{problem}; that job is not recovered");
         }
@@ -309,7 +440,9 @@ impl Driver {
             return Ok(());
         }
         let job_id = *submission.job_id.get_or_insert_with(|| self.fresh_job_id(&submission.graph.name));
-        self.metadata.put_job(&submission)?;
+        if let Some(metadata) = &self.metadata {
+            metadata.put_job(&submission)?;
+        }
         self.application = Some(job_id);
         let message = Message::Dispatcher(DispatcherMessage::Submit { request: 0, submission: Box::new(submission) });
         self.in_flight.push_back(Envelope { from: RECOVERY, to: Address::Dispatcher, epoch: Epoch(0), message });
@@ -323,6 +456,12 @@ impl Driver {
             while let Some(envelope) = self.in_flight.pop_front() {
                 moved = true;
                 self.feed(self.clock.now(), job_manager::Input::Message(envelope));
+            }
+            // Record writes leave before the step's envelopes (core's order for HA).
+            while let Some(write) = self.job_manager.poll_ha_write() {
+                if let Some(candidacy) = &self.candidacy {
+                    candidacy.write(write);
+                }
             }
             while let Some(output) = self.job_manager.poll_output() {
                 moved = true;
@@ -377,11 +516,12 @@ impl Driver {
 
     /// Removes records of jobs the Dispatcher does not know (refused submissions).
     fn forget_unknown_jobs(&mut self) {
-        let (jobs, _) = self.metadata.jobs();
+        let Some(metadata) = &self.metadata else { return };
+        let (jobs, _) = metadata.jobs();
         for stored in jobs {
             let Some(job_id) = stored.submission.job_id else { continue };
             if !self.job_manager.dispatcher().jobs().contains_key(&job_id) {
-                let _ = self.metadata.remove_job(job_id);
+                let _ = metadata.remove_job(job_id);
             }
         }
     }
@@ -412,7 +552,7 @@ impl Driver {
             Event::JobStatusChanged { job_id, to, .. } => {
                 tracing::info!(job = %job_id, status = %to, "job status");
                 if to.is_globally_terminal() {
-                    if let Err(error) = self.metadata.remove_job(*job_id) {
+                    if let Some(Err(error)) = self.metadata.as_ref().map(|metadata| metadata.remove_job(*job_id)) {
                         tracing::error!(job = %job_id, "cannot forget an ended job: {error}");
                     }
                     if self.application == Some(*job_id) {
@@ -429,8 +569,8 @@ impl Driver {
                     .and_then(|coordinator| coordinator.latest_completed())
                     .filter(|completed| completed.checkpoint == *checkpoint)
                     .map(|completed| completed.location.clone());
-                if let Some(location) = location
-                    && let Err(error) = self.metadata.put_checkpoint(*job_id, &location)
+                if let (Some(location), Some(metadata)) = (location, &self.metadata)
+                    && let Err(error) = metadata.put_checkpoint(*job_id, &location)
                 {
                     tracing::error!(job = %job_id, "cannot record checkpoint {checkpoint}: {error}");
                 }

@@ -6,6 +6,7 @@
 //! - [`metadata`]: the JobManager's durable record of its jobs, for recovery after a restart;
 //! - [`journal`]: each daemon's bounded journal of its state machine's inputs, for replay.
 
+pub mod ha;
 pub mod job_manager;
 pub mod journal;
 pub mod metadata;

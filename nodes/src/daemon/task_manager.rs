@@ -12,6 +12,11 @@
 //! ResourceManager disconnected, so it registers again at once, with whichever JobManager
 //! answers at that address (a restarted one leads in a higher epoch, and the deposed one's jobs
 //! are released).
+//!
+//! With high availability (`file`, `etcd`) the JobManager's address is not configured but
+//! retrieved: a thread reads the lease from the store twice per renew interval, and a live
+//! leader of a higher epoch than any seen becomes the address envelopes go to, with
+//! `LeaderFound` fed to the TaskExecutor so it registers there at once.
 
 use super::journal::{self, Journal, JournalSettings};
 use super::{Endpoint, init_logging, resolve_listen};
@@ -26,7 +31,8 @@ use crate::runtime::task_thread::TaskEvent;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use weir_core::config::{Config, RawConfig};
-use weir_core::ids::{Hex128, JobId, ResourceId, stable_hash128};
+use weir_core::ids::{Epoch, Hex128, JobId, ResourceId, stable_hash128};
+use weir_core::leader::LeaseView;
 use weir_core::protocol::{Address, Envelope, Event, Message, Output, Role, TaskCommand, TaskExecutorMessage};
 use weir_core::task_executor::{self, TaskExecutor, TaskExecutorConfig};
 use weir_net::data::DataConfig;
@@ -40,6 +46,8 @@ const INBOX: usize = 4096;
 enum Inbox {
     Rpc(RpcEvent),
     Task(TaskEvent),
+    /// Leader retrieval read the HA store's lease.
+    Leader(LeaseView),
 }
 
 /// Runs a TaskManager until the process is killed.
@@ -107,8 +115,24 @@ pub async fn serve(
     let host = TaskHost::new(&raw, CheckpointStorage::new(data_dir), exchange, clock, operators);
     let gauges = Arc::new(Mutex::new(TaskManagerGauges::default()));
     serve_metrics(&config, host.metrics.clone(), gauges.clone()).await;
-    let mut driver =
-        Driver { clock, resource_id, executor, job_manager: job_manager.address, peers, inbox, host, journal, gauges };
+    // With HA the leader's address comes from the store, and a new leader's is followed.
+    if let Some(backend) = super::ha::open(&config.ha)? {
+        let leaders = inbox.clone();
+        let found = Box::new(move |view| leaders.blocking_send(Inbox::Leader(view)).is_ok());
+        super::ha::spawn_retrieval(backend, super::ha::retrieval_interval(&config.ha), found)?;
+    }
+    let mut driver = Driver {
+        clock,
+        resource_id,
+        executor,
+        job_manager: job_manager.address,
+        leader_epoch: Epoch(0),
+        peers,
+        inbox,
+        host,
+        journal,
+        gauges,
+    };
     driver.drain();
     let mut metrics_reported = driver.clock.now();
     loop {
@@ -185,6 +209,8 @@ struct Driver {
     resource_id: ResourceId,
     executor: TaskExecutor,
     job_manager: String,
+    /// The highest leader epoch leader retrieval found (HA only).
+    leader_epoch: Epoch,
     peers: Peers,
     inbox: mpsc::Sender<Inbox>,
     /// The tasks running here.
@@ -228,7 +254,21 @@ impl Driver {
             Inbox::Task(TaskEvent::Checkpoint(report)) => {
                 self.feed(now, task_executor::Input::CheckpointReport(report));
             }
+            Inbox::Leader(view) => self.leader_found(now, &view),
         }
+    }
+
+    /// Follows a live leader of a higher epoch than any seen: its RPC address from now on, and
+    /// the TaskExecutor registers with it at once (a lower epoch is never followed).
+    fn leader_found(&mut self, now: weir_core::time::Time, view: &LeaseView) {
+        let Some((leader, epoch)) = super::ha::LeaderAddress::of_view(view) else { return };
+        if epoch <= self.leader_epoch {
+            return;
+        }
+        tracing::info!(leader = %leader.rpc, %epoch, "leader retrieval found a new leader");
+        self.leader_epoch = epoch;
+        self.job_manager = leader.rpc;
+        self.feed(now, task_executor::Input::LeaderFound { epoch });
     }
 
     fn drain(&mut self) {

@@ -126,6 +126,37 @@ pub async fn serve_metrics(
     }
 }
 
+/// As [`serve`], behind a JobManager's standby gate: while the process does not lead, every
+/// request is answered as a standby ([`crate::daemon::ha::standby`]).
+#[cfg(not(madsim))]
+pub async fn serve_gated(
+    listener: tokio::net::TcpListener,
+    calls: mpsc::Sender<RestCall>,
+    token: Option<String>,
+    gate: crate::daemon::ha::standby::Gate,
+) {
+    // The token is checked before the gate, so a standby names its leader only to callers
+    // that may use it.
+    let key = token.clone().map(std::sync::Arc::<str>::from);
+    let app = router(calls, token)
+        .layer(axum::middleware::from_fn_with_state(gate, crate::daemon::ha::standby::gate))
+        .layer(axum::middleware::from_fn_with_state(key, handlers::authorize));
+    if let Err(error) = axum::serve(listener, app).await {
+        eprintln!("warning: the REST endpoint stopped: {error}");
+    }
+}
+
+/// Under madsim REST is not served (see [`serve`]).
+#[cfg(madsim)]
+pub async fn serve_gated(
+    listener: tokio::net::TcpListener,
+    calls: mpsc::Sender<RestCall>,
+    token: Option<String>,
+    gate: crate::daemon::ha::standby::Gate,
+) {
+    let _ = (listener, calls, token, gate);
+}
+
 /// Under madsim, axum cannot take the simulated listener: REST is not served in simulation (the
 /// router itself is tested without a socket).
 #[cfg(madsim)]

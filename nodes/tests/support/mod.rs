@@ -2,6 +2,8 @@
 //! plain HTTP GET. Each test binary uses some of them.
 #![allow(dead_code)]
 
+pub mod ha;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
