@@ -5,8 +5,8 @@
   QUICK=1 scripts/bench.py          # small sizes, one sample each (~7 min with Flink); writes no page unless OUT is set
   FLINK=0 scripts/bench.py          # weir only (the Flink columns stay empty)
 
-Builds target/release/weir (with ROCKSDB_LIB_DIR & co. from the environment, as
-/work/tasks/cargo-env.sh sets them, when they are set), measures weir (scripts/bench_weir.py),
+Builds target/release/weir (the first release build compiles RocksDB's C++, ~10 min on 2
+cores; a prebuilt librocksdb named by ROCKSDB_LIB_DIR & co. is used when those are set), measures weir (scripts/bench_weir.py),
 then runs the Flink anchor (../shared/anchors/flink/bench.sh: setup.sh installs it from PyPI on
 first use) and writes one table per benchmark: weir's figure, Flink's, the ratio weir/Flink, the
 goal and whether it is met. Every benchmark also prints one JSON line on stdout; progress goes to
@@ -417,7 +417,7 @@ differences under ~20% as noise.
 ## How to run
 
 ```bash
-source /work/tasks/cargo-env.sh     # or any ROCKSDB_LIB_DIR setup: the script builds target/release/weir
+bash scripts/setup.sh               # once on a fresh machine (apt packages)
 scripts/bench.py                    # the whole suite, ~12-15 min on 2 cores; rewrites this page
 QUICK=1 scripts/bench.py            # 20 M records, one sample each, ~7 min; prints JSON lines only
 FLINK=0 scripts/bench.py            # weir only
