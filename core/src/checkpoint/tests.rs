@@ -79,7 +79,7 @@ pub(super) fn setup(seed: u64) -> CoordinatorSetup {
 pub(super) fn state_of(execution: ExecutionId, checkpoint: CheckpointId) -> TaskStateHandle {
     let vertex = VertexId(Hex128(0x5000 + u128::from(execution.vertex.0)));
     let file = storage::state_file_name(vertex, execution.subtask, execution.attempt);
-    TaskStateHandle { file, size_bytes: 100 + checkpoint.0, crc32: checkpoint.0 as u32 }
+    TaskStateHandle { file, size_bytes: 100 + checkpoint.0, crc32: checkpoint.0 as u32, shared: Vec::new() }
 }
 
 fn request(n: u128) -> SavepointRequestId {
