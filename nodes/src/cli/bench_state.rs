@@ -59,7 +59,7 @@ pub fn state(keys: u64, records: u64, raw: &RawConfig, json: bool) -> Result<(),
         max_parallelism: MAX_PARALLELISM,
         attempt: 0,
     };
-    let store = rocks.open(AllocationId(Hex128(1)), &operator).map_err(CliError::failed)?;
+    let store = rocks.open(AllocationId(Hex128(1)), &operator, &Default::default()).map_err(CliError::failed)?;
     let rocksdb = run("rocksdb", StoreKeyedStateBackend::new(MAX_PARALLELISM, range, store), keys, records);
     let _ = std::fs::remove_dir_all(&dir);
     let rocksdb = rocksdb?;
