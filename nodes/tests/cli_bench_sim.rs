@@ -33,6 +33,10 @@ fn bench_state_runs_both_backends_on_the_same_work_and_they_snapshot_the_same_by
         assert!(rocksdb[figure].as_f64().is_some_and(|value| value > 0.0), "{figure}: {report}");
     }
     assert!(report["throughput_ratio"].as_f64().is_some(), "{report}");
+    let incremental = &report["rocksdb_incremental"];
+    let figure = |name: &str| incremental[name].as_u64().unwrap_or_else(|| panic!("{name}: {report}"));
+    assert!(figure("first_uploaded_bytes") > 0, "{report}");
+    assert!(figure("second_uploaded_bytes") < figure("second_state_bytes"), "only new files go up: {report}");
     let refused = weir(&["bench", "state", "--keys", "0"]);
     assert_eq!(refused.status.code(), Some(2));
 }
