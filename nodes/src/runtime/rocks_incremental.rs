@@ -26,9 +26,9 @@ pub struct Uploaded {
     files: BTreeMap<String, SharedFile>,
 }
 
-impl Uploaded {
+impl Default for Uploaded {
     /// Nothing uploaded yet, with a fresh random token.
-    pub fn new() -> Uploaded {
+    fn default() -> Uploaded {
         let random = std::collections::hash_map::RandomState::new().build_hasher().finish();
         Uploaded { token: format!("{random:016x}"), files: BTreeMap::new() }
     }
@@ -81,9 +81,8 @@ pub fn upload(
 /// What a restored instance has in the shared directory: the snapshot's files (its token stays
 /// fresh, so what it uploads next cannot collide with the old instance's names).
 pub fn seed(snapshot: &NativeSnapshot) -> Uploaded {
-    let mut uploaded = Uploaded::new();
-    uploaded.files = snapshot.shared.iter().map(|file| (file.local.clone(), file.clone())).collect();
-    uploaded
+    let files = snapshot.shared.iter().map(|file| (file.local.clone(), file.clone())).collect();
+    Uploaded { files, ..Uploaded::default() }
 }
 
 /// The files of `snapshot`, by local name, the shared ones read from `download_dir` and checked

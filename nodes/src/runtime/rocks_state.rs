@@ -232,7 +232,7 @@ mod rocks {
                 write_options,
                 memory,
                 shared: SharedDirs::default(),
-                uploaded: Uploaded::new(),
+                uploaded: Uploaded::default(),
                 scratch_next: 0,
             })
         }
