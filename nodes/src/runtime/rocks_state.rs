@@ -341,7 +341,12 @@ mod rocks {
             drop(self.db.take()); // the empty database goes; the checkpoint's takes its place
             let db = Self::open_db(&self.dir.join("db"), &self.memory, &files).map_err(NativeError::Store)?;
             self.db = Some(db);
-            self.uploaded = incremental::seed(snapshot);
+            // Files of another job's shared directory (a resumed retained checkpoint) are not in
+            // this job's: upload them again rather than name files that are not there.
+            self.uploaded = match self.shared.upload.as_ref() == Some(&download) {
+                true => incremental::seed(snapshot),
+                false => Uploaded::default(),
+            };
             Ok(())
         }
 
