@@ -42,6 +42,10 @@ fn bench_state_runs_both_backends_on_the_same_work_and_they_snapshot_the_same_by
         let refused = weir(&["bench", "state", refused[0], refused[1]]);
         assert_eq!(refused.status.code(), Some(2));
     }
+    let incremental = &report["rocksdb_incremental"];
+    let figure = |name: &str| incremental[name].as_u64().unwrap_or_else(|| panic!("{name}: {report}"));
+    assert!(figure("first_uploaded_bytes") > 0, "{report}");
+    assert!(figure("second_uploaded_bytes") < figure("second_state_bytes"), "only new files go up: {report}");
 }
 
 #[test]

@@ -4,6 +4,9 @@
 //! of it. After each, the committed output must equal the expected counts exactly: every word's
 //! running count appears once for each value 1..=n and never beyond.
 //!
+//! The same on RocksDB with incremental checkpoints: a checkpoint's own directory is much
+//! smaller than its state, and the files in `shared/` are referenced by consecutive checkpoints.
+//!
 //! Also: garbage and oversized frames on the RPC and data ports are logged and change nothing,
 //! a TaskManager with the wrong cluster token is refused and says why, and a second JobManager
 //! on a live one's metadata directory exits with the RocksDB lock error.
@@ -36,13 +39,18 @@ const VOCABULARY: u64 = 1000;
 /// A text of at least `bytes` bytes of words `w0..w999` drawn by a fixed generator; returns the
 /// count of each word.
 fn write_text(path: &Path, bytes: usize) -> BTreeMap<String, u64> {
+    write_text_of(path, bytes, VOCABULARY)
+}
+
+/// [`write_text`] over `vocabulary` words.
+fn write_text_of(path: &Path, bytes: usize, vocabulary: u64) -> BTreeMap<String, u64> {
     let mut counts = BTreeMap::new();
     let mut text = String::with_capacity(bytes + 100);
     let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
     while text.len() < bytes {
         for index in 0..12 {
             state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-            let word = format!("w{}", (state >> 33) % VOCABULARY);
+            let word = format!("w{}", (state >> 33) % vocabulary);
             if index > 0 {
                 text.push(' ');
             }
@@ -308,6 +316,94 @@ fn a_task_manager_killed_mid_job_and_restarted_leaves_the_committed_output_exact
     check_data_ports(&cluster, &[&_first, &second]);
     check_task_manager_metrics(&_first);
     check_job_manager_task_metrics(&cluster, &job_id);
+    second.kill9();
+    let _restarted = cluster.task_manager(&[]);
+    cluster.wait_finished(&job_id);
+    check_exactly_once(&cluster.dir.join("out"), &expected);
+}
+
+/// Bytes of every file under `dir` (recursively); `None` if it vanished while being read.
+fn tree_bytes(dir: &Path) -> Option<Vec<(PathBuf, Vec<u8>)>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).ok()? {
+        let path = entry.ok()?.path();
+        match path.is_dir() {
+            true => files.extend(tree_bytes(&path)?),
+            false => files.push((path.clone(), std::fs::read(&path).ok()?)),
+        }
+    }
+    Some(files)
+}
+
+/// The newest two completed checkpoints of `job_dir`: (their total bytes, the names of the
+/// shared files their state files reference), newest first.
+fn newest_two_checkpoints(job_dir: &Path, shared: &[String]) -> Option<[(u64, Vec<String>); 2]> {
+    let mut ids: Vec<u64> = std::fs::read_dir(job_dir)
+        .ok()?
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_string_lossy().strip_prefix("chk-").and_then(|id| id.parse().ok()))
+        .filter(|id| job_dir.join(format!("chk-{id}")).join("_metadata").exists())
+        .collect();
+    ids.sort_unstable_by(|a, b| b.cmp(a));
+    let read = |id: u64| -> Option<(u64, Vec<String>)> {
+        let files = tree_bytes(&job_dir.join(format!("chk-{id}")))?;
+        let bytes: u64 = files.iter().map(|(_, bytes)| bytes.len() as u64).sum();
+        let contains = |name: &String| files.iter().any(|(_, b)| b.windows(name.len()).any(|w| w == name.as_bytes()));
+        Some((bytes, shared.iter().filter(|name| contains(name)).cloned().collect()))
+    };
+    Some([read(*ids.first()?)?, read(*ids.get(1)?)?])
+}
+
+#[test]
+fn incremental_rocksdb_checkpoints_reuse_shared_files_and_a_killed_task_manager_restores_exactly_once() {
+    let settings = [
+        "state.backend.type=rocksdb",
+        "execution.checkpointing.incremental=true",
+        "execution.checkpointing.num-retained=3",
+    ];
+    let mut cluster = Cluster::new("incremental", &settings);
+    // 200 000 distinct words: keyed state of megabytes, of which each checkpoint changes little.
+    let expected = write_text_of(&cluster.dir.join("words.txt"), 10 << 20, 200_000);
+    let job = wordcount_job(&cluster.dir, &cluster.dir.join("words.txt"));
+    let _job_manager = cluster.job_manager();
+    let _first = cluster.task_manager(&[]);
+    let mut second = cluster.task_manager(&[]);
+    wait_for(|| cluster.task_managers_registered() == 2, "two registered TaskManagers");
+    let job_id = cluster.submit(&job);
+    let job_dir = cluster.dir.join("checkpoints").join(&job_id);
+    let shared_dir = job_dir.join("shared");
+    let mut report = String::new();
+    // Files come and go while the job runs: look until two checkpoints read whole show it.
+    wait_for(
+        || {
+            let shared: Vec<(String, u64)> = std::fs::read_dir(&shared_dir)
+                .map(|entries| {
+                    entries
+                        .flatten()
+                        .filter_map(|entry| {
+                            let name = entry.file_name().to_string_lossy().into_owned();
+                            let size = entry.metadata().ok()?.len();
+                            (!name.starts_with(".tmp-")).then_some((name, size))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let names: Vec<String> = shared.iter().map(|(name, _)| name.clone()).collect();
+            let Some([(newest_bytes, newest), (_, previous)]) = newest_two_checkpoints(&job_dir, &names) else {
+                return false;
+            };
+            let state_bytes: u64 = shared.iter().filter(|(name, _)| newest.contains(name)).map(|(_, size)| size).sum();
+            let reused = newest.iter().filter(|name| previous.contains(name)).count();
+            report = format!(
+                "checkpoint {newest_bytes} bytes, state {state_bytes} bytes in {} shared files, {reused} reused",
+                newest.len()
+            );
+            reused > 0 && newest_bytes * 5 < state_bytes
+        },
+        "a checkpoint much smaller than its state that reuses the previous one's files",
+    );
+    println!("{report}");
+    assert_eq!(cluster.job_state(&job_id).as_deref(), Some("RUNNING"), "killed mid-run");
     second.kill9();
     let _restarted = cluster.task_manager(&[]);
     cluster.wait_finished(&job_id);

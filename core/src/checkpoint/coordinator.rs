@@ -42,6 +42,7 @@
 
 use super::failures::FailureCounter;
 use super::pending::{Acknowledged, PendingCheckpoint};
+use super::shared::SharedFiles;
 use super::stats::CheckpointStats;
 use super::storage::{self, encode_metadata};
 use super::{
@@ -170,6 +171,8 @@ pub struct CheckpointCoordinator {
     pub(super) pending: BTreeMap<CheckpointId, PendingCheckpoint>,
     /// Completed checkpoints kept for restore, oldest first.
     pub(super) retained: VecDeque<CompletedCheckpoint>,
+    /// Reference counts of the shared files the retained checkpoints name.
+    pub(super) shared: SharedFiles,
     /// Locations of the latest aborted checkpoints, oldest first.
     pub(super) recent_aborted: VecDeque<(CheckpointId, String)>,
     pub(super) failures: FailureCounter,
@@ -207,6 +210,7 @@ impl CheckpointCoordinator {
             last_completion: None,
             pending: BTreeMap::new(),
             retained: VecDeque::new(),
+            shared: SharedFiles::default(),
             recent_aborted: VecDeque::new(),
             stats: CheckpointStats::default(),
             shut_down: false,
@@ -221,6 +225,7 @@ impl CheckpointCoordinator {
         if let Some(newest) = recovered.last() {
             assert!(newest.checkpoint < setup.checkpoint_id_next, "the id counter must be above every used id");
         }
+        recovered.iter().for_each(|completed| coordinator.shared.retain(completed));
         coordinator.retained = recovered.into();
         coordinator.subsume();
         coordinator
@@ -290,7 +295,10 @@ impl CheckpointCoordinator {
     /// Returns it, or `None` if it is not retained (any more).
     pub fn drop_retained(&mut self, checkpoint: CheckpointId) -> Option<CompletedCheckpoint> {
         let position = self.retained.iter().position(|completed| completed.checkpoint == checkpoint)?;
-        self.retained.remove(position)
+        let dropped = self.retained.remove(position)?;
+        // Uncounted, but its files stay for inspection like the rest of it.
+        self.shared.release(&dropped);
+        Some(dropped)
     }
 
     /// Every retained checkpoint, oldest first.
@@ -658,6 +666,7 @@ impl CheckpointCoordinator {
                 self.retained.back().is_none_or(|newest| newest.checkpoint < checkpoint),
                 "completion out of order"
             );
+            self.shared.retain(&completed);
             self.retained.push_back(completed.clone());
             self.subsume();
         }
@@ -698,11 +707,22 @@ impl CheckpointCoordinator {
                 continue;
             }
             let Some(gone) = self.retained.remove(index) else { break };
-            if !gone.is_savepoint() {
-                self.stats.on_discarded(gone.checkpoint);
-                self.outputs.push_back(Output::Discard { checkpoint: gone.checkpoint, location: gone.location });
+            match gone.is_savepoint() {
+                true => drop(self.shared.release(&gone)), // a savepoint's files are never deleted
+                false => self.discard_retained(gone),
             }
         }
+    }
+
+    /// Discards a checkpoint that is no longer retained, and the shared files only it named.
+    fn discard_retained(&mut self, gone: CompletedCheckpoint) {
+        self.stats.on_discarded(gone.checkpoint);
+        let files = self.shared.release(&gone);
+        if !files.is_empty() {
+            let location = storage::shared_location_of(&gone.location);
+            self.outputs.push_back(Output::DiscardSharedFiles { location, files });
+        }
+        self.outputs.push_back(Output::Discard { checkpoint: gone.checkpoint, location: gone.location });
     }
 
     fn on_decline(&mut self, execution: ExecutionId, checkpoint: CheckpointId, reason: DeclineReason) {
@@ -776,10 +796,7 @@ impl CheckpointCoordinator {
             let (savepoints, checkpoints): (VecDeque<_>, VecDeque<_>) =
                 self.retained.drain(..).partition(CompletedCheckpoint::is_savepoint);
             self.retained = savepoints;
-            for gone in checkpoints {
-                self.stats.on_discarded(gone.checkpoint);
-                self.outputs.push_back(Output::Discard { checkpoint: gone.checkpoint, location: gone.location });
-            }
+            checkpoints.into_iter().for_each(|gone| self.discard_retained(gone));
         }
         self.shut_down = true;
     }

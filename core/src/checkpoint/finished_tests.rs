@@ -163,15 +163,8 @@ fn metadata_of_format_version_one_decodes_with_nothing_finished() {
     let (id, _) = driver.next_trigger();
     let outputs: Vec<Output> = (0..4).flat_map(|position| driver.ack(position, id)).collect();
     let Some(Output::PersistMetadata { bytes, .. }) = outputs.last() else { panic!("{outputs:?}") };
-    // A version 1 file is the version 2 payload without the finished count at its end.
-    let payload = &bytes[storage::HEADER_BYTES..bytes.len() - storage::TRAILER_BYTES - 4];
-    let mut old = Vec::new();
-    old.extend_from_slice(&storage::MAGIC);
-    old.extend_from_slice(&1u16.to_le_bytes());
-    old.push(1);
-    old.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    old.extend_from_slice(payload);
-    old.extend_from_slice(&crc32fast::hash(&old).to_le_bytes());
+    let current = decode_metadata(bytes).unwrap_or_else(|error| panic!("{error}"));
+    let old = storage::encode_metadata_version(&current, 1);
     let metadata = decode_metadata(&old).unwrap_or_else(|error| panic!("{error}"));
     assert_eq!((metadata.checkpoint, metadata.tasks.len(), metadata.finished.len()), (id, 4, 0));
     assert_eq!(metadata.job, JOB);

@@ -8,7 +8,8 @@
 //!   deadline is trigger + timeout, it is finalizing exactly when nothing is awaited; its tasks
 //!   are current attempts and with the subtasks it records as finished make up every subtask; it
 //!   awaits no task that finished. The finished tasks are current attempts.
-//! - Retained: at most `num-retained`, ascending ids, no stop-with-savepoint.
+//! - Retained: at most `num-retained`, ascending ids, no stop-with-savepoint; the shared-file
+//!   reference counts are exactly those of the retained checkpoints.
 //! - The periodic trigger is armed exactly while scheduling, and scheduling needs RUNNING tasks
 //!   and an interval; nothing is pending, queued or armed after shutdown.
 //! - The failure count stays within the tolerable count; the statistics add up.
@@ -74,6 +75,9 @@ impl CheckpointCoordinator {
         let bound = self.settings.retained + usize::from(savepoints);
         ensure(self.retained.len() <= bound, || {
             format!("{} retained, num-retained {}", self.retained.len(), self.settings.retained)
+        })?;
+        ensure(self.shared.matches(self.retained.iter()), || {
+            "the shared-file counts are not those of the retained checkpoints".to_string()
         })
     }
 

@@ -26,6 +26,7 @@ mod failures;
 mod invariants;
 mod pending;
 pub mod rescale;
+pub mod shared;
 pub mod stats;
 pub mod storage;
 
@@ -62,6 +63,9 @@ pub struct TaskStateHandle {
     pub size_bytes: u64,
     /// The crc32 in the file's trailer (see [`storage::frame_checksum`]).
     pub crc32: u32,
+    /// Files of the job's shared directory the state references (incremental checkpoints),
+    /// ascending; reference-counted over the retained checkpoints.
+    pub shared: Vec<String>,
 }
 
 /// What a task measured while taking its snapshot, for the statistics.
@@ -372,6 +376,14 @@ pub enum Output {
         checkpoint: CheckpointId,
         /// Its directory.
         location: String,
+    },
+    /// Delete these files of the job's shared directory (`location`): no retained checkpoint
+    /// references them any more (see [`shared`]).
+    DiscardSharedFiles {
+        /// The shared directory.
+        location: String,
+        /// The files, sorted.
+        files: Vec<String>,
     },
     /// Delete one task's state file that no checkpoint holds (a late or unknown acknowledgement).
     DiscardTaskState {

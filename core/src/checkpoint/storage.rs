@@ -5,8 +5,9 @@
 //! ```text
 //! <job-id>/chk-<id>/<state file of each task>   one file per task, see [`state_file_name`]
 //! <job-id>/chk-<id>/_metadata                   written last: its presence makes the checkpoint
-//! <job-id>/shared/                              reserved for incremental checkpoints
-//! <job-id>/taskowned/                           reserved for incremental checkpoints
+//! <job-id>/shared/                              immutable files of incremental checkpoints,
+//!                                               referenced by every checkpoint that holds them
+//! <job-id>/taskowned/                           reserved
 //! ```
 //!
 //! Every file is one frame:
@@ -15,8 +16,10 @@
 //! magic "WEIR" | version u16 | kind u8 | payload length u64 | payload | crc32 u32
 //! ```
 //!
-//! integers little-endian, the crc32 (crc32fast, IEEE) over header and payload. Version 2 (the one
-//! written) appends the finished subtasks to `_metadata`; version 1 files are still read. Decoding checks,
+//! integers little-endian, the crc32 (crc32fast, IEEE) over header and payload. Version 2 appends
+//! the finished subtasks to `_metadata`; version 3 (the one written) adds incremental state: an
+//! operator's [`NativeSnapshot`] in the task file, and each task handle's shared files in
+//! `_metadata`. Versions 1 and 2 are still read. Decoding checks,
 //! in order, the magic, the version, the kind, the length against the file's size, the checksum,
 //! then decodes the payload, which must be canonical (sorted, no duplicates, no bytes left over)
 //! and consistent (every task of a known vertex, below its parallelism). Each failure is a typed
@@ -27,6 +30,7 @@
 
 use super::TaskStateHandle;
 use super::codec::{DecodeError, Reader, Writer};
+use crate::dataflow::state::{NativeSnapshot, PrivateFile, SharedFile};
 use crate::ids::Hex128;
 use crate::ids::{AttemptNumber, CheckpointId, JobId, OperatorIndex, SubtaskIndex, VertexId};
 use crate::time::Time;
@@ -39,8 +43,9 @@ mod tests;
 
 /// The first four bytes of every weir checkpoint file.
 pub const MAGIC: [u8; 4] = *b"WEIR";
-/// The format version written. Version 2 added the finished subtasks to `_metadata`.
-pub const FORMAT_VERSION: u16 = 2;
+/// The format version written. Version 2 added the finished subtasks to `_metadata`, version 3
+/// incremental (native) keyed state and the shared files of each task handle.
+pub const FORMAT_VERSION: u16 = 3;
 /// The oldest format version read (version 1 metadata has no finished subtasks).
 pub const FORMAT_VERSION_OLDEST: u16 = 1;
 /// Bytes before the payload: magic, version, kind, payload length.
@@ -49,7 +54,7 @@ pub const HEADER_BYTES: usize = 4 + 2 + 1 + 8;
 pub const TRAILER_BYTES: usize = 4;
 /// The metadata file of a checkpoint, written last.
 pub const METADATA_FILE: &str = "_metadata";
-/// Directory of files shared between incremental checkpoints (reserved).
+/// Directory of files shared between incremental checkpoints, beside the `chk-<id>` ones.
 pub const SHARED_DIR: &str = "shared";
 /// Directory of files owned by tasks rather than checkpoints (reserved).
 pub const TASK_OWNED_DIR: &str = "taskowned";
@@ -265,6 +270,8 @@ pub struct OperatorSnapshot {
     pub channel_state: Vec<u8>,
     /// Keyed state by key group, ascending; split by key group when rescaling.
     pub keyed: Vec<(u32, Vec<u8>)>,
+    /// Keyed state as a store's own files instead (an incremental checkpoint; `keyed` is empty).
+    pub native: Option<NativeSnapshot>,
 }
 
 /// The contents of one task's state file.
@@ -337,20 +344,20 @@ fn is_plain_file_name(name: &str) -> bool {
 
 /// Wraps `payload` in a frame of `kind`.
 fn frame(kind: FileKind, payload: &[u8]) -> Vec<u8> {
+    frame_version(kind, FORMAT_VERSION, payload)
+}
+
+/// Wraps `payload` in a frame of `kind` and format `version`.
+fn frame_version(kind: FileKind, version: u16, payload: &[u8]) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(HEADER_BYTES + payload.len() + TRAILER_BYTES);
     bytes.extend_from_slice(&MAGIC);
-    bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    bytes.extend_from_slice(&version.to_le_bytes());
     bytes.push(kind.byte());
     bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
     bytes.extend_from_slice(payload);
     let crc = crc32fast::hash(&bytes);
     bytes.extend_from_slice(&crc.to_le_bytes());
     bytes
-}
-
-/// The payload of a frame of `kind`, after every check of the frame.
-fn unframe(kind: FileKind, bytes: &[u8]) -> Result<&[u8], StorageError> {
-    unframe_versioned(kind, bytes).map(|(_, payload)| payload)
 }
 
 /// The format version and payload of a frame of `kind`, after every check of the frame.
@@ -399,11 +406,37 @@ pub fn frame_checksum(bytes: &[u8]) -> Option<u32> {
 
 /// The handle of a state file named `file` whose contents are `bytes`.
 pub fn handle_for(file: impl Into<String>, bytes: &[u8]) -> TaskStateHandle {
-    TaskStateHandle { file: file.into(), size_bytes: bytes.len() as u64, crc32: frame_checksum(bytes).unwrap_or(0) }
+    let (size_bytes, crc32) = (bytes.len() as u64, frame_checksum(bytes).unwrap_or(0));
+    TaskStateHandle { file: file.into(), size_bytes, crc32, shared: Vec::new() }
+}
+
+/// `<base>/<job-id>/shared`, or `<job-id>/shared` without a configured directory.
+pub fn shared_location(base: Option<&str>, job: JobId) -> String {
+    let relative = format!("{job}/{SHARED_DIR}");
+    match base {
+        Some(base) => format!("{}/{relative}", base.trim_end_matches('/')),
+        None => relative,
+    }
+}
+
+/// The shared directory of the checkpoint at `location` (`<job dir>/chk-<id>`): its sibling.
+pub fn shared_location_of(location: &str) -> String {
+    let trimmed = location.trim_end_matches('/');
+    match trimmed.rsplit_once('/') {
+        Some((parent, _)) => format!("{parent}/{SHARED_DIR}"),
+        None => SHARED_DIR.to_string(),
+    }
 }
 
 /// The bytes of `_metadata`.
 pub fn encode_metadata(metadata: &CheckpointMetadata) -> Vec<u8> {
+    encode_metadata_version(metadata, FORMAT_VERSION)
+}
+
+/// The bytes of `_metadata` in format `version` (what older weirs wrote; the reader's tests
+/// check that every version still reads).
+pub(super) fn encode_metadata_version(metadata: &CheckpointMetadata, version: u16) -> Vec<u8> {
+    assert!((FORMAT_VERSION_OLDEST..=FORMAT_VERSION).contains(&version), "format version {version}");
     let mut writer = Writer::default();
     writer.u128(metadata.job.0.0);
     writer.u64(metadata.checkpoint.0);
@@ -422,13 +455,19 @@ pub fn encode_metadata(metadata: &CheckpointMetadata) -> Vec<u8> {
         writer.str(&handle.file);
         writer.u64(handle.size_bytes);
         writer.u32(handle.crc32);
+        if version >= 3 {
+            writer.count(handle.shared.len());
+            handle.shared.iter().for_each(|name| writer.str(name));
+        }
     }
-    writer.count(metadata.finished.len());
-    for (vertex, subtask) in &metadata.finished {
-        writer.u128(vertex.0.0);
-        writer.u32(subtask.0);
+    if version >= 2 {
+        writer.count(metadata.finished.len());
+        for (vertex, subtask) in &metadata.finished {
+            writer.u128(vertex.0.0);
+            writer.u32(subtask.0);
+        }
     }
-    frame(FileKind::Metadata, &writer.into_bytes())
+    frame_version(FileKind::Metadata, version, &writer.into_bytes())
 }
 
 /// Decodes `_metadata`, checking the frame and that the contents are canonical and consistent.
@@ -440,7 +479,7 @@ pub fn decode_metadata(bytes: &[u8]) -> Result<CheckpointMetadata, StorageError>
     let is_savepoint = reader.bool("is savepoint")?;
     let triggered_at = Time(reader.u64("trigger time")?);
     let vertices = decode_vertices(&mut reader)?;
-    let tasks = decode_task_handles(&mut reader, &vertices)?;
+    let tasks = decode_task_handles(&mut reader, &vertices, version)?;
     let finished = match version {
         1 => BTreeSet::new(),
         _ => decode_finished(&mut reader, &vertices, &tasks)?,
@@ -470,13 +509,16 @@ fn decode_vertices(reader: &mut Reader) -> Result<BTreeMap<VertexId, VertexMetad
 fn decode_task_handles(
     reader: &mut Reader,
     vertices: &BTreeMap<VertexId, VertexMetadata>,
+    version: u16,
 ) -> Result<BTreeMap<(VertexId, SubtaskIndex), TaskStateHandle>, DecodeError> {
     let count = reader.count(16 + 4 + 8 + 8 + 4, "task count")?;
     let mut tasks = BTreeMap::new();
     for _ in 0..count {
         let key = (VertexId(Hex128(reader.u128("vertex id")?)), SubtaskIndex(reader.u32("subtask")?));
         let file = reader.string("state file name")?;
-        let handle = TaskStateHandle { file, size_bytes: reader.u64("state size")?, crc32: reader.u32("crc32")? };
+        let (size_bytes, crc32) = (reader.u64("state size")?, reader.u32("crc32")?);
+        let shared = if version >= 3 { decode_shared_names(reader)? } else { Vec::new() };
+        let handle = TaskStateHandle { file, size_bytes, crc32, shared };
         let Some(vertex) = vertices.get(&key.0) else {
             return Err(reader.error(format!("state of unknown vertex {}", key.0)));
         };
@@ -492,6 +534,23 @@ fn decode_task_handles(
         tasks.insert(key, handle);
     }
     Ok(tasks)
+}
+
+/// The shared files of one task handle: plain names, ascending, each once.
+fn decode_shared_names(reader: &mut Reader) -> Result<Vec<String>, DecodeError> {
+    let count = reader.count(4 + 1, "shared file count")?;
+    let mut names: Vec<String> = Vec::with_capacity(count);
+    for _ in 0..count {
+        let name = reader.string("shared file name")?;
+        if !is_plain_file_name(&name) {
+            return Err(reader.error(format!("shared file name {name:?} is not a plain file name")));
+        }
+        if names.last().is_some_and(|last| *last >= name) {
+            return Err(reader.error(format!("shared file {name:?} out of order or repeated")));
+        }
+        names.push(name);
+    }
+    Ok(names)
 }
 
 /// The finished subtasks: each of a known vertex, below its parallelism, ascending, and without
@@ -540,13 +599,64 @@ pub fn encode_task_state(state: &TaskStateFile) -> Vec<u8> {
             writer.u32(*key_group);
             writer.bytes(bytes);
         }
+        writer.bool(operator.native.is_some());
+        if let Some(native) = &operator.native {
+            encode_native(native, &mut writer);
+        }
     }
     frame(FileKind::TaskState, &writer.into_bytes())
 }
 
+fn encode_native(native: &NativeSnapshot, writer: &mut Writer) {
+    writer.count(native.state_names.len());
+    native.state_names.iter().for_each(|name| writer.str(name));
+    writer.count(native.shared.len());
+    for file in &native.shared {
+        writer.str(&file.local);
+        writer.str(&file.shared);
+        writer.u64(file.size_bytes);
+        writer.u32(file.crc32);
+    }
+    writer.count(native.private.len());
+    for file in &native.private {
+        writer.str(&file.local);
+        writer.bytes(&file.bytes);
+    }
+}
+
+/// A native snapshot: plain file names, local names ascending and unique over both lists.
+fn decode_native(reader: &mut Reader) -> Result<NativeSnapshot, DecodeError> {
+    let count = reader.count(4, "state name count")?;
+    let state_names = (0..count).map(|_| reader.string("state name")).collect::<Result<Vec<_>, _>>()?;
+    let mut locals = BTreeSet::new();
+    let mut check = |reader: &Reader, local: &str, other: Option<&str>| {
+        let plain = is_plain_file_name(local) && other.is_none_or(is_plain_file_name);
+        if !plain || !locals.insert(local.to_string()) {
+            return Err(reader.error(format!("store file {local:?} repeated or not a plain file name")));
+        }
+        Ok(())
+    };
+    let count = reader.count(5 + 5 + 8 + 4, "shared file count")?;
+    let mut shared = Vec::with_capacity(count);
+    for _ in 0..count {
+        let (local, name) = (reader.string("local file name")?, reader.string("shared file name")?);
+        check(reader, &local, Some(&name))?;
+        let (size_bytes, crc32) = (reader.u64("shared file size")?, reader.u32("shared file crc32")?);
+        shared.push(SharedFile { local, shared: name, size_bytes, crc32 });
+    }
+    let count = reader.count(5 + 4, "private file count")?;
+    let mut private = Vec::with_capacity(count);
+    for _ in 0..count {
+        let local = reader.string("private file name")?;
+        check(reader, &local, None)?;
+        private.push(PrivateFile { local, bytes: reader.bytes("private file")? });
+    }
+    Ok(NativeSnapshot { state_names, shared, private })
+}
+
 /// Decodes a task's state file, checking the frame and that the contents are canonical.
 pub fn decode_task_state(bytes: &[u8]) -> Result<TaskStateFile, StorageError> {
-    let payload = unframe(FileKind::TaskState, bytes)?;
+    let (version, payload) = unframe_versioned(FileKind::TaskState, bytes)?;
     let mut reader = Reader::new(payload);
     let job = JobId(Hex128(reader.u128("job id")?));
     let checkpoint = CheckpointId(reader.u64("checkpoint id")?);
@@ -556,7 +666,7 @@ pub fn decode_task_state(bytes: &[u8]) -> Result<TaskStateFile, StorageError> {
     let count = reader.count(4 + 8 + 8 + 4, "operator count")?;
     let mut operators: Vec<OperatorSnapshot> = Vec::with_capacity(count);
     for _ in 0..count {
-        let operator = decode_operator(&mut reader)?;
+        let operator = decode_operator(&mut reader, version)?;
         if operators.last().is_some_and(|last| last.operator >= operator.operator) {
             return Err(reader.error(format!("operator {} out of order or repeated", operator.operator)).into());
         }
@@ -566,7 +676,7 @@ pub fn decode_task_state(bytes: &[u8]) -> Result<TaskStateFile, StorageError> {
     Ok(TaskStateFile { job, checkpoint, vertex, subtask, attempt, operators })
 }
 
-fn decode_operator(reader: &mut Reader) -> Result<OperatorSnapshot, DecodeError> {
+fn decode_operator(reader: &mut Reader, version: u16) -> Result<OperatorSnapshot, DecodeError> {
     let operator = OperatorIndex(reader.u32("operator")?);
     let operator_state = reader.bytes("operator state")?;
     let channel_state = reader.bytes("channel state")?;
@@ -579,7 +689,14 @@ fn decode_operator(reader: &mut Reader) -> Result<OperatorSnapshot, DecodeError>
         }
         keyed.push((key_group, reader.bytes("keyed state")?));
     }
-    Ok(OperatorSnapshot { operator, operator_state, channel_state, keyed })
+    let native = match version >= 3 && reader.bool("has native state")? {
+        true => Some(decode_native(reader)?),
+        false => None,
+    };
+    if native.is_some() && !keyed.is_empty() {
+        return Err(reader.error("an operator with both key groups and native keyed state"));
+    }
+    Ok(OperatorSnapshot { operator, operator_state, channel_state, keyed, native })
 }
 
 /// Reads a state file back against the handle the metadata recorded: size, checksum, contents.

@@ -16,7 +16,11 @@ fn metadata() -> CheckpointMetadata {
     let mut tasks = BTreeMap::new();
     for (v, subtask) in [(0, 0), (0, 1), (1, 0)] {
         let file = state_file_name(vertex(v), SubtaskIndex(subtask), AttemptNumber(3));
-        tasks.insert((vertex(v), SubtaskIndex(subtask)), TaskStateHandle { file, size_bytes: 1_000, crc32: 0xdead });
+        tasks.insert(
+            (vertex(v), SubtaskIndex(subtask)),
+            // One incremental task, referencing two shared files.
+            TaskStateHandle { file, size_bytes: 1_000, crc32: 0xdead, shared: shared_of(subtask) },
+        );
     }
     CheckpointMetadata {
         job: JobId(Hex128(0xabc)),
@@ -29,6 +33,30 @@ fn metadata() -> CheckpointMetadata {
     }
 }
 
+fn shared_of(subtask: u32) -> Vec<String> {
+    match subtask {
+        1 => vec!["0f0f-000009.sst".to_string(), "0f0f-000012.sst".to_string()],
+        _ => Vec::new(),
+    }
+}
+
+fn native() -> NativeSnapshot {
+    let shared = |local: &str, size_bytes| SharedFile {
+        local: local.to_string(),
+        shared: format!("0f0f-{local}"),
+        size_bytes,
+        crc32: 0xbeef,
+    };
+    NativeSnapshot {
+        state_names: vec!["window-contents".to_string()],
+        shared: vec![shared("000009.sst", 4096), shared("000012.sst", 512)],
+        private: vec![
+            PrivateFile { local: "CURRENT".to_string(), bytes: b"MANIFEST-000013\n".to_vec() },
+            PrivateFile { local: "MANIFEST-000013".to_string(), bytes: vec![1, 2, 3] },
+        ],
+    }
+}
+
 fn task_state() -> TaskStateFile {
     TaskStateFile {
         job: JobId(Hex128(0xabc)),
@@ -38,19 +66,51 @@ fn task_state() -> TaskStateFile {
         attempt: AttemptNumber(3),
         operators: vec![
             OperatorSnapshot {
+                native: None,
                 operator: OperatorIndex(0),
                 operator_state: b"offset=1234".to_vec(),
                 channel_state: Vec::new(),
                 keyed: Vec::new(),
             },
             OperatorSnapshot {
+                native: None,
                 operator: OperatorIndex(2),
                 operator_state: Vec::new(),
                 channel_state: vec![7; 5],
                 keyed: vec![(3, b"k3".to_vec()), (64, vec![0; 40])],
             },
+            OperatorSnapshot {
+                native: Some(native()),
+                operator: OperatorIndex(3),
+                operator_state: Vec::new(),
+                channel_state: Vec::new(),
+                keyed: Vec::new(),
+            },
         ],
     }
+}
+
+#[test]
+fn version_two_files_still_read_and_native_state_is_refused_where_it_cannot_be() {
+    let current = metadata();
+    let mut old = current.clone();
+    old.tasks.values_mut().for_each(|handle| handle.shared.clear());
+    assert_eq!(decode_metadata(&encode_metadata_version(&current, 2)).unwrap(), old, "v2 has no shared files");
+    // Shared names must be plain, ascending and unique.
+    for bad in [vec!["b".to_string(), "a".to_string()], vec!["../x".to_string()], vec!["a".into(), "a".into()]] {
+        let mut forged = current.clone();
+        forged.tasks.values_mut().next().unwrap().shared = bad.clone();
+        let problem = decode_metadata(&encode_metadata(&forged)).unwrap_err().problem;
+        assert!(matches!(problem, StorageProblem::Undecodable { .. }), "{bad:?}: {problem:?}");
+    }
+    // Key groups and native state in one operator contradict each other.
+    let mut both = task_state();
+    both.operators[2].keyed = vec![(1, vec![1])];
+    let problem = decode_task_state(&encode_task_state(&both)).unwrap_err().problem;
+    assert!(matches!(problem, StorageProblem::Undecodable { .. }), "{problem:?}");
+    let mut escaping = task_state();
+    escaping.operators[2].native.as_mut().unwrap().private[0].local = "../CURRENT".to_string();
+    assert!(decode_task_state(&encode_task_state(&escaping)).is_err());
 }
 
 /// A frame of `kind` around `payload` with a correct checksum (a forged but intact file).
@@ -114,7 +174,11 @@ fn every_flipped_byte_is_detected_by_the_right_check() {
             let problem = problem(decode_metadata(&corrupt));
             let expected_kind = match position {
                 0..4 => matches!(problem, StorageProblem::BadMagic { .. }),
-                4..6 => matches!(problem, StorageProblem::UnsupportedVersion { .. }),
+                // An older version that is still read fails on the checksum over the header.
+                4..6 => matches!(
+                    problem,
+                    StorageProblem::UnsupportedVersion { .. } | StorageProblem::ChecksumMismatch { .. }
+                ),
                 6 => matches!(problem, StorageProblem::WrongKind { .. }),
                 7..15 => matches!(problem, StorageProblem::Truncated { .. } | StorageProblem::TrailingBytes { .. }),
                 _ => matches!(problem, StorageProblem::ChecksumMismatch { .. }),
@@ -280,7 +344,7 @@ fn arb_metadata() -> impl Strategy<Value = CheckpointMetadata> {
                 .filter_map(|(slot, handle)| {
                     let (file, size_bytes, crc32) = handle?;
                     let file = if file == "." || file == ".." { "x".to_string() } else { file };
-                    Some((slot, TaskStateHandle { file, size_bytes, crc32 }))
+                    Some((slot, TaskStateHandle { file, size_bytes, crc32, shared: Vec::new() }))
                 })
                 .collect();
             CheckpointMetadata {
@@ -310,6 +374,7 @@ fn arb_task_state() -> impl Strategy<Value = TaskStateFile> {
             operators: operators
                 .into_iter()
                 .map(|(operator, (operator_state, channel_state, keyed))| OperatorSnapshot {
+                    native: None,
                     operator: OperatorIndex(operator),
                     operator_state,
                     channel_state,

@@ -79,7 +79,7 @@ pub(super) fn setup(seed: u64) -> CoordinatorSetup {
 pub(super) fn state_of(execution: ExecutionId, checkpoint: CheckpointId) -> TaskStateHandle {
     let vertex = VertexId(Hex128(0x5000 + u128::from(execution.vertex.0)));
     let file = storage::state_file_name(vertex, execution.subtask, execution.attempt);
-    TaskStateHandle { file, size_bytes: 100 + checkpoint.0, crc32: checkpoint.0 as u32 }
+    TaskStateHandle { file, size_bytes: 100 + checkpoint.0, crc32: checkpoint.0 as u32, shared: Vec::new() }
 }
 
 fn request(n: u128) -> SavepointRequestId {
@@ -831,4 +831,44 @@ fn a_completed_checkpoint_is_rebuilt_from_its_metadata_for_jobmanager_recovery()
     fewer[1].parallelism = 1;
     let unmatched = CompletedCheckpoint::from_metadata(&metadata, String::new(), &fewer).unwrap_err();
     assert_eq!(unmatched.subtask, SubtaskIndex(1));
+}
+
+/// Completes the next checkpoint with every task referencing the shared files `f<id-1>` and
+/// `f<id>`; returns the shared files the coordinator asked to delete.
+fn complete_with_shared(harness: &mut Harness) -> Vec<String> {
+    let (checkpoint, _) = harness.next_trigger();
+    let shared = vec![format!("f{:03}", checkpoint.0 - 1), format!("f{:03}", checkpoint.0)];
+    let mut outputs = Vec::new();
+    for execution in executions(harness.attempt) {
+        let state = TaskStateHandle { shared: shared.clone(), ..state_of(execution, checkpoint) };
+        let metrics = AckMetrics::default();
+        outputs.extend(harness.handle(Input::Acknowledge { execution, checkpoint, state: Some(state), metrics }));
+    }
+    outputs.extend(harness.persisted(checkpoint));
+    let mut deleted = Vec::new();
+    for output in outputs {
+        if let Output::DiscardSharedFiles { location, files } = output {
+            assert!(location.ends_with(&format!("{JOB}/shared")), "{location}");
+            deleted.extend(files);
+        }
+    }
+    deleted
+}
+
+#[test]
+fn a_shared_file_is_deleted_once_no_retained_checkpoint_references_it_also_after_recovery() {
+    let mut config = config();
+    config.retained = 2;
+    let mut harness = Harness::running(&config);
+    let deleted: Vec<String> = (0..4).flat_map(|_| complete_with_shared(&mut harness)).collect();
+    // Checkpoints 3 and 4 are retained: f002..f004 stay; f000 went with 1, f001 with 2.
+    assert_eq!(deleted, ["f000", "f001"]);
+    // A new JobManager recovers the retained checkpoints and rebuilds the counts from them.
+    let mut setup = setup(1);
+    setup.recovered = harness.coordinator.retained().cloned().collect();
+    setup.checkpoint_id_next = CheckpointId(5);
+    let mut recovered = Harness::with_setup(&config, setup);
+    recovered.handle(Input::TasksRunning(executions(0)));
+    // Checkpoint 5 (f004, f005) retires 3: f002 was only its; f003 is still checkpoint 4's.
+    assert_eq!(complete_with_shared(&mut recovered), ["f002"]);
 }

@@ -119,8 +119,9 @@ static KEYS: &[KeyDoc] = &[
         "execution.checkpointing.incremental",
         "false",
         Boolean,
-        "With the RocksDB backend, checkpoints would upload only files new since the previous \
-         one; not built yet (a warning says so): every checkpoint is a full snapshot.",
+        "With the RocksDB backend, each checkpoint uploads only the RocksDB files new since the \
+         previous one into `<job-id>/shared/`; savepoints stay full. With hashmap it has no \
+         effect (a warning says so).",
     ),
     key(
         "execution.checkpointing.interval",

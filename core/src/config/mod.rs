@@ -90,9 +90,10 @@ impl Config {
         let mut warnings = keys::key_warnings(raw);
         warnings.extend(checkpoint.warnings());
         let state_backend = StateBackendConfig::read(&reader)?;
-        if state_backend.incremental {
+        if state_backend.incremental && state_backend.kind != state::StateBackendKind::RocksDb {
             warnings.push(
-                "`execution.checkpointing.incremental` has no effect yet: every checkpoint is a full snapshot"
+                "`execution.checkpointing.incremental` applies to the rocksdb state backend only: with hashmap \
+                 every checkpoint is a full snapshot"
                     .to_string(),
             );
         }

@@ -187,6 +187,12 @@ impl JobMaster {
             Out::Discard { location, .. } | Out::DiscardTaskState { location, .. } => {
                 self.outputs.push_back(Output::Storage(StorageRequest::Delete { job_id, location }));
             }
+            Out::DiscardSharedFiles { location, files } => {
+                for file in files {
+                    let location = format!("{location}/{file}");
+                    self.outputs.push_back(Output::Storage(StorageRequest::Delete { job_id, location }));
+                }
+            }
             Out::Completed(completed) => {
                 if let (BarrierKind::Savepoint { stop: true, .. }, Some(checkpointing)) =
                     (completed.kind, self.checkpointing.as_mut())

@@ -65,7 +65,12 @@ fn next_triggers(cluster: &mut Cluster) -> Vec<(ExecutionId, CheckpointId)> {
 /// `view`'s TaskManager acknowledges `checkpoint` with a state file.
 fn acknowledge(cluster: &mut Cluster, view: ExecutionView, checkpoint: CheckpointId) {
     let resource_id = view.location.unwrap_or_else(|| panic!("deployed")).resource_id;
-    let state = crate::checkpoint::TaskStateHandle { file: format!("state-{}", view.id), size_bytes: 10, crc32: 1 };
+    let state = crate::checkpoint::TaskStateHandle {
+        file: format!("state-{}", view.id),
+        size_bytes: 10,
+        crc32: 1,
+        shared: Vec::new(),
+    };
     let metrics = crate::checkpoint::AckMetrics::default();
     let message =
         JobMasterMessage::AcknowledgeCheckpoint { execution: view.id, checkpoint, state: Some(state), metrics };

@@ -203,7 +203,7 @@ fn acknowledge(cluster: &Cluster, index: u16) -> Option<Input> {
     let view = pick(&views, index);
     let location = view.location?;
     let file = format!("task-{}-{}-{}", view.id.vertex, view.id.subtask, view.id.attempt);
-    let state = Some(crate::checkpoint::TaskStateHandle { file, size_bytes: 10, crc32: 1 });
+    let state = Some(crate::checkpoint::TaskStateHandle { file, size_bytes: 10, crc32: 1, shared: Vec::new() });
     let metrics = crate::checkpoint::AckMetrics::default();
     Some(Input::Message {
         from: Address::TaskExecutor(location.resource_id),
@@ -351,7 +351,7 @@ proptest! {
             metadata.vertices.insert(vertex.id, meta);
             for subtask in (0..vertex.parallelism).map(SubtaskIndex) {
                 let file = format!("f{subtask}");
-                let handle = crate::checkpoint::TaskStateHandle { file, size_bytes: 1, crc32: 0 };
+                let handle = crate::checkpoint::TaskStateHandle { file, size_bytes: 1, crc32: 0 , shared: Vec::new() };
                 metadata.tasks.insert((vertex.id, subtask), handle);
             }
         }

@@ -50,7 +50,7 @@ fn complete(cluster: &mut Cluster, checkpoint: CheckpointId) {
     for view in views {
         let vertex = cluster.jm.plan().vertex(view.id.vertex).id;
         let file = storage::state_file_name(vertex, view.id.subtask, view.id.attempt);
-        let state = Some(TaskStateHandle { file, size_bytes: 100, crc32: 7 });
+        let state = Some(TaskStateHandle { file, size_bytes: 100, crc32: 7, shared: Vec::new() });
         let ack = JobMasterMessage::AcknowledgeCheckpoint {
             execution: view.id,
             checkpoint,
@@ -192,7 +192,9 @@ fn metadata_of(plan: &JobPlan, checkpoint: CheckpointId, max_parallelism: Option
         metadata.vertices.insert(vertex.id, VertexMetadata { parallelism: vertex.parallelism, max_parallelism });
         for subtask in (0..vertex.parallelism).map(SubtaskIndex) {
             let file = format!("task-{}-{subtask}", vertex.index);
-            metadata.tasks.insert((vertex.id, subtask), TaskStateHandle { file, size_bytes: 10, crc32: 1 });
+            metadata
+                .tasks
+                .insert((vertex.id, subtask), TaskStateHandle { file, size_bytes: 10, crc32: 1, shared: Vec::new() });
         }
     }
     metadata

@@ -9,7 +9,7 @@
 //! ([`Operators`]); a name it lacks is `None`, and core fails the task naming the operator.
 
 use super::operators::Operators;
-use super::rocks_state::RocksState;
+use super::rocks_state::{RocksState, SharedDirs};
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
 use std::net::TcpStream;
@@ -32,12 +32,20 @@ pub struct LocalConnectors {
     rocks: RocksState,
     /// The slot (allocation) the task runs in: its RocksDB instances share that slot's memory.
     allocation: AllocationId,
+    /// Where RocksDB instances put and find incremental checkpoint files.
+    shared: SharedDirs,
 }
 
 impl LocalConnectors {
-    /// Connectors whose Rust operators come from `operators`, for a task in `allocation`.
-    pub fn new(operators: Operators, rocks: RocksState, allocation: AllocationId) -> LocalConnectors {
-        LocalConnectors { operators, rocks, allocation }
+    /// Connectors whose Rust operators come from `operators`, for a task in `allocation` whose
+    /// RocksDB instances use `shared` for incremental checkpoints.
+    pub fn new(
+        operators: Operators,
+        rocks: RocksState,
+        allocation: AllocationId,
+        shared: SharedDirs,
+    ) -> LocalConnectors {
+        LocalConnectors { operators, rocks, allocation, shared }
     }
 }
 
@@ -58,7 +66,7 @@ impl Connectors for LocalConnectors {
     }
 
     fn keyed_state_store(&mut self, operator: &OperatorContext) -> Result<Box<dyn StateStore>, String> {
-        self.rocks.open(self.allocation, operator)
+        self.rocks.open(self.allocation, operator, &self.shared)
     }
 
     fn line_writer(&mut self, _: &OperatorContext) -> Result<Box<dyn LineWriter>, String> {

@@ -15,6 +15,8 @@ pub mod exchange;
 pub mod host;
 pub mod operators;
 pub mod plans;
+#[cfg(not(madsim))]
+pub mod rocks_incremental;
 pub mod rocks_state;
 pub mod storage;
 pub mod task_thread;

@@ -15,6 +15,16 @@
 #[cfg(not(madsim))]
 pub use rocks::{RocksState, RocksStateStore, SlotMemory};
 
+/// Where a task's RocksDB instances put and find the immutable files of incremental checkpoints
+/// (`execution.checkpointing.incremental`), see [`super::rocks_incremental`].
+#[derive(Clone, Debug, Default)]
+pub struct SharedDirs {
+    /// The job's shared directory new files are uploaded to; `None`: checkpoints are full.
+    pub upload: Option<std::path::PathBuf>,
+    /// The shared directory of the checkpoint being restored, if any.
+    pub download: Option<std::path::PathBuf>,
+}
+
 /// Under `--cfg madsim` there is no RocksDB (its threads and files would sit outside the
 /// simulation): a job that asks for the `rocksdb` backend fails with this explanation.
 #[cfg(madsim)]
@@ -33,6 +43,7 @@ impl RocksState {
         &self,
         _allocation: weir_core::ids::AllocationId,
         _operator: &weir_core::dataflow::operators::OperatorContext,
+        _shared: &SharedDirs,
     ) -> Result<Box<dyn weir_core::dataflow::state::StateStore>, String> {
         Err("this build runs under madsim and has no RocksDB: use `state.backend.type: hashmap`".to_string())
     }
@@ -40,13 +51,15 @@ impl RocksState {
 
 #[cfg(not(madsim))]
 mod rocks {
+    use super::SharedDirs;
+    use crate::runtime::rocks_incremental::{self as incremental, Uploaded};
     use std::collections::BTreeMap;
     use std::path::{Path, PathBuf};
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::{Arc, Mutex, Weak};
     use weir_core::config::Config;
     use weir_core::dataflow::operators::OperatorContext;
-    use weir_core::dataflow::state::{StateStore, WriteBatch};
+    use weir_core::dataflow::state::{NativeError, NativeSnapshot, StateStore, WriteBatch};
     use weir_core::ids::AllocationId;
 
     /// The managed memory of one slot, shared by every RocksDB instance running in it.
@@ -134,13 +147,17 @@ mod rocks {
             memory
         }
 
-        /// A fresh database for keyed operator instance `operator` of a task in `allocation`.
+        /// A fresh database for keyed operator instance `operator` of a task in `allocation`,
+        /// checkpointing incrementally into `shared` when it names an upload directory.
         pub fn open(
             &self,
             allocation: AllocationId,
             operator: &OperatorContext,
+            shared: &SharedDirs,
         ) -> Result<Box<dyn StateStore>, String> {
-            Ok(Box::new(self.open_store(allocation, operator)?))
+            let mut store = self.open_store(allocation, operator)?;
+            store.shared = shared.clone();
+            Ok(Box::new(store))
         }
 
         fn open_store(&self, allocation: AllocationId, operator: &OperatorContext) -> Result<RocksStateStore, String> {
@@ -153,7 +170,7 @@ mod rocks {
                 operator.attempt,
                 std::process::id()
             );
-            RocksStateStore::open(&self.inner.dir.join(name), memory)
+            RocksStateStore::open(&self.inner.dir.join(name), memory, &[])
         }
     }
 
@@ -181,22 +198,56 @@ mod rocks {
         name.chars().take(64).collect()
     }
 
-    /// One keyed operator instance's RocksDB database; deleted from disk when dropped.
+    /// One keyed operator instance's RocksDB database; deleted from disk when dropped. The
+    /// database lives in `<dir>/db`; `<dir>` also holds the scratch directories of checkpoints
+    /// and restores.
     pub struct RocksStateStore {
         dir: PathBuf,
-        /// `None` only while being dropped.
+        /// `None` only while being dropped or replaced.
         db: Option<rocksdb::DB>,
         write_options: rocksdb::WriteOptions,
         /// Keeps the slot's cache and write-buffer manager alive as long as the database.
         memory: Arc<SlotMemory>,
+        /// Where incremental checkpoints upload to and restore from.
+        shared: SharedDirs,
+        /// The files of the last checkpoint, already in the shared directory, by local name.
+        uploaded: Uploaded,
+        /// Numbers scratch directories.
+        scratch_next: u64,
     }
 
     impl RocksStateStore {
-        fn open(dir: &Path, memory: Arc<SlotMemory>) -> Result<RocksStateStore, String> {
+        /// Opens a database in `<dir>/db` after clearing `dir`; `files` are written into the
+        /// database directory first (a restored checkpoint's).
+        fn open(dir: &Path, memory: Arc<SlotMemory>, files: &[(String, Vec<u8>)]) -> Result<RocksStateStore, String> {
             if dir.exists() {
                 std::fs::remove_dir_all(dir).map_err(|error| format!("{}: cannot clear: {error}", dir.display()))?;
             }
-            std::fs::create_dir_all(dir).map_err(|error| format!("{}: cannot create: {error}", dir.display()))?;
+            let db = Self::open_db(&dir.join("db"), &memory, files)?;
+            let mut write_options = rocksdb::WriteOptions::default();
+            write_options.disable_wal(true);
+            Ok(RocksStateStore {
+                dir: dir.to_path_buf(),
+                db: Some(db),
+                write_options,
+                memory,
+                shared: SharedDirs::default(),
+                uploaded: Uploaded::default(),
+                scratch_next: 0,
+            })
+        }
+
+        /// Opens the database in `db_dir`, which is created holding `files` and nothing else.
+        fn open_db(db_dir: &Path, memory: &SlotMemory, files: &[(String, Vec<u8>)]) -> Result<rocksdb::DB, String> {
+            if db_dir.exists() {
+                std::fs::remove_dir_all(db_dir)
+                    .map_err(|error| format!("{}: cannot clear: {error}", db_dir.display()))?;
+            }
+            std::fs::create_dir_all(db_dir).map_err(|error| format!("{}: cannot create: {error}", db_dir.display()))?;
+            for (name, bytes) in files {
+                let path = db_dir.join(name);
+                std::fs::write(&path, bytes).map_err(|error| format!("{}: cannot write: {error}", path.display()))?;
+            }
             let mut table = rocksdb::BlockBasedOptions::default();
             table.set_block_cache(&memory.cache);
             // Index and filter blocks count against the slot's budget too.
@@ -208,11 +259,14 @@ mod rocks {
             options.set_write_buffer_manager(&memory.write_buffers);
             options.set_keep_log_file_num(1);
             options.set_max_background_jobs(2);
-            let db = rocksdb::DB::open(&options, dir)
-                .map_err(|error| format!("{}: cannot open RocksDB: {error}", dir.display()))?;
-            let mut write_options = rocksdb::WriteOptions::default();
-            write_options.disable_wal(true);
-            Ok(RocksStateStore { dir: dir.to_path_buf(), db: Some(db), write_options, memory })
+            rocksdb::DB::open(&options, db_dir)
+                .map_err(|error| format!("{}: cannot open RocksDB: {error}", db_dir.display()))
+        }
+
+        /// A fresh scratch directory under the instance's.
+        fn scratch(&mut self, what: &str) -> PathBuf {
+            self.scratch_next += 1;
+            self.dir.join(format!("{what}-{}", self.scratch_next))
         }
 
         fn db(&self) -> &rocksdb::DB {
@@ -267,11 +321,50 @@ mod rocks {
             }
             Ok(())
         }
+
+        fn native_checkpoint(&mut self) -> Result<Option<NativeSnapshot>, NativeError> {
+            let Some(upload) = self.shared.upload.clone() else { return Ok(None) };
+            let scratch = self.scratch("checkpoint");
+            let db = self.db();
+            db.flush().map_err(|error| NativeError::Store(self.error("flush", error)))?;
+            let checkpoint = rocksdb::checkpoint::Checkpoint::new(db)
+                .and_then(|checkpoint| checkpoint.create_checkpoint(&scratch))
+                .map_err(|error| NativeError::Store(self.error("take a checkpoint", error)));
+            let result = checkpoint.and_then(|()| incremental::upload(&scratch, &upload, &mut self.uploaded));
+            let _ = std::fs::remove_dir_all(&scratch);
+            result.map(Some)
+        }
+
+        fn adopt_native(&mut self, snapshot: &NativeSnapshot) -> Result<(), NativeError> {
+            let download = self.shared.download.clone().ok_or(NativeError::Unsupported)?;
+            let files = incremental::download(snapshot, &download)?;
+            drop(self.db.take()); // the empty database goes; the checkpoint's takes its place
+            let db = Self::open_db(&self.dir.join("db"), &self.memory, &files).map_err(NativeError::Store)?;
+            self.db = Some(db);
+            // Files of another job's shared directory (a resumed retained checkpoint) are not in
+            // this job's: upload them again rather than name files that are not there.
+            self.uploaded = match self.shared.upload.as_ref() == Some(&download) {
+                true => incremental::seed(snapshot),
+                false => Uploaded::default(),
+            };
+            Ok(())
+        }
+
+        fn open_native(&mut self, snapshot: &NativeSnapshot) -> Result<Box<dyn StateStore>, NativeError> {
+            let download = self.shared.download.clone().ok_or(NativeError::Unsupported)?;
+            let files = incremental::download(snapshot, &download)?;
+            let scratch = self.scratch("restore");
+            let store = RocksStateStore::open(&scratch, self.memory.clone(), &files).map_err(NativeError::Store)?;
+            Ok(Box::new(store))
+        }
     }
 
     impl Drop for RocksStateStore {
         fn drop(&mut self) {
             drop(self.db.take()); // closes the database before its files go
+            if !self.dir.exists() {
+                return;
+            }
             if let Err(error) = std::fs::remove_dir_all(&self.dir) {
                 tracing::warn!("cannot delete the RocksDB state at {}: {error}", self.dir.display());
             }
@@ -283,7 +376,7 @@ mod rocks {
         use super::*;
         use weir_core::config::RawConfig;
         use weir_core::dataflow::state::{
-            KeyGroupRange, KeyedStateBackend, Namespace, SerdeCodec, StoreKeyedStateBackend,
+            KeyGroupRange, KeyedStateBackend, Namespace, SerdeCodec, StateError, StoreKeyedStateBackend, ValueState,
         };
         use weir_core::ids::{Hex128, SubtaskIndex};
         use weir_core::row::Value;
@@ -333,6 +426,125 @@ mod rocks {
             drop((a, b, c));
             assert!(!a_dir.exists() && !c_dir.exists(), "an instance's files go with it");
             assert!(rocks.inner.slots.lock().unwrap().values().all(|memory| memory.strong_count() == 0));
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+
+        /// A backend over a store of `rocks` owning `range`, checkpointing incrementally into
+        /// (and restoring from) `shared`.
+        fn incremental_backend(
+            rocks: &RocksState,
+            shared: &Path,
+            range: KeyGroupRange,
+        ) -> (StoreKeyedStateBackend, weir_core::dataflow::state::ValueState<i64>) {
+            let dirs = SharedDirs { upload: Some(shared.to_path_buf()), download: Some(shared.to_path_buf()) };
+            let store = rocks.open(AllocationId(Hex128(1)), &operator("sums", range.start), &dirs).expect("open");
+            let mut backend = StoreKeyedStateBackend::with_cache_capacity(128, range, store, 256);
+            let sums = backend.register_value::<i64>("sums", SerdeCodec);
+            backend.set_native_snapshots(true);
+            (backend, sums)
+        }
+
+        fn put(backend: &mut StoreKeyedStateBackend, sums: ValueState<i64>, keys: std::ops::Range<i64>, add: i64) {
+            for key in keys {
+                backend.set_current_key(Value::Int(key)).unwrap();
+                *backend.entry(sums, Namespace::Global, || 0).unwrap() += key + add;
+            }
+        }
+
+        fn sum_of(backend: &mut StoreKeyedStateBackend, sums: ValueState<i64>, key: i64) -> Option<i64> {
+            backend.set_current_key(Value::Int(key)).unwrap();
+            backend.value(sums, Namespace::Global).unwrap().copied()
+        }
+
+        #[test]
+        fn incremental_checkpoints_upload_each_file_once_and_restore_at_any_parallelism() {
+            let dir = scratch("incremental");
+            let shared = dir.join("shared");
+            let rocks = RocksState::new(&dir, &config(&[("taskmanager.memory.managed.size", "32 mb")]));
+            let all = KeyGroupRange::new(0, 128);
+            let (mut backend, sums) = incremental_backend(&rocks, &shared, all);
+            put(&mut backend, sums, 0..50_000, 0);
+            let first = backend.snapshot().unwrap();
+            let first_native = first.native.clone().expect("an incremental snapshot");
+            assert!(first.groups.is_empty() && !first_native.shared.is_empty());
+            assert_eq!(first_native.state_names, ["sums"]);
+            put(&mut backend, sums, 0..100, 1); // a small change
+            let second = backend.snapshot().unwrap();
+            let second_native = second.native.clone().expect("an incremental snapshot");
+            let names = |native: &NativeSnapshot| -> std::collections::BTreeSet<String> {
+                native.shared.iter().map(|file| file.shared.clone()).collect()
+            };
+            let reused = names(&second_native).intersection(&names(&first_native)).count();
+            assert_eq!(reused, first_native.shared.len(), "the first checkpoint's files are referenced again");
+            let uploaded: usize = std::fs::read_dir(&shared).unwrap().count();
+            assert_eq!(uploaded, names(&first_native).union(&names(&second_native)).count(), "each file once");
+            let new_bytes: u64 = second_native
+                .shared
+                .iter()
+                .filter(|file| !names(&first_native).contains(&file.shared))
+                .map(|file| file.size_bytes)
+                .sum();
+            assert!(new_bytes * 10 < first_native.state_bytes(), "{new_bytes} new of {}", first_native.state_bytes());
+
+            // Same key groups: the files become the new instance's database.
+            let (mut same, sums_same) = incremental_backend(&rocks, &shared, all);
+            same.restore(&[&second]).unwrap();
+            assert_eq!(same.entry_count().unwrap(), 50_000);
+            assert_eq!(
+                (sum_of(&mut same, sums_same, 7), sum_of(&mut same, sums_same, 49_999)),
+                (Some(15), Some(49_999))
+            );
+            // It goes on checkpointing incrementally, reusing the restored files.
+            put(&mut same, sums_same, 0..10, 0);
+            let third = same.snapshot().unwrap().native.expect("incremental");
+            assert!(names(&third).intersection(&names(&second_native)).count() > 0);
+
+            // Rescaled to two subtasks: each reads its key groups out of the files.
+            let mut total = 0;
+            for half in [KeyGroupRange::new(0, 64), KeyGroupRange::new(64, 128)] {
+                let (mut part, sums_part) = incremental_backend(&rocks, &shared, half);
+                part.restore(&[&second]).unwrap();
+                total += part.entry_count().unwrap();
+                let owned = (0..50_000i64)
+                    .filter(|key| half.contains(weir_core::dataflow::partition::key_group_of(&Value::Int(*key), 128)));
+                for key in owned.step_by(97) {
+                    let expected = if key < 100 { 2 * key + 1 } else { key };
+                    assert_eq!(sum_of(&mut part, sums_part, key), Some(expected), "key {key}");
+                }
+            }
+            assert_eq!(total, 50_000);
+
+            // A corrupt shared file makes the checkpoint unreadable, with a clear error.
+            let victim = shared.join(&second_native.shared[0].shared);
+            let mut bytes = std::fs::read(&victim).unwrap();
+            bytes[10] ^= 0xff;
+            std::fs::write(&victim, bytes).unwrap();
+            let (mut broken, _) = incremental_backend(&rocks, &shared, all);
+            let error = broken.restore(&[&second]).unwrap_err();
+            assert!(matches!(&error, StateError::NativeFiles { message } if message.contains("corrupt")), "{error}");
+            std::fs::remove_file(&victim).unwrap();
+            let (mut missing, _) = incremental_backend(&rocks, &shared, KeyGroupRange::new(0, 64));
+            let error = missing.restore(&[&second]).unwrap_err();
+            assert!(
+                matches!(&error, StateError::NativeFiles { message } if message.contains("cannot read")),
+                "{error}"
+            );
+            drop((backend, same, broken, missing));
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+
+        #[test]
+        fn without_an_upload_directory_snapshots_stay_canonical() {
+            let dir = scratch("canonical");
+            let rocks = RocksState::new(&dir, &config(&[]));
+            let store = rocks.open(AllocationId(Hex128(1)), &operator("sums", 0), &SharedDirs::default()).unwrap();
+            let mut backend = StoreKeyedStateBackend::new(128, KeyGroupRange::new(0, 128), store);
+            let sums = backend.register_value::<i64>("sums", SerdeCodec);
+            backend.set_native_snapshots(true);
+            put(&mut backend, sums, 0..100, 0);
+            let snapshot = backend.snapshot().unwrap();
+            assert!(snapshot.native.is_none() && !snapshot.groups.is_empty());
+            drop(backend);
             let _ = std::fs::remove_dir_all(&dir);
         }
 

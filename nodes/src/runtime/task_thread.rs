@@ -8,7 +8,7 @@ use super::Clock;
 use super::connectors::LocalConnectors;
 use super::exchange::{Credit, Exchange, Mail, release};
 use super::operators::Operators;
-use super::rocks_state::RocksState;
+use super::rocks_state::{RocksState, SharedDirs};
 use super::storage::CheckpointStorage;
 use std::collections::{BTreeMap, VecDeque};
 #[cfg(not(madsim))]
@@ -229,7 +229,8 @@ impl TaskThread {
             }
         }
         let (operators, rocks) = (self.context.operators.clone(), self.context.rocks.clone());
-        let mut connectors = LocalConnectors::new(operators, rocks, self.context.deployment.allocation);
+        let shared = self.shared_dirs();
+        let mut connectors = LocalConnectors::new(operators, rocks, self.context.deployment.allocation, shared);
         let setup = TaskSetup {
             execution: self.execution,
             plan: &self.context.plan,
@@ -241,6 +242,19 @@ impl TaskThread {
             wait_for_final_checkpoint: self.context.config.checkpoint.interval.is_some(),
         };
         TaskRunner::new(setup).map_err(|error| (error.to_string(), error.is_unreadable_state()))
+    }
+
+    /// The job's shared directory for incremental checkpoints (when they are on), and that of
+    /// the checkpoint restored.
+    fn shared_dirs(&self) -> SharedDirs {
+        let (config, storage) = (&self.context.config, &self.context.storage);
+        let upload = config
+            .state_backend
+            .incremental
+            .then(|| storage.resolve(&format::shared_location(config.checkpoint.dir.as_deref(), self.execution.job)));
+        let restore = self.context.deployment.restore.as_ref();
+        let download = restore.map(|restore| storage.resolve(&format::shared_location_of(&restore.location)));
+        SharedDirs { upload, download }
     }
 
     /// Runs the task until it ends, blocking its thread while it waits.
@@ -369,7 +383,9 @@ impl TaskThread {
                         return Some(Turn::Blocked);
                     }
                 }
-                TaskOutput::Snapshot { checkpoint, bytes, metrics } => self.store_snapshot(checkpoint, &bytes, metrics),
+                TaskOutput::Snapshot { checkpoint, bytes, shared, metrics } => {
+                    self.store_snapshot(checkpoint, &bytes, shared, metrics)
+                }
                 TaskOutput::Decline { checkpoint, reason } => {
                     self.checkpoint_report(checkpoint, CheckpointOutcome::Declined(reason));
                 }
@@ -399,7 +415,13 @@ impl TaskThread {
         true
     }
 
-    fn store_snapshot(&self, checkpoint: CheckpointId, bytes: &[u8], metrics: weir_core::checkpoint::AckMetrics) {
+    fn store_snapshot(
+        &self,
+        checkpoint: CheckpointId,
+        bytes: &[u8],
+        shared: Vec<String>,
+        metrics: weir_core::checkpoint::AckMetrics,
+    ) {
         let job = self.execution.job;
         let location = {
             let locations = self.context.locations.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -411,7 +433,10 @@ impl TaskThread {
         let vertex = self.context.plan.vertex(self.execution.vertex).id;
         let file = format::state_file_name(vertex, self.execution.subtask, self.execution.attempt);
         let outcome = match self.context.storage.write(&location, &file, bytes) {
-            Ok(()) => CheckpointOutcome::Acknowledged { state: Some(format::handle_for(file, bytes)), metrics },
+            Ok(()) => {
+                let state = weir_core::checkpoint::TaskStateHandle { shared, ..format::handle_for(file, bytes) };
+                CheckpointOutcome::Acknowledged { state: Some(state), metrics }
+            }
             Err(error) => CheckpointOutcome::Declined(DeclineReason::Io(error)),
         };
         self.checkpoint_report(checkpoint, outcome);

@@ -405,7 +405,7 @@ impl DataPlane {
                 TaskOutput::Buffer { edge, consumer, buffer } => {
                     self.send(execution, node, edge, consumer, buffer, effects)
                 }
-                TaskOutput::Snapshot { checkpoint, bytes, metrics } => {
+                TaskOutput::Snapshot { checkpoint, bytes, metrics, .. } => {
                     let Some(job) = self.jobs.get(&execution.job) else { return };
                     let location = self.locations.get(&(execution.job, checkpoint)).cloned().unwrap_or_else(|| {
                         storage::checkpoint_location(job.config.checkpoint.dir.as_deref(), execution.job, checkpoint)

@@ -425,6 +425,10 @@ impl<B: KeyedStateBackend + Send> Operator for RunningAggregate<B> {
         Ok(OperatorSnapshot { keyed: Some(keyed), items: Vec::new(), scalars: None })
     }
 
+    fn set_native_snapshots(&mut self, native: bool) {
+        self.backend.set_native_snapshots(native);
+    }
+
     fn restore(&mut self, state: &RestoredState<'_>) -> Result<(), OperatorError> {
         self.backend.restore(&state.keyed).map_err(|error| self.context.error(error))
     }

@@ -335,10 +335,12 @@ impl Chain {
         Ok(())
     }
 
-    /// Snapshots every operator for `checkpoint`.
-    pub fn snapshot(&mut self, checkpoint: CheckpointId) -> Result<ChainSnapshot, OperatorError> {
+    /// Snapshots every operator for `checkpoint`; with `native`, keyed state may be in its
+    /// store's own format (an incremental checkpoint), else it is canonical (a savepoint).
+    pub fn snapshot(&mut self, checkpoint: CheckpointId, native: bool) -> Result<ChainSnapshot, OperatorError> {
         let mut operators = Vec::with_capacity(self.nodes.len());
         for node in &mut self.nodes {
+            node.operator.set_native_snapshots(native);
             operators.push((node.uid.clone(), node.operator.snapshot(checkpoint)?));
         }
         Ok(ChainSnapshot { checkpoint, subtask: self.subtask, parallelism: self.parallelism, operators })

@@ -153,6 +153,12 @@ pub trait Operator: Send {
         Ok(OperatorSnapshot::default())
     }
 
+    /// Whether the next snapshot's keyed state may be in its store's own format (see
+    /// [`crate::dataflow::state::KeyedStateBackend::set_native_snapshots`]).
+    fn set_native_snapshots(&mut self, native: bool) {
+        let _ = native;
+    }
+
     /// Restores from a snapshot, before any other input.
     fn restore(&mut self, state: &RestoredState<'_>) -> Result<(), OperatorError> {
         let _ = state;

@@ -146,7 +146,7 @@ impl Attempt {
     }
 
     fn snapshot(&mut self, id: CheckpointId) -> Vec<ChainSnapshot> {
-        vec![self.source.snapshot(id).unwrap(), self.window.snapshot(id).unwrap()]
+        vec![self.source.snapshot(id, true).unwrap(), self.window.snapshot(id, true).unwrap()]
     }
 
     fn notify(&mut self, id: CheckpointId) {
@@ -288,7 +288,7 @@ fn feed_window(
             }
         }
     }
-    let snapshot = result.is_ok().then(|| chain.snapshot(CheckpointId(1)).unwrap());
+    let snapshot = result.is_ok().then(|| chain.snapshot(CheckpointId(1), true).unwrap());
     (std::mem::take(&mut edges[0].rows), result.err().map(|error| error.to_string()), snapshot)
 }
 

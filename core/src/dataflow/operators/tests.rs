@@ -479,7 +479,7 @@ fn a_restored_sequence_continues_exactly_after_the_checkpoint_at_any_parallelism
     for subtask in 0..4 {
         let mut run = Run::new(&plan, "numbers", subtask, &options(), &mut TestIo::default());
         run.poll(Time::ZERO, 7 + subtask as usize);
-        snapshots.push(run.chain.snapshot(CheckpointId(1)).unwrap());
+        snapshots.push(run.chain.snapshot(CheckpointId(1), true).unwrap());
         run.poll(Time::ZERO, 3); // after the checkpoint: lost in the failure
         before.extend(xs(&run.take(0))[..7 + subtask as usize].to_vec());
     }
@@ -553,7 +553,7 @@ fn a_file_source_reads_lines_and_resumes_at_the_checkpointed_byte_offset() {
     let mut io = file_io(text, 3);
     let mut run = Run::new(&plan, "lines", 0, &options(), &mut io);
     run.poll(Time::ZERO, 2);
-    let snapshot = run.chain.snapshot(CheckpointId(1)).unwrap();
+    let snapshot = run.chain.snapshot(CheckpointId(1), true).unwrap();
     let first: Vec<String> = run.take(0).iter().map(|row| row[0].to_string()).collect();
     assert_eq!(first, ["alpha", "beta"]);
     let mut restored = Run::new(&plan, "lines", 0, &options(), &mut io);
@@ -609,14 +609,14 @@ fn the_file_sink_commits_a_part_only_when_its_checkpoint_completes() {
     let checkpointing = ChainOptions { checkpointing: true, ..options() };
     let mut run = Run::new(&plan, "numbers", 0, &checkpointing, &mut io);
     run.poll(Time::ZERO, 2);
-    run.chain.snapshot(CheckpointId(1)).unwrap();
+    run.chain.snapshot(CheckpointId(1), true).unwrap();
     assert!(committed_text(&io.parts).is_empty(), "pending until the checkpoint completes");
     assert_eq!(io.parts.0.lock().unwrap().pending.keys().collect::<Vec<_>>(), ["part-0-1"]);
     run.chain.notify_checkpoint_complete(CheckpointId(1)).unwrap();
     assert_eq!(committed_text(&io.parts), "0,\"n,0\"\n1,\"n,1\"\n");
     run.poll(Time::ZERO, 1);
     run.chain.end_of_input(&mut run.edges).unwrap();
-    run.chain.snapshot(CheckpointId(2)).unwrap();
+    run.chain.snapshot(CheckpointId(2), true).unwrap();
     run.chain.notify_checkpoint_complete(CheckpointId(2)).unwrap();
     let parts = io.parts.0.lock().unwrap();
     assert_eq!(parts.committed.keys().collect::<Vec<_>>(), ["part-0-1", "part-0-2"]);
@@ -629,9 +629,9 @@ fn a_crash_between_snapshot_and_notify_commits_the_part_exactly_once_after_resto
     let checkpointing = ChainOptions { checkpointing: true, ..options() };
     let mut run = Run::new(&plan, "numbers", 0, &checkpointing, &mut io);
     run.poll(Time::ZERO, 3);
-    let snapshot = run.chain.snapshot(CheckpointId(1)).unwrap();
+    let snapshot = run.chain.snapshot(CheckpointId(1), true).unwrap();
     run.poll(Time::ZERO, 2); // records after the checkpoint: in part-0-2, never committed
-    run.chain.snapshot(CheckpointId(2)).unwrap(); // checkpoint 2 never completes
+    run.chain.snapshot(CheckpointId(2), true).unwrap(); // checkpoint 2 never completes
     run.poll(Time::ZERO, 1);
     drop(run); // crash: checkpoint 1 completed, but the notification never arrived
     assert_eq!(io.parts.0.lock().unwrap().pending.len(), 2);
@@ -643,7 +643,7 @@ fn a_crash_between_snapshot_and_notify_commits_the_part_exactly_once_after_resto
         assert!(parts.pending.is_empty(), "parts of the failed attempt are discarded");
     }
     restored.drain();
-    restored.chain.snapshot(CheckpointId(3)).unwrap();
+    restored.chain.snapshot(CheckpointId(3), true).unwrap();
     restored.chain.notify_checkpoint_complete(CheckpointId(3)).unwrap();
     let mut again = Run::new(&plan, "numbers", 0, &checkpointing, &mut io);
     again.chain.restore(&[snapshot]).unwrap(); // restoring checkpoint 1 once more commits nothing twice
@@ -664,7 +664,7 @@ fn after_a_rescale_every_pending_part_has_exactly_one_owner() {
     for subtask in 0..3 {
         let mut run = Run::new(&plan, "numbers", subtask, &checkpointing, &mut io);
         run.poll(Time::ZERO, 2);
-        snapshots.push(run.chain.snapshot(CheckpointId(4)).unwrap());
+        snapshots.push(run.chain.snapshot(CheckpointId(4), true).unwrap());
         run.poll(Time::ZERO, 1); // a leftover part-<subtask>-5
     }
     let rescaled = file_sink_job(2, FileFormat::Json);
@@ -715,7 +715,7 @@ fn window_state_restores_at_another_parallelism_with_every_key_once() {
         for key in (0..200).filter(|&key| owner(key, 4) == subtask) {
             run.feed(event(key, 0, key));
         }
-        snapshots.push(run.chain.snapshot(CheckpointId(1)).unwrap());
+        snapshots.push(run.chain.snapshot(CheckpointId(1), true).unwrap());
     }
     for parallelism in [2u32, 3] {
         let new = plan_at(parallelism);
@@ -740,7 +740,7 @@ fn chain_snapshots_survive_bytes_and_corrupt_bytes_are_refused() {
     let plan = windowed_job(tumbling(10, TimeDomain::Event), Duration::ZERO, &[("total", "sum(v)")]);
     let mut run = Run::new(&plan, "window", 0, &options(), &mut TestIo::default());
     run.feed(event(1, 3, 1));
-    let snapshot = run.chain.snapshot(CheckpointId(9)).unwrap();
+    let snapshot = run.chain.snapshot(CheckpointId(9), true).unwrap();
     let bytes = snapshot.to_bytes().unwrap();
     assert_eq!(ChainSnapshot::from_bytes(&bytes), Ok(snapshot));
     for cut in 1..bytes.len() {

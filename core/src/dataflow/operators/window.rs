@@ -627,6 +627,10 @@ impl<B: KeyedStateBackend + Send> Operator for WindowOperator<B> {
 
     /// Restores the windows and rebuilds their timers; after a rescale the watermark is the
     /// lowest of the old subtasks'.
+    fn set_native_snapshots(&mut self, native: bool) {
+        self.backend.set_native_snapshots(native);
+    }
+
     fn restore(&mut self, state: &RestoredState<'_>) -> Result<(), OperatorError> {
         self.backend.restore(&state.keyed).map_err(|error| self.error(error))?;
         for (position, bytes) in state.scalars.iter().enumerate() {

@@ -21,6 +21,11 @@ use crate::row::Value;
 use std::any::TypeId;
 use std::collections::{BTreeMap, BTreeSet};
 
+/// Why the heap backend cannot restore an incremental RocksDB checkpoint (as in Flink, only
+/// savepoints move state between backends).
+const NATIVE_REFUSED: &str = "this is an incremental checkpoint of the rocksdb backend, which the hashmap \
+    backend cannot read: restore it with `state.backend.type: rocksdb`, or take a savepoint to switch backends";
+
 /// What the backend needs of a table without knowing its type.
 trait ErasedTable: Send {
     fn name(&self) -> &str;
@@ -465,7 +470,12 @@ impl KeyedStateBackend for HeapKeyedStateBackend {
             let bytes = encode_to_vec(&GroupImage { states }).map_err(|message| StateError::Codec { message })?;
             snapshots.push(KeyGroupSnapshot { key_group, bytes });
         }
-        Ok(KeyedSnapshot { max_parallelism: self.max_parallelism, key_group_range: self.range, groups: snapshots })
+        Ok(KeyedSnapshot {
+            max_parallelism: self.max_parallelism,
+            key_group_range: self.range,
+            groups: snapshots,
+            native: None,
+        })
     }
 
     fn restore(&mut self, snapshots: &[&KeyedSnapshot]) -> StateResult<()> {
@@ -478,6 +488,9 @@ impl KeyedStateBackend for HeapKeyedStateBackend {
             if snapshot.max_parallelism != self.max_parallelism {
                 let found = snapshot.max_parallelism;
                 return Err(StateError::MaxParallelismMismatch { expected: self.max_parallelism, found });
+            }
+            if snapshot.native.is_some() {
+                return Err(StateError::Store { message: NATIVE_REFUSED.to_string() });
             }
             for group in snapshot.groups.iter().filter(|group| range.contains(group.key_group)) {
                 if !seen.insert(group.key_group) {

@@ -27,12 +27,14 @@
 
 mod heap;
 mod image;
+mod native;
 mod store;
 mod store_backend;
 mod table;
 
 pub use heap::HeapKeyedStateBackend;
-pub use store::{MemoryStateStore, StateStore, WriteBatch};
+pub use native::{NativeSnapshot, PrivateFile, SharedFile};
+pub use store::{MemoryStateStore, NativeError, StateStore, WriteBatch};
 pub use store_backend::StoreKeyedStateBackend;
 
 use super::EventTime;
@@ -193,6 +195,12 @@ pub enum StateError {
     #[error("state value codec: {message}")]
     Codec {
         /// What failed.
+        message: String,
+    },
+    /// The files of a store checkpoint are missing or corrupt: the checkpoint is unreadable.
+    #[error("the checkpoint's state files are unreadable: {message}")]
+    NativeFiles {
+        /// What is missing or wrong.
         message: String,
     },
     /// The store holding the state failed (an IO error, a corrupt block).
@@ -426,6 +434,11 @@ pub trait KeyedStateBackend {
     fn snapshot(&mut self) -> StateResult<KeyedSnapshot>;
     /// Takes the key groups of this backend's range from `snapshots` (an empty backend only).
     fn restore(&mut self, snapshots: &[&KeyedSnapshot]) -> StateResult<()>;
+    /// Whether the next snapshots may be in the store's own format (checkpoints, when the store
+    /// has one) or must be canonical (savepoints). Backends without a store ignore it.
+    fn set_native_snapshots(&mut self, native: bool) {
+        let _ = native;
+    }
 
     /// The value of `state` at `at` for each key of `keys` in turn, created by `init` when
     /// absent, handed to `visit` with its key: `set_current_key` and `entry` key by key (a
@@ -458,8 +471,10 @@ pub struct KeyedSnapshot {
     pub max_parallelism: u32,
     /// The groups the subtask owned.
     pub key_group_range: KeyGroupRange,
-    /// Groups holding state, ascending, each once.
+    /// Groups holding state, ascending, each once (empty when `native` holds the state).
     pub groups: Vec<KeyGroupSnapshot>,
+    /// The store's own files instead of `groups` (an incremental checkpoint), if so.
+    pub native: Option<NativeSnapshot>,
 }
 
 /// One key group's state, encoded.

@@ -15,7 +15,7 @@
 //! [`Namespace`] does. Values are the bytes of the state's codec, the same bytes the heap
 //! backend's snapshots hold, so the two backends' snapshots are interchangeable.
 
-use super::{Namespace, StateError, StateResult, TimeWindow, decode_exact, encode_into};
+use super::{Namespace, NativeSnapshot, StateError, StateResult, TimeWindow, decode_exact, encode_into};
 use crate::row::Value;
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -32,6 +32,48 @@ pub trait StateStore: Send {
     fn write(&mut self, batch: &WriteBatch) -> Result<(), String>;
     /// Visits the entries with keys in `[from, to)` in key order while `visit` returns `true`.
     fn scan(&mut self, from: &[u8], to: &[u8], visit: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<(), String>;
+
+    /// A checkpoint in the store's own format (its files, new ones uploaded), or `None` when the
+    /// store has none or is not configured for it; the caller then takes a canonical snapshot.
+    /// `state_names` of the result is left for the caller to fill.
+    fn native_checkpoint(&mut self) -> Result<Option<NativeSnapshot>, NativeError> {
+        Ok(None)
+    }
+
+    /// Replaces this (empty) store's contents with the files of `snapshot`.
+    fn adopt_native(&mut self, snapshot: &NativeSnapshot) -> Result<(), NativeError> {
+        let _ = snapshot;
+        Err(NativeError::Unsupported)
+    }
+
+    /// The files of `snapshot` as a store of their own, to read entries from (a rescale).
+    fn open_native(&mut self, snapshot: &NativeSnapshot) -> Result<Box<dyn StateStore>, NativeError> {
+        let _ = snapshot;
+        Err(NativeError::Unsupported)
+    }
+}
+
+/// Why a store could not take or read a checkpoint in its own format.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NativeError {
+    /// The store has no format of its own.
+    #[error("this state store cannot read incremental checkpoints")]
+    Unsupported,
+    /// A file of the checkpoint is missing or corrupt: the checkpoint cannot be restored.
+    #[error("{0}")]
+    Unreadable(String),
+    /// The store itself failed (local IO).
+    #[error("{0}")]
+    Store(String),
+}
+
+impl From<NativeError> for StateError {
+    fn from(error: NativeError) -> StateError {
+        match error {
+            NativeError::Unreadable(message) => StateError::NativeFiles { message },
+            other => StateError::Store { message: other.to_string() },
+        }
+    }
 }
 
 /// A store in memory: the simulator's and the tests' stand-in for RocksDB.

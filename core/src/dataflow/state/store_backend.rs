@@ -19,8 +19,8 @@ use super::store::{
 };
 use super::{
     KeyGroupRange, KeyGroupSnapshot, KeyedSnapshot, KeyedStateBackend, ListState, MapCodecs, MapState, Namespace,
-    ReduceFn, Reducer, ReducingState, StateCodec, StateError, StateKey, StateResult, StateType, ValueState,
-    decode_exact, encode_to_vec, key_group_of,
+    NativeSnapshot, ReduceFn, Reducer, ReducingState, StateCodec, StateError, StateKey, StateResult, StateType,
+    ValueState, decode_exact, encode_to_vec, key_group_of,
 };
 use crate::row::Value;
 use std::any::Any;
@@ -117,6 +117,8 @@ pub struct StoreKeyedStateBackend {
     cache_capacity: usize,
     /// Scratch: the store key being accessed.
     scratch: Vec<u8>,
+    /// Whether snapshots may be the store's own checkpoints (see [`NativeSnapshot`]).
+    native_snapshots: bool,
 }
 
 impl std::fmt::Debug for StoreKeyedStateBackend {
@@ -158,6 +160,7 @@ impl StoreKeyedStateBackend {
             cached: 0,
             cache_capacity: capacity.max(1),
             scratch: Vec::new(),
+            native_snapshots: false,
         };
         // `Value::Null` is the current key until the first `set_current_key`, as in the heap.
         let _ = backend.set_current_key(Value::Null);
@@ -326,6 +329,73 @@ impl StoreKeyedStateBackend {
             }
         }
         Ok(())
+    }
+}
+
+impl StoreKeyedStateBackend {
+    /// The one native snapshot of exactly this backend's key groups whose state ids are this
+    /// backend's (its states registered in the same order), if that is what `snapshots` are.
+    fn adoptable<'a>(&self, snapshots: &[&'a KeyedSnapshot]) -> Option<&'a NativeSnapshot> {
+        let [snapshot] = snapshots else { return None };
+        let native = snapshot.native.as_ref()?;
+        let same_groups = snapshot.key_group_range == self.range && snapshot.max_parallelism == self.max_parallelism;
+        let same_ids = native.state_names.len() <= self.caches.len()
+            && native.state_names.iter().zip(&self.caches).all(|(name, cache)| cache.name() == name);
+        (same_groups && same_ids).then_some(native)
+    }
+
+    /// Reads the owned key groups of a native snapshot of `range` into `batch`, renumbering
+    /// the states by name (a rescale, or states registered in another order).
+    fn restore_native(
+        &mut self,
+        range: KeyGroupRange,
+        native: &NativeSnapshot,
+        seen: &mut BTreeSet<u32>,
+        batch: &mut WriteBatch,
+    ) -> StateResult<()> {
+        let (from, to) = (range.start.max(self.range.start), range.end.min(self.range.end));
+        if from >= to {
+            return Ok(());
+        }
+        for key_group in from..to {
+            if !seen.insert(key_group) {
+                return Err(StateError::DuplicateKeyGroup { key_group });
+            }
+        }
+        let mut ids = Vec::with_capacity(native.state_names.len());
+        for name in &native.state_names {
+            let id = self.caches.iter().position(|cache| cache.name() == name);
+            ids.push(id.ok_or_else(|| StateError::UnknownState { name: name.clone() })?);
+        }
+        let mut source = self.store.open_native(native)?;
+        let (caches, max_parallelism) = (&self.caches, self.max_parallelism);
+        let mut failure = None;
+        let mut key = Vec::new();
+        let mut copy = |bytes: &[u8], value: &[u8]| -> StateResult<()> {
+            let corrupt = |message: String| StateError::NativeFiles { message };
+            let entry = parse_key(bytes).map_err(|message| corrupt(format!("a malformed key: {message}")))?;
+            let Some(&id) = ids.get(entry.state as usize) else {
+                return Err(corrupt(format!("an entry of state {} beyond the snapshot's states", entry.state)));
+            };
+            if key_group_of(&entry.key, max_parallelism) != entry.key_group {
+                return Err(corrupt(format!("key {} filed under key group {}", entry.key, entry.key_group)));
+            }
+            caches[id].check(value).map_err(|error| corrupt(error.to_string()))?;
+            key_prefix(entry.key_group, &entry.key, &mut key)?;
+            push_state_and_namespace(id as u32, entry.namespace, &mut key);
+            batch.push((key.clone(), Some(value.to_vec())));
+            Ok(())
+        };
+        let scanned =
+            source.scan(&group_start(from), &group_end(to - 1), &mut |bytes, value| match copy(bytes, value) {
+                Ok(()) => true,
+                Err(error) => {
+                    failure = Some(error);
+                    false
+                }
+            });
+        scanned.map_err(|message| StateError::NativeFiles { message })?;
+        failure.map_or(Ok(()), Err)
     }
 }
 
@@ -556,6 +626,19 @@ impl KeyedStateBackend for StoreKeyedStateBackend {
 
     fn snapshot(&mut self) -> StateResult<KeyedSnapshot> {
         let names: Vec<String> = self.caches.iter().map(|cache| cache.name().to_string()).collect();
+        if self.native_snapshots {
+            self.write_back(false)?;
+            if let Some(mut native) = self.store.native_checkpoint()? {
+                native.state_names = names;
+                let (max_parallelism, key_group_range) = (self.max_parallelism, self.range);
+                return Ok(KeyedSnapshot {
+                    max_parallelism,
+                    key_group_range,
+                    groups: Vec::new(),
+                    native: Some(native),
+                });
+            }
+        }
         let mut groups = Vec::new();
         for (key_group, per_state) in self.group_images()? {
             let states: Vec<StateImage> = per_state
@@ -567,7 +650,11 @@ impl KeyedStateBackend for StoreKeyedStateBackend {
             let bytes = encode_to_vec(&GroupImage { states }).map_err(|message| StateError::Codec { message })?;
             groups.push(KeyGroupSnapshot { key_group, bytes });
         }
-        Ok(KeyedSnapshot { max_parallelism: self.max_parallelism, key_group_range: self.range, groups })
+        Ok(KeyedSnapshot { max_parallelism: self.max_parallelism, key_group_range: self.range, groups, native: None })
+    }
+
+    fn set_native_snapshots(&mut self, native: bool) {
+        self.native_snapshots = native;
     }
 
     fn restore(&mut self, snapshots: &[&KeyedSnapshot]) -> StateResult<()> {
@@ -575,12 +662,20 @@ impl KeyedStateBackend for StoreKeyedStateBackend {
         if entries > 0 {
             return Err(StateError::NotEmpty { entries });
         }
+        if let Some(native) = self.adoptable(snapshots) {
+            // Same key groups and state ids: the files become this store as they are.
+            return Ok(self.store.adopt_native(native)?);
+        }
         let (mut seen, range) = (BTreeSet::new(), self.range);
         let mut batch = WriteBatch::new();
         for snapshot in snapshots {
             if snapshot.max_parallelism != self.max_parallelism {
                 let found = snapshot.max_parallelism;
                 return Err(StateError::MaxParallelismMismatch { expected: self.max_parallelism, found });
+            }
+            if let Some(native) = &snapshot.native {
+                self.restore_native(snapshot.key_group_range, native, &mut seen, &mut batch)?;
+                continue;
             }
             for group in snapshot.groups.iter().filter(|group| range.contains(group.key_group)) {
                 if !seen.insert(group.key_group) {

@@ -270,6 +270,7 @@ fn garbage_bytes_never_panic_on_restore<B: Backend>() {
             max_parallelism: MAX_PARALLELISM,
             key_group_range: KeyGroupRange::new(0, MAX_PARALLELISM),
             groups: vec![KeyGroupSnapshot { key_group: 3, bytes }],
+            native: None,
         };
         let mut state: B = backend(1, 0);
         register(&mut state);

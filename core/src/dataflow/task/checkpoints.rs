@@ -150,9 +150,11 @@ impl TaskRunner {
     fn snapshot(&mut self, barrier: Barrier, in_flight: Vec<(u32, Row)>, complete: bool, alignment: Duration) {
         let checkpoint = barrier.checkpoint;
         self.checkpoint_latest = self.checkpoint_latest.max(Some(checkpoint));
+        // Savepoints are always canonical; checkpoints may be a store's own files.
+        let native = !matches!(barrier.kind, BarrierKind::Savepoint { .. });
         let chain = match self.finished_on_restore {
             true => Ok(self.empty_snapshot(checkpoint)),
-            false => self.chain.snapshot(checkpoint),
+            false => self.chain.snapshot(checkpoint, native),
         };
         for output in &mut self.outputs {
             output.writer.emit_barrier(barrier);
@@ -195,11 +197,12 @@ impl TaskRunner {
             false => encode_to_vec(&pending.in_flight).map_or(0, |bytes| bytes.len() as u64),
         };
         let channel = ChannelState { input_ended: pending.input_ended, in_flight: pending.in_flight };
+        let shared = snapshot::shared_files(&pending.chain);
         match snapshot::encode(&self.identity, pending.chain, &channel) {
             Ok(bytes) => {
                 self.metrics.snapshots += 1;
                 let metrics = AckMetrics { alignment_duration: pending.alignment, processed_bytes: 0, persisted_bytes };
-                self.events.push_back(TaskOutput::Snapshot { checkpoint, bytes, metrics });
+                self.events.push_back(TaskOutput::Snapshot { checkpoint, bytes, shared, metrics });
             }
             Err(message) => self.decline(checkpoint, DeclineReason::AsyncSnapshotFailed(message)),
         }

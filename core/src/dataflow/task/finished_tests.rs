@@ -265,7 +265,7 @@ impl<'a> Coordinated<'a> {
                     self.tasks[target].inbox.entry(channel).or_default().push_back(buffer);
                     continue;
                 }
-                TaskOutput::Snapshot { checkpoint, bytes, metrics } => {
+                TaskOutput::Snapshot { checkpoint, bytes, metrics, .. } => {
                     let vertex = self.plan.vertices[execution.vertex.index()].id;
                     let name = storage::state_file_name(vertex, execution.subtask, execution.attempt);
                     let state = Some(storage::handle_for(name.clone(), &bytes));

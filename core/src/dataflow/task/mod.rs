@@ -180,6 +180,9 @@ pub enum TaskOutput {
         checkpoint: CheckpointId,
         /// The state file (see `checkpoint::storage`).
         bytes: Vec<u8>,
+        /// Files of the job's shared directory the state references, sorted (see
+        /// [`crate::checkpoint::TaskStateHandle::shared`]).
+        shared: Vec<String>,
         /// What the task measured.
         metrics: AckMetrics,
     },
@@ -247,7 +250,16 @@ impl TaskError {
     /// `RestoreSpec` as `TaskReport::unreadable_checkpoint` (as it does when it cannot read the
     /// file at all), so the JobMaster stops restoring that checkpoint.
     pub fn is_unreadable_state(&self) -> bool {
-        matches!(self, TaskError::Restore(RestoreError::Storage(_)))
+        use crate::dataflow::operators::OperatorErrorKind;
+        use crate::dataflow::state::StateError;
+        match self {
+            TaskError::Restore(RestoreError::Storage(_)) => true,
+            // A missing or corrupt file of an incremental checkpoint.
+            TaskError::Restore(RestoreError::Operator(error)) => {
+                matches!(error.kind(), OperatorErrorKind::State(StateError::NativeFiles { .. }))
+            }
+            _ => false,
+        }
     }
 }
 

@@ -133,12 +133,13 @@ pub(super) fn encode(
         if state == OperatorSnapshot::default() && channel_state.is_empty() {
             continue;
         }
-        let (keyed_meta, keyed) = match state.keyed {
+        let (keyed_meta, keyed, native) = match state.keyed {
             Some(keyed) => (
                 Some((keyed.max_parallelism, keyed.key_group_range)),
                 keyed.groups.into_iter().map(|group| (group.key_group, group.bytes)).collect(),
+                keyed.native,
             ),
-            None => (None, Vec::new()),
+            None => (None, Vec::new(), None),
         };
         let image = OperatorImage {
             parallelism: identity.parallelism,
@@ -152,6 +153,7 @@ pub(super) fn encode(
             operator_state: encode_to_vec(&image)?,
             channel_state,
             keyed,
+            native,
         });
     }
     operators.sort_by_key(|operator| operator.operator);
@@ -164,6 +166,17 @@ pub(super) fn encode(
         operators,
     };
     Ok(storage::encode_task_state(&file))
+}
+
+/// The shared files the chain snapshot references (for its handle's reference counts), sorted.
+pub(super) fn shared_files(snapshot: &ChainSnapshot) -> Vec<String> {
+    let keyed = snapshot.operators.iter().filter_map(|(_, state)| state.keyed.as_ref());
+    let native = keyed.filter_map(|keyed| keyed.native.as_ref());
+    let mut names: Vec<String> =
+        native.flat_map(|native| native.shared.iter().map(|file| file.shared.clone())).collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// The chain snapshot and channel state in the state file `bytes` of this task, or after a
@@ -206,9 +219,10 @@ pub(super) fn decode(identity: &TaskIdentity, bytes: &[u8]) -> Result<(ChainSnap
         let keyed = match image.keyed {
             Some((max_parallelism, key_group_range)) => {
                 let groups = part.keyed.into_iter().map(|(key_group, bytes)| KeyGroupSnapshot { key_group, bytes });
-                Some(KeyedSnapshot { max_parallelism, key_group_range, groups: groups.collect() })
+                let native = part.native;
+                Some(KeyedSnapshot { max_parallelism, key_group_range, groups: groups.collect(), native })
             }
-            None if part.keyed.is_empty() => None,
+            None if part.keyed.is_empty() && part.native.is_none() => None,
             None => return Err(undecodable("keyed state")("key groups of an operator without keyed state".into())),
         };
         states[position] = OperatorSnapshot { keyed, items: image.items, scalars: image.scalars };

@@ -852,3 +852,16 @@ fn an_unaligned_snapshot_keeps_the_records_in_flight_and_replays_them_on_restore
     let lines = cluster.io.parts.committed_lines().into_values().flatten();
     assert_eq!(totals(lines), totals(expected_sums(records, keys, window)));
 }
+
+#[test]
+fn missing_or_corrupt_files_of_an_incremental_checkpoint_are_unreadable_state_and_other_refusals_not() {
+    use crate::dataflow::operators::{OperatorError, OperatorErrorKind};
+    use crate::dataflow::state::StateError;
+    let refusal = |error: StateError| {
+        TaskError::Restore(RestoreError::Operator(OperatorError::new("counts", OperatorErrorKind::State(error))))
+    };
+    let missing = StateError::NativeFiles { message: "shared/0f-000009.sst: cannot read".to_string() };
+    assert!(refusal(missing).is_unreadable_state(), "recovery falls back to an older checkpoint");
+    let unknown = StateError::UnknownState { name: "gone".to_string() };
+    assert!(!refusal(unknown).is_unreadable_state(), "a job that changed is not a broken checkpoint");
+}
