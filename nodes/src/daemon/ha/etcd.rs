@@ -109,7 +109,8 @@ impl EtcdStore {
         let compare: Vec<Value> = unchanged
             .iter()
             .map(|(name, revision)| {
-                json!({ "key": self.key(name), "target": "MOD", "result": "EQUAL", "mod_revision": revision.to_string() })
+                let revision = revision.to_string();
+                json!({ "key": self.key(name), "target": "MOD", "result": "EQUAL", "mod_revision": revision })
             })
             .collect();
         let success: Vec<Value> = puts
