@@ -62,6 +62,9 @@ fn print_summary(report: &weir_sim::RunReport) {
     for fault in &report.faults {
         println!("  fault   {fault}");
     }
+    for site in &report.buggify {
+        println!("  buggify {site}");
+    }
     for job in &report.jobs {
         let failure = job.failure.as_deref().map(|f| format!(": {f}")).unwrap_or_default();
         println!(
