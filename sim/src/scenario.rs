@@ -1057,6 +1057,35 @@ restart_after = "10 s"
     }
 
     #[test]
+    fn the_new_fault_kinds_parse_render_and_refuse_what_is_missing() {
+        let base = "name = \"x\"\nrun_for = \"1 s\"\n[cluster]\ntask_managers = 2\n";
+        let fault = |body: &str| parse("s.toml", &format!("{base}[[fault]]\nat = \"1 s\"\n{body}"), &read);
+        let slow = fault(
+            "kind = \"slow-link\"\nnode = \"tm-0\"\npeer = \"tm-1\"\nduration = \"2 s\"\nlatency = \"5 ms\"\nrate = 1000\n",
+        );
+        let slow = slow.unwrap();
+        assert!(matches!(&slow.faults[0].kind, FaultKind::Link { fault: LinkFault::SlowLink, rate: Some(1000), .. }));
+        let rendered = render_faults(&slow.faults);
+        let again = parse("s.toml", &format!("{base}{rendered}"), &read).unwrap();
+        assert_eq!(again.faults, slow.faults, "rendered faults parse back the same");
+        let one_way = fault("kind = \"partition\"\nnode = \"jm\"\npeer = \"tm-1\"\none_way = true\n").unwrap();
+        assert!(matches!(&one_way.faults[0].kind, FaultKind::Partition { one_way: true, .. }));
+        for (body, problem) in [
+            (
+                "kind = \"slow-link\"\nnode = \"tm-0\"\nduration = \"1 s\"\nlatency = \"1 ms\"\n",
+                "needs `node` and `peer`",
+            ),
+            ("kind = \"clock\"\nnode = \"tm-0\"\n", "needs `jump`"),
+            ("kind = \"disk-full\"\n", "needs `duration`"),
+            ("kind = \"slow-tm\"\nnode = \"tm-0\"\nfactor = 1\n", "at least 2"),
+            ("kind = \"duplicate\"\nduration = \"1 s\"\nprobability = 2.0\n", "must lie in 0..1"),
+        ] {
+            let error = fault(body).unwrap_err().to_string();
+            assert!(error.contains(problem), "{error}");
+        }
+    }
+
+    #[test]
     fn errors_name_the_file_and_the_problem() {
         let base = "name = \"x\"\nrun_for = \"1 s\"\n[cluster]\ntask_managers = 1\n";
         let error =
