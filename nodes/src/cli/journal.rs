@@ -47,6 +47,12 @@ pub fn replay_dir(dir: &Path, node: Option<&str>, filter: Option<&str>) -> Resul
             },
             check.unknown_sender
         );
+        if check.connection_closed > 0 {
+            println!("disconnects made by this daemon when a peer's connection closed: {}", check.connection_closed);
+        }
+        if !check.unmatched_kinds.is_empty() {
+            println!("not sent again by the replay: {}", check.unmatched_kinds.join(", "));
+        }
     }
     let matched: u64 = checks.iter().map(|check| check.matched).sum();
     if differing > 0 || broken > 0 {

@@ -75,7 +75,7 @@ pub struct Replayed {
     /// Every envelope the replayed machine sent, as [`message_key`]s, with how often.
     pub sent: BTreeMap<u128, u64>,
     /// Every message the machine received from another process: its sender and [`message_key`].
-    pub received: Vec<(Address, u128)>,
+    pub received: Vec<(Address, u128, &'static str)>,
 }
 
 /// Every journal in `dir` (each `journal-*-000000.bin` and its later segments), replayed.
@@ -108,6 +108,11 @@ pub struct CrossCheck {
     pub unmatched_after_cut: u64,
     /// Messages from processes without a journal here (clients, other TaskManagers).
     pub unknown_sender: u64,
+    /// Disconnects the receiving daemon made itself when a peer's connection closed (its
+    /// glue hands them to the machine as from that peer, which never sent them).
+    pub connection_closed: u64,
+    /// The kinds of the unmatched messages, for reading a difference.
+    pub unmatched_kinds: Vec<&'static str>,
 }
 
 /// For each replay (in order), its received messages checked against the replayed senders: a
@@ -125,7 +130,7 @@ pub fn cross_check(replays: &[Replayed]) -> Vec<CrossCheck> {
         .iter()
         .map(|receiver| {
             let mut check = CrossCheck::default();
-            for (from, key) in &receiver.received {
+            for (from, key, kind) in &receiver.received {
                 let Some(_) = sender_of(*from) else {
                     check.unknown_sender += 1;
                     continue;
@@ -142,8 +147,11 @@ pub fn cross_check(replays: &[Replayed]) -> Vec<CrossCheck> {
                     .collect();
                 if senders.iter().any(|sender| sender.sent.contains_key(key)) {
                     check.matched += 1;
+                } else if *kind == "DisconnectTaskExecutor" {
+                    check.connection_closed += 1;
                 } else {
                     check.unmatched += 1;
+                    check.unmatched_kinds.push(kind);
                     check.unmatched_after_cut += u64::from(senders.iter().any(|sender| sender.truncated.is_some()));
                 }
             }
@@ -241,7 +249,7 @@ struct Replay {
     outputs_hash: u128,
     invariant_violation: Option<String>,
     sent: BTreeMap<u128, u64>,
-    received: Vec<(Address, u128)>,
+    received: Vec<(Address, u128, &'static str)>,
 }
 
 impl Replay {
@@ -297,9 +305,11 @@ impl Replay {
     }
 
     /// The sender and key of a message from another process (clients' requests included).
-    fn received_key(&self, input: &super::JournalInput) -> Option<(Address, u128)> {
+    fn received_key(&self, input: &super::JournalInput) -> Option<(Address, u128, &'static str)> {
         match (input, &self.header.machine) {
-            (super::JournalInput::Envelope(envelope), _) => Some((envelope.from, message_key(envelope))),
+            (super::JournalInput::Envelope(envelope), _) => {
+                Some((envelope.from, message_key(envelope), envelope.message.kind()))
+            }
             (
                 super::JournalInput::TaskExecutorMessage { from, epoch, message },
                 MachineSpec::TaskManager { resource_id, .. },
@@ -310,7 +320,7 @@ impl Replay {
                     epoch: *epoch,
                     message: Message::TaskExecutor(message.clone()),
                 };
-                Some((*from, message_key(&envelope)))
+                Some((*from, message_key(&envelope), envelope.message.kind()))
             }
             _ => None,
         }

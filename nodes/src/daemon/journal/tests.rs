@@ -486,7 +486,7 @@ fn replaying_a_directory_reaches_the_same_decisions_journal_against_journal() {
     // A message the TaskManager received that the replayed JobManager never sent is a decision
     // that differs, and the check says so.
     let executor = replays.iter().position(|r| matches!(r.machine, ReplayedMachine::TaskExecutor(_))).unwrap();
-    replays[executor].received.push((Address::ResourceManager, 42));
+    replays[executor].received.push((Address::ResourceManager, 42, "test"));
     assert_eq!(super::replay::cross_check(&replays)[executor].unmatched, 1);
     assert!(super::replay::replay_dir(&temp_dir("empty")).unwrap_err().contains("no journal"));
 }
