@@ -6,6 +6,7 @@
 //! [`time::Time`] and carry out the outputs they ask for. Iteration that can influence a
 //! decision goes over ordered collections, so the same inputs give the same outputs everywhere.
 
+pub mod buggify;
 pub mod checkpoint;
 pub mod config;
 pub mod dataflow;

@@ -207,6 +207,14 @@ fn journals_of_a_finished_wordcount_replay_to_the_same_end() {
     // The TaskManager died first: its closed connection disconnected it, and that is journaled too.
     assert!(summary.contains("task managers: 0; slots: 0, free 0"), "{summary}");
 
+    // Both journals together: each replayed machine sends every message the other received
+    // (the disconnect the JobManager's glue made when the connection closed apart).
+    let output = Command::new(env!("CARGO_BIN_EXE_weir")).args(["sim", "replay", "--journal"]).arg(&journals).output();
+    let output = output.unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{text}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(text.contains("2 journals replayed: the same decisions"), "{text}");
+
     let broken = dir.join("broken");
     std::fs::create_dir_all(&broken).unwrap();
     let copy = broken.join(job_manager_journal.file_name().unwrap());

@@ -16,7 +16,12 @@ use weir_core::rng::Rng;
 #[derive(Debug, Default)]
 pub struct Disk {
     files: BTreeMap<String, Vec<u8>>,
+    /// No space left: writes that add bytes fail (a disk-full fault).
+    full: bool,
 }
+
+/// The error a write to a full disk gets, as the OS reports ENOSPC.
+pub const NO_SPACE: &str = "No space left on device (os error 28)";
 
 /// The storage as operators' connectors hold it (they must be `Send`).
 pub type SharedDisk = Arc<Mutex<Disk>>;
@@ -39,6 +44,25 @@ impl Disk {
     /// Creates or replaces `path`.
     pub fn write(&mut self, path: &str, bytes: Vec<u8>) {
         self.files.insert(path.to_string(), bytes);
+    }
+
+    /// Whether the disk is full: writes that add bytes fail with [`NO_SPACE`].
+    pub fn is_full(&self) -> bool {
+        self.full
+    }
+
+    /// Fills the disk up (a disk-full fault) or frees it again.
+    pub fn set_full(&mut self, full: bool) {
+        self.full = full;
+    }
+
+    /// Appends to `path`, creating it, unless the disk is full.
+    pub fn try_append(&mut self, path: &str, bytes: &[u8]) -> Result<(), String> {
+        if self.full && !bytes.is_empty() {
+            return Err(format!("{path}: {NO_SPACE}"));
+        }
+        self.append(path, bytes);
+        Ok(())
     }
 
     /// Appends to `path`, creating it.

@@ -8,6 +8,7 @@
 //! After every event each role's invariants and the cluster-wide ones are checked; the run's
 //! fingerprint (every event, hashed in order) proves that the same seed replays the same run.
 
+pub mod clock;
 pub mod dataplane;
 pub mod disk;
 pub mod network;
@@ -15,8 +16,9 @@ pub mod report;
 pub mod scenario;
 pub mod shrink;
 pub mod tasks;
+pub mod timeline;
 pub mod trace;
 pub mod world;
 
 pub use report::RunReport;
-pub use world::{fault_free_output, run, run_logged, run_with_faults, states_at};
+pub use world::{fault_free_output, run, run_logged, run_timeline, run_with_faults, states_at};

@@ -25,6 +25,10 @@ pub struct RunReport {
     pub unmet: Vec<String>,
     /// The faults that fired, with their times, for reading a failing run.
     pub faults: Vec<String>,
+    /// The code's fault points reached in the run (scenarios with `buggify = true`): each site,
+    /// whether the seed switched it on, and how often it fired.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub buggify: Vec<String>,
     /// The same faults with every random choice resolved, for replaying and shrinking.
     #[serde(skip)]
     pub fault_plan: Vec<crate::scenario::FaultSpec>,

@@ -47,6 +47,8 @@ pub struct Scenario {
     pub nemesis: Option<Nemesis>,
     /// How real tasks run: the cost of a record, the input files.
     pub data: DataSpec,
+    /// Whether the code's fault points (`weir_core::buggify`) may take their rare paths.
+    pub buggify: bool,
 }
 
 /// The data plane of real tasks (jobs with `tasks = "real"`).
@@ -117,7 +119,7 @@ pub enum OutputCheck {
 /// Random faults: kinds, how often, how long, drawn from each run's seed.
 #[derive(Debug, Clone)]
 pub struct Nemesis {
-    /// The fault kinds to draw from: `crash`, `isolate`, `partition`.
+    /// The fault kinds to draw from ([`NEMESIS_KINDS`]).
     pub kinds: Vec<String>,
     /// Time between two faults.
     pub interval: TimeSpec,
@@ -127,8 +129,11 @@ pub struct Nemesis {
     pub until: Duration,
     /// How long a crashed node stays down.
     pub restart_after: TimeSpec,
-    /// How long an isolation or a partition lasts.
+    /// How long an isolation, a partition or any other fault with a duration lasts.
     pub duration: TimeSpec,
+    /// The extra latency of latency spikes and slow links, the widest extra delay of
+    /// reordering, the extra time of slow fsyncs, and the size of clock jumps.
+    pub latency: TimeSpec,
     /// Each seed uses a random non-empty subset of `kinds` (swarm testing).
     pub swarm: bool,
     /// Whether the JobManager may be hit too (`all`) or only TaskManagers (`tm`).
@@ -256,12 +261,65 @@ pub enum FaultKind {
         /// How long.
         duration: Option<TimeSpec>,
     },
-    /// The node and `peer` cannot reach each other; heals after `duration` if given.
+    /// The node and `peer` cannot reach each other (with `one_way`, only the node's messages to
+    /// `peer` are lost); heals after `duration` if given.
     Partition {
         /// The other side.
         peer: String,
         /// How long.
         duration: Option<TimeSpec>,
+        /// Only the direction from the node to `peer` is cut.
+        one_way: bool,
+    },
+    /// The cluster splits into two halves drawn from the seed (the HA store stays with the
+    /// first); no link crosses them until `duration` ends.
+    Split {
+        /// How long.
+        duration: Option<TimeSpec>,
+    },
+    /// A link fault for `duration` on the node's links (every link when the node is empty, only
+    /// those to `peer` when given): see [`LinkFault`].
+    Link {
+        /// Which link fault.
+        fault: LinkFault,
+        /// Only the links between the node and this one.
+        peer: Option<String>,
+        /// How long.
+        duration: TimeSpec,
+        /// The extra latency (a spike, a slow link) or the widest extra delay (reordering).
+        latency: TimeSpec,
+        /// Duplication: the probability a message arrives twice, in parts per million.
+        probability_ppm: u32,
+        /// A slow link: bytes per second its data connections carry.
+        rate: Option<u64>,
+    },
+    /// The node's clock jumps forward by `jump` and/or drifts by `drift_ppm` from then on.
+    Clock {
+        /// A forward jump.
+        jump: Option<TimeSpec>,
+        /// The new drift, in parts per million.
+        drift_ppm: Option<i32>,
+    },
+    /// The shared storage is full for `duration`: state files, `_metadata` and part files fail
+    /// to write (checkpoints are declined, sinks fail their tasks).
+    DiskFull {
+        /// How long.
+        duration: TimeSpec,
+    },
+    /// Every fsync (state files, `_metadata`) takes `latency` longer for `duration`.
+    SlowFsync {
+        /// How long.
+        duration: TimeSpec,
+        /// The extra time per fsync.
+        latency: TimeSpec,
+    },
+    /// The TaskManager's CPU is `factor` times slower for `duration` (every record its real tasks
+    /// process costs that much more); for the rest of the run without `duration`.
+    SlowTaskManager {
+        /// How long.
+        duration: Option<TimeSpec>,
+        /// How many times slower.
+        factor: u32,
     },
     /// Every partition heals.
     Heal,
@@ -283,6 +341,32 @@ pub enum FaultKind {
         /// Flip a byte or cut the file short.
         damage: crate::disk::Damage,
     },
+}
+
+/// What a [`FaultKind::Link`] does to its links.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkFault {
+    /// Every message and buffer takes `latency` longer.
+    LatencySpike,
+    /// Messages and buffers between two nodes take `latency` longer, and data connections carry
+    /// at most `rate` bytes per second.
+    SlowLink,
+    /// RPC messages arrive twice with the given probability.
+    Duplicate,
+    /// Each RPC message gets an extra delay drawn in `0..=latency`, so messages overtake each other.
+    Reorder,
+}
+
+impl LinkFault {
+    /// The fault kind's name in scenario files.
+    pub fn name(self) -> &'static str {
+        match self {
+            LinkFault::LatencySpike => "latency-spike",
+            LinkFault::SlowLink => "slow-link",
+            LinkFault::Duplicate => "duplicate",
+            LinkFault::Reorder => "reorder",
+        }
+    }
 }
 
 /// One scheduled fault.
@@ -315,6 +399,8 @@ struct RawScenario {
     nemesis: Option<RawNemesis>,
     #[serde(default)]
     data: RawData,
+    #[serde(default)]
+    buggify: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -337,6 +423,8 @@ struct RawNemesis {
     restart_after: Option<String>,
     #[serde(default)]
     duration: Option<String>,
+    #[serde(default)]
+    latency: Option<String>,
     #[serde(default)]
     swarm: bool,
     #[serde(default)]
@@ -387,6 +475,13 @@ struct RawFault {
     restart_after: Option<String>,
     duration: Option<String>,
     latency: Option<String>,
+    #[serde(default)]
+    one_way: bool,
+    probability: Option<f64>,
+    rate: Option<u64>,
+    jump: Option<String>,
+    drift_ppm: Option<i32>,
+    factor: Option<u32>,
 }
 
 /// Reads a scenario file; job files it names are read relative to the scenario's folder.
@@ -444,6 +539,7 @@ pub fn parse(
         faults,
         nemesis,
         data,
+        buggify: raw.buggify,
     })
 }
 
@@ -451,8 +547,8 @@ fn nemesis(raw: &RawNemesis) -> Result<Nemesis, String> {
     if raw.kinds.is_empty() {
         return Err("`kinds` lists no fault kind".to_string());
     }
-    if let Some(kind) = raw.kinds.iter().find(|kind| !["crash", "isolate", "partition"].contains(&kind.as_str())) {
-        return Err(format!("unknown fault kind {kind:?}; use crash, isolate or partition"));
+    if let Some(kind) = raw.kinds.iter().find(|kind| !NEMESIS_KINDS.contains(&kind.as_str())) {
+        return Err(format!("unknown fault kind {kind:?}; use {}", NEMESIS_KINDS.join(", ")));
     }
     let interval = time_spec("interval", &raw.interval)?;
     if interval.low == Duration::ZERO {
@@ -470,6 +566,7 @@ fn nemesis(raw: &RawNemesis) -> Result<Nemesis, String> {
         until: duration("until", &raw.until)?,
         restart_after: time_spec("restart_after", raw.restart_after.as_deref().unwrap_or("1 s..10 s"))?,
         duration: time_spec("duration", raw.duration.as_deref().unwrap_or("2 s..10 s"))?,
+        latency: time_spec("latency", raw.latency.as_deref().unwrap_or("20 ms..500 ms"))?,
         swarm: raw.swarm,
         include_job_manager,
     })
@@ -486,16 +583,59 @@ impl Nemesis {
             let kind = &kinds[rng.below(kinds.len() as u64) as usize];
             let node = self.victim(rng, task_managers);
             let time = TimeSpec { low: Duration(at), high: Duration(at) };
+            let (duration, latency) = (self.duration, self.latency);
+            let mut node = node;
             let fault = match kind.as_str() {
                 "crash" => FaultKind::Crash { restart_after: Some(self.restart_after) },
-                "isolate" => FaultKind::Isolate { duration: Some(self.duration) },
-                _ => {
+                "isolate" => FaultKind::Isolate { duration: Some(duration) },
+                "partition" | "one-way-partition" | "slow-link" => {
                     let mut peer = self.victim(rng, task_managers);
                     while peer == node && task_managers + u32::from(self.include_job_manager) > 1 {
                         peer = self.victim(rng, task_managers);
                     }
-                    FaultKind::Partition { peer, duration: Some(self.duration) }
+                    match kind.as_str() {
+                        "slow-link" => {
+                            let rate = Some(100_000 + rng.below(10_000_000));
+                            let peer = Some(peer);
+                            FaultKind::Link {
+                                fault: LinkFault::SlowLink,
+                                peer,
+                                duration,
+                                latency,
+                                probability_ppm: 0,
+                                rate,
+                            }
+                        }
+                        one_way => FaultKind::Partition {
+                            peer,
+                            duration: Some(duration),
+                            one_way: one_way == "one-way-partition",
+                        },
+                    }
                 }
+                "split" => FaultKind::Split { duration: Some(duration) },
+                "pause" => FaultKind::Pause { duration },
+                "latency-spike" | "duplicate" | "reorder" => {
+                    node = String::new(); // every link
+                    let fault = match kind.as_str() {
+                        "latency-spike" => LinkFault::LatencySpike,
+                        "duplicate" => LinkFault::Duplicate,
+                        _ => LinkFault::Reorder,
+                    };
+                    let probability_ppm =
+                        if fault == LinkFault::Duplicate { 100_000 + rng.below(400_000) as u32 } else { 0 };
+                    FaultKind::Link { fault, peer: None, duration, latency, probability_ppm, rate: None }
+                }
+                "clock" => FaultKind::Clock { jump: Some(latency), drift_ppm: Some(rng.between(-1_000, 1_000) as i32) },
+                "disk-full" => {
+                    node = String::new();
+                    FaultKind::DiskFull { duration }
+                }
+                "slow-fsync" => {
+                    node = String::new();
+                    FaultKind::SlowFsync { duration, latency }
+                }
+                _ => FaultKind::SlowTaskManager { duration: Some(duration), factor: 2 + rng.below(9) as u32 },
             };
             faults.push(FaultSpec { at: time, node, kind: fault });
             at += self.interval.draw(rng).0;
@@ -649,7 +789,31 @@ fn fault_spec(raw: &RawFault, cluster: &Cluster) -> Result<FaultSpec, String> {
         "partition" => {
             let peer = raw.peer.clone().ok_or("a partition needs `peer`, the node on the other side")?;
             check_node(&peer, cluster)?;
-            FaultKind::Partition { peer, duration: optional("duration", &raw.duration)? }
+            FaultKind::Partition { peer, duration: optional("duration", &raw.duration)?, one_way: raw.one_way }
+        }
+        "split" => FaultKind::Split { duration: optional("duration", &raw.duration)? },
+        "latency-spike" | "slow-link" | "duplicate" | "reorder" => link_fault(raw, cluster)?,
+        "clock" => {
+            let jump = optional("jump", &raw.jump)?;
+            if jump.is_none() && raw.drift_ppm.is_none() {
+                return Err("a clock fault needs `jump` (a forward jump) or `drift_ppm`, or both".to_string());
+            }
+            if raw.drift_ppm.is_some_and(|ppm| ppm.unsigned_abs() >= 1_000_000) {
+                return Err("`drift_ppm` must lie strictly between -1000000 and 1000000".to_string());
+            }
+            FaultKind::Clock { jump, drift_ppm: raw.drift_ppm }
+        }
+        "disk-full" => FaultKind::DiskFull { duration: required("duration", &raw.duration)? },
+        "slow-fsync" => FaultKind::SlowFsync {
+            duration: required("duration", &raw.duration)?,
+            latency: required("latency", &raw.latency)?,
+        },
+        "slow-tm" => {
+            let factor = raw.factor.ok_or("a slow-tm fault needs `factor`, how many times slower")?;
+            if factor < 2 {
+                return Err("`factor` must be at least 2".to_string());
+            }
+            FaultKind::SlowTaskManager { duration: optional("duration", &raw.duration)?, factor }
         }
         "heal" => FaultKind::Heal,
         "pause" => FaultKind::Pause { duration: time_spec("duration", raw.duration.as_deref().unwrap_or(""))? },
@@ -660,17 +824,96 @@ fn fault_spec(raw: &RawFault, cluster: &Cluster) -> Result<FaultSpec, String> {
         "corrupt-checkpoint" => FaultKind::DamageCheckpoint { damage: crate::disk::Damage::Corrupt },
         "truncate-checkpoint" => FaultKind::DamageCheckpoint { damage: crate::disk::Damage::Truncate },
         other => {
-            return Err(format!(
-                "unknown fault kind {other:?}; use crash, isolate, partition, heal, pause, slow, corrupt-checkpoint \
-                 or truncate-checkpoint"
-            ));
+            return Err(format!("unknown fault kind {other:?}; use {}", FAULT_KINDS.join(", ")));
         }
     };
-    let damage_alone = matches!(kind, FaultKind::DamageCheckpoint { .. }) && raw.node.is_empty();
-    if kind != FaultKind::Heal && !damage_alone {
+    let needs_node = match &kind {
+        FaultKind::Heal | FaultKind::Split { .. } | FaultKind::DiskFull { .. } | FaultKind::SlowFsync { .. } => false,
+        FaultKind::DamageCheckpoint { .. } => !raw.node.is_empty(),
+        FaultKind::Link { fault, .. } => *fault == LinkFault::SlowLink || !raw.node.is_empty(),
+        _ => true,
+    };
+    if needs_node {
         check_node(&raw.node, cluster)?;
     }
     Ok(FaultSpec { at, node: raw.node.clone(), kind })
+}
+
+/// Every fault kind a nemesis may draw.
+pub const NEMESIS_KINDS: &[&str] = &[
+    "crash",
+    "isolate",
+    "partition",
+    "one-way-partition",
+    "split",
+    "pause",
+    "latency-spike",
+    "slow-link",
+    "duplicate",
+    "reorder",
+    "clock",
+    "disk-full",
+    "slow-fsync",
+    "slow-tm",
+];
+
+/// Every fault kind a `[[fault]]` table may name.
+pub const FAULT_KINDS: &[&str] = &[
+    "crash",
+    "isolate",
+    "partition",
+    "split",
+    "heal",
+    "pause",
+    "slow",
+    "latency-spike",
+    "slow-link",
+    "duplicate",
+    "reorder",
+    "clock",
+    "disk-full",
+    "slow-fsync",
+    "slow-tm",
+    "corrupt-checkpoint",
+    "truncate-checkpoint",
+];
+
+fn required(field: &str, text: &Option<String>) -> Result<TimeSpec, String> {
+    time_spec(field, text.as_deref().ok_or_else(|| format!("this fault kind needs `{field}`"))?)
+}
+
+fn link_fault(raw: &RawFault, cluster: &Cluster) -> Result<FaultKind, String> {
+    let fault = match raw.kind.as_str() {
+        "latency-spike" => LinkFault::LatencySpike,
+        "slow-link" => LinkFault::SlowLink,
+        "duplicate" => LinkFault::Duplicate,
+        _ => LinkFault::Reorder,
+    };
+    if let Some(peer) = &raw.peer {
+        check_node(peer, cluster)?;
+    }
+    if fault == LinkFault::SlowLink && raw.peer.is_none() {
+        return Err("a slow-link fault needs `node` and `peer`, the two ends of the link".to_string());
+    }
+    let probability = raw.probability.unwrap_or(if fault == LinkFault::Duplicate { 0.5 } else { 0.0 });
+    if !(0.0..=1.0).contains(&probability) {
+        return Err(format!("`probability` must lie in 0..1, got {probability}"));
+    }
+    let latency = match fault {
+        LinkFault::Duplicate => TimeSpec::fixed(Duration::ZERO),
+        _ => required("latency", &raw.latency)?,
+    };
+    if raw.rate == Some(0) {
+        return Err("`rate` must be at least 1 byte per second".to_string());
+    }
+    Ok(FaultKind::Link {
+        fault,
+        peer: raw.peer.clone(),
+        duration: required("duration", &raw.duration)?,
+        latency,
+        probability_ppm: (probability * 1_000_000.0).round() as u32,
+        rate: raw.rate,
+    })
 }
 
 fn render_time(spec: &TimeSpec) -> String {
@@ -690,9 +933,49 @@ pub fn render_faults(faults: &[FaultSpec]) -> String {
             FaultKind::Isolate { duration } => {
                 ("isolate", duration.map(|t| format!("duration = \"{}\"\n", render_time(&t))))
             }
-            FaultKind::Partition { peer, duration } => {
+            FaultKind::Partition { peer, duration, one_way } => {
                 let duration = duration.map(|t| format!("duration = \"{}\"\n", render_time(&t))).unwrap_or_default();
-                ("partition", Some(format!("peer = \"{peer}\"\n{duration}")))
+                let one_way = if *one_way { "one_way = true\n" } else { "" };
+                ("partition", Some(format!("peer = \"{peer}\"\n{duration}{one_way}")))
+            }
+            FaultKind::Split { duration } => {
+                ("split", duration.map(|t| format!("duration = \"{}\"\n", render_time(&t))))
+            }
+            FaultKind::Link { fault, peer, duration, latency, probability_ppm, rate } => {
+                let mut extra = format!("duration = \"{}\"\n", render_time(duration));
+                if *fault != LinkFault::Duplicate {
+                    extra.push_str(&format!("latency = \"{}\"\n", render_time(latency)));
+                } else {
+                    extra.push_str(&format!("probability = {}\n", *probability_ppm as f64 / 1_000_000.0));
+                }
+                if let Some(peer) = peer {
+                    extra.push_str(&format!("peer = \"{peer}\"\n"));
+                }
+                if let Some(rate) = rate {
+                    extra.push_str(&format!("rate = {rate}\n"));
+                }
+                (fault.name(), Some(extra))
+            }
+            FaultKind::Clock { jump, drift_ppm } => {
+                let mut extra = String::new();
+                if let Some(jump) = jump {
+                    extra.push_str(&format!("jump = \"{}\"\n", render_time(jump)));
+                }
+                if let Some(ppm) = drift_ppm {
+                    extra.push_str(&format!("drift_ppm = {ppm}\n"));
+                }
+                ("clock", Some(extra))
+            }
+            FaultKind::DiskFull { duration } => {
+                ("disk-full", Some(format!("duration = \"{}\"\n", render_time(duration))))
+            }
+            FaultKind::SlowFsync { duration, latency } => (
+                "slow-fsync",
+                Some(format!("duration = \"{}\"\nlatency = \"{}\"\n", render_time(duration), render_time(latency))),
+            ),
+            FaultKind::SlowTaskManager { duration, factor } => {
+                let duration = duration.map(|t| format!("duration = \"{}\"\n", render_time(&t))).unwrap_or_default();
+                ("slow-tm", Some(format!("factor = {factor}\n{duration}")))
             }
             FaultKind::Heal => ("heal", None),
             FaultKind::Pause { duration } => ("pause", Some(format!("duration = \"{}\"\n", render_time(duration)))),
@@ -704,7 +987,7 @@ pub fn render_faults(faults: &[FaultSpec]) -> String {
             FaultKind::DamageCheckpoint { damage: crate::disk::Damage::Truncate } => ("truncate-checkpoint", None),
         };
         text.push_str(&format!("kind = \"{kind}\"\nat = \"{}\"\n", render_time(&fault.at)));
-        if !matches!(fault.kind, FaultKind::Heal | FaultKind::DamageCheckpoint { .. }) {
+        if !fault.node.is_empty() {
             text.push_str(&format!("node = \"{}\"\n", fault.node));
         }
         text.push_str(&extra.unwrap_or_default());
@@ -771,6 +1054,35 @@ restart_after = "10 s"
         assert_eq!(scenario.config["restart-strategy.fixed-delay.attempts"], "3");
         assert_eq!(scenario.jobs[0].expect_status, Some(JobStatus::Finished));
         assert_eq!(scenario.faults[0].at, TimeSpec { low: Duration::from_secs(5), high: Duration::from_secs(20) });
+    }
+
+    #[test]
+    fn the_new_fault_kinds_parse_render_and_refuse_what_is_missing() {
+        let base = "name = \"x\"\nrun_for = \"1 s\"\n[cluster]\ntask_managers = 2\n";
+        let fault = |body: &str| parse("s.toml", &format!("{base}[[fault]]\nat = \"1 s\"\n{body}"), &read);
+        let slow = fault(
+            "kind = \"slow-link\"\nnode = \"tm-0\"\npeer = \"tm-1\"\nduration = \"2 s\"\nlatency = \"5 ms\"\nrate = 1000\n",
+        );
+        let slow = slow.unwrap();
+        assert!(matches!(&slow.faults[0].kind, FaultKind::Link { fault: LinkFault::SlowLink, rate: Some(1000), .. }));
+        let rendered = render_faults(&slow.faults);
+        let again = parse("s.toml", &format!("{base}{rendered}"), &read).unwrap();
+        assert_eq!(again.faults, slow.faults, "rendered faults parse back the same");
+        let one_way = fault("kind = \"partition\"\nnode = \"jm\"\npeer = \"tm-1\"\none_way = true\n").unwrap();
+        assert!(matches!(&one_way.faults[0].kind, FaultKind::Partition { one_way: true, .. }));
+        for (body, problem) in [
+            (
+                "kind = \"slow-link\"\nnode = \"tm-0\"\nduration = \"1 s\"\nlatency = \"1 ms\"\n",
+                "needs `node` and `peer`",
+            ),
+            ("kind = \"clock\"\nnode = \"tm-0\"\n", "needs `jump`"),
+            ("kind = \"disk-full\"\n", "needs `duration`"),
+            ("kind = \"slow-tm\"\nnode = \"tm-0\"\nfactor = 1\n", "at least 2"),
+            ("kind = \"duplicate\"\nduration = \"1 s\"\nprobability = 2.0\n", "must lie in 0..1"),
+        ] {
+            let error = fault(body).unwrap_err().to_string();
+            assert!(error.contains(problem), "{error}");
+        }
     }
 
     #[test]

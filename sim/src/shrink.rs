@@ -95,14 +95,30 @@ fn halved(fault: &FaultSpec) -> Option<FaultSpec> {
     let kind = match &fault.kind {
         FaultKind::Crash { restart_after } => FaultKind::Crash { restart_after: half(restart_after)? },
         FaultKind::Isolate { duration } => FaultKind::Isolate { duration: half(duration)? },
-        FaultKind::Partition { peer, duration } => {
-            FaultKind::Partition { peer: peer.clone(), duration: half(duration)? }
+        FaultKind::Partition { peer, duration, one_way } => {
+            FaultKind::Partition { peer: peer.clone(), duration: half(duration)?, one_way: *one_way }
         }
         FaultKind::Pause { duration } => FaultKind::Pause { duration: half(&Some(*duration))?? },
         FaultKind::Slow { duration, latency } => {
             FaultKind::Slow { duration: half(&Some(*duration))??, latency: *latency }
         }
-        FaultKind::Heal | FaultKind::DamageCheckpoint { .. } => return None,
+        FaultKind::Split { duration } => FaultKind::Split { duration: half(duration)? },
+        FaultKind::Link { fault, peer, duration, latency, probability_ppm, rate } => FaultKind::Link {
+            fault: *fault,
+            peer: peer.clone(),
+            duration: half(&Some(*duration))??,
+            latency: *latency,
+            probability_ppm: *probability_ppm,
+            rate: *rate,
+        },
+        FaultKind::DiskFull { duration } => FaultKind::DiskFull { duration: half(&Some(*duration))?? },
+        FaultKind::SlowFsync { duration, latency } => {
+            FaultKind::SlowFsync { duration: half(&Some(*duration))??, latency: *latency }
+        }
+        FaultKind::SlowTaskManager { duration, factor } => {
+            FaultKind::SlowTaskManager { duration: half(duration)?, factor: *factor }
+        }
+        FaultKind::Heal | FaultKind::DamageCheckpoint { .. } | FaultKind::Clock { .. } => return None,
     };
     Some(FaultSpec { kind, ..fault.clone() })
 }

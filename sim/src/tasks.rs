@@ -88,7 +88,9 @@ impl Tasks {
     /// A TaskManager started a task: INITIALIZING then RUNNING follow.
     pub fn start(&mut self, now: Time, node: NodeIndex, execution: ExecutionId, rng: &mut Rng) -> Vec<DueReport> {
         self.tasks.insert(execution, SimTask { node, state: ExecutionState::Deploying });
-        self.current.insert(key(&execution), execution.attempt);
+        // A stale attempt started late (its deployment held up by a pause) is not the current one.
+        let current = self.current.entry(key(&execution)).or_insert(execution.attempt);
+        *current = (*current).max(execution.attempt);
         let initializing = now.after(Duration::from_millis(1 + rng.below(3)));
         let running = initializing.after(Duration::from_millis(1 + rng.below(5)));
         vec![

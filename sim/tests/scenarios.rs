@@ -121,6 +121,46 @@ fn real_nemesis_crashes() {
 }
 
 #[test]
+fn one_way_partition() {
+    run_all("one-way-partition");
+}
+
+#[test]
+fn split_halves() {
+    run_all("split-halves");
+}
+
+#[test]
+fn network_chaos() {
+    run_all("network-chaos");
+}
+
+#[test]
+fn clock_faults() {
+    run_all("clock-faults");
+}
+
+#[test]
+fn disk_full() {
+    run_all("disk-full");
+}
+
+#[test]
+fn slow_disk_and_cpu() {
+    run_all("slow-disk-and-cpu");
+}
+
+#[test]
+fn nemesis_every_fault() {
+    run_all("nemesis-every-fault");
+}
+
+#[test]
+fn real_nemesis_slow_faults() {
+    run_all("real-nemesis-slow-faults");
+}
+
+#[test]
 fn every_scenario_file_has_a_test_and_parses() {
     let names: Vec<String> = scenario_files()
         .iter()

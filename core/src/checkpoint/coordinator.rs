@@ -364,7 +364,14 @@ impl CheckpointCoordinator {
             self.abort(checkpoint, FailureReason::Expired);
         }
         if let Some(due) = self.periodic_next.filter(|due| *due <= self.now) {
-            self.fire_periodic(due);
+            // Fault point: the periodic trigger comes up to one interval late (a busy timer).
+            let interval = self.settings.interval.map_or(0, |interval| interval.as_micros());
+            if crate::buggify::fires("checkpoint.trigger.late", 0.2) {
+                let late = crate::buggify::below(interval + 1).max(1);
+                self.periodic_next = Some(self.now.after(Duration::from_micros(late)));
+            } else {
+                self.fire_periodic(due);
+            }
         }
     }
 

@@ -70,6 +70,10 @@ impl JobMaster {
         if self.status.is_globally_terminal() {
             return;
         }
+        // Fault point: a round of heartbeats is skipped (a stalled sender); peers must tolerate it.
+        if self.now >= self.next_heartbeat && crate::buggify::fires("job_master.heartbeat.skip", 0.1) {
+            self.next_heartbeat = self.now.after(self.timing.heartbeat_interval);
+        }
         if self.now >= self.next_heartbeat {
             for resource_id in self.pool.task_managers().collect::<Vec<_>>() {
                 let heartbeat = TaskExecutorMessage::JobMasterHeartbeat { job_id: self.job_id };
@@ -79,7 +83,11 @@ impl JobMaster {
             self.repeat_stop_notification();
             self.next_heartbeat = self.now.after(self.timing.heartbeat_interval);
         }
-        let timeout = self.timing.heartbeat_timeout;
+        let mut timeout = self.timing.heartbeat_timeout;
+        // Fault point: the heartbeat timeout fires at half its time (a false suspicion).
+        if crate::buggify::fires("job_master.heartbeat_timeout.early", 0.01) {
+            timeout = crate::time::Duration::from_micros(timeout.as_micros() / 2);
+        }
         if let Some(deadline) = self.now.as_micros().checked_sub(timeout.as_micros()) {
             for resource_id in self.pool.silent_since(Time(deadline)) {
                 self.lose_task_manager(resource_id, &format!("no heartbeat for {timeout}"), true);

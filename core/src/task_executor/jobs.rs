@@ -273,9 +273,11 @@ impl TaskExecutor {
     /// Offers again every slot whose last offer has gone unanswered for the retry interval.
     pub(super) fn check_offer_retries(&mut self) {
         let retry = self.config.offer_retry_interval;
+        // Fault point: offers not yet accepted are sent again at once (a retry before its time).
+        let retry_now = crate::buggify::fires("task_executor.offer.retry_early", 0.05);
         for (slot, held) in self.slots.allocated() {
             let offered_at = held.offered_at.unwrap_or(held.allocated_at);
-            if !held.accepted && offered_at.after(retry) <= self.now {
+            if !held.accepted && (retry_now || offered_at.after(retry) <= self.now) {
                 self.offers_due.insert(slot);
             }
         }

@@ -79,7 +79,12 @@ impl TaskExecutor {
     pub(super) fn check_resource_manager(&mut self) {
         match self.registration {
             Registration::Registered { heard_at } => {
-                if heard_at.after(self.config.heartbeat_timeout) <= self.now {
+                // Fault point: the ResourceManager is suspected at half the heartbeat timeout.
+                let mut timeout = self.config.heartbeat_timeout;
+                if crate::buggify::fires("task_executor.resource_manager_timeout.early", 0.01) {
+                    timeout = crate::time::Duration::from_micros(timeout.as_micros() / 2);
+                }
+                if heard_at.after(timeout) <= self.now {
                     self.start_registration();
                 }
             }

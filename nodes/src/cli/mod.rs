@@ -247,8 +247,8 @@ enum SimCommand {
     },
     /// Replay a seed: prove a recording identical, or stop at an event and dump every node's state.
     Replay {
-        /// The scenario file (not needed with --trace).
-        #[arg(required_unless_present = "trace")]
+        /// The scenario file (not needed with --trace or --journal).
+        #[arg(required_unless_present_any = ["trace", "journal"])]
         scenario: Option<PathBuf>,
         /// The seed.
         #[arg(long, default_value_t = 1)]
@@ -259,12 +259,25 @@ enum SimCommand {
         /// Stop after this event and print every node's state.
         #[arg(long, value_name = "EVENT")]
         until: Option<u64>,
-        /// Only this node's state (jm, tm-0, ...).
+        /// Only this node's state (jm, tm-0, ...); without --until, only the events that
+        /// involve it.
         #[arg(long)]
         node: Option<String>,
+        /// Only the events whose description contains this text (a message kind such as
+        /// `OfferSlots`, `crash`, `checkpoint`), case-insensitive.
+        #[arg(long, value_name = "TEXT")]
+        filter: Option<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Write the run's timeline as a self-contained HTML page (lanes, messages, faults, job
+        /// and checkpoint states).
+        #[arg(long, value_name = "OUT.html", conflicts_with_all = ["trace", "until"])]
+        html: Option<PathBuf>,
+        /// Replay a daemon's flight-recorder journal directory into fresh state machines and
+        /// check that they send every message their peers' journals received from them.
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["scenario", "trace", "until", "html"])]
+        journal: Option<PathBuf>,
     },
     /// Reduce a failing seed's faults to a minimal set that still fails; print the scenario.
     Shrink {
@@ -356,14 +369,25 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Sim(SimCommand::Run { scenario, seed, json, log, check_determinism, record }) => {
             sim::run(&scenario, seed, json, log, check_determinism, record.as_deref())
         }
-        Command::Sim(SimCommand::Replay { scenario, seed, trace, until, node, json }) => match (trace, scenario) {
-            (Some(trace), _) => sim::replay_recording(&trace),
-            (None, Some(scenario)) => match until {
-                Some(until) => sim::replay_until(&scenario, seed, until, node.as_deref(), json),
-                None => sim::run(&scenario, seed, json, false, true, None),
-            },
-            (None, None) => Err(CliError::input("give a scenario file or --trace FILE".to_string())),
-        },
+        Command::Sim(SimCommand::Replay { scenario, seed, trace, until, node, filter, json, html, journal }) => {
+            match (trace, journal, scenario) {
+                (Some(trace), _, _) => sim::replay_recording(&trace),
+                (None, Some(journal), _) => journal::replay_dir(&journal, node.as_deref(), filter.as_deref()),
+                (None, None, Some(scenario)) => match (until, html) {
+                    (_, Some(out)) => sim::replay_html(&scenario, seed, &out),
+                    (Some(until), None) => {
+                        sim::replay_until(&scenario, seed, until, node.as_deref(), filter.as_deref(), json)
+                    }
+                    (None, None) if node.is_some() || filter.is_some() => {
+                        sim::replay_filtered(&scenario, seed, node.as_deref(), filter.as_deref())
+                    }
+                    (None, None) => sim::run(&scenario, seed, json, false, true, None),
+                },
+                (None, None, None) => {
+                    Err(CliError::input("give a scenario file, --trace FILE or --journal DIR".into()))
+                }
+            }
+        }
         Command::Sim(SimCommand::Shrink { scenario, seed, out }) => sim::shrink(&scenario, seed, out.as_deref()),
         Command::Sim(SimCommand::Explore { scenarios, seeds, first_seed, duration, jobs }) => {
             let budget = match duration {

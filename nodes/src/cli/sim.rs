@@ -62,6 +62,9 @@ fn print_summary(report: &weir_sim::RunReport) {
     for fault in &report.faults {
         println!("  fault   {fault}");
     }
+    for site in &report.buggify {
+        println!("  buggify {site}");
+    }
     for job in &report.jobs {
         let failure = job.failure.as_deref().map(|f| format!(": {f}")).unwrap_or_default();
         println!(
@@ -181,10 +184,56 @@ pub fn replay_recording(trace: &Path) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Runs a seed up to event `until` and prints every node's state (or one node's).
-pub fn replay_until(path: &Path, seed: u64, until: u64, node: Option<&str>, json: bool) -> Result<(), CliError> {
+/// Whether an event line passes `--node` and `--filter`: it names the node (as a word) and
+/// contains the text (case-insensitive).
+fn event_matches(line: &str, node: Option<&str>, filter: Option<&str>) -> bool {
+    let names_node =
+        node.is_none_or(|node| line.split(|c: char| !(c.is_alphanumeric() || c == '-')).any(|word| word == node));
+    names_node && filter.is_none_or(|filter| line.to_lowercase().contains(&filter.to_lowercase()))
+}
+
+/// Runs a seed and prints the events that involve `node` and contain `filter`.
+pub fn replay_filtered(path: &Path, seed: u64, node: Option<&str>, filter: Option<&str>) -> Result<(), CliError> {
     let scenario = weir_sim::scenario::load(path).map_err(|error| CliError::input(error.to_string()))?;
-    let (report, states) = weir_sim::states_at(&scenario, seed, until).map_err(CliError::failed)?;
+    let report = weir_sim::run_logged(&scenario, seed, true);
+    let mut shown = 0;
+    for line in report.log.iter().filter(|line| event_matches(line, node, filter)) {
+        println!("{line}");
+        shown += 1;
+    }
+    println!("{shown} of {} events shown (seed {seed}, trace {})", report.events, report.trace_hash);
+    Ok(())
+}
+
+/// Runs a seed and writes its timeline page.
+pub fn replay_html(path: &Path, seed: u64, out: &Path) -> Result<(), CliError> {
+    let scenario = weir_sim::scenario::load(path).map_err(|error| CliError::input(error.to_string()))?;
+    let (report, timeline) = weir_sim::run_timeline(&scenario, seed).map_err(CliError::failed)?;
+    let page = weir_sim::timeline::html(&timeline);
+    std::fs::write(out, page).map_err(|error| CliError::failed(format!("{}: cannot write: {error}", out.display())))?;
+    let dropped = if timeline.dropped > 0 { format!(" ({} more left out)", timeline.dropped) } else { String::new() };
+    println!(
+        "timeline of {} seed {seed}: {} events{dropped} in {} ({})",
+        report.scenario,
+        timeline.events.len(),
+        out.display(),
+        if report.passed() { "passed" } else { "FAILED" }
+    );
+    Ok(())
+}
+
+/// Runs a seed up to event `until` and prints every node's state (or one node's).
+pub fn replay_until(
+    path: &Path,
+    seed: u64,
+    until: u64,
+    node: Option<&str>,
+    filter: Option<&str>,
+    json: bool,
+) -> Result<(), CliError> {
+    let scenario = weir_sim::scenario::load(path).map_err(|error| CliError::input(error.to_string()))?;
+    let (mut report, states) = weir_sim::states_at(&scenario, seed, until).map_err(CliError::failed)?;
+    report.log.retain(|line| event_matches(line, None, filter));
     let states: Vec<(String, String)> = states.into_iter().filter(|(name, _)| node.is_none_or(|n| n == name)).collect();
     if states.is_empty() {
         return Err(CliError::input(format!("no node {:?}; nodes are jm, tm-0, tm-1, ...", node.unwrap_or(""))));

@@ -367,7 +367,7 @@ fn has_secrets(config: &std::collections::BTreeMap<String, String>) -> bool {
 }
 
 /// The envelope, with the secrets of a submission's configuration hidden.
-fn hide_secrets_of_envelope(envelope: &Envelope) -> Envelope {
+pub(crate) fn hide_secrets_of_envelope(envelope: &Envelope) -> Envelope {
     let mut envelope = envelope.clone();
     if let Message::Dispatcher(DispatcherMessage::Submit { submission, .. }) = &mut envelope.message {
         hide_secrets(&mut submission.config);
@@ -376,7 +376,7 @@ fn hide_secrets_of_envelope(envelope: &Envelope) -> Envelope {
 }
 
 /// The message, with the secrets of a deployment's job artifacts hidden.
-fn hide_secrets_of_deployment(message: &TaskExecutorMessage) -> TaskExecutorMessage {
+pub(crate) fn hide_secrets_of_deployment(message: &TaskExecutorMessage) -> TaskExecutorMessage {
     let mut message = message.clone();
     if let TaskExecutorMessage::DeployTask(deployment) = &mut message
         && let Some(artifacts) = &mut deployment.job

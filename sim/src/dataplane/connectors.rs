@@ -92,8 +92,7 @@ impl DiskParts {
 impl PartStore for DiskParts {
     fn write_pending(&mut self, part: &str, bytes: &[u8]) -> Result<(), SinkIoError> {
         let path = self.pending(part);
-        lock(&self.disk).append(&path, bytes);
-        Ok(())
+        lock(&self.disk).try_append(&path, bytes).map_err(|message| SinkIoError { message })
     }
 
     fn commit(&mut self, part: &str) -> Result<(), SinkIoError> {

@@ -137,6 +137,8 @@ pub struct DataPlane {
     locations: BTreeMap<(JobId, CheckpointId), String>,
     disk: SharedDisk,
     record_cost: Duration,
+    /// Slow TaskManagers: until when, and how many times a record costs more on them.
+    slow: BTreeMap<NodeIndex, (Time, u64)>,
 }
 
 impl DataPlane {
@@ -150,6 +152,20 @@ impl DataPlane {
             locations: BTreeMap::new(),
             disk,
             record_cost,
+            slow: BTreeMap::new(),
+        }
+    }
+
+    /// Until `until`, every record a task on `node` processes costs `factor` times as much (a
+    /// slow TaskManager: a busy host, a throttled CPU).
+    pub fn slow_down(&mut self, node: NodeIndex, until: Time, factor: u64) {
+        self.slow.insert(node, (until, factor.max(1)));
+    }
+
+    fn record_cost_on(&self, node: NodeIndex, now: Time) -> u64 {
+        match self.slow.get(&node) {
+            Some(&(until, factor)) if now < until => self.record_cost.0.saturating_mul(factor),
+            _ => self.record_cost.0,
         }
     }
 
@@ -337,7 +353,8 @@ impl DataPlane {
             effects.push(Effect::Violation(format!("task {execution}: {message}")));
         }
         let timeout = task.runner.poll_timeout();
-        let busy_until = now.after(Duration(self.record_cost.0.saturating_mul(processed.max(1))));
+        let node = task.node;
+        let busy_until = now.after(Duration(self.record_cost_on(node, now).saturating_mul(processed.max(1))));
         self.drain(now, execution, &mut effects);
         match status {
             StepStatus::Progress | StepStatus::Blocked => self.schedule_step(busy_until, execution, &mut effects),

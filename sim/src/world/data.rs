@@ -16,7 +16,7 @@ use crate::network::NodeIndex;
 use crate::scenario::{OutputCheck, Scenario};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
-use weir_core::checkpoint::storage;
+use weir_core::checkpoint::{DeclineReason, storage};
 use weir_core::ids::{JobId, stable_hash128};
 use weir_core::protocol::{JobStatus, StorageReply, StorageRequest, TaskCommand};
 use weir_core::time::Duration;
@@ -80,7 +80,7 @@ impl World<'_> {
                 }
                 Effect::Data { from, to, packet } => self.send_data(from, to, packet),
                 Effect::StateFile { node, path, bytes, report } => {
-                    let at = self.now.after(Duration::from_millis(1 + self.rng.below(5)));
+                    let at = self.fsync_done();
                     let incarnation = self.nodes[node].incarnation;
                     self.schedule(at, Action::StateWritten { node, incarnation, path, bytes, report });
                 }
@@ -96,19 +96,21 @@ impl World<'_> {
             self.schedule(self.now, Action::Data { from, to, packet });
             return;
         }
-        if self.network.is_blocked(from, to) {
+        // TCP needs both directions: a one-way cut breaks the connection too.
+        if self.network.is_blocked(from, to) || self.network.is_blocked(to, from) {
             let reason = format!("lost the data connection to {}", self.nodes[to].name);
             let effects = self.dataplane.fail(self.now, packet.producer, reason);
             self.apply(effects);
             return;
         }
-        let at = self.network.data_arrival(&mut self.rng, self.now, from, to);
+        let bytes = packet.buffer.len_bytes();
+        let at = self.network.data_arrival(&mut self.rng, self.now, from, to, bytes);
         self.schedule(at, Action::Data { from, to, packet });
     }
 
     /// A buffer reaches its consumer's node.
     pub(super) fn deliver_data(&mut self, from: NodeIndex, to: NodeIndex, packet: Packet) {
-        if from != to && self.network.is_blocked(from, to) {
+        if from != to && (self.network.is_blocked(from, to) || self.network.is_blocked(to, from)) {
             // The connection broke while the buffer was in flight: both ends fail.
             let now = self.now;
             let reason = |node: &str| format!("lost the data connection to {node}");
@@ -147,7 +149,15 @@ impl World<'_> {
         if self.nodes[node].incarnation != incarnation {
             return; // the process died before the write was synced: the file is lost
         }
-        lock(&self.disk).write(&path, bytes);
+        let mut report = report;
+        if lock(&self.disk).is_full() {
+            // The write failed: the task declines the checkpoint with the IO error, as Flink's
+            // asynchronous snapshot part does.
+            let reason = format!("{path}: {}", crate::disk::NO_SPACE);
+            report.outcome = weir_core::protocol::CheckpointOutcome::Declined(DeclineReason::Io(reason));
+        } else {
+            lock(&self.disk).write(&path, bytes);
+        }
         self.trace.record(&report);
         self.feed(node, NodeInput::Ack(report));
     }
@@ -157,7 +167,7 @@ impl World<'_> {
     pub(super) fn storage(&mut self, node: super::NodeIndex, request: StorageRequest) {
         match request {
             StorageRequest::WriteMetadata { job_id, checkpoint, location, bytes } => {
-                let at = self.now.after(Duration::from_millis(1 + self.rng.below(5)));
+                let at = self.fsync_done();
                 let incarnation = self.nodes[node].incarnation;
                 let path =
                     format!("{}/{}", location.trim_end_matches('/'), weir_core::checkpoint::storage::METADATA_FILE);
@@ -291,6 +301,7 @@ fn compute_reference(scenario: &Scenario) -> Result<Vec<Option<Vec<String>>>, St
     let mut quiet = scenario.clone();
     quiet.faults.clear();
     quiet.nemesis = None;
+    quiet.buggify = false;
     quiet.jobs.retain(|job| job.from_savepoint_of.is_none());
     for job in &mut quiet.jobs {
         job.stop_with_savepoint_at = None;

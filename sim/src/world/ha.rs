@@ -14,6 +14,7 @@
 //! epoch below the newest lease; completed-checkpoint pointers only grow per job.
 
 use super::{Action, Machine, Node, World};
+use crate::clock::Clock;
 use crate::network::NodeIndex;
 use std::collections::BTreeMap;
 use weir_core::dispatcher::ClusterMode;
@@ -28,32 +29,11 @@ use weir_core::protocol::Role;
 use weir_core::task_executor;
 use weir_core::time::{Duration, Time};
 
-/// A JobManager's clock against the store's.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Clock {
-    offset_us: u64,
-    drift_ppm: i64,
-}
-
-impl Clock {
-    fn local(self, now: Time) -> Time {
-        let drift = (now.0 as i128) * (self.drift_ppm as i128) / 1_000_000;
-        Time((self.offset_us as i128 + now.0 as i128 + drift).max(0) as u64)
-    }
-
-    /// The first simulation time at which the local clock reads at least `local`.
-    fn global(self, local: Time) -> Time {
-        let since = (local.0 as i128 - self.offset_us as i128).max(0);
-        let rate = 1_000_000 + self.drift_ppm as i128;
-        Time(((since * 1_000_000 + rate - 1) / rate) as u64)
-    }
-}
-
 /// A JobManager node's candidacy.
 #[derive(Debug)]
 pub(super) struct HaSide {
     pub(super) election: LeaderElection,
-    clock: Clock,
+    pub(super) clock: Clock,
     /// The last record write it sent (a paused process re-sends it when it wakes).
     last_write: Option<HaWrite>,
 }
@@ -111,10 +91,9 @@ impl World<'_> {
     /// A JobManager node starting: a standby that campaigns at once.
     pub(super) fn start_candidate(&mut self, node: NodeIndex, incarnation: u32) -> Machine {
         let drift_max = i64::from(self.scenario.cluster.clock_drift_ppm);
-        let clock = Clock {
-            offset_us: self.rng.below(10_000_000),
-            drift_ppm: if drift_max == 0 { 0 } else { self.rng.below(2 * drift_max as u64 + 1) as i64 - drift_max },
-        };
+        let offset = Duration(self.rng.below(10_000_000));
+        let drift_ppm = if drift_max == 0 { 0 } else { self.rng.below(2 * drift_max as u64 + 1) as i64 - drift_max };
+        let clock = Clock::new(offset, drift_ppm);
         let name = self.nodes[node].name.clone();
         let candidate = format!("{name}#{incarnation}");
         let election = LeaderElection::new(candidate, name, self.timing(), clock.local(self.now));
@@ -316,7 +295,7 @@ impl World<'_> {
                 for job_id in records.jobs.keys() {
                     self.seen_jobs.remove(job_id);
                 }
-                job_manager.recover(now, records);
+                job_manager.recover(self.nodes[node].clock.local(now), records);
                 let name = &self.nodes[node].name;
                 let jobs = records.recoveries().len();
                 self.faults_fired.push(format!("{now} {name} leads in epoch {epoch}, resuming {jobs} jobs"));
@@ -332,10 +311,11 @@ impl World<'_> {
         let holder = view.holder.as_ref().filter(|_| view.live).and_then(|holder| self.node_named(&holder.address));
         if let Some(leader) = holder {
             let entry = &mut self.nodes[node];
+            let local = entry.clock.local(self.now); // the TaskManager's own clock
             if entry.leader.is_none_or(|(_, known)| known < view.epoch) {
                 entry.leader = Some((leader, view.epoch));
                 if let Machine::TaskManager(task_executor) = &mut entry.machine {
-                    task_executor.handle(self.now, task_executor::Input::LeaderFound { epoch: view.epoch });
+                    task_executor.handle(local, task_executor::Input::LeaderFound { epoch: view.epoch });
                     self.after_input(node);
                 }
             }

@@ -6,7 +6,9 @@
 //! clean up (a heartbeat timeout), whichever comes first.
 
 mod data;
+mod faults;
 mod ha;
+mod timeline;
 
 pub use data::fault_free_output;
 
@@ -14,7 +16,7 @@ use crate::dataplane::{DataPlane, Packet};
 use crate::disk::{SharedDisk, lock};
 use crate::network::{Network, NodeIndex};
 use crate::report::{JobOutcome, RunReport, Violation};
-use crate::scenario::{FaultKind, FaultSpec, Scenario, TimeSpec};
+use crate::scenario::{FaultSpec, Scenario};
 use crate::tasks::{DueReport, JobModel, Tasks};
 use crate::trace::TraceHasher;
 use std::cmp::Reverse;
@@ -42,30 +44,101 @@ const STOP_ATTEMPTS: u32 = 20;
 /// Something that happens at a virtual time.
 #[derive(Debug)]
 enum Action {
-    Deliver { from: NodeIndex, to: NodeIndex, envelope: Envelope },
-    Wake { node: NodeIndex, incarnation: u32 },
-    Report { node: NodeIndex, incarnation: u32, report: TaskReport },
-    Ack { node: NodeIndex, incarnation: u32, report: TaskCheckpointReport },
-    Stored { node: NodeIndex, incarnation: u32, reply: StorageReply, write: Option<(String, Vec<u8>)> },
-    ToStore { from: NodeIndex, incarnation: u32, message: ha::StoreMessage },
-    FromStore { to: NodeIndex, incarnation: u32, answer: ha::StoreAnswer },
-    Retrieve { node: NodeIndex, incarnation: u32 },
-    Resume { node: NodeIndex },
-    ClientRetry { envelope: Envelope },
-    Step { node: NodeIndex, incarnation: u32, execution: weir_core::protocol::ExecutionId },
-    Data { from: NodeIndex, to: NodeIndex, packet: Packet },
-    StateWritten { node: NodeIndex, incarnation: u32, path: String, bytes: Vec<u8>, report: TaskCheckpointReport },
-    Submit { job: usize },
-    Cancel { job: usize },
-    StopWithSavepoint { job: usize, attempt: u32 },
-    Fault { fault: usize },
-    Restart { node: NodeIndex },
-    Restore { a: NodeIndex, b: Option<NodeIndex> },
+    Deliver {
+        from: NodeIndex,
+        to: NodeIndex,
+        envelope: Envelope,
+    },
+    Wake {
+        node: NodeIndex,
+        incarnation: u32,
+    },
+    Report {
+        node: NodeIndex,
+        incarnation: u32,
+        report: TaskReport,
+    },
+    Ack {
+        node: NodeIndex,
+        incarnation: u32,
+        report: TaskCheckpointReport,
+    },
+    Stored {
+        node: NodeIndex,
+        incarnation: u32,
+        reply: StorageReply,
+        write: Option<(String, Vec<u8>)>,
+    },
+    ToStore {
+        from: NodeIndex,
+        incarnation: u32,
+        message: ha::StoreMessage,
+    },
+    FromStore {
+        to: NodeIndex,
+        incarnation: u32,
+        answer: ha::StoreAnswer,
+    },
+    Retrieve {
+        node: NodeIndex,
+        incarnation: u32,
+    },
+    Resume {
+        node: NodeIndex,
+    },
+    ClientRetry {
+        envelope: Envelope,
+    },
+    Step {
+        node: NodeIndex,
+        incarnation: u32,
+        execution: weir_core::protocol::ExecutionId,
+    },
+    Data {
+        from: NodeIndex,
+        to: NodeIndex,
+        packet: Packet,
+    },
+    StateWritten {
+        node: NodeIndex,
+        incarnation: u32,
+        path: String,
+        bytes: Vec<u8>,
+        report: TaskCheckpointReport,
+    },
+    Submit {
+        job: usize,
+    },
+    Cancel {
+        job: usize,
+    },
+    StopWithSavepoint {
+        job: usize,
+        attempt: u32,
+    },
+    Fault {
+        fault: usize,
+    },
+    Restart {
+        node: NodeIndex,
+    },
+    Restore {
+        a: NodeIndex,
+        b: Option<NodeIndex>,
+    },
+    /// Cut directions come back (the end of a one-way partition or a split).
+    Uncut {
+        cuts: Vec<(NodeIndex, NodeIndex)>,
+    },
+    /// A full disk has space again.
+    DiskFreed,
 }
 
 struct Scheduled {
     at: Time,
     sequence: u64,
+    /// When it was scheduled (a message's send time), for the timeline.
+    scheduled_at: Time,
     action: Action,
 }
 
@@ -124,6 +197,8 @@ struct Node {
     paused_until: Option<Time>,
     /// What a paused node's interrupted step sends when it wakes.
     held: Option<Vec<ha::Held>>,
+    /// The clock its state machine reads (exact unless clocks drift or a clock fault hit it).
+    clock: crate::clock::Clock,
 }
 
 impl Node {
@@ -138,6 +213,7 @@ impl Node {
             leader: None,
             paused_until: None,
             held: None,
+            clock: crate::clock::Clock::default(),
         }
     }
 }
@@ -186,6 +262,8 @@ pub struct World<'s> {
     /// A checkpoint damage that also hits checkpoints completing until this time (those whose
     /// acknowledgements were all in when the fault struck), with its kind.
     damage_armed: Option<(Time, crate::disk::Damage)>,
+    /// A slow-fsync fault: until when, and the extra time of every fsync.
+    slow_fsync: Option<(Time, Duration)>,
     jobs: Vec<ClientJob>,
     trace: TraceHasher,
     events: u64,
@@ -199,6 +277,12 @@ pub struct World<'s> {
     log: Option<Vec<String>>,
     /// Stop after this event (for dumping states).
     stop_after: Option<u64>,
+    /// The fault points reached, as the report lists them.
+    buggify_sites: Vec<String>,
+    /// The timeline, when asked for (`weir sim replay --html`).
+    timeline: Option<Vec<crate::timeline::TimelineEvent>>,
+    /// Timeline events left out past its bound.
+    timeline_dropped: u64,
 }
 
 /// Runs `scenario` with `seed`.
@@ -228,6 +312,16 @@ pub fn states_at(scenario: &Scenario, seed: u64, until: u64) -> Result<(RunRepor
     Ok((world.report(), states))
 }
 
+/// Runs `scenario` with `seed` and collects its timeline (for `weir sim replay --html`).
+pub fn run_timeline(scenario: &Scenario, seed: u64) -> Result<(RunReport, crate::timeline::Timeline), String> {
+    let mut world = World::new(scenario, seed, None)?;
+    world.timeline = Some(Vec::new());
+    world.run_to_end();
+    let report = world.report();
+    let timeline = world.take_timeline(&report);
+    Ok((report, timeline))
+}
+
 fn run_with(scenario: &Scenario, seed: u64, log: bool, faults: Option<Vec<FaultSpec>>) -> RunReport {
     match World::new(scenario, seed, faults) {
         Ok(mut world) => {
@@ -246,6 +340,7 @@ fn run_with(scenario: &Scenario, seed: u64, log: bool, faults: Option<Vec<FaultS
             violations: vec![Violation { event: 0, time_ms: 0, message }],
             unmet: Vec::new(),
             faults: Vec::new(),
+            buggify: Vec::new(),
             fault_plan: Vec::new(),
             log: Vec::new(),
         },
@@ -312,6 +407,7 @@ impl<'s> World<'s> {
             disk,
             reference_run: false,
             damage_armed: None,
+            slow_fsync: None,
             jobs: Vec::new(),
             trace: TraceHasher::default(),
             events: 0,
@@ -322,6 +418,9 @@ impl<'s> World<'s> {
             all_ended_at: None,
             log: None,
             stop_after: None,
+            buggify_sites: Vec::new(),
+            timeline: None,
+            timeline_dropped: 0,
         };
         if scenario.cluster.highly_available() {
             for index in 0..scenario.cluster.job_managers {
@@ -332,6 +431,16 @@ impl<'s> World<'s> {
         }
         for index in 0..scenario.cluster.task_managers {
             world.nodes.push(Node::new(format!("tm-{index}")));
+        }
+        // Every process's clock drifts (a JobManager's election clock drifts in `ha.rs`).
+        let drift_max = i64::from(scenario.cluster.clock_drift_ppm);
+        if drift_max > 0 {
+            for node in 0..world.nodes.len() {
+                if !(scenario.cluster.highly_available() && world.is_job_manager_node(node)) {
+                    let drift = world.rng.between(-drift_max, drift_max);
+                    world.nodes[node].clock = crate::clock::Clock::new(Duration::ZERO, drift);
+                }
+            }
         }
         if scenario.cluster.highly_available() {
             let mut store = Node::new("store".into());
@@ -349,7 +458,7 @@ impl<'s> World<'s> {
 
     fn schedule(&mut self, at: Time, action: Action) {
         self.sequence += 1;
-        self.queue.push(Reverse(Scheduled { at, sequence: self.sequence, action }));
+        self.queue.push(Reverse(Scheduled { at, sequence: self.sequence, scheduled_at: self.now, action }));
     }
 
     fn schedule_scenario(&mut self) {
@@ -403,7 +512,8 @@ impl<'s> World<'s> {
             let resource_id = ResourceId(Hex128(bits));
             self.nodes[node].resource_id = Some(resource_id);
             let config = TaskExecutorConfig::from_config(&self.config).map_err(|error| error.to_string())?;
-            Machine::TaskManager(Box::new(TaskExecutor::new(resource_id, config, self.now)))
+            let local = self.nodes[node].clock.local(self.now);
+            Machine::TaskManager(Box::new(TaskExecutor::new(resource_id, config, local)))
         };
         let entry = &mut self.nodes[node];
         entry.machine = machine;
@@ -418,6 +528,22 @@ impl<'s> World<'s> {
     }
 
     fn run_to_end(&mut self) {
+        // Fault points are on for this run only (and off in a fault-free run nested in another).
+        let buggify = match self.scenario.buggify {
+            true => weir_core::buggify::enable(self.seed ^ 0xb066_1f7e_5eed_0000),
+            false => weir_core::buggify::disable(),
+        };
+        self.run_events();
+        if self.scenario.buggify {
+            self.buggify_sites = buggify
+                .sites()
+                .into_iter()
+                .map(|(site, on, fired)| format!("{site}: {}, fired {fired} times", if on { "on" } else { "off" }))
+                .collect();
+        }
+    }
+
+    fn run_events(&mut self) {
         let end = Time::ZERO.after(self.scenario.run_for);
         let settle = self.config.heartbeat.timeout.saturating_mul(2);
         while let Some(Reverse(next)) = self.queue.pop() {
@@ -431,7 +557,10 @@ impl<'s> World<'s> {
             self.now = next.at;
             self.events += 1;
             self.trace.record(&(next.at.0, next.sequence));
+            let faults_before = self.faults_fired.len();
+            self.note_action(&next.action, next.scheduled_at);
             self.process(next.action);
+            self.note_faults(faults_before);
             self.check(self.events);
         }
         self.final_checks();
@@ -504,9 +633,17 @@ impl<'s> World<'s> {
                 if self.nodes[node].incarnation == incarnation
                     && matches!(self.nodes[node].machine, Machine::JobManager(_))
                 {
+                    let mut reply = reply;
                     if let Some((path, bytes)) = write {
-                        lock(&self.disk).write(&path, bytes);
-                        self.damage_if_armed();
+                        let full = lock(&self.disk).is_full();
+                        if let (true, StorageReply::MetadataWritten { job_id, checkpoint }) = (full, &reply) {
+                            let error = format!("{path}: {}", crate::disk::NO_SPACE);
+                            reply =
+                                StorageReply::MetadataWriteFailed { job_id: *job_id, checkpoint: *checkpoint, error };
+                        } else {
+                            lock(&self.disk).write(&path, bytes);
+                            self.damage_if_armed();
+                        }
                     }
                     self.trace.record(&reply);
                     self.feed(node, NodeInput::Stored(reply));
@@ -526,6 +663,15 @@ impl<'s> World<'s> {
                 if let Err(message) = self.start_node(node) {
                     self.violation(format!("restart of {} failed: {message}", self.nodes[node].name));
                 }
+            }
+            Action::Uncut { cuts } => {
+                for (from, to) in cuts {
+                    self.network.restore_one_way(from, to);
+                }
+            }
+            Action::DiskFreed => {
+                self.faults_fired.push(format!("{} disk has space again", self.now));
+                lock(&self.disk).set_full(false);
             }
             Action::Restore { a, b } => match b {
                 Some(b) => self.network.restore(a, b),
@@ -627,7 +773,7 @@ impl World<'_> {
 
     fn feed(&mut self, node: NodeIndex, input: NodeInput) {
         self.gate(node);
-        let now = self.now;
+        let now = self.nodes[node].clock.local(self.now);
         match (&mut self.nodes[node].machine, input) {
             (Machine::JobManager(job_manager), NodeInput::Message(envelope)) => {
                 job_manager.handle(now, job_manager::Input::Message(envelope));
@@ -668,7 +814,10 @@ impl World<'_> {
             match output {
                 Output::Send(envelope) => self.send(node, envelope),
                 Output::Task(command) => self.task_command(node, command),
-                Output::Event(event) => self.observe(event),
+                Output::Event(event) => {
+                    self.note_event(node, &event);
+                    self.observe(event)
+                }
                 Output::Storage(request) => self.storage(node, request),
             }
         }
@@ -677,6 +826,7 @@ impl World<'_> {
             Machine::TaskManager(task_executor) => task_executor.poll_timeout(),
             _ => None,
         };
+        let deadline = deadline.map(|local| self.nodes[node].clock.global(local));
         let deadline = match (deadline, self.election_timeout(node)) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -891,121 +1041,6 @@ impl World<'_> {
             }
         }
     }
-
-    /// A node by name; `any-tm` is a live TaskManager and `busy-tm` one holding a slot, chosen
-    /// by the seed.
-    fn record_plan(&mut self, node: String, kind: FaultKind) {
-        let at = TimeSpec::fixed(self.now.since(Time::ZERO));
-        self.fault_plan.push(FaultSpec { at, node, kind });
-    }
-
-    fn pick_node(&mut self, name: &str) -> Option<NodeIndex> {
-        if name == "any-tm" || name == "busy-tm" {
-            let busy_only = name == "busy-tm";
-            let live: Vec<NodeIndex> = (1..self.nodes.len())
-                .filter(|&node| match &self.nodes[node].machine {
-                    Machine::TaskManager(task_executor) => {
-                        !busy_only || task_executor.slots().iter().any(|slot| slot.state != SlotState::Free)
-                    }
-                    _ => false,
-                })
-                .collect();
-            if live.is_empty() {
-                return None;
-            }
-            return Some(live[self.rng.below(live.len() as u64) as usize]);
-        }
-        if name == "leader" {
-            return self.client_leader();
-        }
-        self.nodes.iter().position(|node| node.name == name)
-    }
-
-    fn fault(&mut self, fault: usize) {
-        let spec = self.faults[fault].clone();
-        if let FaultKind::DamageCheckpoint { damage } = spec.kind {
-            self.record_plan(String::new(), spec.kind.clone());
-            let damaged = self.damage_newest_checkpoint(damage);
-            self.damage_armed = Some((self.now.after(Duration::from_millis(100)), damage));
-            self.faults_fired.push(format!(
-                "{} {damage:?} {}",
-                self.now,
-                damaged.as_deref().unwrap_or("nothing (no checkpoint)")
-            ));
-            if !spec.node.is_empty() {
-                // The node crashes at once, so the damaged checkpoint is the one restored.
-                let restart_after = Some(TimeSpec::fixed(Duration::from_millis(500)));
-                self.faults.push(FaultSpec { at: spec.at, node: spec.node, kind: FaultKind::Crash { restart_after } });
-                self.fault(self.faults.len() - 1);
-            }
-            return;
-        }
-        if spec.kind == FaultKind::Heal {
-            self.record_plan(String::new(), FaultKind::Heal);
-            self.faults_fired.push(format!("{} heal", self.now));
-            self.network.heal();
-            return;
-        }
-        let Some(node) = self.pick_node(&spec.node) else {
-            self.faults_fired.push(format!("{} {:?} skipped: no live node", self.now, spec.kind));
-            return;
-        };
-        let name = self.nodes[node].name.clone();
-        match spec.kind.clone() {
-            FaultKind::Crash { restart_after } => {
-                self.faults_fired.push(format!("{} crash {name}", self.now));
-                let entry = &mut self.nodes[node];
-                entry.machine = Machine::Down;
-                entry.incarnation += 1;
-                entry.wake_at = None;
-                self.tasks.crash(node);
-                let effects = self.dataplane.crash(self.now, node, &name);
-                self.apply(effects);
-                let delay = restart_after.map(|delay| delay.draw(&mut self.rng));
-                self.record_plan(name.clone(), FaultKind::Crash { restart_after: delay.map(TimeSpec::fixed) });
-                if let Some(delay) = delay {
-                    self.schedule(self.now.after(delay), Action::Restart { node });
-                }
-            }
-            FaultKind::Isolate { duration } => {
-                self.faults_fired.push(format!("{} isolate {name}", self.now));
-                for other in 0..self.nodes.len() {
-                    self.network.cut(node, other);
-                }
-                let duration = duration.map(|duration| duration.draw(&mut self.rng));
-                self.record_plan(name.clone(), FaultKind::Isolate { duration: duration.map(TimeSpec::fixed) });
-                if let Some(duration) = duration {
-                    self.schedule(self.now.after(duration), Action::Restore { a: node, b: None });
-                }
-            }
-            FaultKind::Partition { peer, duration } => {
-                let Some(peer) = self.pick_node(&peer) else { return };
-                self.faults_fired.push(format!("{} partition {name} | {}", self.now, self.nodes[peer].name));
-                self.network.cut(node, peer);
-                let duration = duration.map(|duration| duration.draw(&mut self.rng));
-                let peer_name = self.nodes[peer].name.clone();
-                let kind = FaultKind::Partition { peer: peer_name, duration: duration.map(TimeSpec::fixed) };
-                self.record_plan(name.clone(), kind);
-                if let Some(duration) = duration {
-                    self.schedule(self.now.after(duration), Action::Restore { a: node, b: Some(peer) });
-                }
-            }
-            FaultKind::Pause { duration } => {
-                let duration = duration.draw(&mut self.rng);
-                self.faults_fired.push(format!("{} pause {name} for {duration}", self.now));
-                self.record_plan(name.clone(), FaultKind::Pause { duration: TimeSpec::fixed(duration) });
-                self.pause(node, duration);
-            }
-            FaultKind::Slow { duration, latency } => {
-                let (duration, latency) = (duration.draw(&mut self.rng), latency.draw(&mut self.rng));
-                self.faults_fired.push(format!("{} slow {name}: +{latency} for {duration}", self.now));
-                let kind = FaultKind::Slow { duration: TimeSpec::fixed(duration), latency: TimeSpec::fixed(latency) };
-                self.record_plan(name.clone(), kind);
-                self.slow_store(duration, latency);
-            }
-            FaultKind::Heal | FaultKind::DamageCheckpoint { .. } => unreachable!("handled above"),
-        }
-    }
 }
 
 impl World<'_> {
@@ -1155,6 +1190,7 @@ impl World<'_> {
             violations: std::mem::take(&mut self.violations),
             unmet,
             faults: std::mem::take(&mut self.faults_fired),
+            buggify: std::mem::take(&mut self.buggify_sites),
             fault_plan: std::mem::take(&mut self.fault_plan),
             log: self.log.take().unwrap_or_default(),
         }

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use weir_core::config::Config;
 use weir_core::ids::stable_hash128;
 use weir_core::job_manager::JobManager;
-use weir_core::protocol::{Output, Role};
+use weir_core::protocol::{Address, Envelope, Message, Output, Role};
 use weir_core::task_executor::{SlotState, TaskExecutor, TaskExecutorConfig};
 use weir_core::time::Time;
 use weir_net::frame::{FrameDecoder, HEADER_BYTES};
@@ -72,6 +72,103 @@ pub struct Replayed {
     pub invariant_violation: Option<String>,
     /// The machine in its final state.
     pub machine: ReplayedMachine,
+    /// Every envelope the replayed machine sent, as [`message_key`]s, with how often.
+    pub sent: BTreeMap<u128, u64>,
+    /// Every message the machine received from another process: its sender and [`message_key`].
+    pub received: Vec<(Address, u128, &'static str)>,
+}
+
+/// Every journal in `dir` (each `journal-*-000000.bin` and its later segments), replayed.
+pub fn replay_dir(dir: &Path) -> Result<Vec<Replayed>, String> {
+    let entries = std::fs::read_dir(dir).map_err(|error| format!("{}: {error}", dir.display()))?;
+    let mut firsts: Vec<PathBuf> = entries
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| {
+            let name = path.file_name().and_then(|name| name.to_str()).unwrap_or_default();
+            parse_segment_name(name).is_some_and(|(_, number)| number == 0)
+        })
+        .collect();
+    firsts.sort();
+    if firsts.is_empty() {
+        return Err(format!("{}: no journal (no journal-*-000000.bin file)", dir.display()));
+    }
+    firsts.iter().map(|first| replay(first)).collect()
+}
+
+/// How the messages one journal's machine received compare with what the replays of their
+/// senders sent.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct CrossCheck {
+    /// Messages from a replayed sender that its replay sent too.
+    pub matched: u64,
+    /// Messages from a replayed sender that its replay never sent: a decision that differs.
+    pub unmatched: u64,
+    /// Of those, messages whose sender's journal was cut short (the send may be past the cut).
+    pub unmatched_after_cut: u64,
+    /// Messages from processes without a journal here (clients, other TaskManagers).
+    pub unknown_sender: u64,
+    /// Disconnects the receiving daemon made itself when a peer's connection closed (its
+    /// glue hands them to the machine as from that peer, which never sent them).
+    pub connection_closed: u64,
+    /// The kinds of the unmatched messages, for reading a difference.
+    pub unmatched_kinds: Vec<&'static str>,
+}
+
+/// For each replay (in order), its received messages checked against the replayed senders: a
+/// replay reaches the same decisions when every message a peer received from it, it sent again.
+pub fn cross_check(replays: &[Replayed]) -> Vec<CrossCheck> {
+    let is_job_manager = |replayed: &Replayed| matches!(replayed.header.machine, MachineSpec::JobManager { .. });
+    let sender_of = |from: Address| {
+        replays.iter().position(|replayed| match (&replayed.header.machine, from) {
+            (MachineSpec::TaskManager { resource_id, .. }, Address::TaskExecutor(id)) => *resource_id == id,
+            (MachineSpec::JobManager { .. }, from) => from.is_job_manager(),
+            _ => false,
+        })
+    };
+    replays
+        .iter()
+        .map(|receiver| {
+            let mut check = CrossCheck::default();
+            for (from, key, kind) in &receiver.received {
+                let Some(_) = sender_of(*from) else {
+                    check.unknown_sender += 1;
+                    continue;
+                };
+                // JobManager messages may come from any epoch's JobManager journal here.
+                let senders: Vec<&Replayed> = replays
+                    .iter()
+                    .filter(|sender| match (&sender.header.machine, from) {
+                        (MachineSpec::TaskManager { resource_id, .. }, Address::TaskExecutor(id)) => {
+                            *resource_id == *id
+                        }
+                        _ => is_job_manager(sender) && from.is_job_manager(),
+                    })
+                    .collect();
+                if senders.iter().any(|sender| sender.sent.contains_key(key)) {
+                    check.matched += 1;
+                } else if *kind == "DisconnectTaskExecutor" {
+                    check.connection_closed += 1;
+                } else {
+                    check.unmatched += 1;
+                    check.unmatched_kinds.push(kind);
+                    check.unmatched_after_cut += u64::from(senders.iter().any(|sender| sender.truncated.is_some()));
+                }
+            }
+            check
+        })
+        .collect()
+}
+
+/// A message's identity across journals: the key of an envelope one machine sent equals the key
+/// the receiver's journal gives the same message (secrets hidden on both sides).
+pub fn message_key(envelope: &Envelope) -> u128 {
+    let mut envelope = super::hide_secrets_of_envelope(envelope);
+    if let Message::TaskExecutor(message) = &envelope.message {
+        envelope.message = Message::TaskExecutor(super::hide_secrets_of_deployment(message));
+    }
+    let bytes = weir_net::codec::encode(&envelope).unwrap_or_else(|_| format!("{envelope:?}").into_bytes());
+    stable_hash128(&[&bytes])
 }
 
 /// Replays the journal `path` belongs to (any of its segment files).
@@ -95,6 +192,8 @@ pub fn replay(path: &Path) -> Result<Replayed, String> {
         truncated,
         invariant_violation: replay.invariant_violation,
         machine: replay.machine,
+        sent: replay.sent,
+        received: replay.received,
     })
 }
 
@@ -149,6 +248,8 @@ struct Replay {
     outputs: u64,
     outputs_hash: u128,
     invariant_violation: Option<String>,
+    sent: BTreeMap<u128, u64>,
+    received: Vec<(Address, u128, &'static str)>,
 }
 
 impl Replay {
@@ -163,6 +264,8 @@ impl Replay {
             outputs: 0,
             outputs_hash: 0,
             invariant_violation: None,
+            sent: BTreeMap::new(),
+            received: Vec::new(),
         };
         replay.drain(); // a TaskExecutor's first registration is queued when it is built
         Ok(replay)
@@ -175,6 +278,9 @@ impl Replay {
             return Err(format!("{place}: the record's time {at} goes back from {last}"));
         }
         let kind = input.kind();
+        if let Some(received) = self.received_key(&input) {
+            self.received.push(received);
+        }
         match &mut self.machine {
             ReplayedMachine::JobManager(machine) => {
                 let input = input.into_job_manager().ok_or_else(|| mismatch(place, kind, "JobManager"))?;
@@ -198,6 +304,28 @@ impl Replay {
         Ok(())
     }
 
+    /// The sender and key of a message from another process (clients' requests included).
+    fn received_key(&self, input: &super::JournalInput) -> Option<(Address, u128, &'static str)> {
+        match (input, &self.header.machine) {
+            (super::JournalInput::Envelope(envelope), _) => {
+                Some((envelope.from, message_key(envelope), envelope.message.kind()))
+            }
+            (
+                super::JournalInput::TaskExecutorMessage { from, epoch, message },
+                MachineSpec::TaskManager { resource_id, .. },
+            ) => {
+                let envelope = Envelope {
+                    from: *from,
+                    to: Address::TaskExecutor(*resource_id),
+                    epoch: *epoch,
+                    message: Message::TaskExecutor(message.clone()),
+                };
+                Some((*from, message_key(&envelope), envelope.message.kind()))
+            }
+            _ => None,
+        }
+    }
+
     fn check_invariants(&self) -> Result<(), String> {
         match &self.machine {
             ReplayedMachine::JobManager(machine) => machine.check_invariants(),
@@ -213,6 +341,9 @@ impl Replay {
                 ReplayedMachine::TaskExecutor(machine) => machine.poll_output(),
             };
             let Some(output) = output else { return };
+            if let Output::Send(envelope) = &output {
+                *self.sent.entry(message_key(envelope)).or_default() += 1;
+            }
             self.outputs += 1;
             self.outputs_hash = chain_hash(self.outputs_hash, &output);
         }

@@ -470,3 +470,23 @@ fn a_journal_cut_anywhere_replays_every_whole_record_before_the_cut() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn replaying_a_directory_reaches_the_same_decisions_journal_against_journal() {
+    let dir = temp_dir("cross");
+    let _ = journaled_run(&dir, 64 << 20, 8);
+    let mut replays = super::replay::replay_dir(&dir).unwrap();
+    assert_eq!(replays.len(), 2, "the JobManager's journal and the TaskManager's");
+    let checks = super::replay::cross_check(&replays);
+    for check in &checks {
+        assert!(check.matched > 0, "each received messages from the other: {check:?}");
+        assert_eq!((check.unmatched, check.unmatched_after_cut), (0, 0), "{check:?}");
+    }
+    assert!(checks.iter().any(|check| check.unknown_sender > 0), "the client's submission has no journal here");
+    // A message the TaskManager received that the replayed JobManager never sent is a decision
+    // that differs, and the check says so.
+    let executor = replays.iter().position(|r| matches!(r.machine, ReplayedMachine::TaskExecutor(_))).unwrap();
+    replays[executor].received.push((Address::ResourceManager, 42, "test"));
+    assert_eq!(super::replay::cross_check(&replays)[executor].unmatched, 1);
+    assert!(super::replay::replay_dir(&temp_dir("empty")).unwrap_err().contains("no journal"));
+}
