@@ -47,6 +47,15 @@ def rest(path, method="GET", timeout=5):
         return None
 
 
+def rest_at(port, path):
+    """GET a JSON body from the REST port `port`; None unless 200 (a standby answers 503)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return json.loads(response.read() or b"{}")
+    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError, ValueError):
+        return None
+
+
 def rss_mb(pid):
     try:
         with open(f"/proc/{pid}/status") as status:
@@ -380,6 +389,81 @@ class Weir:
                   "kill_to_first_checkpoint_after_restore_s": first_checkpoint}
         log("recovery", result)
         return result
+
+    # ------------------------------------------------------------------------ leader failover
+    def failover(self, runs, lease="2 s"):
+        """Two JobManagers with `file` HA and two TaskManagers; a checkpointing job; `kill -9` of the
+        leader. Per run: kill until the standby shows the job RUNNING, and until every task RUNNING."""
+        samples = []
+        for run in range(runs):
+            samples.append(self.failover_once(run, lease))
+            log("failover", samples[-1])
+        return {"lease": lease, "renew_interval": "500 ms", "lease_margin": "500 ms", "runs": samples}
+
+    def failover_once(self, run, lease):
+        work = os.path.join(self.work, f"failover-{run}")
+        os.makedirs(work, exist_ok=True)
+        settings = ["high-availability.type=file", f"high-availability.storageDir={work}/ha",
+                    "high-availability.cluster-id=bench", f"high-availability.lease-duration={lease}",
+                    "high-availability.renew-interval=500 ms", "high-availability.lease-margin=500 ms",
+                    "jobmanager.rpc.address=127.0.0.1", f"jobmanager.rpc.port={free_port()}",
+                    "rest.address=127.0.0.1", "taskmanager.host=127.0.0.1", "taskmanager.numberOfTaskSlots=1",
+                    f"execution.checkpointing.dir={work}/checkpoints", f"journal.dir={work}/journal",
+                    "metrics.port=0"]
+        processes = []
+
+        def spawn(role, *extra):
+            args = [arg for setting in (*settings, *extra) for arg in ("-D", setting)]
+            log_file = open(os.path.join(work, f"{role}-{len(processes)}.log"), "w")
+            process = subprocess.Popen([self.binary, role, *args], stdout=log_file, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL, cwd=work)
+            processes.append(process)
+            return process
+
+        def wait(condition, what, timeout=60):
+            deadline = time.time() + timeout
+            while time.time() < deadline:
+                value = condition()
+                if value:
+                    return value
+                time.sleep(0.01)
+            raise RuntimeError(f"failover run {run}: {what} not within {timeout} s")
+
+        def job_manager():
+            port = free_port()
+            return spawn("jobmanager", f"rest.port={port}", f"jobmanager.rpc.port={free_port()}"), port
+
+        try:
+            leader, leader_port = job_manager()
+            wait(lambda: rest_at(leader_port, "/overview"), "the first JobManager to lead")
+            standby, standby_port = job_manager()
+            standby_log = os.path.join(work, "jobmanager-1.log")
+            wait(lambda: "another JobManager leads" in open(standby_log).read(), "a standby")
+            spawn("taskmanager")
+            spawn("taskmanager")
+            wait(lambda: (rest_at(leader_port, "/overview") or {}).get("taskmanagers") == 2, "two TaskManagers")
+            path = job_file(work, "failover", None, rate=LONG_RATE, checkpoint_ms=1000)
+            done = self.run("run", "-d", "-m", f"127.0.0.1:{leader_port}", path)
+            jid = re.search(r"[0-9a-f]{32}", done.stdout).group(0)
+            completed = lambda: (((rest_at(leader_port, f"/jobs/{jid}/checkpoints") or {}).get("counts") or {})
+                                 .get("completed") or 0) >= 1
+            wait(completed, "a completed checkpoint")
+            killed = time.time()
+            leader.kill()
+            job = lambda: rest_at(standby_port, f"/jobs/{jid}") or {}
+            wait(lambda: job().get("state") == "RUNNING", "the job RUNNING under the standby")
+            job_running = time.time() - killed
+
+            def all_tasks_running():
+                total, counts = task_counts(job())
+                return total and counts.get("RUNNING", 0) == total
+            wait(all_tasks_running, "every task RUNNING under the standby")
+            tasks_running = time.time() - killed
+            return {"kill_to_job_running_s": round(job_running, 3), "kill_to_all_tasks_running_s": round(tasks_running, 3)}
+        finally:
+            for process in processes:
+                process.kill()
+                process.wait()
 
     # ------------------------------------------------------------------------------ in-process
     def schedule(self, tasks, runs=3):
