@@ -1060,9 +1060,10 @@ restart_after = "10 s"
     fn the_new_fault_kinds_parse_render_and_refuse_what_is_missing() {
         let base = "name = \"x\"\nrun_for = \"1 s\"\n[cluster]\ntask_managers = 2\n";
         let fault = |body: &str| parse("s.toml", &format!("{base}[[fault]]\nat = \"1 s\"\n{body}"), &read);
-        let slow = fault(
-            "kind = \"slow-link\"\nnode = \"tm-0\"\npeer = \"tm-1\"\nduration = \"2 s\"\nlatency = \"5 ms\"\nrate = 1000\n",
-        );
+        let slow = fault(concat!(
+            "kind = \"slow-link\"\nnode = \"tm-0\"\npeer = \"tm-1\"\n",
+            "duration = \"2 s\"\nlatency = \"5 ms\"\nrate = 1000\n",
+        ));
         let slow = slow.unwrap();
         assert!(matches!(&slow.faults[0].kind, FaultKind::Link { fault: LinkFault::SlowLink, rate: Some(1000), .. }));
         let rendered = render_faults(&slow.faults);
