@@ -180,18 +180,8 @@ impl Cluster {
     fn spawn(&mut self, role: &str, extra: &[&str]) -> Daemon {
         self.started += 1;
         let log = self.dir.join(format!("{role}-{}.log", self.started));
-        let file = std::fs::File::create(&log).unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
-        command.arg(role).current_dir(&self.dir);
-        for setting in self.settings.iter().map(String::as_str).chain(extra.iter().copied()) {
-            command.arg("-D").arg(setting);
-        }
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(file.try_clone().unwrap()))
-            .stderr(Stdio::from(file))
-            .spawn()
-            .unwrap();
+        let settings = self.settings.iter().map(String::as_str).chain(extra.iter().copied());
+        let child = support::spawn_weir(role, &self.dir, settings, &log);
         Daemon { child, log }
     }
 

@@ -14,7 +14,7 @@ mod support;
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output};
 use std::time::{Duration, Instant};
 use support::{free_port, get, wait_for};
 
@@ -65,18 +65,7 @@ impl Drop for Daemon {
 
 fn spawn(dir: &Path, role: &str, settings: &[String]) -> Daemon {
     let log = dir.join(format!("{role}.log"));
-    let file = std::fs::File::create(&log).unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
-    command.arg(role).current_dir(dir);
-    for setting in settings {
-        command.arg("-D").arg(setting);
-    }
-    let child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(file.try_clone().unwrap()))
-        .stderr(Stdio::from(file))
-        .spawn()
-        .unwrap();
+    let child = support::spawn_weir(role, dir, settings, &log);
     Daemon { child, log }
 }
 

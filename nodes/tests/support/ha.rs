@@ -115,18 +115,7 @@ impl HaCluster {
     fn spawn(&mut self, role: &str, extra: &[String]) -> Daemon {
         self.started += 1;
         let log = self.dir.join(format!("{role}-{}.log", self.started));
-        let file = std::fs::File::create(&log).unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
-        command.arg(role).current_dir(&self.dir);
-        for setting in self.settings.iter().chain(extra) {
-            command.arg("-D").arg(setting);
-        }
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(file.try_clone().unwrap()))
-            .stderr(Stdio::from(file))
-            .spawn()
-            .unwrap();
+        let child = super::spawn_weir(role, &self.dir, self.settings.iter().chain(extra), &log);
         Daemon { child, log }
     }
 

@@ -54,6 +54,24 @@ pub fn get_with_token(address: &str, path: &str, token: Option<&str>) -> Option<
     serde_json::from_str(json).ok()
 }
 
+/// Starts `weir ROLE -D SETTING...` in `dir`, its stdout and stderr appended to the file `log`.
+pub fn spawn_weir<S: AsRef<std::ffi::OsStr>>(
+    role: &str,
+    dir: &std::path::Path,
+    settings: impl IntoIterator<Item = S>,
+    log: &std::path::Path,
+) -> std::process::Child {
+    use std::process::{Command, Stdio};
+    let file = std::fs::File::create(log).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
+    command.arg(role).current_dir(dir);
+    for setting in settings {
+        command.arg("-D").arg(setting);
+    }
+    let output = Stdio::from(file.try_clone().unwrap());
+    command.stdin(Stdio::null()).stdout(output).stderr(Stdio::from(file)).spawn().unwrap()
+}
+
 /// Whether a job's detail (`GET /jobs/:id`) shows it RUNNING with every task RUNNING: a job is
 /// RUNNING once scheduled, its tasks only once deployed.
 pub fn all_tasks_running(detail: &serde_json::Value) -> bool {
