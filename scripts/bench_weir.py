@@ -56,28 +56,26 @@ def rest_at(port, path):
         return None
 
 
-def rss_mb(pid):
+def proc_mb(pid, file, field):
+    """A `field: N kB` line of /proc/PID/FILE, in MB; None when the process is gone."""
     try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
+        with open(f"/proc/{pid}/{file}") as lines:
+            for line in lines:
+                if line.startswith(field + ":"):
                     return round(int(line.split()[1]) / 1024, 1)
     except OSError:
         return None
     return None
+
+
+def rss_mb(pid):
+    return proc_mb(pid, "status", "VmRSS")
 
 
 def pss_mb(pid):
     """Proportional set size: private pages plus a share of the pages it shares (the weir binary's
     code, mapped by every weir process) per process sharing them."""
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as rollup:
-            for line in rollup:
-                if line.startswith("Pss:"):
-                    return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        return None
-    return None
+    return proc_mb(pid, "smaps_rollup", "Pss")
 
 
 def cpu_seconds(pids):
