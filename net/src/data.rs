@@ -42,8 +42,8 @@ pub const DATA_FRAME_BYTES_MAX_DEFAULT: usize = 16 * 1024 * 1024;
 pub const CONNECT_GIVE_UP_DEFAULT: Duration = Duration::from_secs(10);
 /// Buffers that may wait in one link's queue by default (credit keeps it far lower in practice).
 pub const LINK_QUEUE_BUFFERS_DEFAULT: usize = 64 * 1024;
-/// Buffers a channel may have unanswered on a connection by default (weir's credits per channel).
-pub const CHANNEL_CREDITS_DEFAULT: u32 = 8;
+/// The credit a channel starts with by default (Flink's exclusive buffers per channel).
+pub const CHANNEL_CREDITS_DEFAULT: u32 = 2;
 /// The most a buffer frame adds to the buffer's bytes (ids, edge, counts, lengths, header).
 pub const BUFFER_FRAME_OVERHEAD_BYTES: usize = 128;
 
@@ -63,8 +63,8 @@ pub struct DataConfig {
     pub connect_give_up: Duration,
     /// Buffers that may wait in one link's queue; beyond it `send` refuses.
     pub link_queue_buffers_max: usize,
-    /// Buffers one channel may have on a connection that its consumer has not given credit back
-    /// for: the credit a producer starts with. A producer sending more is closed.
+    /// The credit each channel's producer starts with (its exclusive buffers). A producer that
+    /// sends more than that plus the credit given to it since is closed.
     pub channel_credits_max: u32,
 }
 
@@ -91,12 +91,15 @@ pub struct DataBuffer {
     pub edge: u32,
     /// Elements in the buffer, as the producer counted them.
     pub elements: u32,
+    /// The producer spent its last credit on this buffer: it asks for floating buffers.
+    pub backlog: bool,
     /// The buffer's encoded elements.
     #[serde(with = "blob")]
     pub bytes: Vec<u8>,
 }
 
-/// Credits a consumer gives back to a producer: buffers its task accepted on that channel.
+/// Credits a consumer gives a producer: buffers its task accepted on that channel, or floating
+/// buffers lent to it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DataCredit {
     /// The producer attempt.
@@ -274,7 +277,8 @@ async fn serve_connection(stream: TcpStream, from: SocketAddr, config: &DataConf
 }
 
 /// Reads buffers and writes the credits given back, until the connection ends. A channel may
-/// have at most `credits_max` buffers delivered and not yet answered with credit.
+/// have at most `credits_max` buffers delivered beyond the credit sent back (which includes
+/// floating buffers lent ahead of any buffer).
 async fn receive_buffers(
     peer: &Arc<str>,
     mut reader: FrameReader,
@@ -315,11 +319,12 @@ async fn receive_buffers(
     }
 }
 
-/// Per channel of one connection, buffers delivered and not yet answered with credit.
+/// Per channel of one connection, buffers delivered minus credit sent back: negative while the
+/// consumer side has lent the channel floating buffers it has not used yet.
 struct Unanswered {
     credits_max: u32,
-    /// Absent: none.
-    channels: Mutex<BTreeMap<(ExecutionId, ExecutionId), u32>>,
+    /// Absent: zero.
+    channels: Mutex<BTreeMap<(ExecutionId, ExecutionId), i64>>,
 }
 
 impl Unanswered {
@@ -327,7 +332,7 @@ impl Unanswered {
     fn deliver(&self, producer: ExecutionId, consumer: ExecutionId) -> Result<(), DataError> {
         let mut channels = self.channels.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let count = channels.entry((producer, consumer)).or_default();
-        if *count >= self.credits_max {
+        if *count >= i64::from(self.credits_max) {
             return Err(DataError::CreditExceeded { producer, consumer, max: self.credits_max });
         }
         *count += 1;
@@ -338,11 +343,10 @@ impl Unanswered {
     fn answer(&self, owed: &BTreeMap<(ExecutionId, ExecutionId), u32>) {
         let mut channels = self.channels.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         for (channel, credits) in owed {
-            if let Some(count) = channels.get_mut(channel) {
-                *count = count.saturating_sub(*credits);
-                if *count == 0 {
-                    channels.remove(channel);
-                }
+            let count = channels.entry(*channel).or_default();
+            *count -= i64::from(*credits);
+            if *count == 0 {
+                channels.remove(channel);
             }
         }
     }
@@ -619,6 +623,7 @@ mod tests {
             consumer: execution(1),
             edge: 2,
             elements: 4500,
+            backlog: true,
             bytes: bytes.clone(),
         });
         let encoded = codec::encode(&frame).expect("encodes");
@@ -630,6 +635,20 @@ mod tests {
     fn a_credit_frame_survives_the_round_trip() {
         let frame = DataFrame::Credit(DataCredit { producer: execution(0), consumer: execution(1), credits: 8 });
         assert_eq!(codec::decode::<DataFrame>(&codec::encode(&frame).expect("encodes")), Ok(frame));
+    }
+
+    #[test]
+    fn a_channel_sends_its_exclusive_credit_plus_what_was_given_since_and_no_more() {
+        let unanswered = Unanswered { credits_max: 2, channels: Mutex::default() };
+        let channel = (execution(0), execution(1));
+        let deliver = || unanswered.deliver(channel.0, channel.1);
+        assert!(deliver().is_ok() && deliver().is_ok(), "its exclusive credit");
+        assert!(matches!(deliver(), Err(DataError::CreditExceeded { max: 2, .. })));
+        unanswered.answer(&BTreeMap::from([(channel, 3)])); // two given back, one floating lent
+        assert!(deliver().is_ok() && deliver().is_ok() && deliver().is_ok());
+        assert!(deliver().is_err());
+        unanswered.answer(&BTreeMap::from([(channel, 1)]));
+        assert!(deliver().is_ok(), "a floating buffer lent before any buffer came is credit too");
     }
 
     proptest! {

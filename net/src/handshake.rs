@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 pub const MAGIC: [u8; 4] = *b"WEIR";
 
 /// The wire protocol's version; peers must speak the same one.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// What kind of process is calling.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -31,7 +31,14 @@ fn buffer(channel: u32, sequence: u32) -> DataBuffer {
     bytes.extend_from_slice(&channel.to_le_bytes());
     bytes.extend_from_slice(&sequence.to_le_bytes());
     bytes.extend((0..(sequence * 97) % 5000).map(|at| (at ^ sequence ^ channel) as u8));
-    DataBuffer { producer: execution(0, channel), consumer: execution(1, channel), edge: 0, elements: sequence, bytes }
+    DataBuffer {
+        producer: execution(0, channel),
+        consumer: execution(1, channel),
+        edge: 0,
+        elements: sequence,
+        backlog: false,
+        bytes,
+    }
 }
 
 fn config(token: Option<&str>) -> DataConfig {

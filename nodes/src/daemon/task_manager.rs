@@ -22,6 +22,7 @@ use super::journal::{self, Journal, JournalSettings};
 use super::{Endpoint, init_logging, resolve_listen};
 use crate::rest::metrics::TaskManagerGauges;
 use crate::runtime::Clock;
+use crate::runtime::credit::ChannelBuffers;
 use crate::runtime::exchange::Exchange;
 use crate::runtime::host::TaskHost;
 use crate::runtime::operators::Operators;
@@ -107,7 +108,8 @@ pub async fn serve(
     let (inbox, mut receiver) = mpsc::channel(INBOX);
     super::serve_rpc(rpc_listener, token.clone(), inbox.clone(), Inbox::Rpc);
     let data = DataConfig { token, ..DataConfig::default() };
-    let exchange = Exchange::remote(data_address.clone(), tokio::runtime::Handle::current(), data);
+    let buffers = ChannelBuffers::from_config(&config.task_manager);
+    let exchange = Exchange::remote(data_address.clone(), tokio::runtime::Handle::current(), data, buffers);
     tokio::spawn(exchange.serve(data_listener));
     tracing::info!(%resource_id, rpc = %rpc_address, data = %data_address, job_manager = %job_manager.address,
         slots = config.task_manager.slots, "TaskManager started");

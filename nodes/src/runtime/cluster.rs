@@ -10,6 +10,7 @@
 //! (`crate::rest`): its calls are answered on the control thread, between two inputs.
 
 use super::Clock;
+use super::credit::ChannelBuffers;
 use super::exchange::Exchange;
 use super::host::TaskHost;
 use super::operators::Operators;
@@ -123,7 +124,8 @@ impl LocalCluster {
         let te_config = TaskExecutorConfig::from_config(&config).map_err(|error| error.to_string())?;
         let task_executor = TaskExecutor::new(resource_id, te_config, clock.now());
         let (sender, mailbox) = channel();
-        let host = TaskHost::new(&raw, CheckpointStorage::new(data_dir), Exchange::local(), clock, operators);
+        let exchange = Exchange::local(ChannelBuffers::from_config(&config.task_manager));
+        let host = TaskHost::new(&raw, CheckpointStorage::new(data_dir), exchange, clock, operators);
         let mut cluster = LocalCluster {
             epoch_ms_at_zero,
             seed,

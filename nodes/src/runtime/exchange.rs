@@ -4,11 +4,11 @@
 //! A buffer goes from a producer attempt to the consumer attempt with the same attempt number (a
 //! pipelined region restarts as a whole, so its attempts share numbers); mail for an attempt that
 //! has not registered yet waits here until it does, and is dropped once a newer attempt of that
-//! subtask registers. Every (producer, consumer) channel has [`CHANNEL_CREDITS`] credits, as
-//! Flink's exclusive buffers: the producer takes one per buffer and blocks without any, the
-//! consumer gives it back once its task accepted the buffer, so a slow consumer holds back its
-//! producers instead of growing memory, and a channel blocked by barrier alignment never stops
-//! the others.
+//! subtask registers. Flow control is credit-based, in Flink's model ([`super::credit`]): a
+//! producer spends one credit of its channel per buffer ([`Exchange::send`]) and waits without
+//! any; the consumer's input gate (one per consumer attempt and plan edge, kept here) gives it
+//! back once the task accepted the buffer, and lends its floating buffers to channels with a
+//! backlog.
 //!
 //! # Across processes
 //!
@@ -16,21 +16,21 @@
 //! where other subtasks run ([`Exchange::set_location`]): a buffer for a consumer that is not
 //! registered here and runs at another data address goes over that TaskManager's data link
 //! (weir-net's [`DataLinks`]); [`Exchange::serve`] is the listener for buffers coming the other
-//! way. Credit works the same across processes: the producer takes its local credit per buffer
-//! as always; the consumer side posts the buffer with a credit whose `give_back` sends a credit
-//! frame back, and that frame gives the producer's credit back. Local channels never touch a
-//! socket, and the local path takes the same one lock per buffer as it always did.
+//! way. Credit works the same across processes: the producer spends its local credit per buffer
+//! as always, and the buffer carries its backlog; the consumer side's gate sends what it gives
+//! (credit back, floating buffers lent) as credit frames, which the producer's side adds to the
+//! producer's credit. Local channels never touch a socket.
 //!
 //! When a data connection to a TaskManager breaks (or never comes), every local task that sent
 //! buffers to it or received buffers from it gets [`Mail::Fail`] and is cut off: its later
 //! buffers go nowhere (their credit comes back at once), so a new connection never carries the
 //! rest of a stream whose middle was lost.
 
+use super::credit::{ChannelBuffers, Credit, Gate, Grantee, Receipt};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::mpsc::Sender;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use tokio::net::TcpListener;
 use tokio::runtime::Handle;
 use weir_core::dataflow::Barrier;
@@ -41,12 +41,10 @@ use weir_net::data::{
     self, CreditReturn, DataBuffer, DataConfig, DataCredit, DataError, DataLinks, LinkEvent, ServeEvent,
 };
 
-/// Buffers a producer may have in flight on one channel.
-pub const CHANNEL_CREDITS: u32 = 8;
-
 /// What a task thread receives.
 pub enum Mail {
-    /// A buffer from `producer` on plan edge `edge`; give `credit` back once it is accepted.
+    /// A buffer from `producer` on plan edge `edge`; give `receipt` back once it is accepted
+    /// (dropping it gives it back too).
     Buffer {
         /// The producer attempt.
         producer: ExecutionId,
@@ -54,8 +52,8 @@ pub enum Mail {
         edge: usize,
         /// The elements.
         buffer: Buffer,
-        /// The channel's credit.
-        credit: Arc<Credit>,
+        /// The buffer's credit, for its consumer's input gate.
+        receipt: Receipt,
     },
     /// Inject a barrier (a source, or a task whose input ended).
     Trigger(Barrier, String),
@@ -67,55 +65,15 @@ pub enum Mail {
     Fail(String),
 }
 
-/// The credits of one channel.
-#[derive(Default)]
-pub struct Credit {
-    used: Mutex<u32>,
-    returned: Condvar,
-    /// For a buffer that came from another process: gives its credit back to the producer
-    /// there (a credit frame) instead of counting here.
-    return_to: Option<Box<dyn Fn() + Send + Sync>>,
-}
-
-impl Credit {
-    /// The credit of a buffer that came from another process: giving it back calls `return_to`.
-    pub fn returned_by(return_to: impl Fn() + Send + Sync + 'static) -> Credit {
-        Credit { return_to: Some(Box::new(return_to)), ..Credit::default() }
-    }
-
-    /// Takes a credit, waiting at most `wait`; false when none came.
-    pub fn take(&self, wait: Duration) -> bool {
-        debug_assert!(self.return_to.is_none(), "only a producer's own credit is taken");
-        let used = self.used.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let (mut used, _) = self
-            .returned
-            .wait_timeout_while(used, wait, |used| *used >= CHANNEL_CREDITS)
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if *used >= CHANNEL_CREDITS {
-            return false;
-        }
-        *used += 1;
-        true
-    }
-
-    /// Gives a credit back.
-    pub fn give_back(&self) {
-        if let Some(return_to) = &self.return_to {
-            return_to();
-            return;
-        }
-        let mut used = self.used.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        *used = used.saturating_sub(1);
-        self.returned.notify_all();
-    }
-}
-
 /// Where a subtask runs, across attempts.
 type SubtaskKey = (JobId, VertexIndex, SubtaskIndex);
 
 #[derive(Default)]
 struct Registry {
+    buffers: ChannelBuffers,
     mailboxes: BTreeMap<ExecutionId, Sender<Mail>>,
+    /// The input gates of the consumers here, by consumer attempt and plan edge.
+    gates: BTreeMap<(ExecutionId, usize), Arc<Gate>>,
     waiting: BTreeMap<ExecutionId, Vec<Mail>>,
     /// The data address of each subtask's TaskManager, as deployments said (remote exchanges).
     locations: BTreeMap<SubtaskKey, String>,
@@ -145,7 +103,7 @@ pub struct Exchange {
 
 impl Default for Exchange {
     fn default() -> Exchange {
-        Exchange::local()
+        Exchange::local(ChannelBuffers::default())
     }
 }
 
@@ -154,19 +112,22 @@ fn lock(registry: &Mutex<Registry>) -> MutexGuard<'_, Registry> {
 }
 
 impl Exchange {
-    /// An exchange between the tasks of this process only (`weir local`).
-    pub fn local() -> Exchange {
-        Exchange { registry: Arc::default(), remote: None }
+    /// An exchange between the tasks of this process only (`weir local`), whose channels and
+    /// gates have `buffers`.
+    pub fn local(buffers: ChannelBuffers) -> Exchange {
+        let registry = Registry { buffers, ..Registry::default() };
+        Exchange { registry: Arc::new(Mutex::new(registry)), remote: None }
     }
 
     /// An exchange of the TaskManager whose data listener is `data_address` (host:port, as its
     /// peers reach it), with data links to other TaskManagers run on `runtime`. Its peers must
-    /// know it by that same address (their `set_location`). The listener holds producers to
-    /// [`CHANNEL_CREDITS`] per channel, whatever `config` says.
+    /// know it by that same address (their `set_location`), and every TaskManager of the
+    /// cluster must give channels the same exclusive `buffers` (the listener holds producers to
+    /// that credit, whatever `config` says).
     #[allow(dead_code, reason = "called by the TaskManager daemon (nodes/src/daemon)")]
-    pub fn remote(data_address: String, runtime: Handle, config: DataConfig) -> Exchange {
-        let config = DataConfig { channel_credits_max: CHANNEL_CREDITS, ..config };
-        let registry: Arc<Mutex<Registry>> = Arc::default();
+    pub fn remote(data_address: String, runtime: Handle, config: DataConfig, buffers: ChannelBuffers) -> Exchange {
+        let config = DataConfig { channel_credits_max: buffers.exclusive.max(1), ..config };
+        let registry = Arc::new(Mutex::new(Registry { buffers, ..Registry::default() }));
         let weak = Arc::downgrade(&registry);
         let on_event = Arc::new(move |event| on_link_event(&weak, event));
         let links = DataLinks::new(runtime, &data_address, config.clone(), on_event);
@@ -207,6 +168,7 @@ impl Exchange {
     pub fn forget_job(&self, job: JobId) {
         let mut registry = lock(&self.registry);
         registry.locations.retain(|(of, _, _), _| *of != job);
+        registry.gates.retain(|(consumer, _), _| consumer.job != job);
         registry.remote_credits.retain(|(producer, _), _| producer.job != job);
         for executions in registry.peers.values_mut() {
             executions.retain(|execution| execution.job != job);
@@ -215,8 +177,13 @@ impl Exchange {
         registry.severed.retain(|execution| execution.job != job);
         let waiting: Vec<ExecutionId> = registry.waiting.keys().filter(|id| id.job == job).copied().collect();
         for execution in waiting {
-            registry.waiting.remove(&execution).unwrap_or_default().into_iter().for_each(release);
+            registry.waiting.remove(&execution); // dropped: their receipts give their credit back
         }
+    }
+
+    /// A new channel's credit, for a producer to spend on [`Exchange::send`].
+    pub fn credit(&self) -> Arc<Credit> {
+        Arc::new(Credit::new(lock(&self.registry).buffers))
     }
 
     /// A task started: mail for it goes to `mailbox`, starting with what waited for it.
@@ -225,8 +192,9 @@ impl Exchange {
         let older = ExecutionId { attempt: AttemptNumber(0), ..execution }..execution;
         let stale: Vec<ExecutionId> = registry.waiting.range(older).map(|(id, _)| *id).collect();
         for id in stale {
-            // Superseded: their credit goes back (to a producer in another process, too).
-            registry.waiting.remove(&id).unwrap_or_default().into_iter().for_each(release);
+            // Superseded: dropped, their credit goes back (to a producer in another process, too).
+            registry.waiting.remove(&id);
+            registry.forget_gates(&id);
         }
         for mail in registry.waiting.remove(&execution).unwrap_or_default() {
             let _ = mailbox.send(mail);
@@ -239,6 +207,7 @@ impl Exchange {
     pub fn deregister(&self, execution: &ExecutionId) {
         let mut registry = lock(&self.registry);
         registry.mailboxes.remove(execution);
+        registry.forget_gates(execution);
         if self.remote.is_some() {
             registry.remote_credits.retain(|(producer, _), _| producer != execution);
             for executions in registry.peers.values_mut() {
@@ -249,25 +218,50 @@ impl Exchange {
         }
     }
 
-    /// Posts `mail` to `execution`: delivered when it is registered here; sent to its
-    /// TaskManager when it runs elsewhere (buffers only: control mail travels by RPC); else
-    /// kept until it registers, or dropped when a newer attempt already did.
+    /// Posts control mail to `execution`: delivered when it is registered here, else kept
+    /// until it registers, or dropped when a newer attempt already did (or it runs in another
+    /// process: control mail travels there by RPC).
     pub fn post(&self, execution: ExecutionId, mail: Mail) {
         let mut registry = lock(&self.registry);
-        if let Some(mailbox) = registry.mailboxes.get(&execution) {
-            if let Err(returned) = mailbox.send(mail) {
-                release(returned.0);
-            }
-            return;
-        }
-        if let Some(remote) = &self.remote
+        if !registry.mailboxes.contains_key(&execution)
+            && let Some(remote) = &self.remote
             && let Some(address) = registry.remote_address(&execution, &remote.address)
         {
-            remote.send(&mut registry, address, execution, mail);
+            tracing::debug!(%execution, %address, "control mail for a task of another TaskManager dropped");
             return;
         }
         registry.deliver(execution, mail);
     }
+
+    /// Sends `buffer` from `producer` to `consumer` on plan edge `edge`, having spent a credit of
+    /// the channel's `credit` (`backlog`: its last). The consumer's gate gives it back; a buffer
+    /// that can never arrive gives it back at once.
+    pub fn send(&self, channel: Channel<'_>, buffer: Buffer, backlog: bool) {
+        let Channel { producer, consumer, edge, credit } = channel;
+        let mut registry = lock(&self.registry);
+        if !registry.mailboxes.contains_key(&consumer)
+            && let Some(remote) = &self.remote
+            && let Some(address) = registry.remote_address(&consumer, &remote.address)
+        {
+            remote.send(&mut registry, address, channel, buffer, backlog);
+            return;
+        }
+        let receipt = registry.gate(consumer, edge).arrived(producer, Grantee::Local(credit.clone()), backlog);
+        registry.deliver(consumer, Mail::Buffer { producer, edge, buffer, receipt });
+    }
+}
+
+/// One channel, as its producer sends on it.
+#[derive(Clone, Copy)]
+pub struct Channel<'a> {
+    /// The producer attempt.
+    pub producer: ExecutionId,
+    /// The consumer attempt.
+    pub consumer: ExecutionId,
+    /// The plan edge.
+    pub edge: usize,
+    /// The producer's credit on it.
+    pub credit: &'a Arc<Credit>,
 }
 
 impl Registry {
@@ -276,9 +270,8 @@ impl Registry {
     fn deliver(&mut self, execution: ExecutionId, mail: Mail) {
         match self.mailboxes.get(&execution) {
             Some(mailbox) => {
-                if let Err(returned) = mailbox.send(mail) {
-                    release(returned.0);
-                }
+                // A mailbox whose task is gone drops the mail, and with it the buffer's credit.
+                let _ = mailbox.send(mail);
             }
             None => {
                 let newer = ExecutionId { attempt: AttemptNumber(execution.attempt.0.saturating_add(1)), ..execution };
@@ -286,11 +279,27 @@ impl Registry {
                     (id.job, id.vertex, id.subtask) == (execution.job, execution.vertex, execution.subtask)
                 });
                 if superseded {
-                    release(mail);
+                    drop(mail); // its credit goes back
+                    self.forget_gates(&execution);
                 } else {
                     self.waiting.entry(execution).or_default().push(mail);
                 }
             }
+        }
+    }
+
+    /// The input gate of `consumer` on plan edge `edge`.
+    fn gate(&mut self, consumer: ExecutionId, edge: usize) -> Arc<Gate> {
+        let floating = self.buffers.floating;
+        self.gates.entry((consumer, edge)).or_insert_with(|| Gate::new(floating)).clone()
+    }
+
+    /// Forgets the input gates of `consumer` (buffers still on their way keep theirs).
+    fn forget_gates(&mut self, consumer: &ExecutionId) {
+        let stale: Vec<(ExecutionId, usize)> =
+            self.gates.range((*consumer, 0)..=(*consumer, usize::MAX)).map(|(key, _)| *key).collect();
+        for key in stale {
+            self.gates.remove(&key);
         }
     }
 
@@ -328,48 +337,42 @@ impl Registry {
         }
     }
 
-    /// A consumer in another process gave credit back.
+    /// A consumer in another process gave credit (back).
     fn return_credits(&self, credit: &DataCredit) {
         if let Some(channel) = self.remote_credits.get(&(credit.producer, credit.consumer)) {
-            (0..credit.credits.min(CHANNEL_CREDITS)).for_each(|_| channel.give_back());
+            channel.grant(credit.credits);
         }
     }
 
     /// A buffer from `peer` for a task of this process.
     fn receive(&mut self, peer: &str, buffer: DataBuffer, credit: CreditReturn) {
-        let (producer, consumer) = (buffer.producer, buffer.consumer);
+        let (producer, consumer, edge) = (buffer.producer, buffer.consumer, buffer.edge as usize);
+        let receipt = self.gate(consumer, edge).arrived(producer, Grantee::Remote(credit), buffer.backlog);
         if self.severed.contains(&consumer) {
-            credit.give(1);
-            return;
+            return; // dropped with its receipt: the credit goes back
         }
         self.touch(peer, consumer);
-        let credit = Arc::new(Credit::returned_by(move || {
-            credit.give(1);
-        }));
-        let edge = buffer.edge as usize;
         let buffer = Buffer::from_parts(buffer.bytes, buffer.elements);
-        self.deliver(consumer, Mail::Buffer { producer, edge, buffer, credit });
+        self.deliver(consumer, Mail::Buffer { producer, edge, buffer, receipt });
     }
 }
 
 impl Remote {
-    /// Sends a buffer to `consumer` at `address`; a buffer that cannot go gives its credit back
-    /// and fails its producer.
-    fn send(&self, registry: &mut Registry, address: String, consumer: ExecutionId, mail: Mail) {
-        let Mail::Buffer { producer, edge, buffer, credit } = mail else {
-            tracing::debug!(%consumer, %address, "control mail for a task of another TaskManager dropped");
-            return;
-        };
+    /// Sends a buffer to its consumer at `address`; a buffer that cannot go gives its credit
+    /// back and fails its producer.
+    fn send(&self, registry: &mut Registry, address: String, channel: Channel<'_>, buffer: Buffer, backlog: bool) {
+        let Channel { producer, consumer, edge, credit } = channel;
         if registry.severed.contains(&producer) {
-            credit.give_back();
+            credit.grant(1);
             return;
         }
         registry.remote_credits.entry((producer, consumer)).or_insert_with(|| credit.clone());
         registry.touch(&address, producer);
         let edge = u32::try_from(edge).unwrap_or(u32::MAX);
-        let data = DataBuffer { producer, consumer, edge, elements: buffer.elements(), bytes: buffer.into_bytes() };
+        let (elements, bytes) = (buffer.elements(), buffer.into_bytes());
+        let data = DataBuffer { producer, consumer, edge, elements, backlog, bytes };
         if let Err(error) = self.links.send(&address, data) {
-            credit.give_back();
+            credit.grant(1);
             let reason = match error {
                 DataError::TooLarge { .. } => format!("cannot send to {consumer} at {address}: {error}"),
                 _ => format!("data connection to {address} lost: {error}"),
@@ -401,20 +404,16 @@ fn on_serve_event(registry: &Weak<Mutex<Registry>>, event: ServeEvent) {
     }
 }
 
-/// Gives back the credit of a buffer that will never be read.
-pub fn release(mail: Mail) {
-    if let Mail::Buffer { credit, .. } = mail {
-        credit.give_back();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::mpsc::{Receiver, channel};
+    use std::time::Duration;
     use weir_core::ids::Hex128;
 
     const WAIT: Duration = Duration::from_secs(10);
+    /// A channel's credit with the default buffers and the gate's floating ones lent to it.
+    const CREDITS: u32 = 2 + 8;
 
     /// One TaskManager's exchange with its data listener on 127.0.0.1.
     struct Node {
@@ -430,7 +429,8 @@ mod tests {
     fn node(runtime: &tokio::runtime::Runtime) -> Node {
         let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0")).expect("bind 127.0.0.1");
         let address = listener.local_addr().expect("bound").to_string();
-        let exchange = Exchange::remote(address.clone(), runtime.handle().clone(), DataConfig::default());
+        let buffers = ChannelBuffers::default();
+        let exchange = Exchange::remote(address.clone(), runtime.handle().clone(), DataConfig::default(), buffers);
         let listener = runtime.spawn(exchange.serve(listener));
         Node { exchange, address, listener }
     }
@@ -440,10 +440,14 @@ mod tests {
     }
 
     fn execution(vertex: u32, attempt: u32) -> ExecutionId {
+        producer_of(vertex, 0, attempt)
+    }
+
+    fn producer_of(vertex: u32, subtask: u32, attempt: u32) -> ExecutionId {
         ExecutionId {
             job: job(),
             vertex: VertexIndex(vertex),
-            subtask: SubtaskIndex(0),
+            subtask: SubtaskIndex(subtask),
             attempt: AttemptNumber(attempt),
         }
     }
@@ -451,7 +455,10 @@ mod tests {
     /// Vertex 0 (the producer) runs at `producer_side`, vertex 1 (the consumer) at `consumer_side`.
     fn place(nodes: &[&Node], producer_side: &Node, consumer_side: &Node) {
         for node in nodes {
-            node.exchange.set_location(job(), VertexIndex(0), SubtaskIndex(0), producer_side.address.clone());
+            for subtask in 0..2 {
+                let at = producer_side.address.clone();
+                node.exchange.set_location(job(), VertexIndex(0), SubtaskIndex(subtask), at);
+            }
             node.exchange.set_location(job(), VertexIndex(1), SubtaskIndex(0), consumer_side.address.clone());
         }
     }
@@ -460,19 +467,26 @@ mod tests {
         Buffer::from_parts((0..100 + sequence).map(|at| (at ^ sequence) as u8).collect(), sequence)
     }
 
-    fn post(exchange: &Exchange, consumer: ExecutionId, sequence: u32, credit: &Arc<Credit>) {
-        let mail = Mail::Buffer {
-            producer: execution(0, consumer.attempt.0),
-            edge: 0,
-            buffer: buffer(sequence),
-            credit: credit.clone(),
-        };
-        exchange.post(consumer, mail);
+    /// Spends a credit of `credit` (waiting for it) and sends buffer `sequence` from `producer`.
+    fn send_from(
+        exchange: &Exchange,
+        producer: ExecutionId,
+        consumer: ExecutionId,
+        sequence: u32,
+        credit: &Arc<Credit>,
+    ) {
+        let backlog = credit.take(WAIT).unwrap_or_else(|| panic!("no credit for buffer {sequence} within {WAIT:?}"));
+        exchange.send(Channel { producer, consumer, edge: 0, credit }, buffer(sequence), backlog);
     }
 
-    fn next_buffer(mailbox: &Receiver<Mail>) -> (ExecutionId, Buffer, Arc<Credit>) {
+    /// Sends from vertex 0's subtask 0, of the consumer's attempt.
+    fn send(exchange: &Exchange, consumer: ExecutionId, sequence: u32, credit: &Arc<Credit>) {
+        send_from(exchange, execution(0, consumer.attempt.0), consumer, sequence, credit);
+    }
+
+    fn next_buffer(mailbox: &Receiver<Mail>) -> (ExecutionId, Buffer, Receipt) {
         match mailbox.recv_timeout(WAIT) {
-            Ok(Mail::Buffer { producer, buffer, credit, .. }) => (producer, buffer, credit),
+            Ok(Mail::Buffer { producer, buffer, receipt, .. }) => (producer, buffer, receipt),
             Ok(_) => panic!("expected a buffer, got other mail"),
             Err(error) => panic!("no buffer within {WAIT:?}: {error}"),
         }
@@ -482,7 +496,7 @@ mod tests {
         loop {
             match mailbox.recv_timeout(WAIT) {
                 Ok(Mail::Fail(reason)) => return reason,
-                Ok(mail) => release(mail),
+                Ok(mail) => drop(mail),
                 Err(error) => panic!("no failure within {WAIT:?}: {error}"),
             }
         }
@@ -490,6 +504,11 @@ mod tests {
 
     fn peers(exchange: &Exchange) -> Vec<String> {
         exchange.remote.as_ref().expect("a remote exchange").links.peers()
+    }
+
+    /// No credit comes within a short wait.
+    fn starved(credit: &Credit) -> bool {
+        credit.take(Duration::from_millis(300)).is_none()
     }
 
     #[test]
@@ -503,28 +522,67 @@ mod tests {
         let (consumer_mail, consumer_mailbox) = channel();
         b.exchange.register(consumer, consumer_mail);
 
-        let credit = Arc::new(Credit::default());
-        for sequence in 0..CHANNEL_CREDITS {
-            assert!(credit.take(WAIT), "credit {sequence} of {CHANNEL_CREDITS}");
-            post(&a.exchange, consumer, sequence, &credit);
+        let credit = a.exchange.credit();
+        for sequence in 0..CREDITS {
+            send(&a.exchange, consumer, sequence, &credit); // the floating ones come by credit frame
         }
         let mut accepted = Vec::new();
-        for sequence in 0..CHANNEL_CREDITS {
-            let (from, arrived, credit) = next_buffer(&consumer_mailbox);
+        for sequence in 0..CREDITS {
+            let (from, arrived, receipt) = next_buffer(&consumer_mailbox);
             assert_eq!((from, &arrived), (producer, &buffer(sequence)), "in order, bytes and count intact");
-            accepted.push(credit);
+            accepted.push(receipt);
         }
-        assert!(!credit.take(Duration::from_millis(300)), "the 9th buffer waits: B's consumer gave nothing back");
-        accepted.pop().expect("eight buffers").give_back();
-        assert!(credit.take(WAIT), "a credit given back in B frees the producer in A");
+        assert!(starved(&credit), "the 11th buffer waits: B's consumer accepted nothing");
+        accepted.pop().expect("ten buffers").give_back();
+        assert!(credit.take(WAIT).is_some(), "a buffer accepted in B frees the producer in A");
         assert_eq!(peers(&a.exchange), vec![b.address.clone()]);
         assert!(peers(&b.exchange).is_empty(), "B sent nothing, so it opened no link");
 
         b.listener.abort(); // B's listener goes, with every connection it accepted
         let reason = next_failure(&producer_mailbox);
         assert!(reason.contains(&format!("data connection to {} lost", b.address)), "{reason}");
-        post(&a.exchange, consumer, CHANNEL_CREDITS, &credit);
-        assert!(credit.take(WAIT), "a buffer that can no longer be sent gives its credit back");
+        let channel = Channel { producer, consumer, edge: 0, credit: &credit };
+        a.exchange.send(channel, buffer(CREDITS), true);
+        assert!(credit.take(WAIT).is_some(), "a buffer that can no longer be sent gives its credit back");
+    }
+
+    #[test]
+    fn a_remote_gate_lends_its_floating_buffers_to_the_busy_channel_and_bounds_the_whole() {
+        let runtime = runtime();
+        let (a, b) = (node(&runtime), node(&runtime));
+        place(&[&a, &b], &a, &b);
+        let consumer = execution(1, 0);
+        let (consumer_mail, consumer_mailbox) = channel();
+        b.exchange.register(consumer, consumer_mail);
+        let (busy, idle) = (producer_of(0, 0, 0), producer_of(0, 1, 0));
+        let (busy_credit, idle_credit) = (a.exchange.credit(), a.exchange.credit());
+        for sequence in 0..CREDITS {
+            send_from(&a.exchange, busy, consumer, sequence, &busy_credit);
+        }
+        assert!(starved(&busy_credit), "exclusive and every floating buffer are out");
+        send_from(&a.exchange, idle, consumer, 0, &idle_credit);
+        send_from(&a.exchange, idle, consumer, 1, &idle_credit);
+        assert!(starved(&idle_credit), "the other channel still has its exclusive buffers, and no more");
+        let held: Vec<Receipt> = (0..CREDITS + 2).map(|_| next_buffer(&consumer_mailbox).2).collect();
+        assert!(consumer_mailbox.try_recv().is_err(), "the gate holds channels × exclusive + floating, no more");
+        drop(held);
+        assert!(idle_credit.take(WAIT).is_some() && busy_credit.take(WAIT).is_some(), "all credit came back");
+    }
+
+    #[test]
+    fn a_local_gate_lends_its_floating_buffers_too() {
+        let exchange = Exchange::local(ChannelBuffers { exclusive: 1, floating: 3 });
+        let consumer = execution(1, 0);
+        let (consumer_mail, consumer_mailbox) = channel();
+        exchange.register(consumer, consumer_mail);
+        let credit = exchange.credit();
+        for sequence in 0..4 {
+            send(&exchange, consumer, sequence, &credit);
+        }
+        assert!(starved(&credit), "1 exclusive + 3 floating");
+        let first = next_buffer(&consumer_mailbox).2;
+        first.give_back();
+        assert!(credit.take(WAIT).is_some(), "the channel still has a backlog: the floating buffer comes back to it");
     }
 
     #[test]
@@ -535,11 +593,15 @@ mod tests {
         let consumer = execution(1, 0);
         let (consumer_mail, consumer_mailbox) = channel();
         b.exchange.register(consumer, consumer_mail);
-        let credit = Arc::new(Credit::default());
-        assert!(credit.take(WAIT));
-        post(&a.exchange, consumer, 0, &credit);
+        let credit = a.exchange.credit();
+        send(&a.exchange, consumer, 0, &credit);
+        assert_eq!(credit.available(), 1);
         next_buffer(&consumer_mailbox).2.give_back();
-        assert!(credit.take(WAIT), "the credit came back over the connection");
+        let deadline = std::time::Instant::now() + WAIT;
+        while credit.available() < 2 {
+            assert!(std::time::Instant::now() < deadline, "the credit came back over the connection");
+            std::thread::sleep(Duration::from_millis(5));
+        }
 
         drop(a); // A's exchange, its links and its listener go
         let reason = next_failure(&consumer_mailbox);
@@ -553,12 +615,11 @@ mod tests {
         place(&[&a, &b], &a, &b);
         let (newer_mail, newer_mailbox) = channel();
         b.exchange.register(execution(1, 1), newer_mail);
-        let credit = Arc::new(Credit::default());
-        for sequence in 0..CHANNEL_CREDITS {
-            assert!(credit.take(WAIT));
-            post(&a.exchange, execution(1, 0), sequence, &credit);
+        let credit = a.exchange.credit();
+        for sequence in 0..CREDITS {
+            send(&a.exchange, execution(1, 0), sequence, &credit);
         }
-        assert!(credit.take(WAIT), "B dropped the stale attempt's buffers and gave their credit back");
+        assert!(credit.take(WAIT).is_some(), "B dropped the stale attempt's buffers and gave their credit back");
         assert!(newer_mailbox.try_recv().is_err(), "the newer attempt never sees them");
     }
 
@@ -567,15 +628,14 @@ mod tests {
         let runtime = runtime();
         let (a, b) = (node(&runtime), node(&runtime));
         place(&[&a, &b], &a, &b);
-        let credit = Arc::new(Credit::default());
-        for sequence in 0..CHANNEL_CREDITS {
-            assert!(credit.take(WAIT));
-            post(&a.exchange, execution(1, 0), sequence, &credit);
+        let credit = a.exchange.credit();
+        for sequence in 0..CREDITS {
+            send(&a.exchange, execution(1, 0), sequence, &credit);
         }
-        assert!(!credit.take(Duration::from_millis(300)), "held in B until attempt 0 registers");
+        assert!(starved(&credit), "held in B until attempt 0 registers");
         let (newer_mail, newer_mailbox) = channel();
         b.exchange.register(execution(1, 1), newer_mail);
-        assert!(credit.take(WAIT), "attempt 1 superseded them: their credit came back to A");
+        assert!(credit.take(WAIT).is_some(), "attempt 1 superseded them: their credit came back to A");
         assert!(newer_mailbox.try_recv().is_err(), "the newer attempt never sees them");
     }
 
@@ -585,15 +645,14 @@ mod tests {
         let (a, b) = (node(&runtime), node(&runtime));
         place(&[&a], &a, &a);
         let consumer = execution(1, 0);
-        let credit = Arc::new(Credit::default());
-        assert!(credit.take(WAIT));
-        post(&a.exchange, consumer, 0, &credit); // not registered yet: waits here
+        let credit = a.exchange.credit();
+        send(&a.exchange, consumer, 0, &credit); // not registered yet: waits here
         let (consumer_mail, consumer_mailbox) = channel();
         a.exchange.register(consumer, consumer_mail);
         assert_eq!(next_buffer(&consumer_mailbox).1, buffer(0));
 
         a.exchange.set_location(job(), VertexIndex(1), SubtaskIndex(0), b.address.clone());
-        post(&a.exchange, consumer, 1, &credit);
+        send(&a.exchange, consumer, 1, &credit);
         assert_eq!(next_buffer(&consumer_mailbox).1, buffer(1), "a task registered here is served here");
         assert!(peers(&a.exchange).is_empty(), "no socket for channels inside one TaskManager");
     }

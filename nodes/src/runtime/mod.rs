@@ -3,7 +3,8 @@
 //! - [`cluster`]: the embedded cluster of `weir local` (every role in this process);
 //! - [`connectors`]: files, sockets and standard output for sources and sinks;
 //! - [`task_thread`]: each task on its own thread around a `TaskRunner`;
-//! - [`exchange`]: in-process channels between task threads, with credit-based flow control;
+//! - [`exchange`]: channels between task threads, in this process and to other TaskManagers;
+//! - [`credit`]: their flow control: exclusive buffers per channel, floating buffers per gate;
 //! - [`host`]: what the tasks of a process share, and how they are started and reached;
 //! - [`plans`]: the plans of the jobs whose tasks run here, made from their deployments;
 //! - [`operators`]: the Rust operators a program registered, for its tasks' chains;
@@ -11,6 +12,7 @@
 
 pub mod cluster;
 pub mod connectors;
+pub mod credit;
 pub mod exchange;
 pub mod host;
 pub mod operators;

@@ -6,7 +6,8 @@
 
 use super::Clock;
 use super::connectors::LocalConnectors;
-use super::exchange::{Credit, Exchange, Mail, release};
+use super::credit::{Credit, Receipt};
+use super::exchange::{Channel, Exchange, Mail};
 use super::operators::Operators;
 use super::rocks_state::{RocksState, SharedDirs};
 use super::storage::CheckpointStorage;
@@ -122,8 +123,8 @@ struct TaskThread {
     mailbox: Receiver<Mail>,
     /// Mail read while waiting for credit, handled next.
     stash: VecDeque<Mail>,
-    /// Buffers the task's input queues refused, per channel, with their credit.
-    waiting: BTreeMap<ChannelIndex, VecDeque<(Buffer, Arc<Credit>)>>,
+    /// Buffers the task's input queues refused, per channel, with their receipts.
+    waiting: BTreeMap<ChannelIndex, VecDeque<(Buffer, Receipt)>>,
     /// Credit of each channel to a consumer.
     credits: BTreeMap<ExecutionId, Arc<Credit>>,
     cancelled: bool,
@@ -207,11 +208,9 @@ impl TaskThread {
     fn finish(&mut self, ended: Ended) {
         self.context.exchange.deregister(&self.execution);
         self.blocked = None; // its credit was never taken
-        for (_, queue) in std::mem::take(&mut self.waiting) {
-            queue.into_iter().for_each(|(_, credit)| credit.give_back());
-        }
+        self.waiting.clear(); // their receipts give their credit back
         while let Ok(mail) = self.mailbox.try_recv() {
-            release(mail);
+            drop(mail);
         }
         match ended {
             Ended::Finished => self.state(ExecutionState::Finished, None),
@@ -326,10 +325,12 @@ impl TaskThread {
     fn read_mail(&mut self, runner: &mut TaskRunner) {
         while let Some(mail) = self.stash.pop_front().or_else(|| self.mailbox.try_recv().ok()) {
             match mail {
-                Mail::Buffer { producer, edge, buffer, credit } => match runner.input_channel(edge, producer.subtask) {
-                    Some(channel) => self.waiting.entry(channel).or_default().push_back((buffer, credit)),
-                    None => credit.give_back(),
-                },
+                Mail::Buffer { producer, edge, buffer, receipt } => {
+                    match runner.input_channel(edge, producer.subtask) {
+                        Some(channel) => self.waiting.entry(channel).or_default().push_back((buffer, receipt)),
+                        None => receipt.give_back(),
+                    }
+                }
                 Mail::Trigger(barrier, location) => {
                     self.remember_location(barrier.checkpoint, location);
                     runner.trigger_checkpoint(barrier);
@@ -358,11 +359,11 @@ impl TaskThread {
 
     fn feed_waiting(&mut self, runner: &mut TaskRunner) {
         for (channel, queue) in self.waiting.iter_mut() {
-            while let Some((buffer, credit)) = queue.pop_front() {
+            while let Some((buffer, receipt)) = queue.pop_front() {
                 match runner.push_buffer(*channel, buffer) {
-                    Ok(()) => credit.give_back(),
+                    Ok(()) => receipt.give_back(),
                     Err(refused) => {
-                        queue.push_front((refused.item, credit));
+                        queue.push_front((refused.item, receipt));
                         break;
                     }
                 }
@@ -377,7 +378,8 @@ impl TaskThread {
                 TaskOutput::Buffer { edge, consumer, buffer } => {
                     let Some(target) = self.context.plan.edges.get(edge).map(|edge| edge.target) else { continue };
                     let consumer = ExecutionId { vertex: target, subtask: consumer, ..self.execution };
-                    let credit = self.credits.entry(consumer).or_default().clone();
+                    let exchange = &self.context.exchange;
+                    let credit = self.credits.entry(consumer).or_insert_with(|| exchange.credit()).clone();
                     self.blocked = Some((edge, consumer, buffer, credit));
                     if !self.send_blocked(Duration::ZERO) {
                         return Some(Turn::Blocked);
@@ -406,12 +408,12 @@ impl TaskThread {
     /// true when nothing waits any more.
     fn send_blocked(&mut self, wait: Duration) -> bool {
         let Some((edge, consumer, buffer, credit)) = self.blocked.take() else { return true };
-        if !credit.take(wait) {
+        let Some(backlog) = credit.take(wait) else {
             self.blocked = Some((edge, consumer, buffer, credit));
             return false;
-        }
-        let mail = Mail::Buffer { producer: self.execution, edge, buffer, credit };
-        self.context.exchange.post(consumer, mail);
+        };
+        let channel = Channel { producer: self.execution, consumer, edge, credit: &credit };
+        self.context.exchange.send(channel, buffer, backlog);
         true
     }
 
