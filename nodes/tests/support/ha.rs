@@ -137,7 +137,7 @@ impl HaCluster {
     /// The highest epoch the store granted.
     fn epoch(&self) -> serde_json::Value {
         match &self.store {
-            Store::File => self.file_json("lease.json")["epoch"].clone(),
+            Store::File => self.file_state()["lease"]["epoch"].clone(),
             Store::Etcd(url) => etcd_get(url, &format!("/weir/{}/epoch", self.name)),
         }
     }
@@ -145,13 +145,20 @@ impl HaCluster {
     /// The records as stored (core's `RecordStore` as JSON).
     pub fn records(&self) -> serde_json::Value {
         match &self.store {
-            Store::File => self.file_json("records.json"),
+            Store::File => self.file_state()["records"].clone(),
             Store::Etcd(url) => etcd_get(url, &format!("/weir/{}/records", self.name)),
         }
     }
 
-    fn file_json(&self, name: &str) -> serde_json::Value {
-        let text = std::fs::read_to_string(self.dir.join("ha").join(&self.name).join(name)).unwrap_or_default();
+    /// The newest state of the `file` store (`state-<revision>.json`).
+    fn file_state(&self) -> serde_json::Value {
+        let dir = self.dir.join("ha").join(&self.name);
+        let names = std::fs::read_dir(&dir).into_iter().flatten().flatten();
+        let newest = names
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with("state-"))
+            .max();
+        let text = newest.and_then(|name| std::fs::read_to_string(dir.join(name)).ok()).unwrap_or_default();
         serde_json::from_str(&text).unwrap_or_default()
     }
 

@@ -1,49 +1,65 @@
 //! `high-availability.type: file`: the lease and the records in a directory shared by the
 //! JobManagers of one cluster (`high-availability.storageDir`/`cluster-id`/).
 //!
-//! Files:
-//! - `lock`: empty; every read-modify-write below holds an exclusive `flock` on it (reads a
-//!   shared one). The kernel drops the lock when its holder dies, so a `kill -9` never leaves
-//!   the store locked (unlike an `O_EXCL` lock file, which would need its own expiry);
-//! - `lease.json`: core's [`LeaseStore`] (holder and its addresses, expiry in store time, highest
-//!   epoch granted, revision): an acquire is a compare-and-set on the revision, done by
-//!   [`LeaseStore::apply`] itself;
-//! - `records.json`: core's [`RecordStore`] (job graphs, job results, checkpoint id counters,
-//!   completed-checkpoint pointers, highest epoch written).
+//! The store is one sequence of states, `state-<revision>.json`, each holding core's
+//! [`LeaseStore`] (holder and its addresses, expiry in store time, highest epoch granted) and
+//! [`RecordStore`] (job graphs, job results, checkpoint id counters, completed-checkpoint
+//! pointers, highest epoch written). The state with the highest revision is the store.
 //!
-//! Every change is written to a temporary file, fsynced, renamed over the old one and the
-//! directory fsynced, all under the lock: a reader sees the old content or the new, never a
-//! part, and a crash leaves one of the two.
+//! A change is a compare-and-swap without any lock: read the newest state (revision `n`),
+//! apply the lease request or the fenced record write to it, write the result to a private
+//! temporary file, fsync it, then `link(2)` it to `state-<n+1>.json`, which fails when another
+//! process got there first (then read again and retry), and fsync the directory. A link is
+//! atomic and never replaces a file, so at most one change follows each state, every state file
+//! is complete before it has its name, and a crash leaves the last linked state.
 //!
-//! Why it is safe: lease and records change only under the one lock, so the store is
-//! linearizable. A record write is checked against the lease file's epoch under that lock, so
-//! once a standby's grant is on disk no write of an older epoch is accepted, however late it
+//! Why no lock: a process holding a lock while it is paused (`SIGSTOP`, a long GC-like stall,
+//! a slow disk) would stop every other process of the cluster, the standby included, until it
+//! woke; with compare-and-swap a paused process only loses its own race. The oldest states are
+//! removed as new ones come ([`KEPT_STATES`] stay, for readers that listed the directory just
+//! before).
+//!
+//! Why it is safe: lease and records change in one sequence of states, so the store is
+//! linearizable. A record write is checked against the lease's epoch in the state it follows,
+//! so once a standby's grant is linked no write of an older epoch is accepted, however late it
 //! arrives (a paused leader waking up). Store time is the wall clock of the process doing the
 //! operation: on one host every process reads the same clock; across hosts of a shared file
 //! system their clocks must agree to within what `high-availability.lease-margin` leaves, since a
 //! leader stops acting `lease-margin` before the lease it renewed could expire.
 
 use super::Backend;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::fs::{File, OpenOptions};
+use serde::{Deserialize, Serialize};
+use std::fs::File;
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use weir_core::ha::{HaRecords, HaWrite, RecordStore, StaleEpoch};
 use weir_core::leader::store::LeaseStore;
 use weir_core::leader::{LeaseView, StoreReply, StoreRequest};
 
-/// The lock file's name.
-pub const LOCK_FILE: &str = "lock";
-/// The lease's file name.
-pub const LEASE_FILE: &str = "lease.json";
-/// The records' file name.
-pub const RECORDS_FILE: &str = "records.json";
+/// The prefix of a state file's name (`state-<revision, 20 digits>.json`).
+pub const STATE_PREFIX: &str = "state-";
+/// States kept besides the newest.
+pub const KEPT_STATES: u64 = 16;
+/// How often a reader retries when the state it listed was removed before it read it.
+const READ_ATTEMPTS: u32 = 16;
+
+/// One state of the store.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    /// The leader lease.
+    pub lease: LeaseStore,
+    /// The records, fenced by epoch.
+    pub records: RecordStore,
+}
 
 /// One process's handle on the directory.
 pub struct FileStore {
     dir: PathBuf,
-    lock: File,
+    /// Names this handle's temporary files apart from other processes' and handles'.
+    unique: String,
+    /// Temporary files written so far.
+    written: u64,
 }
 
 impl FileStore {
@@ -52,15 +68,9 @@ impl FileStore {
         let cluster_id = super::cluster_name(cluster_id)?;
         let dir = Path::new(storage_dir).join(cluster_id);
         std::fs::create_dir_all(&dir).map_err(|error| format!("cannot create {}: {error}", dir.display()))?;
-        let path = dir.join(LOCK_FILE);
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(|error| format!("cannot open {}: {error}", path.display()))?;
-        Ok(FileStore { dir, lock })
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let unique = format!("{}-{nanos}", std::process::id());
+        Ok(FileStore { dir, unique, written: 0 })
     }
 
     /// The directory.
@@ -68,88 +78,129 @@ impl FileStore {
         &self.dir
     }
 
-    /// Runs `work` holding the lock (exclusive, or shared for reads).
-    fn locked<T>(&self, exclusive: bool, work: impl FnOnce(&Path) -> Result<T, String>) -> Result<T, String> {
-        let operation = if exclusive { libc::LOCK_EX } else { libc::LOCK_SH };
-        flock(&self.lock, operation)
-            .map_err(|error| format!("cannot lock {}: {error}", self.dir.join(LOCK_FILE).display()))?;
-        let result = work(&self.dir);
-        let _ = flock(&self.lock, libc::LOCK_UN); // closing the file would release it too
-        result
+    /// The newest state and its revision (0 and the empty state before the first change).
+    pub fn newest(&self) -> Result<(u64, State), String> {
+        for _ in 0..READ_ATTEMPTS {
+            let Some(revision) = newest_revision(&self.dir)? else { return Ok((0, State::default())) };
+            match load(&state_path(&self.dir, revision)) {
+                Ok(Some(state)) => return Ok((revision, state)),
+                Ok(None) => continue, // removed meanwhile: newer states exist
+                Err(error) => return Err(error),
+            }
+        }
+        Err(format!("the states in {} change faster than they can be read", self.dir.display()))
+    }
+
+    /// Applies `change` to the newest state until its result is linked as the next one;
+    /// `change` returns what to answer and whether the state changed.
+    fn swap<T>(&mut self, mut change: impl FnMut(&mut State) -> Result<T, String>) -> Result<T, String> {
+        loop {
+            let (revision, before) = self.newest()?;
+            let mut state = before.clone();
+            let answer = change(&mut state)?;
+            if state == before {
+                return Ok(answer);
+            }
+            if self.link(revision + 1, &state)? {
+                self.remove_old(revision + 1);
+                return Ok(answer);
+            }
+        }
+    }
+
+    /// Writes `state` durably under a private name and links it as revision `revision`; false
+    /// when another process linked that revision first.
+    fn link(&mut self, revision: u64, state: &State) -> Result<bool, String> {
+        self.written += 1;
+        let temporary = self.dir.join(format!(".tmp-{}-{}", self.unique, self.written));
+        let target = state_path(&self.dir, revision);
+        let failed = |error: std::io::Error| format!("cannot write {}: {error}", target.display());
+        let bytes = serde_json::to_vec(state).map_err(|error| format!("cannot encode the HA state: {error}"))?;
+        let written = File::create(&temporary)
+            .and_then(|mut file| file.write_all(&bytes).and_then(|()| file.sync_all()))
+            .and_then(|()| std::fs::hard_link(&temporary, &target));
+        let _ = std::fs::remove_file(&temporary);
+        match written {
+            Ok(()) => {}
+            Err(error) if error.kind() == ErrorKind::AlreadyExists => return Ok(false),
+            Err(error) => return Err(failed(error)),
+        }
+        File::open(&self.dir).and_then(|directory| directory.sync_all()).map_err(failed)?;
+        Ok(true)
+    }
+
+    /// Removes the states more than [`KEPT_STATES`] older than `newest` (best effort: another
+    /// process may be removing them too).
+    fn remove_old(&self, newest: u64) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if revision_of(&name.to_string_lossy()).is_some_and(|revision| revision + KEPT_STATES < newest) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
     }
 }
 
-/// `flock(2)` on `file`, again when a signal interrupted the wait.
-fn flock(file: &File, operation: libc::c_int) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    loop {
-        // SAFETY: flock takes a descriptor `file` owns for the whole call and no memory.
-        if unsafe { libc::flock(file.as_raw_fd(), operation) } == 0 {
-            return Ok(());
-        }
-        let error = std::io::Error::last_os_error();
-        if error.kind() != ErrorKind::Interrupted {
-            return Err(error);
-        }
-    }
+fn state_path(dir: &Path, revision: u64) -> PathBuf {
+    dir.join(format!("{STATE_PREFIX}{revision:020}.json"))
 }
 
-/// The content of `dir/name`, or the empty value when it does not exist yet.
-pub fn load<T: DeserializeOwned + Default>(dir: &Path, name: &str) -> Result<T, String> {
-    let path = dir.join(name);
-    match std::fs::read(&path) {
-        Ok(bytes) => {
-            serde_json::from_slice(&bytes).map_err(|error| format!("{} is malformed: {error}", path.display()))
+/// The revision a state file's name says, if it is one.
+fn revision_of(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix(STATE_PREFIX)?.strip_suffix(".json")?;
+    (digits.len() == 20).then(|| digits.parse().ok()).flatten()
+}
+
+fn newest_revision(dir: &Path) -> Result<Option<u64>, String> {
+    let entries = std::fs::read_dir(dir).map_err(|error| format!("cannot list {}: {error}", dir.display()))?;
+    let mut newest = None;
+    for entry in entries {
+        let entry = entry.map_err(|error| format!("cannot list {}: {error}", dir.display()))?;
+        if let Some(revision) = revision_of(&entry.file_name().to_string_lossy()) {
+            newest = newest.max(Some(revision));
         }
-        Err(error) if error.kind() == ErrorKind::NotFound => Ok(T::default()),
+    }
+    Ok(newest)
+}
+
+/// The content of `path`; `None` when it does not exist.
+fn load<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, String> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|error| format!("{} is malformed: {error}", path.display())),
+        Err(error) if error.kind() == ErrorKind::NotFound => Ok(None),
         Err(error) => Err(format!("cannot read {}: {error}", path.display())),
     }
 }
 
-/// Replaces `dir/name` atomically and durably: temp file, fsync, rename, fsync of the directory.
-fn save<T: Serialize>(dir: &Path, name: &str, value: &T) -> Result<(), String> {
-    let path = dir.join(name);
-    let temporary = dir.join(format!("{name}.tmp"));
-    let failed = |error: std::io::Error| format!("cannot write {}: {error}", path.display());
-    let bytes = serde_json::to_vec(value).map_err(|error| format!("cannot encode {name}: {error}"))?;
-    let mut file = File::create(&temporary).map_err(failed)?;
-    file.write_all(&bytes).and_then(|()| file.sync_all()).map_err(failed)?;
-    std::fs::rename(&temporary, &path).map_err(failed)?;
-    File::open(dir).and_then(|directory| directory.sync_all()).map_err(failed)
-}
-
 impl Backend for FileStore {
     fn lease(&mut self, request: StoreRequest) -> Result<StoreReply, String> {
-        let read_only = matches!(request, StoreRequest::Read { .. });
-        self.locked(!read_only, |dir| {
-            let mut lease: LeaseStore = load(dir, LEASE_FILE)?;
-            let before = lease.clone();
-            let reply = lease.apply(super::store_now(), request);
-            if lease != before {
-                save(dir, LEASE_FILE, &lease)?;
-            }
-            Ok(reply)
-        })
+        if matches!(request, StoreRequest::Read { .. }) {
+            let (_, mut state) = self.newest()?;
+            return Ok(state.lease.apply(super::store_now(), request));
+        }
+        self.swap(|state| Ok(state.lease.apply(super::store_now(), request.clone())))
     }
 
     fn write(&mut self, write: &HaWrite) -> Result<Result<(), StaleEpoch>, String> {
-        self.locked(true, |dir| {
-            let lease: LeaseStore = load(dir, LEASE_FILE)?;
-            let mut records: RecordStore = load(dir, RECORDS_FILE)?;
-            records.observe_epoch(lease.epoch()); // the fence: no write below the newest grant
-            if let Err(stale) = records.apply(write.clone()) {
-                return Ok(Err(stale));
+        self.swap(|state| {
+            let mut records = state.records.clone();
+            records.observe_epoch(state.lease.epoch()); // the fence: no write below the newest grant
+            let applied = records.apply(write.clone());
+            if applied.is_ok() {
+                state.records = records;
             }
-            save(dir, RECORDS_FILE, &records)?;
-            Ok(Ok(()))
+            Ok(applied)
         })
     }
 
     fn records(&mut self) -> Result<HaRecords, String> {
-        self.locked(false, |dir| load::<RecordStore>(dir, RECORDS_FILE).map(|store| store.records().clone()))
+        self.newest().map(|(_, state)| state.records.records().clone())
     }
 
     fn leader(&mut self) -> Result<LeaseView, String> {
-        self.locked(false, |dir| load::<LeaseStore>(dir, LEASE_FILE).map(|lease| lease.view(super::store_now())))
+        self.newest().map(|(_, state)| state.lease.view(super::store_now()))
     }
 }

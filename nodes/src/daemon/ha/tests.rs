@@ -66,15 +66,44 @@ fn a_write_from_below_the_newest_grant_is_refused_and_records_survive_reopening(
 }
 
 #[test]
+fn concurrent_writers_lose_no_change_and_a_stalled_one_blocks_nobody() {
+    let dir = scratch("race");
+    let mut writers = Vec::new();
+    for writer in 0..4u64 {
+        let dir = dir.clone();
+        writers.push(std::thread::spawn(move || {
+            let mut store = FileStore::open(dir.to_str().unwrap(), "cluster").unwrap();
+            for round in 0..25u64 {
+                let job_id = JobId(Hex128(u128::from(writer * 100 + round)));
+                let record = HaRecord::JobResult { job_id, status: JobStatus::Finished };
+                store.write(&HaWrite { epoch: Epoch(0), record }).unwrap().unwrap();
+            }
+        }));
+    }
+    // A process stopped halfway through a change: its temporary file is written, never linked.
+    std::fs::write(dir.join("cluster").join(".tmp-stalled-1"), b"{}").unwrap();
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    let store = FileStore::open(dir.to_str().unwrap(), "cluster").unwrap();
+    let (revision, state) = store.newest().unwrap();
+    assert_eq!(revision, 100, "every one of the 100 changes got its own revision");
+    assert_eq!(state.records.records().results.len(), 100, "and none was lost");
+    let states = std::fs::read_dir(store.dir()).unwrap().flatten();
+    let kept = states.filter(|entry| entry.file_name().to_string_lossy().starts_with("state-")).count() as u64;
+    assert!(kept <= super::file::KEPT_STATES + 4, "old states are removed ({kept} left)");
+}
+
+#[test]
 fn malformed_files_and_bad_cluster_ids_are_errors_not_panics() {
     assert!(FileStore::open("/tmp", "../x").is_err());
     assert!(FileStore::open("/tmp", "/").is_err());
     assert_eq!(super::cluster_name("/default"), Ok("default"));
     let dir = scratch("malformed");
     let mut store = FileStore::open(dir.to_str().unwrap(), "cluster").unwrap();
-    std::fs::write(store.dir().join(super::file::LEASE_FILE), b"{not json").unwrap();
+    std::fs::write(store.dir().join(format!("{}{:020}.json", super::file::STATE_PREFIX, 1)), b"{not json").unwrap();
     let error = store.leader().unwrap_err();
-    assert!(error.contains("lease.json is malformed"), "{error}");
+    assert!(error.contains("state-00000000000000000001.json is malformed"), "{error}");
 }
 
 #[test]
