@@ -123,6 +123,7 @@ pub async fn serve(raw: RawConfig, config: Config, options: JobManagerOptions) -
             );
             let (epoch, candidacy, records) =
                 campaign(&config, backend, &address, gate, &clock, &inbox, &mut receiver).await?;
+            hand_over_on_termination(&config.ha, candidacy.candidate().to_string(), epoch);
             (epoch, None, Some(candidacy), Some(records))
         }
     };
@@ -204,6 +205,24 @@ pub async fn serve(raw: RawConfig, config: Config, options: JobManagerOptions) -
         }
         driver.drain();
     }
+}
+
+/// On SIGTERM or SIGINT the leader releases its lease, so a standby takes over within a renew
+/// interval instead of after the lease expired (Flink's JobManager revokes its leadership on a
+/// clean shutdown too). Anything it still does before the process ends is fenced by the
+/// standby's newer epoch.
+fn hand_over_on_termination(ha: &weir_core::config::HaConfig, candidate: String, epoch: Epoch) {
+    let ha = ha.clone();
+    super::termination::on_termination(move || {
+        let release = weir_core::leader::StoreRequest::Release { request: u64::MAX, candidate, epoch };
+        let released = ha::open(&ha)
+            .and_then(|backend| backend.ok_or_else(|| "high availability is off".to_string()))
+            .and_then(|mut backend| backend.lease(release));
+        match released {
+            Ok(reply) => tracing::info!(%epoch, ?reply, "stopping: handed the leader lease over"),
+            Err(error) => tracing::warn!(%epoch, %error, "stopping: cannot release the leader lease; it expires"),
+        }
+    });
 }
 
 /// Campaigns until this process leads and has read the HA records. Meanwhile REST answers as a

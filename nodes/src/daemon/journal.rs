@@ -477,8 +477,7 @@ impl Journal {
                 flusher.flush();
             }
         });
-        #[cfg(all(unix, not(madsim)))]
-        tokio::spawn(flush_on_termination(shared));
+        super::termination::on_termination(move || shared.flush());
     }
 }
 
@@ -507,28 +506,6 @@ impl Shared {
                 the daemon goes on without a journal");
         }
         *writer = None;
-    }
-}
-
-/// Waits for SIGTERM or SIGINT, flushes, then ends the process of that signal.
-#[cfg(all(unix, not(madsim)))]
-async fn flush_on_termination(shared: Arc<Shared>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut terminate), Ok(mut interrupt)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-    else {
-        tracing::warn!("cannot watch for SIGTERM; the journal is flushed only on its interval");
-        return;
-    };
-    let number = tokio::select! {
-        _ = terminate.recv() => libc::SIGTERM,
-        _ = interrupt.recv() => libc::SIGINT,
-    };
-    shared.flush();
-    // SAFETY: resets one signal's disposition to the default (ending the process) and raises it
-    // in this process; no memory is touched.
-    unsafe {
-        libc::signal(number, libc::SIG_DFL);
-        libc::raise(number);
     }
 }
 

@@ -11,6 +11,7 @@ pub mod job_manager;
 pub mod journal;
 pub mod metadata;
 pub mod task_manager;
+pub mod termination;
 
 use std::time::Duration;
 use tokio::net::TcpListener;

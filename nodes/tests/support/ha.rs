@@ -112,6 +112,11 @@ impl HaCluster {
         HaCluster { dir, name: name.to_string(), store, settings, started: 0 }
     }
 
+    /// Adds a `key=value` setting for the daemons started from now on (it wins over earlier ones).
+    pub fn set(&mut self, setting: &str) {
+        self.settings.push(setting.to_string());
+    }
+
     fn spawn(&mut self, role: &str, extra: &[String]) -> Daemon {
         self.started += 1;
         let log = self.dir.join(format!("{role}-{}.log", self.started));
@@ -119,7 +124,7 @@ impl HaCluster {
         Daemon { child, log }
     }
 
-    fn job_manager(&mut self) -> JobManagerProcess {
+    pub fn job_manager(&mut self) -> JobManagerProcess {
         let rest = format!("127.0.0.1:{}", free_port());
         let extra =
             [format!("jobmanager.rpc.port={}", free_port()), format!("rest.port={}", rest.rsplit(':').next().unwrap())];

@@ -32,6 +32,8 @@ pub enum Step {
 
 /// One JobManager process's election.
 pub struct Candidacy {
+    /// Who campaigns, as the store knows it.
+    candidate: String,
     election: LeaderElection,
     service: Service,
     gate: Gate,
@@ -49,8 +51,13 @@ impl Candidacy {
         gate: Gate,
         now: Time,
     ) -> Candidacy {
-        let election = LeaderElection::new(candidate, address.encode(), timing, now);
-        Candidacy { election, service, gate, reading: None }
+        let election = LeaderElection::new(candidate.clone(), address.encode(), timing, now);
+        Candidacy { candidate, election, service, gate, reading: None }
+    }
+
+    /// Who campaigns, as the store knows it.
+    pub fn candidate(&self) -> &str {
+        &self.candidate
     }
 
     /// The next time the election needs a tick.
