@@ -57,6 +57,15 @@ fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Spends one of `available`: whether it was the last, or `None` when there is none.
+fn take_one(available: &mut u32) -> Option<bool> {
+    if *available == 0 {
+        return None;
+    }
+    *available -= 1;
+    Some(*available == 0)
+}
+
 /// A producer's credit on one channel: the buffers it may still send.
 pub struct Credit {
     available: Mutex<u32>,
@@ -72,16 +81,16 @@ impl Credit {
     /// Takes a credit, waiting at most `wait`: `None` when none came, else whether the
     /// producer has a backlog now (this was its last credit).
     pub fn take(&self, wait: Duration) -> Option<bool> {
-        let available = locked(&self.available);
+        let mut available = locked(&self.available);
+        if wait.is_zero() {
+            // No condvar wait at all: under madsim a timed wait would run on the host's clock.
+            return take_one(&mut available);
+        }
         let (mut available, _) = self
             .granted
             .wait_timeout_while(available, wait, |available| *available == 0)
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if *available == 0 {
-            return None;
-        }
-        *available -= 1;
-        Some(*available == 0)
+        take_one(&mut available)
     }
 
     /// The consumer side gives `credits` (back).
