@@ -6,7 +6,8 @@
 //! - `kill -STOP` of the leader past its lease, then `kill -CONT`: the old leader exits (code 3)
 //!   on waking, and the store accepted no write from it once the new epoch began: every version
 //!   of the records etcd kept since the grant of epoch 2 (its MVCC history) was written in
-//!   epoch 2.
+//!   epoch 2;
+//! - SIGTERM of the leader: it releases its lease and the standby leads at once.
 
 mod support;
 
@@ -103,6 +104,12 @@ fn a_leader_paused_past_its_lease_steps_down_without_an_accepted_write() {
     wait_for(finished, "the job to finish under the new leader", support::ha::JOB_WAIT_MAX);
     running.check_taken_over();
     check_exactly_once(&running.cluster.dir, &running.input);
+}
+
+#[test]
+fn a_leader_stopped_with_sigterm_hands_its_lease_over_at_once() {
+    let etcd = Etcd::start("term");
+    support::ha::check_sigterm_hand_over(SUITE, Store::Etcd(etcd.url.clone()));
 }
 
 #[test]

@@ -12,8 +12,8 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
-use support::ha::{HaCluster, LEASE, Store, WAIT_MAX, check_exactly_once, start};
+use std::time::Instant;
+use support::ha::{LEASE, Store, WAIT_MAX, check_exactly_once, start};
 use support::wait_for;
 
 const SUITE: &str = "ha-file-test";
@@ -58,20 +58,7 @@ fn a_leader_paused_past_its_lease_exits_on_waking_and_the_standby_finishes_the_j
 
 #[test]
 fn a_leader_stopped_with_sigterm_hands_its_lease_over_at_once() {
-    let mut cluster = HaCluster::new(SUITE, "term", Store::File);
-    cluster.set("high-availability.lease-duration=30 s");
-    cluster.set("high-availability.renew-interval=1 s");
-    let leader = cluster.job_manager();
-    wait_for(|| leader.leads(), "the first JobManager to lead", WAIT_MAX);
-    let standby = cluster.job_manager();
-    wait_for(|| standby.daemon.log().contains("standby: another JobManager leads"), "a standby", WAIT_MAX);
-    let stopped = Instant::now();
-    leader.daemon.signal("TERM");
-    wait_for(|| standby.leads(), "the standby to lead", WAIT_MAX);
-    let took = stopped.elapsed();
-    println!("file HA: SIGTERM of the leader -> the standby leads in {took:?} (lease 30 s, renew 1 s)");
-    assert!(took < Duration::from_secs(10), "{took:?}: the lease was left to expire");
-    assert!(leader.daemon.log().contains("handed the leader lease over"), "{}", leader.daemon.log());
+    support::ha::check_sigterm_hand_over(SUITE, Store::File);
 }
 
 #[test]

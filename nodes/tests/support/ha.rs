@@ -395,3 +395,26 @@ pub fn measure_failover(suite: &str, store: impl Fn() -> Store) {
         times[times.len() - 1]
     );
 }
+
+/// SIGTERM of the leader: it releases its lease, so the standby leads long before the lease
+/// (30 s here) would have expired.
+pub fn check_sigterm_hand_over(suite: &str, store: Store) {
+    let kind = match store {
+        Store::File => "file",
+        Store::Etcd(_) => "etcd",
+    };
+    let mut cluster = HaCluster::new(suite, "term", store);
+    cluster.set("high-availability.lease-duration=30 s");
+    cluster.set("high-availability.renew-interval=1 s");
+    let leader = cluster.job_manager();
+    wait_for(|| leader.leads(), "the first JobManager to lead", WAIT_MAX);
+    let standby = cluster.job_manager();
+    wait_for(|| standby.daemon.log().contains("standby: another JobManager leads"), "a standby", WAIT_MAX);
+    let stopped = Instant::now();
+    leader.daemon.signal("TERM");
+    wait_for(|| standby.leads(), "the standby to lead", WAIT_MAX);
+    let took = stopped.elapsed();
+    println!("{kind} HA: SIGTERM of the leader -> the standby leads in {took:?} (lease 30 s, renew 1 s)");
+    assert!(took < Duration::from_secs(10), "{took:?}: the lease was left to expire");
+    assert!(leader.daemon.log().contains("handed the leader lease over"), "{}", leader.daemon.log());
+}
