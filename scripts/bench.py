@@ -461,14 +461,15 @@ FINDINGS = """
   ratio of per-record cost; closing a gap to 5x means cheaper serialization on the exchange
   (for example writing rows into the network buffer without an intermediate encoding).
 - **Checkpoint cost.** Checkpoints of this job's state (1,000 keys) take milliseconds, and
-  per-record CPU with 1 s checkpoints is within a few percent of none (the CPU rows). What a
-  bounded job loses in wall-clock throughput is mostly its end: as Flink's checkpoints after
-  tasks finish, a finished task waits for a final checkpoint so an exactly-once sink commits its
-  last records, and that checkpoint is triggered by the periodic timer, up to one interval (1 s)
-  after the sources ended; a job of a few seconds cannot hide that second. Flink pays the same
-  wait. The steady-state rows (an unbounded job, source records/s over a window) leave it out.
-  What would remove it: tasks reporting the end of their input so the coordinator triggers the
-  final checkpoint at once (a change of protocol and a departure from Flink's timing).
+  per-record CPU with 1 s checkpoints is within a few percent of none (the CPU rows). A
+  bounded job's end: as Flink's checkpoints after tasks finish, a task whose input ended waits
+  for a final checkpoint so an exactly-once sink commits its last records (windowed-sum needs
+  two in a row: one at the sources, then one at the window tasks behind them). Flink leaves each
+  to its periodic timer, up to one interval after the input ended. weir's tasks report that
+  they wait, and the coordinator triggers the final checkpoint as soon as every task it would
+  start at waits (still after min-pause, within max-concurrent): the job ends milliseconds after
+  its input instead of up to two intervals later, which a job of a few seconds could not hide.
+  The steady-state rows (an unbounded job, source records/s over a window) have no end.
 - **Footprint.** Most of an idle weir process's RSS is pages of the weir binary's code (file
   pages, shared by the JobManager and every TaskManager on a host); its private memory is a
   few MB. The PSS rows split the shared pages between the processes. Flink's figures are

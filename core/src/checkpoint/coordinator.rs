@@ -20,6 +20,10 @@
 //! while a checkpoint still waits for its acknowledgement can no longer give it (a task
 //! acknowledges before it finishes): that checkpoint is aborted at once, not left to expire.
 //!
+//! **Final checkpoint.** Once every task a checkpoint would start at waits for its final
+//! checkpoint ([`Input::FinalCheckpointAwaited`]), the periodic trigger fires at once (or when
+//! `min-pause` allows) instead of up to an interval later: see `final_trigger.rs`.
+//!
 //! **Completion.** When every task acknowledged, the coordinator asks the driver to persist
 //! `_metadata` ([`Output::PersistMetadata`]); the checkpoint completes on
 //! [`Input::MetadataPersisted`]: it joins the retained checkpoints (older ones beyond
@@ -41,6 +45,7 @@
 //! Invariants: see `invariants.rs`.
 
 use super::failures::FailureCounter;
+use super::final_trigger::{FinalWait, finishes_tasks};
 use super::pending::{Acknowledged, PendingCheckpoint};
 use super::shared::SharedFiles;
 use super::stats::CheckpointStats;
@@ -176,6 +181,10 @@ pub struct CheckpointCoordinator {
     /// Locations of the latest aborted checkpoints, oldest first.
     pub(super) recent_aborted: VecDeque<(CheckpointId, String)>,
     pub(super) failures: FailureCounter,
+    /// Subtasks whose attempt waits for its final checkpoint (at most one report per subtask).
+    pub(super) final_awaited: BTreeMap<(VertexIndex, SubtaskIndex), FinalWait>,
+    /// The newest checkpoint notified as complete to the current attempts.
+    pub(super) notified_latest: Option<CheckpointId>,
     pub(super) stats: CheckpointStats,
     pub(super) shut_down: bool,
     outputs: VecDeque<Output>,
@@ -212,6 +221,8 @@ impl CheckpointCoordinator {
             retained: VecDeque::new(),
             shared: SharedFiles::default(),
             recent_aborted: VecDeque::new(),
+            final_awaited: BTreeMap::new(),
+            notified_latest: None,
             stats: CheckpointStats::default(),
             shut_down: false,
             outputs: VecDeque::new(),
@@ -247,6 +258,9 @@ impl CheckpointCoordinator {
                 self.on_acknowledge(execution, checkpoint, state, metrics)
             }
             Input::Decline { execution, checkpoint, reason } => self.on_decline(execution, checkpoint, reason),
+            Input::FinalCheckpointAwaited { execution, checkpoint_latest } => {
+                self.on_final_checkpoint_awaited(execution, checkpoint_latest)
+            }
             Input::TaskFailed { execution } => self.on_task_failed(execution),
             Input::Failover => self.abort_all(&FailureReason::JobFailover),
             Input::TriggerSavepoint { request_id, target, stop, drain } => {
@@ -257,6 +271,7 @@ impl CheckpointCoordinator {
             Input::Shutdown { job_status } => self.on_shutdown(job_status),
         }
         if !self.shut_down {
+            self.trigger_final_early();
             // Flink's scheduleTriggerRequest: queued requests run once the input is handled.
             self.execute_queued();
         }
@@ -375,7 +390,7 @@ impl CheckpointCoordinator {
         }
     }
 
-    fn fire_periodic(&mut self, due: Time) {
+    pub(super) fn fire_periodic(&mut self, due: Time) {
         let interval = self.settings.interval.expect("the periodic trigger is armed only with an interval");
         let mut next = due.after(interval);
         if next <= self.now {
@@ -424,7 +439,8 @@ impl CheckpointCoordinator {
         let executions = self.validated(executions);
         let finished: BTreeSet<ExecutionId> = finished.into_iter().collect();
         assert!(finished.iter().all(|e| executions.binary_search(e).is_ok()), "a finished task is not current");
-        if executions != self.executions {
+        let executions_changed = executions != self.executions;
+        if executions_changed {
             // Checkpoints waiting for replaced attempts can never complete.
             self.abort_all(&FailureReason::JobFailover);
             self.executions = executions;
@@ -440,6 +456,7 @@ impl CheckpointCoordinator {
             self.abort(checkpoint, FailureReason::TasksNotRunning);
         }
         self.finished = finished;
+        self.prune_final_awaited(executions_changed);
         if self.finished.len() == self.executions.len() {
             return self.on_tasks_not_running(); // All finished: the job ends, nothing to take.
         }
@@ -554,10 +571,9 @@ impl CheckpointCoordinator {
         let deadline = self.now.after(self.settings.timeout);
         let running: Vec<ExecutionId> =
             self.executions.iter().filter(|e| !self.finished.contains(e)).copied().collect();
-        let finished: BTreeSet<(VertexIndex, SubtaskIndex)> =
-            self.finished.iter().map(|e| (e.vertex, e.subtask)).collect();
-        let sources: Vec<ExecutionId> =
-            running.iter().filter(|e| self.starts_barriers(e, &finished)).copied().collect();
+        let finished = self.finished_subtasks();
+        let sources = self.barrier_starts();
+        self.cover_final_awaited(kind, &sources);
         let mut pending = PendingCheckpoint::new(checkpoint, kind, location.clone(), self.now, deadline, running);
         pending.request = request;
         pending.finished = finished;
@@ -567,6 +583,17 @@ impl CheckpointCoordinator {
         self.pending.insert(checkpoint, pending);
         let timestamp = self.now;
         self.outputs.push_back(Output::TriggerAtSources { checkpoint, timestamp, kind, alignment, location, sources });
+    }
+
+    fn finished_subtasks(&self) -> BTreeSet<(VertexIndex, SubtaskIndex)> {
+        self.finished.iter().map(|e| (e.vertex, e.subtask)).collect()
+    }
+
+    /// The running tasks a checkpoint triggered now starts at (see `starts_barriers`).
+    pub(super) fn barrier_starts(&self) -> Vec<ExecutionId> {
+        let finished = self.finished_subtasks();
+        let running = self.executions.iter().filter(|e| !self.finished.contains(e));
+        running.filter(|e| self.starts_barriers(e, &finished)).copied().collect()
     }
 
     /// Whether a barrier starts at the running task `execution`: it is a source, or every
@@ -694,6 +721,8 @@ impl CheckpointCoordinator {
             for older in subsumed {
                 self.abort(older, FailureReason::Subsumed);
             }
+            debug_assert!(finishes_tasks(pending.kind));
+            self.notified_latest = self.notified_latest.max(Some(checkpoint));
             self.outputs.push_back(Output::NotifyComplete { checkpoint, tasks: pending.tasks });
         }
     }

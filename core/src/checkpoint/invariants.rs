@@ -12,6 +12,7 @@
 //!   reference counts are exactly those of the retained checkpoints.
 //! - The periodic trigger is armed exactly while scheduling, and scheduling needs RUNNING tasks
 //!   and an interval; nothing is pending, queued or armed after shutdown.
+//! - Final checkpoint reports: one per subtask, of its current (or a newer) attempt, unfinished.
 //! - The failure count stays within the tolerable count; the statistics add up.
 
 use super::CheckpointCoordinator;
@@ -42,6 +43,7 @@ impl CheckpointCoordinator {
             })?;
         }
         self.check_scheduling()?;
+        self.check_final_awaited()?;
         self.check_retained()?;
         self.failures.check()?;
         self.stats.check(self.pending.len())

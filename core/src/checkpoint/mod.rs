@@ -23,6 +23,7 @@
 mod codec;
 mod coordinator;
 mod failures;
+mod final_trigger;
 mod invariants;
 mod pending;
 pub mod rescale;
@@ -30,6 +31,8 @@ pub mod shared;
 pub mod stats;
 pub mod storage;
 
+#[cfg(test)]
+mod final_trigger_tests;
 #[cfg(test)]
 mod finished_tests;
 #[cfg(test)]
@@ -286,6 +289,16 @@ pub enum Input {
         checkpoint: CheckpointId,
         /// Why.
         reason: DeclineReason,
+    },
+    /// A task's input ended and it waits for its final checkpoint; it had taken checkpoints up
+    /// to `checkpoint_latest`, so any newer one that reaches it is final for it. Once every task
+    /// a checkpoint would start at waits, the final checkpoint is triggered without waiting for
+    /// the next period. Reports of old attempts are ignored.
+    FinalCheckpointAwaited {
+        /// The attempt.
+        execution: ExecutionId,
+        /// The newest checkpoint it took before its input ended.
+        checkpoint_latest: Option<CheckpointId>,
     },
     /// An attempt failed: checkpoints it has not acknowledged are aborted (not counted).
     TaskFailed {

@@ -52,6 +52,13 @@ enum Step {
     },
     Failover,
     TasksNotRunning,
+    /// A task's input ended after checkpoint `latest` (0: none); `attempt_offset` 1 is a stale
+    /// or early attempt.
+    FinalAwaited {
+        task: usize,
+        attempt_offset: u32,
+        latest: u64,
+    },
     TasksRunning {
         new_attempt: bool,
     },
@@ -97,6 +104,8 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (0usize..4, 0u32..2).prop_map(|(task, attempt_offset)| Step::TaskFailed { task, attempt_offset }),
         1 => Just(Step::Failover),
         1 => Just(Step::TasksNotRunning),
+        3 => (0usize..5, prop_oneof![4 => Just(0u32), 1 => Just(1)], 0u64..30)
+            .prop_map(|(task, attempt_offset, latest)| Step::FinalAwaited { task, attempt_offset, latest }),
         2 => any::<bool>().prop_map(|new_attempt| Step::TasksRunning { new_attempt }),
         2 => (0u8..16).prop_map(|mask| Step::TasksFinished { mask }),
         2 => (0u8..6, prop::bool::weighted(0.2), any::<bool>(), any::<bool>())
@@ -146,6 +155,9 @@ fn decline_reason(n: u8) -> DeclineReason {
 struct World {
     coordinator: CheckpointCoordinator,
     max_concurrent: usize,
+    min_pause: Duration,
+    /// When the latest checkpoint or savepoint completed.
+    completed_at: Option<Time>,
     now: Time,
     attempt: u32,
     inputs: Vec<Input>,
@@ -175,6 +187,8 @@ impl World {
         World {
             coordinator,
             max_concurrent: config.max_concurrent as usize,
+            min_pause: config.min_pause,
+            completed_at: None,
             now: Time::ZERO,
             attempt: 0,
             inputs: Vec::new(),
@@ -263,6 +277,14 @@ impl World {
             }
             Step::Failover => Input::Failover,
             Step::TasksNotRunning => Input::TasksNotRunning,
+            Step::FinalAwaited { task, attempt_offset, latest } => {
+                let attempt = match attempt_offset {
+                    0 => self.attempt,
+                    _ => self.attempt.checked_sub(1).unwrap_or(self.attempt + 1),
+                };
+                let checkpoint_latest = (latest > 0).then_some(CheckpointId(latest));
+                Input::FinalCheckpointAwaited { execution: self.task(task, attempt), checkpoint_latest }
+            }
             Step::TasksRunning { new_attempt } => {
                 self.attempt += u32::from(new_attempt);
                 Input::TasksRunning(executions(self.attempt))
@@ -341,6 +363,8 @@ impl World {
                 let finished = self.finished.iter().map(|e| (e.vertex, e.subtask)).collect();
                 self.finished_at_trigger.insert(*checkpoint, finished);
                 if *kind == BarrierKind::Checkpoint {
+                    let earliest = self.completed_at.map(|at| at.after(self.min_pause));
+                    prop_assert!(earliest.is_none_or(|earliest| self.now >= earliest), "min-pause not kept");
                     self.periodic_in_flight.insert(*checkpoint);
                     prop_assert!(self.periodic_in_flight.len() <= self.max_concurrent, "max concurrent exceeded");
                 }
@@ -361,6 +385,7 @@ impl World {
                 prop_assert_eq!(Some(&completed.finished), self.finished_at_trigger.get(&completed.checkpoint));
                 prop_assert!(completed.states.keys().all(|subtask| !completed.finished.contains(subtask)));
                 self.periodic_in_flight.remove(&completed.checkpoint);
+                self.completed_at = Some(self.now);
                 if completed.is_savepoint() {
                     self.savepoint_locations.insert(completed.location.clone());
                 }

@@ -60,6 +60,14 @@ impl JobMaster {
             JobMasterMessage::DeclineCheckpoint { execution, checkpoint, reason } if self.runs_on(&execution, from) => {
                 self.feed_coordinator(crate::checkpoint::Input::Decline { execution, checkpoint, reason });
             }
+            JobMasterMessage::FinalCheckpointAwaited { execution, checkpoint_latest }
+                if self.runs_on(&execution, from) =>
+            {
+                self.feed_coordinator(crate::checkpoint::Input::FinalCheckpointAwaited {
+                    execution,
+                    checkpoint_latest,
+                });
+            }
             _ => {}
         }
     }

@@ -332,6 +332,13 @@ pub enum JobMasterMessage {
         /// Why.
         reason: DeclineReason,
     },
+    /// A task's input ended and it waits for its final checkpoint before it finishes.
+    FinalCheckpointAwaited {
+        /// The attempt.
+        execution: ExecutionId,
+        /// The newest checkpoint it took before its input ended: any newer one is final for it.
+        checkpoint_latest: Option<CheckpointId>,
+    },
 }
 
 /// To a TaskExecutor.
@@ -791,6 +798,7 @@ kinds!(JobMasterMessage {
     TriggerSavepoint,
     AcknowledgeCheckpoint,
     DeclineCheckpoint,
+    FinalCheckpointAwaited,
 });
 kinds!(TaskExecutorMessage {
     RegistrationAccepted,

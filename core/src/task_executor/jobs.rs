@@ -5,7 +5,7 @@ use super::TaskExecutor;
 use super::slots::TASKS_PER_SLOT_MAX;
 use crate::checkpoint::DeclineReason;
 use crate::dataflow::Barrier;
-use crate::ids::{AllocationId, JobId, SlotIndex};
+use crate::ids::{AllocationId, CheckpointId, JobId, SlotIndex};
 use crate::protocol::{
     Address, CheckpointOutcome, ExecutionId, ExecutionState, JobMasterMessage, Message, Output, ResourceManagerMessage,
     SlotOffer, TaskCheckpointReport, TaskCommand, TaskDeployment, TaskReport,
@@ -230,12 +230,26 @@ impl TaskExecutor {
         self.send(Address::JobMaster(execution.job), Message::JobMaster(message));
     }
 
+    /// A running task's report that it waits for its final checkpoint goes on to its JobMaster;
+    /// one of a task no longer running here is stale and dropped.
+    pub(super) fn on_final_checkpoint_awaited(
+        &mut self,
+        execution: ExecutionId,
+        checkpoint_latest: Option<CheckpointId>,
+    ) {
+        if !matches!(self.slots.task(execution), Some((_, ExecutionState::Running))) {
+            return;
+        }
+        let message = JobMasterMessage::FinalCheckpointAwaited { execution, checkpoint_latest };
+        self.send(Address::JobMaster(execution.job), Message::JobMaster(message));
+    }
+
     fn report_to_job_master(
         &mut self,
         execution: ExecutionId,
         state: ExecutionState,
         error: Option<String>,
-        unreadable_checkpoint: Option<crate::ids::CheckpointId>,
+        unreadable_checkpoint: Option<CheckpointId>,
     ) {
         let unreadable_checkpoint = unreadable_checkpoint.filter(|_| state == ExecutionState::Failed);
         let message = JobMasterMessage::TaskStateChanged { execution, state, error, unreadable_checkpoint };

@@ -40,7 +40,7 @@ pub use config::{
 };
 pub use slots::{ENDED_EXECUTIONS_MAX, TASKS_PER_SLOT_MAX};
 
-use crate::ids::{AllocationId, Epoch, JobId, ResourceId, SlotIndex};
+use crate::ids::{AllocationId, CheckpointId, Epoch, JobId, ResourceId, SlotIndex};
 use crate::protocol::{
     Address, Envelope, ExecutionId, ExecutionState, Message, Output, Role, TaskCheckpointReport, TaskCommand,
     TaskExecutorMessage, TaskReport,
@@ -65,6 +65,13 @@ pub enum Input {
     TaskReport(TaskReport),
     /// The driver reports a task's answer to a checkpoint barrier.
     CheckpointReport(TaskCheckpointReport),
+    /// The driver reports that a task's input ended and it waits for its final checkpoint.
+    FinalCheckpointAwaited {
+        /// The attempt.
+        execution: ExecutionId,
+        /// The newest checkpoint it took before its input ended.
+        checkpoint_latest: Option<CheckpointId>,
+    },
     /// Time passed; due timers fire.
     Tick,
     /// Leader retrieval found a leader in `epoch` (from the HA store): a higher one is followed
@@ -284,6 +291,9 @@ impl Role for TaskExecutor {
             }
             Input::TaskReport(report) => self.on_task_report(report),
             Input::CheckpointReport(report) => self.on_checkpoint_report(report),
+            Input::FinalCheckpointAwaited { execution, checkpoint_latest } => {
+                self.on_final_checkpoint_awaited(execution, checkpoint_latest)
+            }
             Input::Tick => self.on_tick(),
         }
         self.flush_offers();

@@ -326,6 +326,22 @@ fn a_task_that_cannot_read_its_state_names_the_checkpoint_to_its_job_master() {
 }
 
 #[test]
+fn a_running_task_waiting_for_its_final_checkpoint_is_reported_and_an_unknown_one_is_not() {
+    let mut driver = Driver::registered(2);
+    let (job, allocation) = (job(1), allocation(1));
+    driver.accepted_slot(0, job, allocation);
+    let task = execution(job, 0, 0);
+    driver.running_task(task, allocation);
+    let checkpoint_latest = Some(crate::ids::CheckpointId(3));
+    let outputs = driver.step(driver.now, Input::FinalCheckpointAwaited { execution: task, checkpoint_latest });
+    let expected = JobMasterMessage::FinalCheckpointAwaited { execution: task, checkpoint_latest };
+    assert_eq!(sends(&outputs), [(Address::JobMaster(job), Message::JobMaster(expected))]);
+    let gone = execution(job, 0, 1); // never deployed here (or already let go of)
+    let outputs = driver.step(driver.now, Input::FinalCheckpointAwaited { execution: gone, checkpoint_latest });
+    assert!(sends(&outputs).is_empty(), "a stale report is dropped");
+}
+
+#[test]
 fn deploying_into_a_foreign_or_unknown_slot_fails_the_task_with_the_reason() {
     let mut driver = Driver::registered(3);
     let (ours, theirs) = (job(1), job(2));

@@ -57,10 +57,10 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 use weir_core::config::{HIDDEN_VALUE, RawConfig};
 use weir_core::dispatcher::ClusterMode;
-use weir_core::ids::{Epoch, ResourceId, stable_hash128};
+use weir_core::ids::{CheckpointId, Epoch, ResourceId, stable_hash128};
 use weir_core::job_manager;
 use weir_core::protocol::{
-    Address, DispatcherMessage, Envelope, ExecutionState, Message, StorageReply, TaskCheckpointReport,
+    Address, DispatcherMessage, Envelope, ExecutionId, ExecutionState, Message, StorageReply, TaskCheckpointReport,
     TaskExecutorMessage, TaskReport,
 };
 use weir_core::task_executor;
@@ -286,6 +286,14 @@ pub enum JournalInput {
     CheckpointReport(TaskCheckpointReport),
     /// TaskExecutor: leader retrieval found a leader in this epoch.
     LeaderFound(Epoch),
+    /// TaskExecutor: a task waits for its final checkpoint (last: older journals
+    /// stay readable).
+    FinalCheckpointAwaited {
+        /// The attempt.
+        execution: ExecutionId,
+        /// The newest checkpoint it took before its input ended.
+        checkpoint_latest: Option<CheckpointId>,
+    },
 }
 
 impl From<&job_manager::Input> for JournalInput {
@@ -308,6 +316,9 @@ impl From<&task_executor::Input> for JournalInput {
             },
             task_executor::Input::TaskReport(report) => JournalInput::TaskReport(report.clone()),
             task_executor::Input::CheckpointReport(report) => JournalInput::CheckpointReport(report.clone()),
+            task_executor::Input::FinalCheckpointAwaited { execution, checkpoint_latest } => {
+                JournalInput::FinalCheckpointAwaited { execution: *execution, checkpoint_latest: *checkpoint_latest }
+            }
             task_executor::Input::Tick => JournalInput::Tick,
             task_executor::Input::LeaderFound { epoch } => JournalInput::LeaderFound(*epoch),
         }
@@ -333,6 +344,9 @@ impl JournalInput {
             }
             JournalInput::TaskReport(report) => Some(task_executor::Input::TaskReport(report)),
             JournalInput::CheckpointReport(report) => Some(task_executor::Input::CheckpointReport(report)),
+            JournalInput::FinalCheckpointAwaited { execution, checkpoint_latest } => {
+                Some(task_executor::Input::FinalCheckpointAwaited { execution, checkpoint_latest })
+            }
             JournalInput::Tick => Some(task_executor::Input::Tick),
             JournalInput::LeaderFound(epoch) => Some(task_executor::Input::LeaderFound { epoch }),
             _ => None,
@@ -350,6 +364,7 @@ impl JournalInput {
             JournalInput::TaskReport(report) if report.state == ExecutionState::Finished => "task finished",
             JournalInput::TaskReport(_) => "task report",
             JournalInput::CheckpointReport(_) => "checkpoint report",
+            JournalInput::FinalCheckpointAwaited { .. } => "final checkpoint awaited",
         }
     }
 }

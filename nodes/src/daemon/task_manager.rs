@@ -256,6 +256,9 @@ impl Driver {
             Inbox::Task(TaskEvent::Checkpoint(report)) => {
                 self.feed(now, task_executor::Input::CheckpointReport(report));
             }
+            Inbox::Task(TaskEvent::FinalCheckpointAwaited { execution, checkpoint_latest }) => {
+                self.feed(now, task_executor::Input::FinalCheckpointAwaited { execution, checkpoint_latest });
+            }
             Inbox::Leader(view) => self.leader_found(now, &view),
         }
     }

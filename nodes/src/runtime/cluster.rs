@@ -307,6 +307,9 @@ impl LocalCluster {
         match event {
             TaskEvent::State(report) => executor.handle(now, task_executor::Input::TaskReport(report)),
             TaskEvent::Checkpoint(report) => executor.handle(now, task_executor::Input::CheckpointReport(report)),
+            TaskEvent::FinalCheckpointAwaited { execution, checkpoint_latest } => {
+                executor.handle(now, task_executor::Input::FinalCheckpointAwaited { execution, checkpoint_latest })
+            }
         }
         self.drain_all();
     }

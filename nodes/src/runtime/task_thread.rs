@@ -43,6 +43,13 @@ pub enum TaskEvent {
     State(TaskReport),
     /// A checkpoint answer.
     Checkpoint(TaskCheckpointReport),
+    /// The task's input ended and it waits for its final checkpoint.
+    FinalCheckpointAwaited {
+        /// The attempt.
+        execution: ExecutionId,
+        /// The newest checkpoint it took before its input ended.
+        checkpoint_latest: Option<CheckpointId>,
+    },
 }
 
 /// Checkpoint directories by (job, checkpoint), as the triggers named them; tasks that are not
@@ -390,6 +397,10 @@ impl TaskThread {
                 }
                 TaskOutput::Decline { checkpoint, reason } => {
                     self.checkpoint_report(checkpoint, CheckpointOutcome::Declined(reason));
+                }
+                TaskOutput::AwaitingFinalCheckpoint { checkpoint_latest } => {
+                    let execution = self.execution;
+                    (self.context.report)(TaskEvent::FinalCheckpointAwaited { execution, checkpoint_latest });
                 }
                 TaskOutput::Finished => {
                     self.publish(runner);

@@ -77,6 +77,15 @@ pub enum Effect {
         /// The report.
         report: TaskCheckpointReport,
     },
+    /// The TaskManager's driver reports at once that a task waits for its final checkpoint.
+    FinalCheckpointAwaited {
+        /// The TaskManager.
+        node: NodeIndex,
+        /// The task.
+        execution: ExecutionId,
+        /// The newest checkpoint it took before its input ended.
+        checkpoint_latest: Option<CheckpointId>,
+    },
     /// Step the task at `at`.
     Step {
         /// When.
@@ -440,6 +449,9 @@ impl DataPlane {
                         node,
                         report: TaskCheckpointReport { execution, checkpoint, outcome },
                     });
+                }
+                TaskOutput::AwaitingFinalCheckpoint { checkpoint_latest } => {
+                    effects.push(Effect::FinalCheckpointAwaited { node, execution, checkpoint_latest });
                 }
                 TaskOutput::Finished => {
                     self.tasks.remove(&execution);

@@ -73,6 +73,11 @@ impl World<'_> {
                     let incarnation = self.nodes[node].incarnation;
                     self.schedule(self.now, Action::Ack { node, incarnation, report });
                 }
+                Effect::FinalCheckpointAwaited { node, execution, checkpoint_latest } => {
+                    let incarnation = self.nodes[node].incarnation;
+                    let action = Action::FinalCheckpointAwaited { node, incarnation, execution, checkpoint_latest };
+                    self.schedule(self.now, action);
+                }
                 Effect::Step { at, execution } => {
                     let Some(node) = self.dataplane.node_of(&execution) else { continue };
                     let incarnation = self.nodes[node].incarnation;

@@ -63,6 +63,12 @@ enum Action {
         incarnation: u32,
         report: TaskCheckpointReport,
     },
+    FinalCheckpointAwaited {
+        node: NodeIndex,
+        incarnation: u32,
+        execution: weir_core::protocol::ExecutionId,
+        checkpoint_latest: Option<weir_core::ids::CheckpointId>,
+    },
     Stored {
         node: NodeIndex,
         incarnation: u32,
@@ -573,6 +579,7 @@ impl<'s> World<'s> {
             Action::Wake { node, .. }
             | Action::Report { node, .. }
             | Action::Ack { node, .. }
+            | Action::FinalCheckpointAwaited { node, .. }
             | Action::Stored { node, .. }
             | Action::Step { node, .. }
             | Action::StateWritten { node, .. }
@@ -626,6 +633,12 @@ impl<'s> World<'s> {
                 if live && (real || self.tasks.ack_applies(node, &report)) {
                     self.trace.record(&report);
                     self.feed(node, NodeInput::Ack(report));
+                }
+            }
+            Action::FinalCheckpointAwaited { node, incarnation, execution, checkpoint_latest } => {
+                if self.nodes[node].incarnation == incarnation {
+                    self.trace.record(&(execution, checkpoint_latest));
+                    self.feed(node, NodeInput::FinalCheckpointAwaited { execution, checkpoint_latest });
                 }
             }
             Action::Stored { node, incarnation, reply, write } => {
@@ -690,6 +703,10 @@ enum NodeInput {
     Message(Envelope),
     Report(TaskReport),
     Ack(TaskCheckpointReport),
+    FinalCheckpointAwaited {
+        execution: weir_core::protocol::ExecutionId,
+        checkpoint_latest: Option<weir_core::ids::CheckpointId>,
+    },
     Stored(StorageReply),
     Tick,
 }
@@ -784,6 +801,13 @@ impl World<'_> {
             }
             (Machine::TaskManager(task_executor), NodeInput::Ack(report)) => {
                 task_executor.handle(now, task_executor::Input::CheckpointReport(report));
+            }
+            (
+                Machine::TaskManager(task_executor),
+                NodeInput::FinalCheckpointAwaited { execution, checkpoint_latest },
+            ) => {
+                task_executor
+                    .handle(now, task_executor::Input::FinalCheckpointAwaited { execution, checkpoint_latest });
             }
             (Machine::TaskManager(task_executor), NodeInput::Message(envelope)) => {
                 let Message::TaskExecutor(message) = envelope.message else { return };

@@ -101,6 +101,8 @@ fn a_task_deployed_as_finished_acknowledges_without_operator_state_and_then_fini
     let mut source = setup(&mut io, Vec::new()).unwrap_or_else(|error| panic!("{error}"));
     assert_eq!(source.step(Time(1), 1_000), StepStatus::Idle);
     assert!(source.awaits_final_checkpoint(), "its input counts as ended at once");
+    let report = source.poll_output();
+    assert_eq!(report, Some(TaskOutput::AwaitingFinalCheckpoint { checkpoint_latest: None }), "reported once");
     let barrier = crate::dataflow::Barrier {
         checkpoint: CheckpointId(9),
         triggered_at: Time(1),
@@ -145,6 +147,9 @@ struct Coordinated<'a> {
     now: Time,
     /// Every `TriggerAtSources`: (checkpoint, the attempts triggered at).
     triggers: Vec<(CheckpointId, Vec<ExecutionId>)>,
+    /// Tasks' reports that they wait for their final checkpoint reach the coordinator (when
+    /// not, only the periodic trigger takes final checkpoints).
+    report_final: bool,
 }
 
 impl<'a> Coordinated<'a> {
@@ -170,6 +175,7 @@ impl<'a> Coordinated<'a> {
             attempt: 0,
             now: Time::ZERO,
             triggers: Vec::new(),
+            report_final: true,
         };
         world.deploy(None);
         world
@@ -276,6 +282,10 @@ impl<'a> Coordinated<'a> {
                 TaskOutput::Decline { checkpoint, reason } => {
                     checkpoint::Input::Decline { execution, checkpoint, reason }
                 }
+                TaskOutput::AwaitingFinalCheckpoint { .. } if !self.report_final => continue,
+                TaskOutput::AwaitingFinalCheckpoint { checkpoint_latest } => {
+                    checkpoint::Input::FinalCheckpointAwaited { execution, checkpoint_latest }
+                }
                 TaskOutput::Finished => {
                     self.tasks[t].finished = true;
                     let finished = (0..self.tasks.len()).filter(|&t| self.tasks[t].finished);
@@ -373,11 +383,47 @@ fn with_the_real_coordinator_a_bounded_job_commits_everything_through_checkpoint
     );
 }
 
+/// Runs the bounded job under the real coordinator with checkpoints every hour, for up to
+/// 20 000 rounds of 1 ms: whether it finished, and the checkpoints triggered.
+fn run_with_hourly_checkpoints(report_final: bool) -> (bool, Vec<(CheckpointId, Vec<ExecutionId>)>, Io) {
+    let plan = windowed_sum(RECORDS, KEYS, WINDOW, 2, SinkKind::File);
+    let mut config = coordinated_config();
+    config.checkpoint.interval = Some(Duration::from_secs(3_600));
+    let mut world = Coordinated::new(&plan, &config);
+    world.report_final = report_final;
+    for _ in 0..20_000 {
+        if world.all_finished() {
+            break;
+        }
+        world.round(300);
+    }
+    (world.all_finished(), world.triggers, world.io)
+}
+
+#[test]
+fn with_the_real_coordinator_final_checkpoints_come_without_waiting_for_the_interval() {
+    let plan = windowed_sum(RECORDS, KEYS, WINDOW, 2, SinkKind::File);
+    let (finished, triggers, io) = run_with_hourly_checkpoints(true);
+    assert!(finished, "the final checkpoints did not come: {triggers:?}");
+    let at: Vec<Vec<ExecutionId>> = triggers.into_iter().map(|(_, at)| at).collect();
+    let of_vertex =
+        |vertex| executions(&plan, 0).into_iter().filter(|e| e.vertex == VertexIndex(vertex)).collect::<Vec<_>>();
+    assert_eq!(at, vec![of_vertex(0), of_vertex(1)], "one final checkpoint at the sources, one at the windows");
+    assert_eq!(
+        totals(io.parts.committed_lines().into_values().flatten()),
+        totals(expected_sums(RECORDS, KEYS, WINDOW))
+    );
+    let (finished, triggers, _) = run_with_hourly_checkpoints(false);
+    assert!(!finished && triggers.is_empty(), "without the reports only the hourly trigger would finish it");
+}
+
 #[test]
 fn with_the_real_coordinator_a_restore_with_the_sources_finished_commits_exactly_once() {
     let plan = windowed_sum(RECORDS, KEYS, WINDOW, 2, SinkKind::File);
     let config = coordinated_config();
     let mut world = Coordinated::new(&plan, &config);
+    // Periodic final checkpoints only: one with the sources finished completes before the windows'.
+    world.report_final = false;
     let mut rounds = 0;
     while !world.sources_finished_in_latest() {
         assert!(rounds < 20_000, "no checkpoint with the sources finished");

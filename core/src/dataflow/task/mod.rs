@@ -193,6 +193,13 @@ pub enum TaskOutput {
         /// Why.
         reason: DeclineReason,
     },
+    /// The input ended and the task waits for its final checkpoint (once, before any snapshot
+    /// taken after the end): the driver tells the JobMaster, which triggers it without waiting
+    /// for the next period once every task a checkpoint starts at waits.
+    AwaitingFinalCheckpoint {
+        /// The newest checkpoint the task had taken (or restored): any newer one is final.
+        checkpoint_latest: Option<CheckpointId>,
+    },
     /// The task finished; nothing follows.
     Finished,
     /// The task failed; nothing follows.
@@ -601,6 +608,10 @@ impl TaskRunner {
         if self.wait_for_final_checkpoint && !stopping {
             for output in &mut self.outputs {
                 output.writer.flush_all();
+            }
+            if !matches!(self.phase, Phase::AwaitingFinalCheckpoint) {
+                let checkpoint_latest = self.checkpoint_latest;
+                self.events.push_back(TaskOutput::AwaitingFinalCheckpoint { checkpoint_latest });
             }
             self.phase = Phase::AwaitingFinalCheckpoint;
             return Ok(StepStatus::Idle);

@@ -357,6 +357,8 @@ impl<'a> Cluster<'a> {
                 }
                 TaskOutput::Snapshot { checkpoint, bytes, .. } => self.acknowledge(t, checkpoint, bytes),
                 TaskOutput::Decline { checkpoint, .. } => self.abort(checkpoint),
+                // This cluster triggers by hand, not through a coordinator.
+                TaskOutput::AwaitingFinalCheckpoint { .. } => {}
                 TaskOutput::Finished => {
                     self.tasks[t].finished = true;
                     for pending in self.pending.values_mut() {
