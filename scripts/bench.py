@@ -16,7 +16,10 @@ Knobs (env): QUICK, FLINK (1), N (100000000 records; 20000000 with QUICK), WEIR 
 skips the build), OUT (docs/performance.md; "-" for none), FLINK_JSON (read Flink's figures
 from this file of an earlier anchor run instead of running Flink), ANCHOR (the Flink anchor's
 directory), RESULTS (where every figure is saved as JSON; target/bench-results.json), RENDER (a
-saved RESULTS file: rewrite the page from it without measuring again).
+saved RESULTS file: rewrite the page from it without measuring again), STEPS (comma-separated
+steps to run, all by default: local, chaining, cluster, recovery, failover, schedule, state, sim;
+only their tables are written). The footprint alone (idle and after-job RSS/PSS, ~1 min):
+  QUICK=1 FLINK=0 N=2000000 STEPS=cluster scripts/bench.py
 """
 import json
 import os
@@ -39,6 +42,7 @@ STATE = (200_000, 1_000_000, 5) if QUICK else (1_000_000, 3_000_000, 10)  # keys
 SIM_SEEDS = 50 if QUICK else 300
 ANCHOR = os.environ.get("ANCHOR", os.path.join(os.path.dirname(ROOT), "shared", "anchors", "flink"))
 OUT = os.environ.get("OUT", "-" if QUICK else os.path.join(ROOT, "docs", "performance.md"))
+STEPS = [step for step in os.environ.get("STEPS", "").split(",") if step]
 
 
 def weir_binary():
@@ -161,6 +165,11 @@ def main():
         ("sim", ("simulator speed",), lambda: [weir.simulator(scenario, SIM_SEEDS)
                                                for scenario in ("happy-path.toml", "tm-crash.toml")]),
     ]
+    unknown = set(STEPS) - {key for key, _, _ in steps}
+    if unknown:
+        sys.exit(f"STEPS: unknown {sorted(unknown)}; known: {', '.join(key for key, _, _ in steps)}")
+    steps = [step for step in steps if not STEPS or step[0] in STEPS]
+    results["sections"] = sorted({section for _, sections, _ in steps for section in sections})
     results["errors"] = {}
     try:
         for key, sections, measure in steps:
@@ -191,6 +200,8 @@ def report(results):
     flink = results["flink"]
     tables = []
     for number, (title, build) in enumerate(SECTIONS, 1):
+        if title not in results.get("sections", [title]):
+            continue  # its steps were left out of this run (STEPS)
         try:
             tables.append(build(results, flink))
         except (KeyError, TypeError, ZeroDivisionError, IndexError) as error:
