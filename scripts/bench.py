@@ -446,10 +446,11 @@ FLINK=0 scripts/bench.py            # weir only
 
 Each benchmark prints one JSON line on stdout (`{{"bench": "throughput", ...}}`); progress goes to
 stderr. Knobs: `N` (records), `WEIR` (a prebuilt binary), `OUT` (the page; `-` for none),
-`FLINK_JSON` (Flink's figures from an earlier anchor run). The Flink side is
-`../shared/anchors/flink/bench.sh` (installed from PyPI by its `setup.sh` on first use). The
-pieces run alone too: `weir bench schedule --tasks 20000`, `weir bench state --keys 1000000
---snapshots 20`, `weir sim explore scenarios/happy-path.toml --seeds 300 --jobs 1`.
+`FLINK_JSON` (Flink's figures from an earlier anchor run), `STEPS` (only these steps and their
+tables: `QUICK=1 FLINK=0 N=2000000 STEPS=cluster` measures the footprint in about a minute). The
+Flink side is `../shared/anchors/flink/bench.sh` (installed from PyPI by its `setup.sh` on first
+use). The pieces run alone too: `weir bench schedule --tasks 20000`, `weir bench state --keys
+1000000 --snapshots 20`, `weir sim explore scenarios/happy-path.toml --seeds 300 --jobs 1`.
 
 ## Results
 
@@ -481,9 +482,22 @@ FINDINGS = """
   What would remove it: tasks reporting the end of their input so the coordinator triggers the
   final checkpoint at once (a change of protocol and a departure from Flink's timing).
 - **Footprint.** Most of an idle weir process's RSS is pages of the weir binary's code (file
-  pages, shared by the JobManager and every TaskManager on a host); its private memory is a
-  few MB. The PSS rows split the shared pages between the processes. Flink's figures are
-  RSS; its JVMs' heaps are private.
+  pages, shared by the JobManager and every TaskManager on a host); its private memory is ~1.3
+  MB in a TaskManager (heap, `.bss`, thread stacks) and ~1.9 MB in a JobManager (plus RocksDB's
+  metadata store and its two threads). The PSS rows split the shared pages between the
+  processes. Flink's figures are RSS; its JVMs' heaps are private. The kernel maps code in 64 KB
+  fault-around windows (whole large folios of the page cache), so a window is resident once
+  anything in it ran: what counts is how much code sits near code that runs at start. Three
+  changes took an idle JobManager + TaskManager from 36.3 to 28.8 MB RSS (13.7 to 11.6 MB PSS):
+  release builds with fat LTO, one codegen unit and `panic = "abort"` (code 14.8 to 13.0 MB;
+  ~1.5 min more per release build of weir-nodes on 2 cores); linking with `-z
+  keep-text-section-prefix` (nodes/build.rs), which gathers the static initialisers and cold
+  paths that RocksDB's C++ otherwise spreads through its 4.3 MB of code (an idle TaskManager now
+  maps 2.8 MB of it, not all); and a `Targets` log filter instead of `EnvFilter` (no regex
+  crates). Measured and left out: capping glibc's malloc arenas (under 0.1 MB); thin LTO instead
+  of fat (34.7 against 31.1 MB, both before the link change). Next: RocksDB without the zstd,
+  lz4, bzip2 and zlib codecs it is built with (~1 MB of code; weir uses RocksDB's default,
+  snappy), which needs the prebuilt librocksdb rebuilt to match.
 - **Recovery.** A killed TaskManager's closed connection is noticed at once (milliseconds, with
   any heartbeat settings); heartbeats only matter when a peer goes silent without closing (a
   partition or a paused process). All tasks run again after the 100 ms restart delay plus
