@@ -488,9 +488,10 @@ FINDINGS = """
   processes. Flink's figures are RSS; its JVMs' heaps are private. The kernel maps code in 64 KB
   fault-around windows (whole large folios of the page cache), so a window is resident once
   anything in it ran: what counts is how much code sits near code that runs at start. Three
-  changes took an idle JobManager + TaskManager from 36.3 to 28.8 MB RSS (13.7 to 11.6 MB PSS):
-  release builds with fat LTO, one codegen unit and `panic = "abort"` (code 14.8 to 13.0 MB;
-  ~1.5 min more per release build of weir-nodes on 2 cores); linking with `-z
+  changes took an idle JobManager + TaskManager from 36.5 to 28.8 MB RSS and 13.5 to 11.8 MB PSS
+  (33.3 to 27.3 MB RSS when the binary's pages are read cold from disk; after jobs 37.2 to 30.8
+  MB): release builds with fat LTO, one codegen unit and `panic = "abort"` (code 14.8 to 13.0
+  MB; ~1.5 min more per release build of weir-nodes on 2 cores); linking with `-z
   keep-text-section-prefix` (nodes/build.rs), which gathers the static initialisers and cold
   paths that RocksDB's C++ otherwise spreads through its 4.3 MB of code (an idle TaskManager now
   maps 2.8 MB of it, not all); and a `Targets` log filter instead of `EnvFilter` (no regex
