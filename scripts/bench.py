@@ -53,6 +53,10 @@ def weir_binary():
     return os.path.join(ROOT, "target", "release", "weir")
 
 
+def step_left_out(key):
+    return bool(STEPS) and key not in STEPS
+
+
 def machine():
     def first_line(*command):
         try:
@@ -150,7 +154,6 @@ def main():
         return
     started = time.time()
     info = machine()
-    weir = bench_weir.Weir(weir_binary(), bench_weir.new_work_dir())
     results = {"machine": info, "records": N, "quick": QUICK}
     steps = [
         ("local", ("throughput", "checkpoint cost"), lambda: [weir.local(N, p, ck) for ck in (0, 1000) for p in (1, 2)]),
@@ -168,8 +171,12 @@ def main():
     unknown = set(STEPS) - {key for key, _, _ in steps}
     if unknown:
         sys.exit(f"STEPS: unknown {sorted(unknown)}; known: {', '.join(key for key, _, _ in steps)}")
-    steps = [step for step in steps if not STEPS or step[0] in STEPS]
-    results["sections"] = sorted({section for _, sections, _ in steps for section in sections})
+    chosen = [step for step in steps if not STEPS or step[0] in STEPS]
+    # A table is written when every step it draws on ran.
+    left_out = {section for key, sections, _ in steps if step_left_out(key) for section in sections}
+    results["sections"] = sorted({section for _, sections, _ in chosen for section in sections} - left_out)
+    steps = chosen
+    weir = bench_weir.Weir(weir_binary(), bench_weir.new_work_dir())
     results["errors"] = {}
     try:
         for key, sections, measure in steps:
