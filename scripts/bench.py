@@ -498,7 +498,8 @@ FINDINGS = """
   changes took an idle JobManager + TaskManager from 36.5 to 28.8 MB RSS and 13.5 to 11.8 MB PSS
   (33.3 to 27.3 MB RSS when the binary's pages are read cold from disk; after jobs 37.2 to 30.8
   MB): release builds with fat LTO, one codegen unit and `panic = "abort"` (code 14.8 to 13.0
-  MB; ~1.5 min more per release build of weir-nodes on 2 cores); linking with `-z
+  MB; a release rebuild after a change in weir-nodes takes ~1.5 min longer on 2 cores, 4.4
+  against 2.9 min; a clean one about the same CPU time, 6.3 against 6.5 CPU-minutes); linking with `-z
   keep-text-section-prefix` (nodes/build.rs), which gathers the static initialisers and cold
   paths that RocksDB's C++ otherwise spreads through its 4.3 MB of code (an idle TaskManager now
   maps 2.8 MB of it, not all); and a `Targets` log filter instead of `EnvFilter` (no regex
