@@ -16,7 +16,10 @@ Knobs (env): QUICK, FLINK (1), N (100000000 records; 20000000 with QUICK), WEIR 
 skips the build), OUT (docs/performance.md; "-" for none), FLINK_JSON (read Flink's figures
 from this file of an earlier anchor run instead of running Flink), ANCHOR (the Flink anchor's
 directory), RESULTS (where every figure is saved as JSON; target/bench-results.json), RENDER (a
-saved RESULTS file: rewrite the page from it without measuring again).
+saved RESULTS file: rewrite the page from it without measuring again), STEPS (comma-separated
+steps to run, all by default: local, chaining, cluster, recovery, failover, schedule, state, sim;
+only their tables are written). The footprint alone (idle and after-job RSS/PSS, ~1 min):
+  QUICK=1 FLINK=0 N=2000000 STEPS=cluster scripts/bench.py
 """
 import json
 import os
@@ -39,6 +42,7 @@ STATE = (200_000, 1_000_000, 5) if QUICK else (1_000_000, 3_000_000, 10)  # keys
 SIM_SEEDS = 50 if QUICK else 300
 ANCHOR = os.environ.get("ANCHOR", os.path.join(os.path.dirname(ROOT), "shared", "anchors", "flink"))
 OUT = os.environ.get("OUT", "-" if QUICK else os.path.join(ROOT, "docs", "performance.md"))
+STEPS = [step for step in os.environ.get("STEPS", "").split(",") if step]
 
 
 def weir_binary():
@@ -47,6 +51,10 @@ def weir_binary():
     log("building target/release/weir")
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "weir-nodes", "--bin", "weir"], cwd=ROOT, check=True)
     return os.path.join(ROOT, "target", "release", "weir")
+
+
+def step_left_out(key):
+    return bool(STEPS) and key not in STEPS
 
 
 def machine():
@@ -146,7 +154,6 @@ def main():
         return
     started = time.time()
     info = machine()
-    weir = bench_weir.Weir(weir_binary(), bench_weir.new_work_dir())
     results = {"machine": info, "records": N, "quick": QUICK}
     steps = [
         ("local", ("throughput", "checkpoint cost"), lambda: [weir.local(N, p, ck) for ck in (0, 1000) for p in (1, 2)]),
@@ -161,6 +168,15 @@ def main():
         ("sim", ("simulator speed",), lambda: [weir.simulator(scenario, SIM_SEEDS)
                                                for scenario in ("happy-path.toml", "tm-crash.toml")]),
     ]
+    unknown = set(STEPS) - {key for key, _, _ in steps}
+    if unknown:
+        sys.exit(f"STEPS: unknown {sorted(unknown)}; known: {', '.join(key for key, _, _ in steps)}")
+    chosen = [step for step in steps if not STEPS or step[0] in STEPS]
+    # A table is written when every step it draws on ran.
+    left_out = {section for key, sections, _ in steps if step_left_out(key) for section in sections}
+    results["sections"] = sorted({section for _, sections, _ in chosen for section in sections} - left_out)
+    steps = chosen
+    weir = bench_weir.Weir(weir_binary(), bench_weir.new_work_dir())
     results["errors"] = {}
     try:
         for key, sections, measure in steps:
@@ -191,6 +207,8 @@ def report(results):
     flink = results["flink"]
     tables = []
     for number, (title, build) in enumerate(SECTIONS, 1):
+        if title not in results.get("sections", [title]):
+            continue  # its steps were left out of this run (STEPS)
         try:
             tables.append(build(results, flink))
         except (KeyError, TypeError, ZeroDivisionError, IndexError) as error:
@@ -435,10 +453,11 @@ FLINK=0 scripts/bench.py            # weir only
 
 Each benchmark prints one JSON line on stdout (`{{"bench": "throughput", ...}}`); progress goes to
 stderr. Knobs: `N` (records), `WEIR` (a prebuilt binary), `OUT` (the page; `-` for none),
-`FLINK_JSON` (Flink's figures from an earlier anchor run). The Flink side is
-`../shared/anchors/flink/bench.sh` (installed from PyPI by its `setup.sh` on first use). The
-pieces run alone too: `weir bench schedule --tasks 20000`, `weir bench state --keys 1000000
---snapshots 20`, `weir sim explore scenarios/happy-path.toml --seeds 300 --jobs 1`.
+`FLINK_JSON` (Flink's figures from an earlier anchor run), `STEPS` (only these steps and their
+tables: `QUICK=1 FLINK=0 N=2000000 STEPS=cluster` measures the footprint in about a minute). The
+Flink side is `../shared/anchors/flink/bench.sh` (installed from PyPI by its `setup.sh` on first
+use). The pieces run alone too: `weir bench schedule --tasks 20000`, `weir bench state --keys
+1000000 --snapshots 20`, `weir sim explore scenarios/happy-path.toml --seeds 300 --jobs 1`.
 
 ## Results
 
@@ -471,9 +490,24 @@ FINDINGS = """
   its input instead of up to two intervals later, which a job of a few seconds could not hide.
   The steady-state rows (an unbounded job, source records/s over a window) have no end.
 - **Footprint.** Most of an idle weir process's RSS is pages of the weir binary's code (file
-  pages, shared by the JobManager and every TaskManager on a host); its private memory is a
-  few MB. The PSS rows split the shared pages between the processes. Flink's figures are
-  RSS; its JVMs' heaps are private.
+  pages, shared by the JobManager and every TaskManager on a host); its private memory is ~1.3
+  MB in a TaskManager (heap, `.bss`, thread stacks) and ~1.9 MB in a JobManager (plus RocksDB's
+  metadata store and its two threads). The PSS rows split the shared pages between the
+  processes. Flink's figures are RSS; its JVMs' heaps are private. The kernel maps code in 64 KB
+  fault-around windows (whole large folios of the page cache), so a window is resident once
+  anything in it ran: what counts is how much code sits near code that runs at start. Three
+  changes took an idle JobManager + TaskManager from 36.5 to 28.8 MB RSS and 13.5 to 11.8 MB PSS
+  (33.3 to 27.3 MB RSS when the binary's pages are read cold from disk; after jobs 37.2 to 30.8
+  MB): release builds with fat LTO, one codegen unit and `panic = "abort"` (code 14.8 to 13.0
+  MB; a release rebuild after a change in weir-nodes takes ~1.5 min longer on 2 cores, 4.4
+  against 2.9 min; a clean one about the same CPU time, 6.3 against 6.5 CPU-minutes); linking with `-z
+  keep-text-section-prefix` (nodes/build.rs), which gathers the static initialisers and cold
+  paths that RocksDB's C++ otherwise spreads through its 4.3 MB of code (an idle TaskManager now
+  maps 2.8 MB of it, not all); and a `Targets` log filter instead of `EnvFilter` (no regex
+  crates). Measured and left out: capping glibc's malloc arenas (under 0.1 MB); thin LTO instead
+  of fat (34.7 against 31.1 MB, both before the link change). Next: RocksDB without the zstd,
+  lz4, bzip2 and zlib codecs it is built with (~1 MB of code; weir uses RocksDB's default,
+  snappy), which needs the prebuilt librocksdb rebuilt to match.
 - **Recovery.** A killed TaskManager's closed connection is noticed at once (milliseconds, with
   any heartbeat settings); heartbeats only matter when a peer goes silent without closing (a
   partition or a paused process). All tasks run again after the 100 ms restart delay plus

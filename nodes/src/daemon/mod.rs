@@ -81,9 +81,62 @@ pub async fn resolve_listen(host: &str, port: u16) -> Result<(TcpListener, Strin
 }
 
 /// Logs to standard error (a daemon started by `weir cluster start` has it in its log file);
-/// `RUST_LOG` filters, `info` by default.
+/// `RUST_LOG` filters (`level` or `target=level`, comma-separated), `info` by default.
+///
+/// A `Targets` filter rather than `EnvFilter`: the latter's span and field-value directives pull
+/// in the regex crates, ~0.25 MB of code that every daemon maps (docs/performance.md, footprint).
 pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false).try_init();
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let (filter, warning) = log_filter(std::env::var("RUST_LOG").ok().as_deref());
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(false);
+    let _ = tracing_subscriber::registry().with(layer).with(filter).try_init();
+    if let Some(warning) = warning {
+        tracing::warn!("{warning}");
+    }
+}
+
+/// The filter `RUST_LOG` asks for; `info` and a warning when it does not parse.
+fn log_filter(setting: Option<&str>) -> (tracing_subscriber::filter::Targets, Option<String>) {
+    let default = || tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO);
+    match setting.map(str::trim) {
+        None | Some("") => (default(), None),
+        Some(text) => match text.parse() {
+            Ok(filter) => (filter, None),
+            Err(error) => (default(), Some(format!("RUST_LOG={text:?} ignored ({error}); logging at info"))),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+    use tracing::Level;
+
+    #[test]
+    fn rust_log_unset_or_empty_logs_info_and_above() {
+        for setting in [None, Some(""), Some("  ")] {
+            let (filter, warning) = log_filter(setting);
+            assert!(warning.is_none());
+            assert!(filter.would_enable("weir_nodes::daemon", &Level::INFO));
+            assert!(!filter.would_enable("weir_nodes::daemon", &Level::DEBUG));
+        }
+    }
+
+    #[test]
+    fn rust_log_sets_levels_per_target() {
+        let (filter, warning) = log_filter(Some("warn,weir_nodes::daemon=debug"));
+        assert!(warning.is_none());
+        assert!(filter.would_enable("weir_nodes::daemon::task_manager", &Level::DEBUG));
+        assert!(!filter.would_enable("weir_nodes::rest", &Level::INFO));
+        assert!(filter.would_enable("weir_nodes::rest", &Level::WARN));
+    }
+
+    #[test]
+    fn unparsable_rust_log_falls_back_to_info_with_a_warning() {
+        let (filter, warning) = log_filter(Some("weir_nodes=loud"));
+        assert!(warning.is_some_and(|text| text.contains("weir_nodes=loud")));
+        assert!(filter.would_enable("weir_nodes", &Level::INFO));
+        assert!(!filter.would_enable("weir_nodes", &Level::DEBUG));
+    }
 }
