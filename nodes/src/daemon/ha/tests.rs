@@ -68,6 +68,9 @@ fn a_write_from_below_the_newest_grant_is_refused_and_records_survive_reopening(
 #[test]
 fn concurrent_writers_lose_no_change_and_a_stalled_one_blocks_nobody() {
     let dir = scratch("race");
+    // A process stopped halfway through a change: its temporary file is written, never linked.
+    let stalled = FileStore::open(dir.to_str().unwrap(), "cluster").unwrap();
+    std::fs::write(stalled.dir().join(".tmp-stalled-1"), b"{}").unwrap();
     let mut writers = Vec::new();
     for writer in 0..4u64 {
         let dir = dir.clone();
@@ -80,8 +83,6 @@ fn concurrent_writers_lose_no_change_and_a_stalled_one_blocks_nobody() {
             }
         }));
     }
-    // A process stopped halfway through a change: its temporary file is written, never linked.
-    std::fs::write(dir.join("cluster").join(".tmp-stalled-1"), b"{}").unwrap();
     for writer in writers {
         writer.join().unwrap();
     }
