@@ -324,8 +324,13 @@ impl Role for TaskExecutor {
         if let Some(execution) = self.slots.task_ids().find(|execution| self.ended.get(*execution).is_some()) {
             return Err(format!("task {execution} runs but is recorded as ended"));
         }
-        let watched: BTreeSet<JobId> = self.job_masters_heard_at.keys().copied().collect();
-        if watched != self.slots.jobs() {
+        // The same sets without building them (this runs after every event in simulation).
+        let every_watched_has_a_slot =
+            self.job_masters_heard_at.keys().all(|job| self.slots.allocated().any(|(_, held)| held.job == *job));
+        let every_slot_is_watched =
+            self.slots.allocated().all(|(_, held)| self.job_masters_heard_at.contains_key(&held.job));
+        if !every_watched_has_a_slot || !every_slot_is_watched {
+            let watched: BTreeSet<JobId> = self.job_masters_heard_at.keys().copied().collect();
             return Err(format!("watched JobMasters {watched:?}, jobs with slots {:?}", self.slots.jobs()));
         }
         if !self.offers_due.is_empty() {

@@ -324,7 +324,8 @@ impl World<'_> {
 
     /// A TaskManager asks the store who leads, now and every renew interval.
     pub(super) fn retrieve(&mut self, node: NodeIndex, incarnation: u32) {
-        if self.nodes[node].incarnation != incarnation || !matches!(self.nodes[node].machine(), Machine::TaskManager(_)) {
+        if self.nodes[node].incarnation != incarnation || !matches!(self.nodes[node].machine(), Machine::TaskManager(_))
+        {
             return;
         }
         self.send_to_store(node, StoreMessage::Retrieve);

@@ -9,20 +9,20 @@ mod data;
 mod faults;
 mod ha;
 mod node;
+mod queue;
 mod timeline;
 
 pub use data::fault_free_output;
 
 use crate::dataplane::{DataPlane, Packet};
-use node::Node;
 use crate::disk::{SharedDisk, lock};
 use crate::network::{Network, NodeIndex};
 use crate::report::{JobOutcome, RunReport, Violation};
 use crate::scenario::{FaultSpec, Scenario};
 use crate::tasks::{DueReport, JobModel, Tasks};
 use crate::trace::TraceHasher;
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use node::Node;
+use std::collections::BTreeMap;
 use weir_core::config::{Config, RawConfig};
 use weir_core::dispatcher::{ClusterMode, prepare};
 use weir_core::ids::{Epoch, Hex128, JobId, ResourceId, stable_hash128};
@@ -136,31 +136,6 @@ enum Action {
     DiskFreed,
 }
 
-struct Scheduled {
-    at: Time,
-    sequence: u64,
-    /// When it was scheduled (a message's send time), for the timeline.
-    scheduled_at: Time,
-    action: Action,
-}
-
-impl PartialEq for Scheduled {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.sequence) == (other.at, other.sequence)
-    }
-}
-impl Eq for Scheduled {}
-impl PartialOrd for Scheduled {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Scheduled {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.at, self.sequence).cmp(&(other.at, other.sequence))
-    }
-}
-
 enum Machine {
     JobManager(Box<JobManager>),
     TaskManager(Box<TaskExecutor>),
@@ -200,7 +175,7 @@ pub struct World<'s> {
     cluster_config: RawConfig,
     config: Config,
     now: Time,
-    queue: BinaryHeap<Reverse<Scheduled>>,
+    queue: queue::EventQueue<Action>,
     sequence: u64,
     rng: Rng,
     network: Network,
@@ -350,7 +325,7 @@ impl<'s> World<'s> {
             cluster_config,
             config,
             now: Time::ZERO,
-            queue: BinaryHeap::new(),
+            queue: queue::EventQueue::new(),
             sequence: 0,
             rng: Rng::new(seed),
             network: Network::new(scenario.network.clone()),
@@ -411,7 +386,7 @@ impl<'s> World<'s> {
 
     fn schedule(&mut self, at: Time, action: Action) {
         self.sequence += 1;
-        self.queue.push(Reverse(Scheduled { at, sequence: self.sequence, scheduled_at: self.now, action }));
+        self.queue.push(queue::Due { at, sequence: self.sequence, scheduled_at: self.now, action });
     }
 
     fn schedule_scenario(&mut self) {
@@ -499,7 +474,7 @@ impl<'s> World<'s> {
     fn run_events(&mut self) {
         let end = Time::ZERO.after(self.scenario.run_for);
         let settle = self.config.heartbeat.timeout.saturating_mul(2);
-        while let Some(Reverse(next)) = self.queue.pop() {
+        while let Some(next) = self.queue.pop() {
             if self.stop_after.is_some_and(|last| self.events >= last) {
                 return;
             }
@@ -696,8 +671,14 @@ impl World<'_> {
             self.schedule(at, Action::Deliver { from, to, envelope });
             return;
         }
-        for at in self.network.arrivals(&mut self.rng, self.now, from, to) {
-            self.schedule(at, Action::Deliver { from, to, envelope: envelope.clone() });
+        let arrivals = self.network.arrivals(&mut self.rng, self.now, from, to);
+        let mut envelope = Some(envelope);
+        for (index, &at) in arrivals.iter().enumerate() {
+            // The last copy (usually the only one) takes the envelope itself.
+            let copy = if index + 1 == arrivals.len() { envelope.take() } else { envelope.clone() };
+            if let Some(envelope) = copy {
+                self.schedule(at, Action::Deliver { from, to, envelope });
+            }
         }
     }
 
@@ -1180,7 +1161,7 @@ fn check_cluster(nodes: &[Node], task_managers: bool, job_managers: bool) -> Vec
     let mut problems = Vec::new();
     if task_managers {
         // A few allocations per TaskManager: a sorted vector finds the ones on two.
-        let mut busy: Vec<(weir_core::ids::AllocationId, NodeIndex)> = Vec::new();
+        let mut busy: Vec<(weir_core::ids::AllocationId, NodeIndex)> = Vec::with_capacity(16);
         for (index, node) in nodes.iter().enumerate() {
             if let Machine::TaskManager(task_executor) = node.machine() {
                 busy.extend(task_executor.busy_allocations().map(|allocation| (allocation, index)));
