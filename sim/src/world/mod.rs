@@ -985,9 +985,10 @@ impl World<'_> {
     /// through a borrow that marks the node touched (`node.rs`), so an untouched node still
     /// passes the checks it passed after an earlier event. `check_cluster` reads only the
     /// TaskManagers' slots and the JobMasters' held slots: a node that went down or stands by
-    /// holds none, so only a touched live TaskManager or JobManager can break it. `check_leaders` reads the elections at the current time and the pauses, which
-    /// change without touching a node: it runs after every event (it finds nobody acting
-    /// without high availability, so it is skipped there).
+    /// holds none, so only a touched live TaskManager or JobManager can break it.
+    /// `check_leaders` reads the elections at the current time and the pauses, which change
+    /// without touching a node: it runs after every event (it finds nobody acting without high
+    /// availability, so it is skipped there).
     fn check(&mut self, event: u64) {
         let mut problems = Vec::new();
         let (mut task_managers, mut job_managers) = (false, false);
