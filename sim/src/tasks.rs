@@ -61,8 +61,9 @@ pub struct DueAck {
 /// Every simulated task in the cluster.
 #[derive(Default)]
 pub struct Tasks {
-    /// Checkpoints each task already acknowledged, so a barrier from every source acks once.
-    acknowledged: BTreeSet<(ExecutionId, CheckpointId)>,
+    /// Checkpoints each task already acknowledged, so a barrier from every source acks once
+    /// (the checkpoint first: most comparisons end at that number).
+    acknowledged: BTreeSet<(CheckpointId, ExecutionId)>,
     jobs: BTreeMap<JobId, JobModel>,
     tasks: BTreeMap<ExecutionId, SimTask>,
     /// The newest attempt started for each subtask.
@@ -199,7 +200,7 @@ impl Tasks {
             .collect();
         let mut acks = Vec::new();
         for (execution, node) in running {
-            if !self.acknowledged.insert((execution, checkpoint)) {
+            if !self.acknowledged.insert((checkpoint, execution)) {
                 continue;
             }
             let at = now.after(Duration::from_millis(1 + rng.below(20)));

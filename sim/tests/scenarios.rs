@@ -25,6 +25,13 @@ fn run_all(name: &str) {
     common::run_seeds(name, common::seeds_from("WEIR_SIM_SEEDS", 500), |_, _| {});
 }
 
+/// Runs a long scenario for `1 / divisor` of the seeds (at least one), to keep the suite's time.
+fn run_fraction(name: &str, divisor: u64) {
+    assert!(scenario_files().iter().any(|path| path.file_stem().is_some_and(|stem| stem == name)), "no {name}");
+    let seeds = common::seeds_from("WEIR_SIM_SEEDS", 500).div_ceil(divisor);
+    common::run_seeds(name, seeds, |_, _| {});
+}
+
 #[test]
 fn happy_path() {
     run_all("happy-path");
@@ -161,6 +168,12 @@ fn real_nemesis_slow_faults() {
 }
 
 #[test]
+fn checkpointing_ten_minutes() {
+    // Ten simulated minutes of checkpoints are ~37,000 events a seed (85 times happy-path's).
+    run_fraction("checkpointing-ten-minutes", 25);
+}
+
+#[test]
 fn every_scenario_file_has_a_test_and_parses() {
     let names: Vec<String> = scenario_files()
         .iter()
@@ -171,7 +184,9 @@ fn every_scenario_file_has_a_test_and_parses() {
         .collect();
     let source = [include_str!("scenarios.rs"), include_str!("ha.rs")].concat(); // ha-* run in ha.rs
     for name in names {
-        assert!(source.contains(&format!("run_all(\"{name}\")")), "scenarios/{name}.toml has no test here");
+        let tested =
+            source.contains(&format!("run_all(\"{name}\")")) || source.contains(&format!("run_fraction(\"{name}\","));
+        assert!(tested, "scenarios/{name}.toml has no test here");
     }
 }
 

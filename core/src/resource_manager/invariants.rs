@@ -5,8 +5,7 @@ use super::requests::Placement;
 use super::{
     MAX_PENDING_REQUESTS, MAX_SLOTS_PER_TASK_MANAGER, MAX_SLOTS_TOTAL, MAX_TASK_MANAGERS, ResourceManager, SlotState,
 };
-use crate::ids::{AllocationId, ResourceId, SlotIndex};
-use std::collections::{BTreeMap, BTreeSet};
+use crate::ids::{ResourceId, SlotIndex};
 
 fn ensure(holds: bool, message: impl FnOnce() -> String) -> Result<(), String> {
     if holds { Ok(()) } else { Err(message()) }
@@ -20,15 +19,21 @@ impl ResourceManager {
         ensure(self.heartbeat_next.is_some() != self.task_managers.is_empty(), || {
             format!("heartbeat timer {:?} with {} TaskManagers", self.heartbeat_next, self.task_managers.len())
         })?;
-        let table = self.check_task_managers()?;
-        self.check_table_indexes(&table)?;
+        self.check_task_managers()?;
+        self.check_table_indexes()?;
         self.check_requests()
     }
 
-    /// Checks each TaskManager on its own; returns the allocations of the whole table.
-    fn check_task_managers(&self) -> Result<BTreeMap<AllocationId, (ResourceId, SlotIndex)>, String> {
+    /// Checks each TaskManager on its own, and that the allocation index lists exactly the
+    /// allocations of the table at their places.
+    ///
+    /// Without building the table's map: each slot's allocation must be indexed at that slot, and
+    /// there must be as many allocated slots as entries. Two slots with one allocation fail the
+    /// first (the index gives one place), so the slots' allocations are distinct and, being as
+    /// many as the entries, are all of them.
+    fn check_task_managers(&self) -> Result<(), String> {
         ensure(self.registration_order.len() == self.task_managers.len(), || "registration order size".to_string())?;
-        let mut allocations = BTreeMap::new();
+        let mut allocated = 0usize;
         for (resource_id, task_manager) in &self.task_managers {
             ensure(self.registration_order.get(&task_manager.order) == Some(resource_id), || {
                 format!("TaskManager {resource_id} missing from the registration order")
@@ -37,12 +42,14 @@ impl ResourceManager {
             for (index, slot) in task_manager.slots.iter().enumerate() {
                 let Some((allocation, _)) = slot.state.allocation() else { continue };
                 let place = (*resource_id, SlotIndex(index as u32));
-                if let Some(other) = allocations.insert(allocation, place) {
-                    return Err(format!("allocation {allocation} sits in two slots: {other:?} and {place:?}"));
-                }
+                let indexed = self.allocations.get(&allocation);
+                ensure(indexed == Some(&place), || {
+                    format!("allocation {allocation} sits in slot {place:?}, indexed at {indexed:?}")
+                })?;
+                allocated += 1;
             }
         }
-        Ok(allocations)
+        ensure(allocated == self.allocations.len(), || "allocation index out of step with the table".to_string())
     }
 
     fn check_task_manager(&self, resource_id: ResourceId, task_manager: &TaskManager) -> Result<(), String> {
@@ -70,25 +77,28 @@ impl ResourceManager {
     }
 
     /// The free-slot index, the allocation index, counters and deadline sets against the table.
-    fn check_table_indexes(&self, table: &BTreeMap<AllocationId, (ResourceId, SlotIndex)>) -> Result<(), String> {
-        ensure(*table == self.allocations, || "allocation index out of step with the table".to_string())?;
+    fn check_table_indexes(&self) -> Result<(), String> {
         let mut total = 0u64;
         let mut free = 0u64;
-        let mut matchable = BTreeSet::new();
+        // Each matchable slot (distinct by order and index) is in the index, and they are as
+        // many: the index is exactly them.
+        let mut matchable = 0usize;
         let mut idle_count = 0;
         for task_manager in self.task_managers.values() {
             total += task_manager.slots.len() as u64;
             for (index, slot) in task_manager.slots.iter().enumerate() {
                 free += u64::from(slot.state == SlotState::Free);
                 if slot.is_matchable() {
-                    matchable.insert((task_manager.order, SlotIndex(index as u32)));
+                    matchable += 1;
+                    let indexed = self.free_slots.contains(&(task_manager.order, SlotIndex(index as u32)));
+                    ensure(indexed, || "free-slot index out of step with the table".to_string())?;
                 }
             }
             idle_count += usize::from(matches!(task_manager.idle, Idle::Since(_)));
         }
         ensure(total == self.slots_total, || format!("slots_total {} but the table has {total}", self.slots_total))?;
         ensure(free == self.slots_free, || format!("slots_free {} but the table has {free}", self.slots_free))?;
-        ensure(matchable == self.free_slots, || "free-slot index out of step with the table".to_string())?;
+        ensure(matchable == self.free_slots.len(), || "free-slot index out of step with the table".to_string())?;
         ensure(self.silence_deadlines.len() == self.task_managers.len(), || "stray heartbeat deadline".to_string())?;
         ensure(self.idle_deadlines.len() == idle_count, || "stray idle deadline".to_string())
     }

@@ -128,6 +128,11 @@ impl SlotTable {
         self.allocated().flat_map(|(_, held)| held.tasks.iter().map(|(e, s)| (*e, *s))).collect()
     }
 
+    /// Every task's id, in execution order (the index: nothing is copied).
+    pub fn task_ids(&self) -> impl Iterator<Item = ExecutionId> + '_ {
+        self.task_slots.keys().copied()
+    }
+
     /// Puts a new task into `slot` in DEPLOYING.
     pub fn add_task(&mut self, slot: SlotIndex, execution: ExecutionId) {
         assert!(!self.task_slots.contains_key(&execution), "task {execution} deployed twice");

@@ -125,7 +125,7 @@ impl World<'_> {
             self.apply(effects);
             return;
         }
-        if !matches!(self.nodes[to].machine, Machine::TaskManager(_)) {
+        if !matches!(self.nodes[to].machine(), Machine::TaskManager(_)) {
             return;
         }
         let effects = self.dataplane.deliver(self.now, packet);

@@ -19,7 +19,7 @@ impl World<'_> {
         if name == "any-tm" || name == "busy-tm" {
             let busy_only = name == "busy-tm";
             let live: Vec<NodeIndex> = (1..self.nodes.len())
-                .filter(|&node| match &self.nodes[node].machine {
+                .filter(|&node| match self.nodes[node].machine() {
                     Machine::TaskManager(task_executor) => {
                         !busy_only || task_executor.slots().iter().any(|slot| slot.state != SlotState::Free)
                     }
@@ -64,7 +64,7 @@ impl World<'_> {
             FaultKind::Crash { restart_after } => {
                 self.faults_fired.push(format!("{} crash {name}", self.now));
                 let entry = &mut self.nodes[node];
-                entry.machine = Machine::Down;
+                entry.set_machine(Machine::Down);
                 entry.incarnation += 1;
                 entry.wake_at = None;
                 self.tasks.crash(node);
@@ -135,7 +135,7 @@ impl World<'_> {
                 let jump = jump.map(|jump| jump.draw(&mut self.rng));
                 let now = self.now;
                 let entry = &mut self.nodes[node];
-                let clocks = [Some(&mut entry.clock), entry.ha.as_mut().map(|ha| &mut ha.clock)];
+                let clocks = entry.clocks_mut();
                 for clock in clocks.into_iter().flatten() {
                     if let Some(jump) = jump {
                         clock.jump(now, jump);
@@ -218,7 +218,7 @@ impl World<'_> {
     /// The cluster splits in two halves drawn from the seed; the HA store stays with the first.
     fn split(&mut self, duration: Option<TimeSpec>) {
         let mut members: Vec<NodeIndex> =
-            (0..self.nodes.len()).filter(|&node| !matches!(self.nodes[node].machine, Machine::Store(_))).collect();
+            (0..self.nodes.len()).filter(|&node| !matches!(self.nodes[node].machine(), Machine::Store(_))).collect();
         for index in (1..members.len()).rev() {
             members.swap(index, self.rng.below(index as u64 + 1) as usize);
         }

@@ -97,13 +97,13 @@ impl World<'_> {
         let name = self.nodes[node].name.clone();
         let candidate = format!("{name}#{incarnation}");
         let election = LeaderElection::new(candidate, name, self.timing(), clock.local(self.now));
-        self.nodes[node].ha = Some(HaSide { election, clock, last_write: None });
+        self.nodes[node].set_ha(HaSide { election, clock, last_write: None });
         Machine::Standby
     }
 
     /// The node of the store, when the cluster is highly available.
     pub(super) fn store_node(&self) -> Option<NodeIndex> {
-        self.nodes.iter().position(|node| matches!(node.machine, Machine::Store(_)))
+        self.nodes.iter().position(|node| matches!(node.machine(), Machine::Store(_)))
     }
 
     /// The node a lease holder's address names.
@@ -114,7 +114,7 @@ impl World<'_> {
     /// Whom the client reaches: the live lease holder, as the store shows it now.
     pub(super) fn client_leader(&self) -> Option<NodeIndex> {
         let store = self.store_node()?;
-        let Machine::Store(store) = &self.nodes[store].machine else { return None };
+        let Machine::Store(store) = self.nodes[store].machine() else { return None };
         let view = store.lease.view(self.now);
         view.holder.filter(|_| view.live).and_then(|holder| self.node_named(&holder.address))
     }
@@ -123,7 +123,7 @@ impl World<'_> {
     /// JobManager unless it still leads in the JobManager's epoch.
     pub(super) fn gate(&mut self, node: NodeIndex) {
         let now = self.now;
-        let Some(ha) = &mut self.nodes[node].ha else { return };
+        let Some(ha) = self.nodes[node].ha_mut() else { return };
         let local = ha.clock.local(now);
         ha.election.handle_tick(local);
         self.drain_election(node);
@@ -133,10 +133,10 @@ impl World<'_> {
     fn fence_unless_leading(&mut self, node: NodeIndex) {
         let now = self.now;
         let entry = &mut self.nodes[node];
-        let (Some(ha), Machine::JobManager(job_manager)) = (&entry.ha, &entry.machine) else { return };
+        let (Some(ha), Machine::JobManager(job_manager)) = (entry.ha(), entry.machine()) else { return };
         if ha.election.leading(ha.clock.local(now)) != Some(job_manager.epoch()) {
             let epoch = job_manager.epoch();
-            entry.machine = Machine::Standby;
+            entry.set_machine(Machine::Standby);
             self.faults_fired.push(format!("{now} {} stops acting in epoch {epoch}", self.nodes[node].name));
         }
     }
@@ -144,7 +144,7 @@ impl World<'_> {
     /// Carries out the election's requests and role changes.
     pub(super) fn drain_election(&mut self, node: NodeIndex) {
         loop {
-            let Some(ha) = &mut self.nodes[node].ha else { return };
+            let Some(ha) = self.nodes[node].ha_mut() else { return };
             let Some(output) = ha.election.poll_output() else { break };
             match output {
                 ElectionOutput::Store(request) => self.send_to_store(node, StoreMessage::Lease(request)),
@@ -158,16 +158,16 @@ impl World<'_> {
 
     /// The next time the election needs a tick, in simulation time.
     pub(super) fn election_timeout(&self, node: NodeIndex) -> Option<Time> {
-        let ha = self.nodes[node].ha.as_ref()?;
+        let ha = self.nodes[node].ha()?;
         ha.election.poll_timeout().map(|local| ha.clock.global(local))
     }
 
     /// Sends the JobManager's record writes to the store, before its envelopes.
     pub(super) fn drain_ha_writes(&mut self, node: NodeIndex) {
         loop {
-            let Machine::JobManager(job_manager) = &mut self.nodes[node].machine else { return };
+            let Machine::JobManager(job_manager) = self.nodes[node].machine_mut() else { return };
             let Some(write) = job_manager.poll_ha_write() else { return };
-            if let Some(ha) = &mut self.nodes[node].ha {
+            if let Some(ha) = self.nodes[node].ha_mut() {
                 ha.last_write = Some(write.clone());
             }
             self.send_to_store(node, StoreMessage::Write(write));
@@ -194,7 +194,7 @@ impl World<'_> {
             return; // cut while in flight
         }
         let now = self.now;
-        let Machine::Store(store) = &mut self.nodes[store_index].machine else { return };
+        let Machine::Store(store) = self.nodes[store_index].machine_mut() else { return };
         let extra = if now < store.slow_until { store.slow_latency } else { Duration::ZERO };
         let answer = match message {
             StoreMessage::Lease(request) => {
@@ -261,7 +261,7 @@ impl World<'_> {
         match answer {
             StoreAnswer::Lease(reply) => {
                 let now = self.now;
-                let Some(ha) = &mut self.nodes[node].ha else { return };
+                let Some(ha) = self.nodes[node].ha_mut() else { return };
                 ha.election.handle_reply(ha.clock.local(now), reply);
                 self.drain_election(node);
                 self.fence_unless_leading(node);
@@ -271,7 +271,7 @@ impl World<'_> {
             StoreAnswer::Leader(view) => self.leader_found(node, view),
             StoreAnswer::Written(write) => {
                 self.gate(node);
-                if let Machine::JobManager(job_manager) = &mut self.nodes[node].machine {
+                if let Machine::JobManager(job_manager) = self.nodes[node].machine_mut() {
                     job_manager.ha_acknowledged(&write);
                     self.after_input(node);
                 }
@@ -283,9 +283,9 @@ impl World<'_> {
     fn take_over(&mut self, node: NodeIndex, epoch: Epoch, records: &HaRecords) {
         self.gate(node);
         let now = self.now;
-        let Some(ha) = &self.nodes[node].ha else { return };
+        let Some(ha) = self.nodes[node].ha() else { return };
         let leading = ha.election.leading(ha.clock.local(now)) == Some(epoch);
-        if !leading || !matches!(self.nodes[node].machine, Machine::Standby) {
+        if !leading || !matches!(self.nodes[node].machine(), Machine::Standby) {
             return;
         }
         let seed = self.rng.next_u64();
@@ -299,7 +299,7 @@ impl World<'_> {
                 let name = &self.nodes[node].name;
                 let jobs = records.recoveries().len();
                 self.faults_fired.push(format!("{now} {name} leads in epoch {epoch}, resuming {jobs} jobs"));
-                self.nodes[node].machine = Machine::JobManager(Box::new(job_manager));
+                self.nodes[node].set_machine(Machine::JobManager(Box::new(job_manager)));
             }
             Err(message) => self.violation(format!("a new leader cannot start: {message}")),
         }
@@ -314,7 +314,7 @@ impl World<'_> {
             let local = entry.clock.local(self.now); // the TaskManager's own clock
             if entry.leader.is_none_or(|(_, known)| known < view.epoch) {
                 entry.leader = Some((leader, view.epoch));
-                if let Machine::TaskManager(task_executor) = &mut entry.machine {
+                if let Machine::TaskManager(task_executor) = entry.machine_mut() {
                     task_executor.handle(local, task_executor::Input::LeaderFound { epoch: view.epoch });
                     self.after_input(node);
                 }
@@ -324,7 +324,8 @@ impl World<'_> {
 
     /// A TaskManager asks the store who leads, now and every renew interval.
     pub(super) fn retrieve(&mut self, node: NodeIndex, incarnation: u32) {
-        if self.nodes[node].incarnation != incarnation || !matches!(self.nodes[node].machine, Machine::TaskManager(_)) {
+        if self.nodes[node].incarnation != incarnation || !matches!(self.nodes[node].machine(), Machine::TaskManager(_))
+        {
             return;
         }
         self.send_to_store(node, StoreMessage::Retrieve);
@@ -337,9 +338,9 @@ impl World<'_> {
         let until = self.now.after(duration);
         self.nodes[node].held = Some(Vec::new());
         // The step it was in when stopped: a tick, its outputs produced but not yet sent.
-        if matches!(self.nodes[node].machine, Machine::JobManager(_)) {
+        if matches!(self.nodes[node].machine(), Machine::JobManager(_)) {
             self.feed(node, super::NodeInput::Tick);
-            let last = self.nodes[node].ha.as_ref().and_then(|ha| ha.last_write.clone());
+            let last = self.nodes[node].ha().and_then(|ha| ha.last_write.clone());
             if let (Some(write), Some(held)) = (last, &mut self.nodes[node].held) {
                 held.push(Held::Store(StoreMessage::Write(write))); // a write queued, not yet sent
             }
@@ -367,7 +368,7 @@ impl World<'_> {
     pub(super) fn slow_store(&mut self, duration: Duration, latency: Duration) {
         let now = self.now;
         let Some(store) = self.store_node() else { return };
-        if let Machine::Store(store) = &mut self.nodes[store].machine {
+        if let Machine::Store(store) = self.nodes[store].machine_mut() {
             store.slow_until = now.after(duration);
             store.slow_latency = latency;
         }
@@ -375,14 +376,14 @@ impl World<'_> {
 
     /// At most one JobManager acts, in the store's newest epoch.
     pub(super) fn check_leaders(nodes: &[Node], now: Time) -> Vec<String> {
-        let newest = nodes.iter().find_map(|node| match &node.machine {
+        let newest = nodes.iter().find_map(|node| match node.machine() {
             Machine::Store(store) => Some(store.lease.epoch()),
             _ => None,
         });
         let acting: Vec<(&str, Epoch)> = nodes
             .iter()
             .filter(|node| node.paused_until.is_none())
-            .filter_map(|node| match (&node.machine, &node.ha) {
+            .filter_map(|node| match (node.machine(), node.ha()) {
                 (Machine::JobManager(job_manager), Some(ha)) => ha
                     .election
                     .leading(ha.clock.local(now))
@@ -405,7 +406,7 @@ impl World<'_> {
 
     /// Writes the store refused for a stale epoch.
     pub(super) fn stale_writes_refused(&self) -> u64 {
-        self.nodes.iter().map(|node| if let Machine::Store(store) = &node.machine { store.refused } else { 0 }).sum()
+        self.nodes.iter().map(|node| if let Machine::Store(store) = node.machine() { store.refused } else { 0 }).sum()
     }
 
     /// The store node's initial machine.

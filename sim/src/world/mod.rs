@@ -1,13 +1,15 @@
 //! The simulated world: nodes, network, clock and the event loop.
 //!
-//! Events are processed in (time, sequence) order. After each one, every live node's
-//! invariants and the cluster-wide ones are checked (see [`crate::world::check_cluster`]). A run
+//! Events are processed in (time, sequence) order. After each one, the invariants of every node
+//! it touched and the cluster-wide ones are checked (see `World::check`). A run
 //! ends at the scenario's `run_for`, or once every job has ended and the cluster had time to
 //! clean up (a heartbeat timeout), whichever comes first.
 
 mod data;
 mod faults;
 mod ha;
+mod node;
+mod queue;
 mod timeline;
 
 pub use data::fault_free_output;
@@ -19,8 +21,8 @@ use crate::report::{JobOutcome, RunReport, Violation};
 use crate::scenario::{FaultSpec, Scenario};
 use crate::tasks::{DueReport, JobModel, Tasks};
 use crate::trace::TraceHasher;
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use node::Node;
+use std::collections::BTreeMap;
 use weir_core::config::{Config, RawConfig};
 use weir_core::dispatcher::{ClusterMode, prepare};
 use weir_core::ids::{Epoch, Hex128, JobId, ResourceId, stable_hash128};
@@ -140,31 +142,6 @@ enum Action {
     DiskFreed,
 }
 
-struct Scheduled {
-    at: Time,
-    sequence: u64,
-    /// When it was scheduled (a message's send time), for the timeline.
-    scheduled_at: Time,
-    action: Action,
-}
-
-impl PartialEq for Scheduled {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.sequence) == (other.at, other.sequence)
-    }
-}
-impl Eq for Scheduled {}
-impl PartialOrd for Scheduled {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Scheduled {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.at, self.sequence).cmp(&(other.at, other.sequence))
-    }
-}
-
 enum Machine {
     JobManager(Box<JobManager>),
     TaskManager(Box<TaskExecutor>),
@@ -173,55 +150,6 @@ enum Machine {
     /// The HA store.
     Store(Box<ha::StoreNode>),
     Down,
-}
-
-impl Node {
-    /// The node's whole state, readable.
-    fn describe(&self) -> String {
-        match &self.machine {
-            Machine::JobManager(job_manager) => format!("{job_manager:#?}"),
-            Machine::TaskManager(task_executor) => format!("{task_executor:#?}"),
-            Machine::Standby => format!("standby {:#?}", self.ha),
-            Machine::Store(store) => format!("{store:#?}"),
-            Machine::Down => "down".to_string(),
-        }
-    }
-}
-
-struct Node {
-    name: String,
-    machine: Machine,
-    incarnation: u32,
-    /// The earliest wake-up already scheduled, to avoid scheduling duplicates.
-    wake_at: Option<Time>,
-    resource_id: Option<ResourceId>,
-    /// A JobManager's candidacy (highly available clusters).
-    ha: Option<ha::HaSide>,
-    /// The leader a TaskManager found through the store, and its epoch.
-    leader: Option<(NodeIndex, Epoch)>,
-    /// Paused (stopped) until then.
-    paused_until: Option<Time>,
-    /// What a paused node's interrupted step sends when it wakes.
-    held: Option<Vec<ha::Held>>,
-    /// The clock its state machine reads (exact unless clocks drift or a clock fault hit it).
-    clock: crate::clock::Clock,
-}
-
-impl Node {
-    fn new(name: String) -> Node {
-        Node {
-            name,
-            machine: Machine::Down,
-            incarnation: 0,
-            wake_at: None,
-            resource_id: None,
-            ha: None,
-            leader: None,
-            paused_until: None,
-            held: None,
-            clock: crate::clock::Clock::default(),
-        }
-    }
 }
 
 /// A job of the scenario, as the client sees it.
@@ -253,7 +181,7 @@ pub struct World<'s> {
     cluster_config: RawConfig,
     config: Config,
     now: Time,
-    queue: BinaryHeap<Reverse<Scheduled>>,
+    queue: queue::EventQueue<Action>,
     sequence: u64,
     rng: Rng,
     network: Network,
@@ -403,7 +331,7 @@ impl<'s> World<'s> {
             cluster_config,
             config,
             now: Time::ZERO,
-            queue: BinaryHeap::new(),
+            queue: queue::EventQueue::new(),
             sequence: 0,
             rng: Rng::new(seed),
             network: Network::new(scenario.network.clone()),
@@ -450,11 +378,11 @@ impl<'s> World<'s> {
         }
         if scenario.cluster.highly_available() {
             let mut store = Node::new("store".into());
-            store.machine = World::new_store();
+            store.set_machine(World::new_store());
             world.nodes.push(store);
         }
         for node in 0..world.nodes.len() {
-            if !matches!(world.nodes[node].machine, Machine::Store(_)) {
+            if !matches!(world.nodes[node].machine(), Machine::Store(_)) {
                 world.start_node(node)?;
             }
         }
@@ -464,7 +392,7 @@ impl<'s> World<'s> {
 
     fn schedule(&mut self, at: Time, action: Action) {
         self.sequence += 1;
-        self.queue.push(Reverse(Scheduled { at, sequence: self.sequence, scheduled_at: self.now, action }));
+        self.queue.push(queue::Due { at, sequence: self.sequence, scheduled_at: self.now, action });
     }
 
     fn schedule_scenario(&mut self) {
@@ -522,11 +450,11 @@ impl<'s> World<'s> {
             Machine::TaskManager(Box::new(TaskExecutor::new(resource_id, config, local)))
         };
         let entry = &mut self.nodes[node];
-        entry.machine = machine;
+        entry.set_machine(machine);
         entry.incarnation = incarnation;
         entry.wake_at = None;
         entry.leader = None;
-        if self.is_ha() && matches!(self.nodes[node].machine, Machine::TaskManager(_)) {
+        if self.is_ha() && matches!(self.nodes[node].machine(), Machine::TaskManager(_)) {
             self.retrieve(node, incarnation);
         }
         self.after_input(node);
@@ -552,7 +480,7 @@ impl<'s> World<'s> {
     fn run_events(&mut self) {
         let end = Time::ZERO.after(self.scenario.run_for);
         let settle = self.config.heartbeat.timeout.saturating_mul(2);
-        while let Some(Reverse(next)) = self.queue.pop() {
+        while let Some(next) = self.queue.pop() {
             if self.stop_after.is_some_and(|last| self.events >= last) {
                 return;
             }
@@ -609,14 +537,14 @@ impl<'s> World<'s> {
                     self.trace.record(&("wake", node));
                     self.gate(node);
                     self.feed(node, NodeInput::Tick);
-                    if matches!(self.nodes[node].machine, Machine::Standby) {
+                    if matches!(self.nodes[node].machine(), Machine::Standby) {
                         self.after_input(node); // the election's next tick
                     }
                 }
             }
             Action::Report { node, incarnation, report } => {
                 let live = self.nodes[node].incarnation == incarnation
-                    && matches!(self.nodes[node].machine, Machine::TaskManager(_));
+                    && matches!(self.nodes[node].machine(), Machine::TaskManager(_));
                 if live && self.is_real(report.execution.job) {
                     self.trace.record(&report);
                     self.feed(node, NodeInput::Report(report));
@@ -644,7 +572,7 @@ impl<'s> World<'s> {
             Action::Stored { node, incarnation, reply, write } => {
                 self.gate(node); // a deposed leader's completion writes nothing
                 if self.nodes[node].incarnation == incarnation
-                    && matches!(self.nodes[node].machine, Machine::JobManager(_))
+                    && matches!(self.nodes[node].machine(), Machine::JobManager(_))
                 {
                     let mut reply = reply;
                     if let Some((path, bytes)) = write {
@@ -720,7 +648,7 @@ impl World<'_> {
             Address::ResourceManager | Address::Dispatcher | Address::JobMaster(_) => Some(JOB_MANAGER),
             Address::Client(_) => Some(CLIENT_NODE),
             Address::TaskExecutor(resource_id) => self.nodes.iter().position(|node| {
-                node.resource_id == Some(resource_id) && matches!(node.machine, Machine::TaskManager(_))
+                node.resource_id == Some(resource_id) && matches!(node.machine(), Machine::TaskManager(_))
             }),
         }
     }
@@ -760,8 +688,14 @@ impl World<'_> {
             self.schedule(at, Action::Deliver { from, to, envelope });
             return;
         }
-        for at in self.network.arrivals(&mut self.rng, self.now, from, to) {
-            self.schedule(at, Action::Deliver { from, to, envelope: envelope.clone() });
+        let arrivals = self.network.arrivals(&mut self.rng, self.now, from, to);
+        let mut envelope = Some(envelope);
+        for (index, &at) in arrivals.iter().enumerate() {
+            // The last copy (usually the only one) takes the envelope itself.
+            let copy = if index + 1 == arrivals.len() { envelope.take() } else { envelope.clone() };
+            if let Some(envelope) = copy {
+                self.schedule(at, Action::Deliver { from, to, envelope });
+            }
         }
     }
 
@@ -791,7 +725,7 @@ impl World<'_> {
     fn feed(&mut self, node: NodeIndex, input: NodeInput) {
         self.gate(node);
         let now = self.nodes[node].clock.local(self.now);
-        match (&mut self.nodes[node].machine, input) {
+        match (self.nodes[node].machine_mut(), input) {
             (Machine::JobManager(job_manager), NodeInput::Message(envelope)) => {
                 job_manager.handle(now, job_manager::Input::Message(envelope));
             }
@@ -829,7 +763,7 @@ impl World<'_> {
     fn after_input(&mut self, node: NodeIndex) {
         self.drain_ha_writes(node);
         loop {
-            let output = match &mut self.nodes[node].machine {
+            let output = match self.nodes[node].machine_mut() {
                 Machine::JobManager(job_manager) => job_manager.poll_output(),
                 Machine::TaskManager(task_executor) => task_executor.poll_output(),
                 _ => None,
@@ -845,7 +779,7 @@ impl World<'_> {
                 Output::Storage(request) => self.storage(node, request),
             }
         }
-        let deadline = match &self.nodes[node].machine {
+        let deadline = match self.nodes[node].machine() {
             Machine::JobManager(job_manager) => job_manager.poll_timeout(),
             Machine::TaskManager(task_executor) => task_executor.poll_timeout(),
             _ => None,
@@ -1068,22 +1002,42 @@ impl World<'_> {
 }
 
 impl World<'_> {
-    /// Every live node's invariants, then the cluster-wide ones.
+    /// The invariants an event may have broken: those of every node it touched, then the
+    /// cluster-wide ones.
+    ///
+    /// A role's and an election's checks read only their own state, and that state changes only
+    /// through a borrow that marks the node touched (`node.rs`), so an untouched node still
+    /// passes the checks it passed after an earlier event. `check_cluster` reads only the
+    /// TaskManagers' slots and the JobMasters' held slots: a node that went down or stands by
+    /// holds none, so only a touched live TaskManager or JobManager can break it.
+    /// `check_leaders` reads the elections at the current time and the pauses, which change
+    /// without touching a node: it runs after every event (it finds nobody acting without high
+    /// availability, so it is skipped there).
     fn check(&mut self, event: u64) {
         let mut problems = Vec::new();
-        for node in &self.nodes {
-            let result = match &node.machine {
+        let (mut task_managers, mut job_managers) = (false, false);
+        for node in &mut self.nodes {
+            if !node.take_touched() {
+                continue;
+            }
+            task_managers |= matches!(node.machine(), Machine::TaskManager(_));
+            job_managers |= matches!(node.machine(), Machine::JobManager(_));
+            let result = match node.machine() {
                 Machine::JobManager(job_manager) => job_manager.check_invariants(),
                 Machine::TaskManager(task_executor) => task_executor.check_invariants(),
                 _ => Ok(()),
             };
-            let result = result.and_then(|()| node.ha.as_ref().map_or(Ok(()), |ha| ha.election.check_invariants()));
+            let result = result.and_then(|()| node.ha().map_or(Ok(()), |ha| ha.election.check_invariants()));
             if let Err(message) = result {
                 problems.push(format!("{}: {message}", node.name));
             }
         }
-        problems.extend(check_cluster(&self.nodes));
-        problems.extend(World::check_leaders(&self.nodes, self.now));
+        if task_managers || job_managers {
+            problems.extend(check_cluster(&self.nodes, task_managers, job_managers));
+        }
+        if self.is_ha() {
+            problems.extend(World::check_leaders(&self.nodes, self.now));
+        }
         for message in problems {
             if self.violations.len() < 100 {
                 self.violations.push(Violation { event, time_ms: self.now.as_millis(), message });
@@ -1153,7 +1107,7 @@ impl World<'_> {
         let newest = self
             .nodes
             .iter()
-            .filter_map(|node| match &node.machine {
+            .filter_map(|node| match node.machine() {
                 Machine::JobManager(job_manager) => Some(job_manager),
                 _ => None,
             })
@@ -1166,7 +1120,7 @@ impl World<'_> {
         let ended: Vec<JobId> = self.jobs.iter().filter_map(|job| job.job_id).collect();
         let mut leaks = Vec::new();
         for node in &self.nodes {
-            let Machine::TaskManager(task_executor) = &node.machine else { continue };
+            let Machine::TaskManager(task_executor) = node.machine() else { continue };
             for snapshot in task_executor.slots() {
                 if let SlotState::Allocated { allocation, job, .. } = snapshot.state
                     && ended.contains(&job)
@@ -1221,32 +1175,41 @@ impl World<'_> {
     }
 }
 
-/// Slot safety across the cluster: tasks of one allocation run on one TaskManager only, and no
-/// two JobMasters hold the same slot.
+/// Slot safety across the cluster: tasks of one allocation run on one TaskManager only
+/// (checked when a TaskManager was touched: only a change of one can make two share an
+/// allocation), and no two JobMasters hold the same slot (checked when a JobManager was).
 ///
 /// An allocation id may briefly sit on two TaskManagers: when the ResourceManager's request to
 /// one goes unanswered it asks another under the same id, and the JobMaster accepts one offer
 /// and refuses the other (which is then freed). What must never happen is tasks running in both.
-fn check_cluster(nodes: &[Node]) -> Vec<String> {
+fn check_cluster(nodes: &[Node], task_managers: bool, job_managers: bool) -> Vec<String> {
     let mut problems = Vec::new();
-    let mut allocations = BTreeMap::new();
-    for node in nodes {
-        let Machine::TaskManager(task_executor) = &node.machine else { continue };
-        for snapshot in task_executor.slots() {
-            if let SlotState::Allocated { allocation, .. } = snapshot.state {
-                if snapshot.tasks.is_empty() {
-                    continue;
-                }
-                if let Some(other) = allocations.insert(allocation, node.name.clone()) {
-                    problems.push(format!("tasks of allocation {allocation} run on {other} and {}", node.name));
-                }
+    if task_managers {
+        // A few allocations per TaskManager: a sorted vector finds the ones on two.
+        let mut busy: Vec<(weir_core::ids::AllocationId, NodeIndex)> = Vec::with_capacity(16);
+        for (index, node) in nodes.iter().enumerate() {
+            if let Machine::TaskManager(task_executor) = node.machine() {
+                busy.extend(task_executor.busy_allocations().map(|allocation| (allocation, index)));
+            }
+        }
+        busy.sort_unstable();
+        for pair in busy.windows(2) {
+            if pair[0].0 == pair[1].0 {
+                let (first, second) = (&nodes[pair[0].1].name, &nodes[pair[1].1].name);
+                problems.push(format!("tasks of allocation {} run on {first} and {second}", pair[0].0));
             }
         }
     }
-    for job_manager in nodes.iter().filter_map(|node| match &node.machine {
+    if !job_managers {
+        return problems;
+    }
+    for job_manager in nodes.iter().filter_map(|node| match node.machine() {
         Machine::JobManager(job_manager) => Some(job_manager),
         _ => None,
     }) {
+        if job_manager.job_masters().len() < 2 {
+            continue; // one JobMaster's pool holds a slot once (its own check)
+        }
         let mut holders = BTreeMap::new();
         for (job_id, job_master) in job_manager.job_masters() {
             for held in job_master.held_slots() {
