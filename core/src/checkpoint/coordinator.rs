@@ -274,6 +274,10 @@ impl CheckpointCoordinator {
             self.trigger_final_early();
             // Flink's scheduleTriggerRequest: queued requests run once the input is handled.
             self.execute_queued();
+            // A stop-with-savepoint refused just now restarted the scheduler: the final
+            // checkpoint may be wanted only now, and no tick is announced for it.
+            self.trigger_final_early();
+            self.execute_queued();
         }
     }
 
