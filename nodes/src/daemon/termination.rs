@@ -7,6 +7,7 @@ use std::sync::{Mutex, PoisonError};
 type Hook = Box<dyn FnOnce() + Send>;
 
 static HOOKS: Mutex<Vec<Hook>> = Mutex::new(Vec::new());
+#[cfg(all(unix, not(madsim)))]
 static WATCHING: std::sync::Once = std::sync::Once::new();
 
 /// Runs `hook` when the process is asked to stop. Call on the daemon's runtime.
@@ -16,8 +17,6 @@ pub fn on_termination(hook: impl FnOnce() + Send + 'static) {
     WATCHING.call_once(|| {
         tokio::spawn(watch());
     });
-    #[cfg(not(all(unix, not(madsim))))]
-    WATCHING.call_once(|| {});
 }
 
 /// Waits for SIGTERM or SIGINT, runs the hooks, then ends the process of that signal.

@@ -435,6 +435,21 @@ mod tests {
         Node { exchange, address, listener }
     }
 
+    /// Registers `consumer` with `exchange`: its mailbox.
+    fn register(exchange: &Exchange, consumer: ExecutionId) -> Receiver<Mail> {
+        let (mail, mailbox) = channel();
+        exchange.register(consumer, mail);
+        mailbox
+    }
+
+    /// Two TaskManagers, the producer vertex on A and the consumer vertex on B.
+    fn producer_on_a_consumer_on_b() -> (tokio::runtime::Runtime, Node, Node) {
+        let runtime = runtime();
+        let (a, b) = (node(&runtime), node(&runtime));
+        place(&[&a, &b], &a, &b);
+        (runtime, a, b)
+    }
+
     fn job() -> JobId {
         JobId(Hex128(0x5eed))
     }
@@ -513,14 +528,11 @@ mod tests {
 
     #[test]
     fn a_remote_consumer_gets_the_buffers_and_holds_back_its_producer_like_a_local_one() {
-        let runtime = runtime();
-        let (a, b) = (node(&runtime), node(&runtime));
-        place(&[&a, &b], &a, &b);
+        let (_runtime, a, b) = producer_on_a_consumer_on_b();
         let (producer, consumer) = (execution(0, 0), execution(1, 0));
         let (producer_mail, producer_mailbox) = channel();
         a.exchange.register(producer, producer_mail);
-        let (consumer_mail, consumer_mailbox) = channel();
-        b.exchange.register(consumer, consumer_mail);
+        let consumer_mailbox = register(&b.exchange, consumer);
 
         let credit = a.exchange.credit();
         for sequence in 0..CREDITS {
@@ -548,12 +560,9 @@ mod tests {
 
     #[test]
     fn a_remote_gate_lends_its_floating_buffers_to_the_busy_channel_and_bounds_the_whole() {
-        let runtime = runtime();
-        let (a, b) = (node(&runtime), node(&runtime));
-        place(&[&a, &b], &a, &b);
+        let (_runtime, a, b) = producer_on_a_consumer_on_b();
         let consumer = execution(1, 0);
-        let (consumer_mail, consumer_mailbox) = channel();
-        b.exchange.register(consumer, consumer_mail);
+        let consumer_mailbox = register(&b.exchange, consumer);
         let (busy, idle) = (producer_of(0, 0, 0), producer_of(0, 1, 0));
         let (busy_credit, idle_credit) = (a.exchange.credit(), a.exchange.credit());
         for sequence in 0..CREDITS {
@@ -573,8 +582,7 @@ mod tests {
     fn a_local_gate_lends_its_floating_buffers_too() {
         let exchange = Exchange::local(ChannelBuffers { exclusive: 1, floating: 3 });
         let consumer = execution(1, 0);
-        let (consumer_mail, consumer_mailbox) = channel();
-        exchange.register(consumer, consumer_mail);
+        let consumer_mailbox = register(&exchange, consumer);
         let credit = exchange.credit();
         for sequence in 0..4 {
             send(&exchange, consumer, sequence, &credit);
@@ -587,12 +595,9 @@ mod tests {
 
     #[test]
     fn a_consumer_fails_when_its_producers_taskmanager_goes() {
-        let runtime = runtime();
-        let (a, b) = (node(&runtime), node(&runtime));
-        place(&[&a, &b], &a, &b);
+        let (_runtime, a, b) = producer_on_a_consumer_on_b();
         let consumer = execution(1, 0);
-        let (consumer_mail, consumer_mailbox) = channel();
-        b.exchange.register(consumer, consumer_mail);
+        let consumer_mailbox = register(&b.exchange, consumer);
         let credit = a.exchange.credit();
         send(&a.exchange, consumer, 0, &credit);
         assert_eq!(credit.available(), 1);
@@ -610,9 +615,7 @@ mod tests {
 
     #[test]
     fn a_buffer_for_a_superseded_remote_consumer_gives_its_credit_back() {
-        let runtime = runtime();
-        let (a, b) = (node(&runtime), node(&runtime));
-        place(&[&a, &b], &a, &b);
+        let (_runtime, a, b) = producer_on_a_consumer_on_b();
         let (newer_mail, newer_mailbox) = channel();
         b.exchange.register(execution(1, 1), newer_mail);
         let credit = a.exchange.credit();
@@ -625,9 +628,7 @@ mod tests {
 
     #[test]
     fn buffers_waiting_for_a_remote_consumer_give_their_credit_back_once_a_newer_attempt_registers() {
-        let runtime = runtime();
-        let (a, b) = (node(&runtime), node(&runtime));
-        place(&[&a, &b], &a, &b);
+        let (_runtime, a, b) = producer_on_a_consumer_on_b();
         let credit = a.exchange.credit();
         for sequence in 0..CREDITS {
             send(&a.exchange, execution(1, 0), sequence, &credit);
@@ -647,8 +648,7 @@ mod tests {
         let consumer = execution(1, 0);
         let credit = a.exchange.credit();
         send(&a.exchange, consumer, 0, &credit); // not registered yet: waits here
-        let (consumer_mail, consumer_mailbox) = channel();
-        a.exchange.register(consumer, consumer_mail);
+        let consumer_mailbox = register(&a.exchange, consumer);
         assert_eq!(next_buffer(&consumer_mailbox).1, buffer(0));
 
         a.exchange.set_location(job(), VertexIndex(1), SubtaskIndex(0), b.address.clone());
