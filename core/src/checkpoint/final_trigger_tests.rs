@@ -88,14 +88,20 @@ fn once_every_source_waits_the_final_checkpoint_triggers_at_once_and_then_at_the
     assert_eq!(triggers(&driver.at(3_000_000)), vec![(CheckpointId(2), executions(0)[2..].to_vec())]);
 }
 
-#[test]
-fn a_pending_checkpoint_the_task_takes_after_its_end_is_its_final_one_and_none_is_added() {
+/// A driver with a 10 s interval and no min-pause whose first periodic checkpoint is pending.
+fn one_periodic_checkpoint_pending() -> (Driver, CheckpointId) {
     let mut config = slow_config();
     config.interval = Some(Duration::from_secs(10));
     config.min_pause = Duration::ZERO;
     let mut driver = Driver::new(&config);
     let due = driver.coordinator.poll_timeout().unwrap_or_else(|| panic!("armed"));
     let (id, _) = triggers(&driver.at(due.0))[0].clone();
+    (driver, id)
+}
+
+#[test]
+fn a_pending_checkpoint_the_task_takes_after_its_end_is_its_final_one_and_none_is_added() {
+    let (mut driver, id) = one_periodic_checkpoint_pending();
     // Both reports come after the trigger and name an older checkpoint: `id` reaches them after
     // their end, so it finishes them.
     driver.awaits(0, None);
@@ -105,12 +111,7 @@ fn a_pending_checkpoint_the_task_takes_after_its_end_is_its_final_one_and_none_i
 
 #[test]
 fn a_final_checkpoint_waits_for_max_concurrent_behind_one_taken_before_the_end() {
-    let mut config = slow_config();
-    config.interval = Some(Duration::from_secs(10));
-    config.min_pause = Duration::ZERO;
-    let mut driver = Driver::new(&config);
-    let due = driver.coordinator.poll_timeout().unwrap_or_else(|| panic!("armed"));
-    let (id, _) = triggers(&driver.at(due.0))[0].clone();
+    let (mut driver, id) = one_periodic_checkpoint_pending();
     // The sources took `id` before their input ended: it does not finish them.
     driver.awaits(0, Some(id.0));
     assert_eq!(triggers(&driver.awaits(1, Some(id.0))), vec![], "max-concurrent 1: `id` is still pending");
