@@ -140,12 +140,23 @@ fn a_submitted_job_gets_a_job_master_that_asks_for_slots() {
     job_manager.check_invariants().unwrap();
 }
 
+/// Every role's whole state: the ResourceManager, the Dispatcher, then each JobMaster by job.
+fn role_states(job_manager: &JobManager) -> Vec<(Option<JobId>, String)> {
+    let mut states = vec![
+        (None, format!("{:?}", job_manager.resource_manager)),
+        (None, format!("{:?}", job_manager.dispatcher)),
+    ];
+    states.extend(job_manager.job_masters.iter().map(|(job_id, job_master)| (Some(*job_id), format!("{job_master:?}"))));
+    states
+}
+
 proptest! {
     #[test]
     fn random_envelopes_never_panic_or_break_invariants(
         steps in prop::collection::vec((0u8..6, 0u128..3, 0u64..5, 0u64..3_000_000), 1..80),
     ) {
         let mut job_manager = job_manager();
+        job_manager.check_reached_invariants().expect("a new JobManager is consistent");
         let mut now = Time(0);
         for (kind, n, epoch, advance) in steps {
             now = now.after(crate::time::Duration(advance));
@@ -184,9 +195,24 @@ proptest! {
                     message: Message::Dispatcher(DispatcherMessage::List { request: 1 }),
                 }),
             };
+            let before = role_states(&job_manager);
             job_manager.handle(now, input);
             drain(&mut job_manager);
             prop_assert!(job_manager.check_invariants().is_ok(), "{:?}", job_manager.check_invariants());
+            // The cheap check skips the roles the input did not reach: they must be unchanged.
+            let reached = &job_manager.reached;
+            for (role, state) in before.iter().zip(role_states(&job_manager)).filter_map(|(old, new)| {
+                let skipped = match old.0 {
+                    None if old.1.starts_with("ResourceManager") => !reached.resource_manager,
+                    None => !reached.dispatcher,
+                    Some(job_id) => !reached.job_masters.contains(&job_id),
+                };
+                (skipped && old.0 == new.0).then_some((old.0, (old.1.clone(), new.1)))
+            }) {
+                prop_assert_eq!(&state.0, &state.1, "{:?} changed but was not marked reached", role);
+            }
+            prop_assert!(job_manager.check_reached_invariants().is_ok());
+            prop_assert!(job_manager.reached.job_masters.is_empty() && !job_manager.reached.resource_manager);
             if kind == 1 {
                 // A tick handles everything due: no timer is left due, so a driver cannot spin.
                 prop_assert!(job_manager.poll_timeout().is_none_or(|deadline| deadline > now));

@@ -1007,7 +1007,9 @@ impl World<'_> {
     ///
     /// A role's and an election's checks read only their own state, and that state changes only
     /// through a borrow that marks the node touched (`node.rs`), so an untouched node still
-    /// passes the checks it passed after an earlier event. `check_cluster` reads only the
+    /// passes the checks it passed after an earlier event. Within a touched JobManager, only the
+    /// roles an input reached are checked, by the same argument one level down
+    /// (`JobManager::check_reached_invariants`). `check_cluster` reads only the
     /// TaskManagers' slots and the JobMasters' held slots: a node that went down or stands by
     /// holds none, so only a touched live TaskManager or JobManager can break it.
     /// `check_leaders` reads the elections at the current time and the pauses, which change
@@ -1022,13 +1024,7 @@ impl World<'_> {
             }
             task_managers |= matches!(node.machine(), Machine::TaskManager(_));
             job_managers |= matches!(node.machine(), Machine::JobManager(_));
-            let result = match node.machine() {
-                Machine::JobManager(job_manager) => job_manager.check_invariants(),
-                Machine::TaskManager(task_executor) => task_executor.check_invariants(),
-                _ => Ok(()),
-            };
-            let result = result.and_then(|()| node.ha().map_or(Ok(()), |ha| ha.election.check_invariants()));
-            if let Err(message) = result {
+            if let Err(message) = node.check_invariants() {
                 problems.push(format!("{}: {message}", node.name));
             }
         }

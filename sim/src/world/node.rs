@@ -9,6 +9,7 @@
 //! event that could break it (`World::check`).
 
 use super::Machine;
+use weir_core::protocol::Role;
 use super::ha;
 use crate::network::NodeIndex;
 use weir_core::ids::{Epoch, ResourceId};
@@ -91,6 +92,18 @@ impl Node {
     /// Whether the node was touched since the last call (which clears it).
     pub(super) fn take_touched(&mut self) -> bool {
         std::mem::replace(&mut self.touched, false)
+    }
+
+    /// The node's invariants, as of its last check: the machine's (a JobManager checks only
+    /// the roles an input reached since, and forgets them; that changes nothing a check reads,
+    /// so it does not touch the node), then the election's.
+    pub(super) fn check_invariants(&mut self) -> Result<(), String> {
+        match &mut self.machine {
+            Machine::JobManager(job_manager) => job_manager.check_reached_invariants(),
+            Machine::TaskManager(task_executor) => task_executor.check_invariants(),
+            _ => Ok(()),
+        }?;
+        self.ha.as_ref().map_or(Ok(()), |ha| ha.election.check_invariants())
     }
 
     /// The node's whole state, readable.
