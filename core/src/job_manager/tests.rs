@@ -142,11 +142,10 @@ fn a_submitted_job_gets_a_job_master_that_asks_for_slots() {
 
 /// Every role's whole state: the ResourceManager, the Dispatcher, then each JobMaster by job.
 fn role_states(job_manager: &JobManager) -> Vec<(Option<JobId>, String)> {
-    let mut states = vec![
-        (None, format!("{:?}", job_manager.resource_manager)),
-        (None, format!("{:?}", job_manager.dispatcher)),
-    ];
-    states.extend(job_manager.job_masters.iter().map(|(job_id, job_master)| (Some(*job_id), format!("{job_master:?}"))));
+    let mut states =
+        vec![(None, format!("{:?}", job_manager.resource_manager)), (None, format!("{:?}", job_manager.dispatcher))];
+    states
+        .extend(job_manager.job_masters.iter().map(|(job_id, job_master)| (Some(*job_id), format!("{job_master:?}"))));
     states
 }
 

@@ -9,10 +9,10 @@
 //! event that could break it (`World::check`).
 
 use super::Machine;
-use weir_core::protocol::Role;
 use super::ha;
 use crate::network::NodeIndex;
 use weir_core::ids::{Epoch, ResourceId};
+use weir_core::protocol::Role;
 use weir_core::time::Time;
 
 pub(super) struct Node {
