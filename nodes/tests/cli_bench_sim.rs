@@ -1,4 +1,4 @@
-//! `weir bench schedule` and `weir sim run` from the real binary.
+//! `weir bench schedule`, `weir sim run` and `weir sim explore` from the real binary.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -117,4 +117,40 @@ fn sim_replay_proves_a_recording_and_dumps_states_at_an_event() {
     assert_eq!(document["event"], 50);
     assert!(document["nodes"]["tm-0"].as_str().is_some_and(|state| state.contains("TaskExecutor")));
     assert!(document["nodes"].get("jm").is_none(), "--node keeps one node");
+}
+
+#[test]
+fn sim_explore_summarises_passing_seeds_and_names_each_failing_one_with_its_replay_command() {
+    let good = weir(&["sim", "explore", "scenarios/tm-crash.toml", "--seeds", "20", "--jobs", "2"]);
+    assert!(good.status.success(), "{}", String::from_utf8_lossy(&good.stderr));
+    let summary = String::from_utf8_lossy(&good.stdout);
+    assert!(summary.contains("explored 20 seeds of 1 scenario(s) on 2 thread(s)"), "{summary}");
+    assert!(summary.contains("events/s") && summary.contains("; 0 failing"), "{summary}");
+
+    // sim/tests/shrink.rs's deliberately wrong configuration: no restarts under a nemesis.
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root");
+    let dir = std::env::temp_dir().join(format!("weir-explore-test-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("jobs")).expect("temporary directory");
+    std::fs::copy(workspace.join("scenarios/jobs/two-vertices.toml"), dir.join("jobs/two-vertices.toml")).expect("job");
+    let text = std::fs::read_to_string(workspace.join("scenarios/nemesis-swarm.toml")).expect("scenario");
+    let wrong = text
+        .replace("\"restart-strategy.fixed-delay.attempts\" = 1000", "\"restart-strategy.fixed-delay.attempts\" = 0");
+    assert_ne!(wrong, text, "the wrong configuration was planted");
+    let path = dir.join("wrong.toml");
+    std::fs::write(&path, wrong).expect("scenario written");
+    let path = path.to_str().expect("a UTF-8 path");
+    let bad = weir(&["sim", "explore", path, "--seeds", "20", "--jobs", "2"]);
+    assert_eq!(bad.status.code(), Some(1), "explore fails when a seed fails");
+    let (stdout, stderr) = (String::from_utf8_lossy(&bad.stdout), String::from_utf8_lossy(&bad.stderr));
+    assert!(!stdout.contains("; 0 failing"), "{stdout}");
+    let replay = stderr
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("replay: weir "))
+        .unwrap_or_else(|| panic!("no replay command in {stderr}"));
+    assert!(stderr.contains("FAILED nemesis-swarm seed "), "{stderr}");
+    let args: Vec<&str> = replay.split_whitespace().collect();
+    assert_eq!(&args[..3], ["sim", "run", path], "{replay}");
+    let replayed = weir(&args);
+    assert_eq!(replayed.status.code(), Some(1), "the printed command replays the failure: {replay}");
+    std::fs::remove_dir_all(&dir).expect("cleaned up");
 }

@@ -7,7 +7,7 @@
 use super::CliError;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use weir_sim::scenario::{Scenario, load};
@@ -78,19 +78,23 @@ fn explore_one(
     };
     let next = Arc::new(AtomicU64::new(first));
     let done = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
+    let workers_left = AtomicUsize::new(jobs);
     let failing = Arc::new(Mutex::new(Vec::new()));
     std::thread::scope(|scope| {
+        let progress = scope.spawn(|| progress(scenario, count, &done, &workers_left, jobs));
         for _ in 0..jobs {
-            let (next, done, stop, failing, totals) = (&next, &done, &stop, &failing, totals);
+            let (next, done, workers_left, failing, totals) = (&next, &done, &workers_left, &failing, totals);
+            // The last worker to end wakes the progress line at once, so the wall time the
+            // summary divides by is the work's, not rounded up to the line's next refresh.
+            let progress = progress.thread().clone();
             scope.spawn(move || {
                 loop {
-                    if stop.load(Ordering::Relaxed) || deadline.is_some_and(|at| Instant::now() >= at) {
-                        return;
+                    if deadline.is_some_and(|at| Instant::now() >= at) {
+                        break;
                     }
                     let seed = next.fetch_add(1, Ordering::Relaxed);
                     if count.is_some_and(|count| seed >= first + count) {
-                        return;
+                        break;
                     }
                     let report = weir_sim::run(scenario, seed);
                     totals.seeds.fetch_add(1, Ordering::Relaxed);
@@ -112,36 +116,30 @@ fn explore_one(
                         }
                     }
                 }
+                workers_left.fetch_sub(1, Ordering::Release);
+                progress.unpark();
             });
         }
-        scope.spawn(|| progress(scenario, count, &done, &stop, deadline, jobs));
     });
     Ok(())
 }
 
-/// A progress line on standard error until the workers are done.
-fn progress(
-    scenario: &Scenario,
-    count: Option<u64>,
-    done: &AtomicU64,
-    stop: &AtomicBool,
-    deadline: Option<Instant>,
-    jobs: usize,
-) {
+/// A progress line on standard error until the workers are done (refreshed every 200 ms, and
+/// at once when they are).
+fn progress(scenario: &Scenario, count: Option<u64>, done: &AtomicU64, workers_left: &AtomicUsize, jobs: usize) {
     let started = Instant::now();
     loop {
+        let complete = workers_left.load(Ordering::Acquire) == 0; // then `done` is final
         let finished = done.load(Ordering::Relaxed);
-        let complete = count.is_some_and(|count| finished >= count) || deadline.is_some_and(|at| Instant::now() >= at);
         let total = count.map(|count| count.to_string()).unwrap_or_else(|| "…".to_string());
         let elapsed = started.elapsed().as_secs_f64();
         let rate = if elapsed < 0.5 { String::new() } else { format!(", {:.0}/s", finished as f64 / elapsed) };
         eprint!("\r{}: {finished}/{total} seeds on {jobs} threads{rate}   ", scenario.name);
         let _ = std::io::stderr().flush();
         if complete {
-            stop.store(true, Ordering::Relaxed);
             eprintln!();
             return;
         }
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::park_timeout(Duration::from_millis(200));
     }
 }
