@@ -7,8 +7,9 @@
 //! (`taskmanager.network.memory.buffers-per-channel`, at least one); the gate also has floating
 //! buffers (`taskmanager.network.memory.floating-buffers-per-gate`) that it lends to channels
 //! with a backlog. A producer that spends its last credit says so on that buffer (its backlog);
-//! the gate then lends it a floating buffer when one is free, or queues the channel for the
-//! next one that comes back. When the consumer's task accepts a buffer ([`Receipt`]), a channel
+//! the gate then lends it two floating buffers when they are free (one to replace the buffer in
+//! flight, one to deepen the channel: Flink lends the announced backlog at once), one when one
+//! is, or queues the channel for the next one that comes back. When the consumer's task accepts a buffer ([`Receipt`]), a channel
 //! holding a floating buffer gives that back to the gate (which lends it to a waiting channel,
 //! or keeps it); otherwise the channel's producer gets its credit back.
 //!
@@ -167,9 +168,13 @@ impl Gate {
         let queued = state.wanting.iter().position(|wanting| *wanting == producer);
         match (backlog, queued) {
             (true, None) if state.floating_free > 0 => {
-                state.floating_free -= 1;
-                channel.floating += 1;
-                channel.grantee.grant(1);
+                // Two when it can: one replaces the buffer in flight, one deepens the channel,
+                // so a channel that stays busy grows towards `exclusive + floating` in flight
+                // (Flink lends its announced backlog at once; weir's backlog is a flag).
+                let lent = state.floating_free.min(2);
+                state.floating_free -= lent;
+                channel.floating += lent;
+                channel.grantee.grant(lent);
             }
             (true, None) => state.wanting.push_back(producer),
             (false, Some(at)) => drop(state.wanting.remove(at)),
@@ -287,6 +292,21 @@ mod tests {
         busy.unaccepted.pop_front().expect("sent").give_back();
         assert_eq!(busy.credit.available(), 1, "it waited for a floating buffer: the one given back goes to it");
         assert_eq!(gate.floating_free(), 0);
+    }
+
+    #[test]
+    fn a_backlog_brings_two_floating_buffers_so_a_channel_that_stays_busy_deepens() {
+        let gate = Gate::new(BUFFERS.floating);
+        let mut sender = Sender::new(0, BUFFERS);
+        assert!(sender.send(&gate) && sender.send(&gate), "its two exclusive buffers, the second with a backlog");
+        assert_eq!(sender.credit.available(), 2, "one floating buffer replaces the one in flight, one deepens");
+        assert_eq!(gate.floating_free(), 6);
+        // The consumer keeps pace (one accepted per buffer sent): the channel still grows.
+        for _ in 0..3 {
+            assert!(sender.send(&gate) && sender.send(&gate));
+            sender.unaccepted.pop_front().expect("sent").give_back();
+        }
+        assert!(sender.unaccepted.len() + sender.credit.available() as usize > 4, "deeper than its start");
     }
 
     #[test]
