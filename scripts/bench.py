@@ -485,8 +485,17 @@ FINDINGS = """
   (across TaskManagers: over TCP with credit-based flow control), so p=2 costs about a third more
   CPU per record than p=1, and on 2 shared cores two subtasks rarely get a core each: p=2 is not
   faster than p=1 here, for weir as for Flink. The ratio to Flink at p=2 is therefore the
-  ratio of per-record cost; closing a gap to 5x means cheaper serialization on the exchange
-  (for example writing rows into the network buffer without an intermediate encoding).
+  ratio of per-record cost, and it sits near 5x: cheaper serialization on the exchange (rows
+  written into the network buffer without an intermediate encoding) is the next step. Across
+  TaskManagers it also depends on how many buffers a busy channel keeps in flight: with one
+  floating buffer lent per backlog, a channel stayed at about three, and windowed-sum at p=2
+  ran 10-15% slower than with 8 exclusive buffers; a backlog now brings two, so a busy channel
+  deepens towards `exclusive + floating` (`nodes/src/runtime/credit.rs`).
+- **Single runs.** Each throughput figure comes from one run of the job in one run of the
+  suite. A "kept with checkpoints" row divides two such figures, so it moves by more than
+  either: local p=2 kept 102% in one run and 88.5% in the next, on the same code; 3 alternating
+  runs of `weir local examples/windowed-sum.toml -p 2` with and without 1 s checkpoints right
+  after gave 26.3 / 34.0 / 39.5 against 25.7 / 33.5 / 28.2 M records/s.
 - **Checkpoint cost.** Checkpoints of this job's state (1,000 keys) take milliseconds, and
   per-record CPU with 1 s checkpoints is within a few percent of none (the CPU rows). A
   bounded job's end: as Flink's checkpoints after tasks finish, a task whose input ended waits
