@@ -9,9 +9,10 @@
 //! with a backlog. A producer that spends its last credit says so on that buffer (its backlog);
 //! the gate then lends it two floating buffers when they are free (one to replace the buffer in
 //! flight, one to deepen the channel: Flink lends the announced backlog at once), one when one
-//! is, or queues the channel for the next one that comes back. When the consumer's task accepts a buffer ([`Receipt`]), a channel
-//! holding a floating buffer gives that back to the gate (which lends it to a waiting channel,
-//! or keeps it); otherwise the channel's producer gets its credit back.
+//! is, or queues the channel for the next one that comes back. When the consumer's task
+//! accepts a buffer ([`Receipt`]), a channel holding a floating buffer gives that back to the
+//! gate (which lends it to a waiting channel, or keeps it); otherwise the channel's producer
+//! gets its credit back.
 //!
 //! A producer's backlog is known only as "it spent its last credit", so a floating buffer lent
 //! to a producer that then has nothing more to send stays with it, as unused credit, until its
