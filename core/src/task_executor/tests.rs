@@ -112,6 +112,16 @@ impl Driver {
         assert!(self.jm_sends(job, result).is_empty());
     }
 
+    /// `slots` slots registered; job 1's first task RUNNING in slot `slot` (allocation 1).
+    fn with_running_task(slots: u32, slot: u32) -> (Driver, JobId, AllocationId, ExecutionId) {
+        let mut driver = Driver::registered(slots);
+        let (job, allocation) = (job(1), allocation(1));
+        driver.accepted_slot(slot, job, allocation);
+        let task = execution(job, 0, 0);
+        driver.running_task(task, allocation);
+        (driver, job, allocation, task)
+    }
+
     /// `execution` deployed into `allocation` and reported RUNNING.
     fn running_task(&mut self, execution: ExecutionId, allocation: AllocationId) {
         let outputs = self.jm_sends(execution.job, TaskExecutorMessage::DeployTask(deployment(execution, allocation)));
@@ -247,11 +257,7 @@ fn refused_registration_waits_ten_seconds_and_restarts_the_backoff() {
 
 #[test]
 fn silent_resource_manager_means_registering_again_with_the_slots_held() {
-    let mut driver = Driver::registered(2);
-    let (job, allocation) = (job(1), allocation(1));
-    driver.accepted_slot(1, job, allocation);
-    let task = execution(job, 0, 0);
-    driver.running_task(task, allocation);
+    let (mut driver, job, allocation, task) = Driver::with_running_task(2, 1);
     // The JobMaster keeps talking; the ResourceManager is silent for the heartbeat timeout.
     driver.tick(secs(30));
     driver.jm_sends(job, TaskExecutorMessage::JobMasterHeartbeat { job_id: job });
@@ -306,11 +312,7 @@ fn slot_request_is_offered_accepted_deployed_and_task_reports_reach_the_job_mast
 
 #[test]
 fn a_task_that_cannot_read_its_state_names_the_checkpoint_to_its_job_master() {
-    let mut driver = Driver::registered(2);
-    let (job, allocation) = (job(1), allocation(1));
-    driver.accepted_slot(0, job, allocation);
-    let task = execution(job, 0, 0);
-    driver.running_task(task, allocation);
+    let (mut driver, _, _, task) = Driver::with_running_task(2, 0);
     let checkpoint = Some(crate::ids::CheckpointId(4));
     let error = Some("restore: state file: checksum mismatch".to_string());
     let report =
@@ -327,11 +329,7 @@ fn a_task_that_cannot_read_its_state_names_the_checkpoint_to_its_job_master() {
 
 #[test]
 fn a_running_task_waiting_for_its_final_checkpoint_is_reported_and_an_unknown_one_is_not() {
-    let mut driver = Driver::registered(2);
-    let (job, allocation) = (job(1), allocation(1));
-    driver.accepted_slot(0, job, allocation);
-    let task = execution(job, 0, 0);
-    driver.running_task(task, allocation);
+    let (mut driver, job, _, task) = Driver::with_running_task(2, 0);
     let checkpoint_latest = Some(crate::ids::CheckpointId(3));
     let outputs = driver.step(driver.now, Input::FinalCheckpointAwaited { execution: task, checkpoint_latest });
     let expected = JobMasterMessage::FinalCheckpointAwaited { execution: task, checkpoint_latest };
@@ -447,11 +445,7 @@ fn job_master_heartbeats_are_answered_with_the_jobs_allocations_and_keep_its_slo
 
 #[test]
 fn stale_epoch_messages_are_ignored_and_change_nothing() {
-    let mut driver = Driver::registered(2);
-    let (job, allocation) = (job(1), allocation(1));
-    driver.accepted_slot(0, job, allocation);
-    let task = execution(job, 0, 0);
-    driver.running_task(task, allocation);
+    let (mut driver, job, allocation, task) = Driver::with_running_task(2, 0);
     let slots = driver.executor.slots();
     let timeout = driver.executor.poll_timeout();
     let stale = Epoch(LEADER.0 - 1);
@@ -482,11 +476,7 @@ fn stale_epoch_messages_are_ignored_and_change_nothing() {
 
 #[test]
 fn a_higher_epoch_is_a_new_leader_to_register_with_and_the_old_leaders_jobs_are_released() {
-    let mut driver = Driver::registered(1);
-    let (job, allocation) = (job(1), allocation(1));
-    driver.accepted_slot(0, job, allocation);
-    let task = execution(job, 0, 0);
-    driver.running_task(task, allocation);
+    let (mut driver, _, allocation, task) = Driver::with_running_task(1, 0);
     let next = Epoch(LEADER.0 + 1);
     let outputs = driver.message(Address::ResourceManager, next, TaskExecutorMessage::ResourceManagerHeartbeat);
     assert_eq!(driver.executor.leader_epoch(), next);
@@ -591,11 +581,7 @@ fn unanswered_offers_are_sent_again_in_one_batch_and_expire_after_the_slot_timeo
 
 #[test]
 fn cancel_moves_a_task_to_canceling_once_and_an_unknown_task_is_answered_canceled() {
-    let mut driver = Driver::registered(1);
-    let (job, allocation) = (job(1), allocation(1));
-    driver.accepted_slot(0, job, allocation);
-    let task = execution(job, 0, 0);
-    driver.running_task(task, allocation);
+    let (mut driver, job, allocation, task) = Driver::with_running_task(1, 0);
     let outputs = driver.jm_sends(job, TaskExecutorMessage::CancelTask { execution: task });
     assert_eq!(task_commands(&outputs), [TaskCommand::Cancel(task)]);
     assert_eq!(driver.executor.tasks()[&task], ExecutionState::Canceling);
@@ -613,11 +599,7 @@ fn cancel_moves_a_task_to_canceling_once_and_an_unknown_task_is_answered_cancele
 
 #[test]
 fn duplicate_deployments_start_a_task_once() {
-    let mut driver = Driver::registered(1);
-    let (job, allocation) = (job(1), allocation(1));
-    driver.accepted_slot(0, job, allocation);
-    let task = execution(job, 0, 0);
-    driver.running_task(task, allocation);
+    let (mut driver, job, allocation, task) = Driver::with_running_task(1, 0);
     let deploy = TaskExecutorMessage::DeployTask(deployment(task, allocation));
     assert!(driver.jm_sends(job, deploy.clone()).is_empty());
     driver.report(task, ExecutionState::Finished);
@@ -627,11 +609,7 @@ fn duplicate_deployments_start_a_task_once() {
 
 #[test]
 fn free_slot_cancels_its_tasks_but_only_for_the_owning_job() {
-    let mut driver = Driver::registered(2);
-    let (job, allocation) = (job(1), allocation(1));
-    driver.accepted_slot(0, job, allocation);
-    let task = execution(job, 0, 0);
-    driver.running_task(task, allocation);
+    let (mut driver, job, allocation, task) = Driver::with_running_task(2, 0);
     assert!(
         driver.jm_sends(self::job(2), TaskExecutorMessage::FreeSlot { job_id: self::job(2), allocation }).is_empty()
     );
@@ -682,11 +660,7 @@ fn messages_from_the_wrong_sender_are_ignored() {
 
 #[test]
 fn nonsense_task_reports_are_ignored() {
-    let mut driver = Driver::registered(1);
-    let (job, allocation) = (job(1), allocation(1));
-    driver.accepted_slot(0, job, allocation);
-    let task = execution(job, 0, 0);
-    driver.running_task(task, allocation);
+    let (mut driver, job, _, task) = Driver::with_running_task(1, 0);
     for state in
         [ExecutionState::Created, ExecutionState::Deploying, ExecutionState::Canceling, ExecutionState::Initializing]
     {
@@ -732,11 +706,7 @@ fn check_invariants_catches_broken_bookkeeping() {
 
 #[test]
 fn a_conflicting_deployment_of_a_running_task_is_refused_and_leaves_it_running() {
-    let mut driver = Driver::registered(2);
-    let (job, allocation) = (job(1), allocation(1));
-    driver.accepted_slot(0, job, allocation);
-    let task = execution(job, 0, 0);
-    driver.running_task(task, allocation);
+    let (mut driver, job, _, task) = Driver::with_running_task(2, 0);
     driver.rm_sends(TaskExecutorMessage::RequestSlot {
         slot: SlotIndex(1),
         job_id: job,
