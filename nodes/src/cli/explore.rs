@@ -7,8 +7,8 @@
 use super::CliError;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use weir_sim::scenario::{Scenario, load};
 
@@ -79,11 +79,10 @@ fn explore_one(
     let next = Arc::new(AtomicU64::new(first));
     let done = Arc::new(AtomicU64::new(0));
     let workers_left = AtomicUsize::new(jobs);
-    let failing = Arc::new(Mutex::new(Vec::new()));
     std::thread::scope(|scope| {
         let progress = scope.spawn(|| progress(scenario, count, &done, &workers_left, jobs));
         for _ in 0..jobs {
-            let (next, done, workers_left, failing, totals) = (&next, &done, &workers_left, &failing, totals);
+            let (next, done, workers_left, totals) = (&next, &done, &workers_left, totals);
             // The last worker to end wakes the progress line at once, so the wall time the
             // summary divides by is the work's, not rounded up to the line's next refresh.
             let progress = progress.thread().clone();
@@ -111,9 +110,6 @@ fn explore_one(
                             .unwrap_or_default();
                         eprintln!("\nFAILED {} seed {seed}: {first_problem}", scenario.name);
                         eprintln!("  replay: weir sim run {} --seed {seed} --log", path.display());
-                        if let Ok(mut failing) = failing.lock() {
-                            failing.push(seed);
-                        }
                     }
                 }
                 workers_left.fetch_sub(1, Ordering::Release);
