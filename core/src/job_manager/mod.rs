@@ -81,6 +81,12 @@ impl Reached {
         Reached { resource_manager: true, dispatcher: true, job_masters: Vec::new(), every_job_master: true }
     }
 
+    /// Nothing reached, keeping the list's allocation (this runs after every simulated event).
+    fn forget(&mut self) {
+        self.job_masters.clear();
+        (self.resource_manager, self.dispatcher, self.every_job_master) = (false, false, false);
+    }
+
     fn job_master(&mut self, job_id: JobId) {
         if !self.job_masters.contains(&job_id) {
             self.job_masters.push(job_id);
@@ -346,10 +352,7 @@ impl JobManager {
     /// fraction of the cost: most inputs reach one JobMaster.
     pub fn check_reached_invariants(&mut self) -> Result<(), String> {
         let result = self.check_roles(&self.reached);
-        self.reached.resource_manager = false;
-        self.reached.dispatcher = false;
-        self.reached.job_masters.clear();
-        self.reached.every_job_master = false;
+        self.reached.forget();
         result
     }
 
