@@ -43,8 +43,7 @@ impl CheckpointCoordinator {
         if execution.job != self.job || !known_subtask || self.finished.contains(&execution) {
             return; // nonsense, or an attempt that already finished
         }
-        let current = self.executions.iter().find(|e| (e.vertex, e.subtask) == subtask);
-        if current.is_some_and(|current| current.attempt > execution.attempt) {
+        if is_replaced(&self.executions, execution) {
             return; // an old attempt's late report
         }
         if self.final_awaited.get(&subtask).is_some_and(|wait| wait.execution.attempt >= execution.attempt) {
@@ -68,11 +67,8 @@ impl CheckpointCoordinator {
         }
         let executions = &self.executions;
         let finished = &self.finished;
-        self.final_awaited.retain(|subtask, wait| {
-            let current = executions.iter().find(|e| (e.vertex, e.subtask) == *subtask);
-            let stale = current.is_some_and(|current| current.attempt > wait.execution.attempt);
-            !stale && !finished.contains(&wait.execution)
-        });
+        self.final_awaited
+            .retain(|_, wait| !is_replaced(executions, wait.execution) && !finished.contains(&wait.execution));
     }
 
     /// A checkpoint of `kind` starts at `sources`: those waiting for their final one are covered.
@@ -123,8 +119,7 @@ impl CheckpointCoordinator {
             if (execution.vertex, execution.subtask) != *subtask || execution.job != self.job {
                 return Err(format!("the final checkpoint report of {execution} is kept under {subtask:?}"));
             }
-            let current = self.executions.iter().find(|e| (e.vertex, e.subtask) == *subtask);
-            if current.is_some_and(|current| current.attempt > execution.attempt) {
+            if is_replaced(&self.executions, execution) {
                 return Err(format!("the final checkpoint report of {execution} outlived its attempt"));
             }
             if self.finished.contains(&execution) {
@@ -133,6 +128,12 @@ impl CheckpointCoordinator {
         }
         Ok(())
     }
+}
+
+/// Whether a newer attempt of `execution`'s subtask is among the current `executions`.
+fn is_replaced(executions: &[ExecutionId], execution: ExecutionId) -> bool {
+    let current = executions.iter().find(|e| (e.vertex, e.subtask) == (execution.vertex, execution.subtask));
+    current.is_some_and(|current| current.attempt > execution.attempt)
 }
 
 /// Whether a completed checkpoint of `kind` is notified to the tasks, ending those that wait
